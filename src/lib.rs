@@ -1,0 +1,43 @@
+//! raftkv: a reference implementation of the Raft consensus algorithm.
+//!
+//! Raft keeps a log replicated on a cluster of servers so that they apply the
+//! same commands in the same order, and stays available while a majority is up
+//! (Ongaro & Ousterhout, "In Search of an Understandable Consensus Algorithm",
+//! 2014; section numbers in comments refer to it).
+//!
+//! # Reading order
+//! 1. [`raft::messages`]: the RPCs of Figure 2, field for field.
+//! 2. [`raft::log`]: the log, with the offset left by a snapshot.
+//! 3. [`raft::core`]: Figure 2's state and the term rule; then the rules, one
+//!    file per section: `raft/election.rs` (§5.2, §5.4.1), `raft/replication.rs`
+//!    (§5.3, §5.4.2), `raft/snapshot.rs` (§7).
+//! 4. [`raft::ready`]: what the core asks of the world: persist → send → apply.
+//! 5. [`raft::node`]: the runtime that does it, with [`transport`] and [`storage`].
+//! 6. [`codec`]: the binary encoding of everything on the wire and on disk.
+//!
+//! # Threads of one server
+//! ```text
+//!            service (start, snapshot)        peers (RPCs in)
+//!                         \                   /
+//!                          ▼                 ▼
+//!                        events channel ──▶ node thread ── owns the Raft core
+//!                                            │   │   │
+//!                      Storage::save ◀───────┘   │   └──▶ applier thread ──▶ apply channel
+//!                      (1. persist)              ▼              (3. apply)
+//!                                        per-peer sender threads ──▶ Transporter
+//!                                        (2. send; replies come back as events)
+//! ```
+//!
+//! The core ([`raft::Raft`]) is deterministic: no threads, clocks, sockets or
+//! files, randomness from a seeded generator. Unit tests next to it assert its
+//! exact outputs; the scenario tests in `tests/` run whole clusters over a
+//! simulated network that drops, delays, reorders and partitions.
+
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod codec;
+pub mod logger;
+pub mod raft;
+pub mod storage;
+pub mod transport;

@@ -1,0 +1,387 @@
+//! The consensus core: Figure 2's state, and the plumbing that turns input into a [`Ready`].
+//!
+//! [`Raft`] is a deterministic state machine. Input arrives through five doors:
+//! [`Raft::tick`] (time), [`Raft::handle_request`] and [`Raft::handle_response`]
+//! (peers), [`Raft::propose`] and [`Raft::snapshot`] (the service). Output
+//! accumulates until the runtime calls [`Raft::ready`]. There are no threads,
+//! clocks, sockets or files in here, so tests can drive it step by step and
+//! assert its exact output.
+//!
+//! The rules themselves live in the files named after the paper's sections:
+//! `election.rs` (§5.2, §5.4.1), `replication.rs` (§5.3, §5.4.2), `snapshot.rs` (§7).
+//! This file holds the state, the term rule every RPC obeys (§5.1), and role changes
+//! shared by all of them.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use super::log::RaftLog;
+use super::messages::{Index, NodeId, Request, Response, Term};
+use super::progress::Progress;
+use super::ready::{ApplyMsg, HardState, LogWrite, Outbound, Ready, Snapshot};
+use super::rng::Rng;
+use crate::info;
+
+/// Tunables of the core, all counted in ticks of the runtime's clock.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// This server's id.
+    pub id: NodeId,
+    /// Every server in the cluster, this one included.
+    pub peers: Vec<NodeId>,
+    /// The election timeout is drawn uniformly from
+    /// `election_ticks..2 * election_ticks` each time the timer is reset (§5.2).
+    pub election_ticks: u32,
+    /// A leader sends heartbeats every this many ticks. Must be well below
+    /// `election_ticks` (§5.6: broadcastTime ≪ electionTimeout).
+    pub heartbeat_ticks: u32,
+    /// Most command bytes carried by one AppendEntries (at least one entry is
+    /// always sent).
+    pub max_append_bytes: usize,
+    /// Seed for the election timeout generator.
+    pub seed: u64,
+}
+
+impl Config {
+    /// Defaults sized for a 10 ms tick: heartbeats every 100 ms, elections after
+    /// 300–600 ms of silence.
+    pub fn new(id: NodeId, peers: Vec<NodeId>) -> Self {
+        Self {
+            id,
+            peers,
+            election_ticks: 30,
+            heartbeat_ticks: 10,
+            max_append_bytes: 256 * 1024,
+            seed: id,
+        }
+    }
+}
+
+/// The three roles of §5.1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Passive: answers leaders and candidates.
+    Follower,
+    /// Trying to become leader.
+    Candidate,
+    /// Handles client requests and replicates the log.
+    Leader,
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Role::Follower => "follower",
+            Role::Candidate => "candidate",
+            Role::Leader => "leader",
+        })
+    }
+}
+
+/// What a server stored before it stopped, read back at start-up.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InitialState {
+    /// Term and vote.
+    pub hard_state: HardState,
+    /// The latest snapshot (index 0 if none was ever taken).
+    pub snapshot: Snapshot,
+    /// Log entries after the snapshot, starting at its last included index + 1.
+    pub entries: Vec<super::messages::Entry>,
+}
+
+/// A read-only summary of a server's state, for status displays and tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    /// This server.
+    pub id: NodeId,
+    /// Its current term.
+    pub term: Term,
+    /// Its role.
+    pub role: Role,
+    /// The leader it currently follows (itself when leader), if known.
+    pub leader_id: Option<NodeId>,
+    /// Highest log index known to be committed.
+    pub commit_index: Index,
+    /// Highest log index handed to the state machine.
+    pub last_applied: Index,
+    /// Last index covered by the snapshot.
+    pub snapshot_index: Index,
+    /// Index of the last log entry.
+    pub last_log_index: Index,
+}
+
+/// One Raft server's consensus state (Figure 2), with no I/O of its own.
+#[derive(Debug)]
+pub struct Raft {
+    pub(super) config: Config,
+    pub(super) id: NodeId,
+    /// Every other server in the cluster.
+    pub(super) peers: Vec<NodeId>,
+
+    // ---- Persistent state on all servers (Figure 2) ----
+    /// Latest term this server has seen (0 on first boot, increases monotonically).
+    pub(super) current_term: Term,
+    /// Candidate that received this server's vote in `current_term`.
+    pub(super) voted_for: Option<NodeId>,
+    /// Log entries, after the snapshot prefix.
+    pub(super) log: RaftLog,
+    /// The latest snapshot, kept to bring lagging followers up to date (§7).
+    /// Invariant: `snapshot.last_included_index == log.snapshot_index()`.
+    pub(super) snapshot: Snapshot,
+
+    // ---- Volatile state on all servers ----
+    /// Highest log index known to be committed.
+    /// Invariant: `log.snapshot_index() <= commit_index <= log.last_index()`.
+    pub(super) commit_index: Index,
+    /// Highest log index handed to the state machine.
+    /// Invariant: `last_applied <= commit_index`.
+    pub(super) last_applied: Index,
+    /// Current role.
+    pub(super) role: Role,
+    /// The leader of `current_term`, once known.
+    pub(super) leader_id: Option<NodeId>,
+
+    // ---- Volatile state on candidates ----
+    /// Servers (self included) that granted their vote in `current_term`.
+    pub(super) votes_granted: BTreeSet<NodeId>,
+
+    // ---- Volatile state on leaders (reinitialized after election) ----
+    /// `nextIndex[]` and `matchIndex[]` for every other server.
+    pub(super) progress: BTreeMap<NodeId, Progress>,
+
+    // ---- Timers, counted in ticks ----
+    /// Ticks since the last heartbeat received or vote granted (followers, candidates).
+    pub(super) election_elapsed: u32,
+    /// The current randomized election timeout.
+    pub(super) election_timeout: u32,
+    /// Ticks since the last heartbeat broadcast (leaders).
+    pub(super) heartbeat_elapsed: u32,
+    /// Source of election timeouts.
+    pub(super) rng: Rng,
+
+    // ---- Output accumulated until the next `ready()` ----
+    /// Requests to send.
+    pub(super) messages: Vec<Outbound>,
+    /// Term or vote changed.
+    pub(super) hard_state_changed: bool,
+    /// `snapshot` changed and must be stored.
+    pub(super) snapshot_changed: bool,
+    /// `snapshot` was installed from a leader and must be handed to the service.
+    pub(super) snapshot_to_apply: bool,
+    /// Lowest log index written or truncated since the last `ready()`.
+    pub(super) unstable_from: Option<Index>,
+    /// The leader appended entries that streaming followers have not been sent.
+    pub(super) replicate_pending: bool,
+}
+
+impl Raft {
+    /// A server starting from what it stored before (or from nothing), as a follower.
+    pub fn new(config: Config, initial: InitialState) -> Self {
+        let snapshot = initial.snapshot;
+        let log = RaftLog::new(
+            snapshot.last_included_index,
+            snapshot.last_included_term,
+            initial.entries,
+        );
+        let peers = config
+            .peers
+            .iter()
+            .copied()
+            .filter(|&p| p != config.id)
+            .collect();
+        let mut raft = Raft {
+            id: config.id,
+            peers,
+            rng: Rng::new(config.seed),
+            config,
+            current_term: initial.hard_state.current_term,
+            voted_for: initial.hard_state.voted_for,
+            log,
+            commit_index: snapshot.last_included_index,
+            last_applied: snapshot.last_included_index,
+            snapshot_to_apply: snapshot.last_included_index > 0,
+            snapshot,
+            role: Role::Follower,
+            leader_id: None,
+            votes_granted: BTreeSet::new(),
+            progress: BTreeMap::new(),
+            election_elapsed: 0,
+            election_timeout: 0,
+            heartbeat_elapsed: 0,
+            messages: Vec::new(),
+            hard_state_changed: false,
+            snapshot_changed: false,
+            unstable_from: None,
+            replicate_pending: false,
+        };
+        raft.reset_election_timer();
+        raft
+    }
+
+    /// Advances time by one tick: followers and candidates count towards an
+    /// election, leaders towards the next heartbeat.
+    pub fn tick(&mut self) {
+        match self.role {
+            Role::Leader => self.tick_heartbeat(),
+            Role::Follower | Role::Candidate => self.tick_election(),
+        }
+    }
+
+    /// Handles one RPC from a peer and returns the reply. The reply may be sent
+    /// only after the next [`Ready`]'s `persist` is durable.
+    pub fn handle_request(&mut self, from: NodeId, request: Request) -> Response {
+        self.observe_term(request.term());
+        match request {
+            Request::RequestVote(args) => Response::RequestVote(self.handle_request_vote(args)),
+            Request::AppendEntries(args) => {
+                Response::AppendEntries(self.handle_append_entries(from, args))
+            }
+            Request::InstallSnapshot(args) => {
+                Response::InstallSnapshot(self.handle_install_snapshot(args))
+            }
+        }
+    }
+
+    /// Handles the reply to a request this server sent earlier.
+    pub fn handle_response(&mut self, from: NodeId, request: &Request, response: Response) {
+        self.observe_term(response.term());
+        if request.term() != self.current_term {
+            // Sent in an earlier term: whatever it answers no longer matters.
+            return;
+        }
+        match (request, response) {
+            (Request::RequestVote(_), Response::RequestVote(reply)) => {
+                self.handle_request_vote_reply(from, reply)
+            }
+            (Request::AppendEntries(args), Response::AppendEntries(reply)) => {
+                self.handle_append_entries_reply(from, args, reply)
+            }
+            (Request::InstallSnapshot(args), Response::InstallSnapshot(_)) => {
+                self.handle_install_snapshot_reply(from, args)
+            }
+            _ => crate::debug!(
+                self.id,
+                self.current_term,
+                "ignored a reply from {from} of the wrong kind"
+            ),
+        }
+    }
+
+    /// Takes everything the core wants done since the last call: persist, then
+    /// send, then apply (see [`Ready`]).
+    pub fn ready(&mut self) -> Ready {
+        if std::mem::take(&mut self.replicate_pending) {
+            self.broadcast_new_entries();
+        }
+        let mut ready = Ready::default();
+        if std::mem::take(&mut self.hard_state_changed) {
+            ready.persist.hard_state = Some(self.hard_state());
+        }
+        if std::mem::take(&mut self.snapshot_changed) {
+            ready.persist.snapshot = Some(self.snapshot.clone());
+        }
+        if let Some(first_index) = self.unstable_from.take() {
+            ready.persist.log = Some(LogWrite {
+                first_index,
+                entries: self.log.entries_from(first_index, usize::MAX),
+            });
+        }
+        ready.messages = std::mem::take(&mut self.messages);
+        if std::mem::take(&mut self.snapshot_to_apply) {
+            ready.apply.push(ApplyMsg::Snapshot(self.snapshot.clone()));
+        }
+        // Figure 2: if commitIndex > lastApplied, apply log[lastApplied + 1] (in order).
+        while self.last_applied < self.commit_index {
+            let index = self.last_applied + 1;
+            let Some(entry) = self.log.entry(index) else {
+                break;
+            };
+            ready.apply.push(ApplyMsg::Command {
+                index,
+                term: entry.term,
+                command: entry.command.clone(),
+            });
+            self.last_applied = index;
+        }
+        ready
+    }
+
+    /// The current term and vote.
+    pub fn hard_state(&self) -> HardState {
+        HardState {
+            current_term: self.current_term,
+            voted_for: self.voted_for,
+        }
+    }
+
+    /// A summary of this server's state.
+    pub fn status(&self) -> Status {
+        Status {
+            id: self.id,
+            term: self.current_term,
+            role: self.role,
+            leader_id: self.leader_id,
+            commit_index: self.commit_index,
+            last_applied: self.last_applied,
+            snapshot_index: self.log.snapshot_index(),
+            last_log_index: self.log.last_index(),
+        }
+    }
+
+    /// §5.1: "If RPC request or response contains term T > currentTerm: set
+    /// currentTerm = T, convert to follower." Every RPC passes through here first.
+    fn observe_term(&mut self, term: Term) {
+        if term > self.current_term {
+            self.become_follower(term, None);
+        }
+    }
+
+    /// Becomes a follower in `term` (which must not be older than the current
+    /// term), following `leader` if known.
+    pub(super) fn become_follower(&mut self, term: Term, leader: Option<NodeId>) {
+        debug_assert!(term >= self.current_term);
+        if term > self.current_term {
+            self.current_term = term;
+            self.voted_for = None;
+            self.hard_state_changed = true;
+        }
+        let previous = self.role;
+        self.role = Role::Follower;
+        if previous == Role::Leader {
+            info!(self.id, term, "stepped down: saw a newer term");
+        }
+        if previous != Role::Follower {
+            self.progress.clear();
+            self.votes_granted.clear();
+            self.reset_election_timer();
+        }
+        if leader.is_some() && self.leader_id != leader {
+            if let Some(l) = leader {
+                info!(self.id, term, "following leader {l}");
+            }
+        }
+        self.leader_id = leader;
+    }
+
+    /// Restarts the election countdown with a fresh random timeout (§5.2).
+    pub(super) fn reset_election_timer(&mut self) {
+        self.election_elapsed = 0;
+        let min = u64::from(self.config.election_ticks);
+        self.election_timeout = self.rng.range(min, 2 * min) as u32;
+    }
+
+    /// How many servers, self included, make a majority.
+    pub(super) fn quorum(&self) -> usize {
+        (self.peers.len() + 1) / 2 + 1
+    }
+
+    /// Queues a request for a peer.
+    pub(super) fn send(&mut self, to: NodeId, request: Request) {
+        self.messages.push(Outbound { to, request });
+    }
+
+    /// Records that the stored log must be rewritten from `index` on.
+    pub(super) fn mark_unstable(&mut self, index: Index) {
+        self.unstable_from = Some(self.unstable_from.map_or(index, |u| u.min(index)));
+    }
+}

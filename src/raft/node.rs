@@ -1,0 +1,360 @@
+//! The runtime around the core: one node thread, per-peer senders, one applier.
+//!
+//! ```text
+//!   start() / snapshot() ──┐                      ┌──▶ PeerSender(2) ──▶ Transporter ─┐
+//!   handle_rpc() ──────────┼─▶ events ─▶ node ────┼──▶ PeerSender(3) ──▶ Transporter ─┤
+//!   replies from peers ────┘    thread   │  ▲     │                                    │
+//!                               owns Raft │  └─────┴──── Event::Response ◀────────────┘
+//!                                         ▼
+//!                                      Storage (persist first)
+//!                                         │
+//!                                   applier thread ──▶ apply channel ──▶ service
+//! ```
+//!
+//! The node thread owns the [`Raft`] core and is the only thread that touches it.
+//! It waits for events (or the next tick), feeds them to the core, then executes
+//! the core's [`Ready`]: persist, then send (and answer the RPCs it just handled),
+//! then apply. It never blocks on the network or on the service: requests go to
+//! [`PeerSender`] queues and committed entries to the applier thread, which alone
+//! waits for the service to take them. So the service may call
+//! [`Node::snapshot`] from the thread that consumes the apply channel.
+//!
+//! Trade-off: one thread owns the core instead of a mutex shared by many (the
+//! course's usual shape). Every input is a message, so there is no lock to hold
+//! while delivering to a channel, and no way to forget to persist before replying.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use super::core::{Config, Raft, Status};
+use super::messages::{Index, NodeId, Request, Response, Term};
+use super::ready::ApplyMsg;
+use super::sender::PeerSender;
+use crate::storage::Storage;
+use crate::transport::Transporter;
+use crate::{debug, info};
+
+/// Most events handled before the node thread executes a [`super::Ready`]: bounds
+/// the latency one busy batch adds to everything in it.
+const MAX_EVENTS_PER_BATCH: usize = 1024;
+/// If the node thread falls this many ticks behind (a stalled machine), it
+/// delivers these and forgets the rest, rather than firing a burst of timers.
+const MAX_CATCH_UP_TICKS: u32 = 5;
+
+/// Input to the node thread.
+pub enum Event {
+    /// An RPC from a peer; the reply goes back on `reply` once state is durable.
+    Request {
+        /// The sending peer.
+        from: NodeId,
+        /// What it asked.
+        request: Request,
+        /// Where to send the answer.
+        reply: Sender<Response>,
+    },
+    /// A peer's reply to a request this node sent.
+    Response {
+        /// The peer that replied.
+        from: NodeId,
+        /// The request it answers.
+        request: Request,
+        /// Its answer.
+        response: Response,
+    },
+    /// The service asks to replicate a command.
+    Propose {
+        /// The command.
+        command: Vec<u8>,
+        /// Receives the entry's index and term, or `None` if not leader.
+        reply: Sender<Option<(Index, Term)>>,
+    },
+    /// The service has snapshotted its state through `index`.
+    Snapshot {
+        /// Last index the snapshot includes.
+        index: Index,
+        /// The snapshot bytes.
+        data: Vec<u8>,
+        /// Receives whether the log was compacted.
+        done: Sender<bool>,
+    },
+    /// Stop the node thread.
+    Shutdown,
+}
+
+/// State shared between the node's threads and its handle.
+struct Shared {
+    status: Mutex<Status>,
+    killed: AtomicBool,
+}
+
+/// A running Raft server: the handle the service and the transport use.
+pub struct Node {
+    id: NodeId,
+    events: Sender<Event>,
+    shared: Arc<Shared>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Node {
+    /// Starts a server from whatever `storage` holds. Committed commands (and
+    /// snapshots, the stored one first) are delivered in order on `apply`; a
+    /// clock ticks the core every `tick`.
+    pub fn new(
+        config: Config,
+        tick: Duration,
+        transport: Arc<dyn Transporter>,
+        storage: Arc<dyn Storage>,
+        apply: SyncSender<ApplyMsg>,
+    ) -> io::Result<Node> {
+        let initial = storage.load()?;
+        let id = config.id;
+        let peers: Vec<NodeId> = config.peers.iter().copied().filter(|&p| p != id).collect();
+        let raft = Raft::new(config, initial);
+        let shared = Arc::new(Shared {
+            status: Mutex::new(raft.status()),
+            killed: AtomicBool::new(false),
+        });
+        let (events_tx, events_rx) = mpsc::channel();
+        let (apply_tx, apply_rx) = mpsc::channel();
+        let senders = peers
+            .iter()
+            .map(|&p| {
+                let sender = PeerSender::new(p, Arc::clone(&transport), events_tx.clone());
+                (p, sender)
+            })
+            .collect();
+        info!(
+            id,
+            raft.status().term,
+            "starting: log {}..={}, snapshot through {}",
+            raft.status().snapshot_index + 1,
+            raft.status().last_log_index,
+            raft.status().snapshot_index
+        );
+        let node_loop = NodeLoop {
+            raft,
+            tick,
+            events: events_rx,
+            senders,
+            storage,
+            applier: apply_tx,
+            shared: Arc::clone(&shared),
+            pending_replies: Vec::new(),
+        };
+        let applier_shared = Arc::clone(&shared);
+        let threads = vec![
+            thread::Builder::new()
+                .name(format!("raft-{id}"))
+                .spawn(move || node_loop.run())?,
+            thread::Builder::new()
+                .name(format!("apply-{id}"))
+                .spawn(move || run_applier(apply_rx, apply, &applier_shared))?,
+        ];
+        Ok(Node {
+            id,
+            events: events_tx,
+            shared,
+            threads: Mutex::new(threads),
+        })
+    }
+
+    /// This server's id.
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// Asks the leader to replicate `command`. Returns the index and term the
+    /// entry will have if it commits, or `None` if this server is not the leader
+    /// (or was killed). Returns at once; commitment is reported on the apply channel.
+    pub fn start(&self, command: Vec<u8>) -> Option<(Index, Term)> {
+        let (reply, rx) = mpsc::channel();
+        self.send_event(Event::Propose { command, reply });
+        rx.recv().ok().flatten()
+    }
+
+    /// The current term and whether this server believes it is the leader.
+    pub fn state(&self) -> (Term, bool) {
+        let status = self.status();
+        (status.term, status.role == super::core::Role::Leader)
+    }
+
+    /// A summary of the server's state, as of its last handled event.
+    pub fn status(&self) -> Status {
+        self.lock_status().clone()
+    }
+
+    /// The service has applied everything through `index` and `data` is its state
+    /// there: Raft may discard the log up to `index`. Safe to call from the thread
+    /// that consumes the apply channel.
+    pub fn snapshot(&self, index: Index, data: Vec<u8>) -> bool {
+        let (done, rx) = mpsc::channel();
+        self.send_event(Event::Snapshot { index, data, done });
+        rx.recv().unwrap_or(false)
+    }
+
+    /// Handles a request from peer `from` and returns the reply, once the state
+    /// it depends on is durable. `None` if the node was killed meanwhile.
+    pub fn handle_rpc(&self, from: NodeId, request: Request) -> Option<Response> {
+        let (reply, rx) = mpsc::channel();
+        self.send_event(Event::Request {
+            from,
+            request,
+            reply,
+        });
+        rx.recv().ok()
+    }
+
+    /// True once [`Node::kill`] has been called.
+    pub fn is_killed(&self) -> bool {
+        self.shared.killed.load(Ordering::SeqCst)
+    }
+
+    /// Stops the server: its threads end (waiting for in-flight calls to return)
+    /// and nothing more is applied. Idempotent.
+    pub fn kill(&self) {
+        self.shared.killed.store(true, Ordering::SeqCst);
+        let _ = self.events.send(Event::Shutdown);
+        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
+        for t in threads {
+            let _ = t.join();
+        }
+    }
+
+    fn send_event(&self, event: Event) {
+        if !self.is_killed() {
+            let _ = self.events.send(event);
+        }
+    }
+
+    fn lock_status(&self) -> MutexGuard<'_, Status> {
+        self.shared.status.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The node thread's state: the core and the means to execute its output.
+struct NodeLoop {
+    raft: Raft,
+    tick: Duration,
+    events: Receiver<Event>,
+    senders: BTreeMap<NodeId, PeerSender>,
+    storage: Arc<dyn Storage>,
+    applier: Sender<Vec<ApplyMsg>>,
+    shared: Arc<Shared>,
+    /// Answers to RPCs handled in this batch, held until state is durable.
+    pending_replies: Vec<(Sender<Response>, Response)>,
+}
+
+impl NodeLoop {
+    fn run(mut self) {
+        let mut next_tick = Instant::now() + self.tick;
+        'run: loop {
+            let wait = next_tick.saturating_duration_since(Instant::now());
+            match self.events.recv_timeout(wait) {
+                Ok(event) => {
+                    if !self.handle(event) {
+                        break 'run;
+                    }
+                    for _ in 1..MAX_EVENTS_PER_BATCH {
+                        let Ok(event) = self.events.try_recv() else {
+                            break;
+                        };
+                        if !self.handle(event) {
+                            break 'run;
+                        }
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            let mut ticks = 0;
+            while Instant::now() >= next_tick {
+                if ticks < MAX_CATCH_UP_TICKS {
+                    self.raft.tick();
+                    ticks += 1;
+                }
+                next_tick += self.tick;
+            }
+            if let Err(e) = self.execute_ready() {
+                let term = self.raft.status().term;
+                info!(self.raft.status().id, term, "stopping: storage failed: {e}");
+                break;
+            }
+        }
+        self.shared.killed.store(true, Ordering::SeqCst);
+        for sender in self.senders.values() {
+            sender.close();
+        }
+        debug!(self.raft.status().id, self.raft.status().term, "node thread exited");
+    }
+
+    /// Feeds one event to the core. Returns false on shutdown.
+    fn handle(&mut self, event: Event) -> bool {
+        match event {
+            Event::Request {
+                from,
+                request,
+                reply,
+            } => {
+                let response = self.raft.handle_request(from, request);
+                self.pending_replies.push((reply, response));
+            }
+            Event::Response {
+                from,
+                request,
+                response,
+            } => self.raft.handle_response(from, &request, response),
+            Event::Propose { command, reply } => {
+                let _ = reply.send(self.raft.propose(command));
+            }
+            Event::Snapshot { index, data, done } => {
+                let _ = done.send(self.raft.snapshot(index, data));
+            }
+            Event::Shutdown => return false,
+        }
+        true
+    }
+
+    /// Persist, then send (and reply), then apply: the order [`super::Ready`] demands.
+    fn execute_ready(&mut self) -> io::Result<()> {
+        let ready = self.raft.ready();
+        if !ready.persist.is_empty() {
+            self.storage.save(&ready.persist)?;
+        }
+        for (reply, response) in self.pending_replies.drain(..) {
+            let _ = reply.send(response);
+        }
+        for message in ready.messages {
+            if let Some(sender) = self.senders.get(&message.to) {
+                sender.send(message.request);
+            }
+        }
+        if !ready.apply.is_empty() {
+            let _ = self.applier.send(ready.apply);
+        }
+        *self.shared.status.lock().unwrap_or_else(|e| e.into_inner()) = self.raft.status();
+        Ok(())
+    }
+}
+
+/// The applier thread: hands committed entries to the service, in order, so the
+/// node thread never waits for the service.
+fn run_applier(batches: Receiver<Vec<ApplyMsg>>, apply: SyncSender<ApplyMsg>, shared: &Shared) {
+    for batch in batches {
+        for msg in batch {
+            if shared.killed.load(Ordering::SeqCst) || apply.send(msg).is_err() {
+                return;
+            }
+        }
+    }
+}

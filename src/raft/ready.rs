@@ -1,0 +1,172 @@
+//! What the consensus core asks its runtime to do: persist, then send, then apply.
+//!
+//! The core ([`super::Raft`]) never touches a disk, a socket or a thread. Each time
+//! it handles input it accumulates a [`Ready`]; the runtime takes it and executes it
+//! **in field order**: make `persist` durable, then send `messages` (and replies to
+//! the RPCs just handled), then hand `apply` to the state machine. That order is
+//! what makes the core's promises true: a vote or an appended entry is on disk
+//! before any peer can learn of it (Figure 2: "respond to RPCs only after updating
+//! stable storage"), and nothing is applied before it is durable locally.
+
+use super::messages::{Entry, Index, NodeId, Request, Term};
+use crate::codec::{Decode, DecodeError, Decoder, Encode, Encoder};
+
+/// Figure 2's persistent state other than the log: `currentTerm` and `votedFor`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HardState {
+    /// Latest term this server has seen.
+    pub current_term: Term,
+    /// Candidate that received this server's vote in `current_term`, if any.
+    pub voted_for: Option<NodeId>,
+}
+
+impl Encode for HardState {
+    fn encode_to(&self, e: &mut Encoder) {
+        e.put_uvarint(self.current_term);
+        // Node ids start at 1, so 0 stands for "voted for nobody".
+        e.put_uvarint(self.voted_for.unwrap_or(0));
+    }
+}
+
+impl Decode for HardState {
+    fn decode_from(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
+        let current_term = d.get_uvarint()?;
+        let voted_for = Some(d.get_uvarint()?).filter(|&id| id != 0);
+        Ok(HardState {
+            current_term,
+            voted_for,
+        })
+    }
+}
+
+/// A state machine snapshot and the log position it replaces (§7).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    /// The last log index the snapshot includes.
+    pub last_included_index: Index,
+    /// The term of that entry.
+    pub last_included_term: Term,
+    /// The state machine's bytes, opaque to Raft.
+    pub data: Vec<u8>,
+}
+
+impl Encode for Snapshot {
+    fn encode_to(&self, e: &mut Encoder) {
+        e.put_uvarint(self.last_included_index);
+        e.put_uvarint(self.last_included_term);
+        e.put_bytes(&self.data);
+    }
+}
+
+impl Decode for Snapshot {
+    fn decode_from(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
+        Ok(Snapshot {
+            last_included_index: d.get_uvarint()?,
+            last_included_term: d.get_uvarint()?,
+            data: d.get_vec()?,
+        })
+    }
+}
+
+/// A change to the stored log: drop every entry at `first_index` or later, then
+/// append `entries` (the first of which gets index `first_index`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogWrite {
+    /// Index of the first entry written; stored entries from here on are replaced.
+    pub first_index: Index,
+    /// The new entries, in index order (may be empty: a pure truncation).
+    pub entries: Vec<Entry>,
+}
+
+/// State that must be durable before the rest of a [`Ready`] is executed.
+///
+/// Storage applies the parts in this order: `snapshot` (then drop stored entries
+/// up to its index), `log` (truncate and append), `hard_state`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Persist {
+    /// New term and vote, if either changed.
+    pub hard_state: Option<HardState>,
+    /// A new snapshot, if one was taken or installed.
+    pub snapshot: Option<Snapshot>,
+    /// New or replaced log entries, if any.
+    pub log: Option<LogWrite>,
+}
+
+impl Persist {
+    /// True if there is nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.hard_state.is_none() && self.snapshot.is_none() && self.log.is_none()
+    }
+}
+
+/// Something the state machine must apply, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApplyMsg {
+    /// A committed command; indexes arrive consecutively, each exactly once.
+    Command {
+        /// The entry's log index.
+        index: Index,
+        /// The entry's term.
+        term: Term,
+        /// The command bytes given to `start`.
+        command: Vec<u8>,
+    },
+    /// Replace the whole state with this snapshot; later commands continue from
+    /// `last_included_index + 1`. Never moves the state machine backwards.
+    Snapshot(Snapshot),
+}
+
+/// A request for the runtime to deliver to a peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outbound {
+    /// The peer to send to.
+    pub to: NodeId,
+    /// The request; its reply goes back into the core with the request itself.
+    pub request: Request,
+}
+
+/// Everything one round of input made the core want done, in execution order.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Ready {
+    /// 1. Make this durable.
+    pub persist: Persist,
+    /// 2. Then send these.
+    pub messages: Vec<Outbound>,
+    /// 3. Then apply these to the state machine.
+    pub apply: Vec<ApplyMsg>,
+}
+
+impl Ready {
+    /// True if the runtime has nothing to do.
+    pub fn is_empty(&self) -> bool {
+        self.persist.is_empty() && self.messages.is_empty() && self.apply.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hard_state_round_trips_with_and_without_a_vote() {
+        for hs in [
+            HardState::default(),
+            HardState {
+                current_term: 12,
+                voted_for: Some(3),
+            },
+        ] {
+            assert_eq!(HardState::decode(&hs.encode()), Ok(hs));
+        }
+    }
+
+    #[test]
+    fn snapshot_round_trips() {
+        let s = Snapshot {
+            last_included_index: 90,
+            last_included_term: 4,
+            data: b"state".to_vec(),
+        };
+        assert_eq!(Snapshot::decode(&s.encode()), Ok(s));
+    }
+}

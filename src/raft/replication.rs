@@ -1,0 +1,279 @@
+//! Log replication and commitment: §5.3 and §5.4.2.
+//!
+//! The leader appends client commands to its log and sends them to followers in
+//! AppendEntries; each follower accepts them only if its log matches the leader's
+//! at the entry just before (the consistency check), otherwise the leader backs
+//! up and retries. An entry is committed once a majority stores it and it is
+//! from the leader's current term (§5.4.2, Figure 8).
+
+use super::core::{Raft, Role};
+use super::messages::{
+    AppendEntriesArgs, AppendEntriesReply, Entry, Index, NodeId, Request, Term,
+};
+use super::progress::ReplicationState;
+use crate::debug;
+
+impl Raft {
+    /// Appends `command` to the leader's log (§5.3: "the leader appends the
+    /// command to its log as a new entry, then issues AppendEntries RPCs in
+    /// parallel"). Returns the entry's index and term, or `None` if this server
+    /// is not the leader. The entry is not committed yet.
+    pub fn propose(&mut self, command: Vec<u8>) -> Option<(Index, Term)> {
+        if self.role != Role::Leader {
+            return None;
+        }
+        let term = self.current_term;
+        let index = self.log.append(Entry { term, command });
+        self.mark_unstable(index);
+        // Sent at the next `ready()`, so a burst of proposals shares one message.
+        self.replicate_pending = true;
+        self.maybe_commit();
+        Some((index, term))
+    }
+
+    /// Leaders send a heartbeat every `heartbeat_ticks` to keep followers from
+    /// starting elections (§5.2).
+    pub(super) fn tick_heartbeat(&mut self) {
+        self.heartbeat_elapsed += 1;
+        if self.heartbeat_elapsed >= self.config.heartbeat_ticks {
+            self.heartbeat_elapsed = 0;
+            self.broadcast_append();
+        }
+    }
+
+    /// Sends every follower an AppendEntries carrying whatever it lacks (an empty
+    /// one is a heartbeat).
+    pub(super) fn broadcast_append(&mut self) {
+        for peer in self.peers.clone() {
+            self.send_append(peer);
+        }
+    }
+
+    /// Sends new entries to the followers that are streaming (probing followers
+    /// wait for their outstanding probe's reply or the next heartbeat).
+    pub(super) fn broadcast_new_entries(&mut self) {
+        if self.role != Role::Leader {
+            return;
+        }
+        let last = self.log.last_index();
+        let streaming: Vec<NodeId> = self
+            .progress
+            .iter()
+            .filter(|(_, p)| p.state == ReplicationState::Replicate && p.next_index <= last)
+            .map(|(&id, _)| id)
+            .collect();
+        for peer in streaming {
+            self.send_append(peer);
+        }
+    }
+
+    /// Sends `peer` the entries from its `next_index`, or the snapshot if those
+    /// entries were compacted away (§7).
+    pub(super) fn send_append(&mut self, peer: NodeId) {
+        let Some(progress) = self.progress.get(&peer) else {
+            return;
+        };
+        let next = progress.next_index;
+        let prev_log_index = next - 1;
+        let Some(prev_log_term) = self.log.term(prev_log_index) else {
+            // The entry before `next` is in the snapshot: only the snapshot will do.
+            self.send_snapshot(peer);
+            return;
+        };
+        let entries = self.log.entries_from(next, self.config.max_append_bytes);
+        if let Some(progress) = self.progress.get_mut(&peer) {
+            if progress.state == ReplicationState::Replicate && !entries.is_empty() {
+                // Pipelining: assume these arrive; a rejection will move us back.
+                progress.next_index = prev_log_index + entries.len() as Index + 1;
+            }
+        }
+        let args = AppendEntriesArgs {
+            term: self.current_term,
+            leader_id: self.id,
+            prev_log_index,
+            prev_log_term,
+            entries,
+            leader_commit: self.commit_index,
+        };
+        self.send(peer, Request::AppendEntries(args));
+    }
+
+    /// Figure 2, AppendEntries receiver implementation.
+    pub(super) fn handle_append_entries(
+        &mut self,
+        from: NodeId,
+        args: AppendEntriesArgs,
+    ) -> AppendEntriesReply {
+        let mut reply = AppendEntriesReply {
+            term: self.current_term,
+            success: false,
+            conflict_term: None,
+            conflict_index: 0,
+        };
+        // 1. Reply false if term < currentTerm (§5.1).
+        if args.term < self.current_term {
+            return reply;
+        }
+        // §5.2: a candidate (or stale follower) recognizes the legitimate leader;
+        // hearing from it resets the election timer.
+        self.become_follower(args.term, Some(from));
+        self.election_elapsed = 0;
+
+        let AppendEntriesArgs {
+            mut prev_log_index,
+            mut prev_log_term,
+            mut entries,
+            leader_commit,
+            ..
+        } = args;
+        // §7: entries covered by our snapshot are committed, hence already match.
+        let snapshot_index = self.log.snapshot_index();
+        if prev_log_index < snapshot_index {
+            let covered = (snapshot_index - prev_log_index) as usize;
+            entries.drain(..covered.min(entries.len()));
+            prev_log_index = snapshot_index;
+            prev_log_term = self.log.snapshot_term();
+        }
+
+        // 2. Reply false if log doesn't contain an entry at prevLogIndex whose term
+        //    matches prevLogTerm (§5.3), with hints to skip a whole term at a time.
+        match self.log.term(prev_log_index) {
+            None => {
+                reply.conflict_index = self.log.last_index() + 1;
+                debug!(
+                    self.id,
+                    self.current_term,
+                    "rejected append from {from}: log has no entry at {prev_log_index}"
+                );
+                return reply;
+            }
+            Some(term) if term != prev_log_term => {
+                reply.conflict_term = Some(term);
+                reply.conflict_index = self.log.first_index_of_term_run(prev_log_index);
+                debug!(
+                    self.id,
+                    self.current_term,
+                    "rejected append from {from}: entry {prev_log_index} has term {term}, not {prev_log_term}"
+                );
+                return reply;
+            }
+            Some(_) => {}
+        }
+
+        // 3. If an existing entry conflicts with a new one (same index, different
+        //    term), delete the existing entry and all that follow it (§5.3).
+        // 4. Append any new entries not already in the log. Matching entries are
+        //    left alone, so a delayed, shorter AppendEntries never truncates.
+        let last_new_index = prev_log_index + entries.len() as Index;
+        for (offset, entry) in entries.into_iter().enumerate() {
+            let index = prev_log_index + 1 + offset as Index;
+            match self.log.term(index) {
+                Some(term) if term == entry.term => continue,
+                Some(_) => {
+                    debug_assert!(index > self.commit_index, "truncating a committed entry");
+                    self.log.truncate_from(index);
+                }
+                None => {}
+            }
+            self.log.append(entry);
+            self.mark_unstable(index);
+        }
+
+        // 5. If leaderCommit > commitIndex, set commitIndex =
+        //    min(leaderCommit, index of last new entry).
+        let commit = leader_commit.min(last_new_index);
+        if commit > self.commit_index {
+            self.commit_index = commit;
+        }
+        reply.success = true;
+        reply
+    }
+
+    /// The leader's side of AppendEntries: advance on success, back up on a
+    /// consistency-check failure.
+    pub(super) fn handle_append_entries_reply(
+        &mut self,
+        from: NodeId,
+        args: &AppendEntriesArgs,
+        reply: AppendEntriesReply,
+    ) {
+        if self.role != Role::Leader {
+            return;
+        }
+        let last_index = self.log.last_index();
+        let next_after_rejection = self.next_index_after_rejection(&reply);
+        let Some(progress) = self.progress.get_mut(&from) else {
+            return;
+        };
+        if reply.success {
+            // Figure 2: on success, update nextIndex and matchIndex for the follower.
+            let matched = args.prev_log_index + args.entries.len() as Index;
+            if progress.maybe_advance(matched) {
+                self.maybe_commit();
+            }
+        } else {
+            // Replies can be reordered: a rejection of something older than what
+            // the follower has since matched, or (while probing) of anything but
+            // the latest probe, is stale. Ignore it.
+            let stale = args.prev_log_index < progress.match_index
+                || (progress.state == ReplicationState::Probe
+                    && args.prev_log_index + 1 != progress.next_index);
+            if stale {
+                return;
+            }
+            // Figure 2: on failure, decrement nextIndex and retry; the hints let
+            // the leader skip a whole conflicting term at once (§5.3).
+            progress.back_off_to(next_after_rejection.min(last_index + 1));
+        }
+        let behind = self
+            .progress
+            .get(&from)
+            .is_some_and(|p| p.next_index <= last_index || !reply.success);
+        if behind {
+            self.send_append(from);
+        }
+    }
+
+    /// Where a follower's log might match ours, judging by its rejection hints:
+    /// just past our last entry of its conflicting term if we have that term,
+    /// else the first index it holds of that term, else just past its last entry.
+    fn next_index_after_rejection(&self, reply: &AppendEntriesReply) -> Index {
+        let hinted = match reply.conflict_term {
+            Some(term) => self
+                .log
+                .last_index_of_term(term)
+                .map_or(reply.conflict_index, |last| last + 1),
+            None => reply.conflict_index,
+        };
+        hinted.max(1)
+    }
+
+    /// §5.3/§5.4.2: "If there exists an N such that N > commitIndex, a majority of
+    /// matchIndex[i] ≥ N, and log[N].term == currentTerm: set commitIndex = N."
+    /// Only entries of the current term are committed by counting replicas; older
+    /// ones commit indirectly with them (Figure 8 shows why).
+    pub(super) fn maybe_commit(&mut self) -> bool {
+        let mut matched: Vec<Index> = self
+            .progress
+            .values()
+            .map(|p| p.match_index)
+            .chain([self.log.last_index()])
+            .collect();
+        matched.sort_unstable_by(|a, b| b.cmp(a));
+        let Some(&majority_index) = matched.get(self.quorum() - 1) else {
+            return false;
+        };
+        if majority_index > self.commit_index
+            && self.log.term(majority_index) == Some(self.current_term)
+        {
+            self.commit_index = majority_index;
+            debug!(
+                self.id,
+                self.current_term,
+                "committed up to {majority_index}"
+            );
+            return true;
+        }
+        false
+    }
+}
