@@ -1,18 +1,19 @@
 //! Per-peer sender threads: carry the core's requests through the [`Transporter`].
 //!
-//! Each peer gets a queue and a small pool of worker threads that grows on demand.
-//! A call to a dead or partitioned peer can block for seconds, so one slow call
-//! must not hold up the next heartbeat: while every worker is busy, a new one is
-//! started, up to [`MAX_WORKERS`]. Idle workers exit after a while, so a healthy
-//! cluster runs about one thread per peer. When more than [`MAX_QUEUED`] requests
-//! wait, the oldest is dropped: Raft treats it like a lost message and the next
-//! heartbeat repairs the gap.
+//! Each peer gets a queue and a small pool of worker threads. On a healthy link
+//! one worker sends everything, in order, so AppendEntries arrive in the order the
+//! leader pipelined them. A call to a dead or partitioned peer can block for
+//! seconds, though, and must not hold up the next heartbeat: when every busy
+//! worker has been stuck in its call for longer than [`STUCK_AFTER`], the next
+//! request starts another worker, up to [`MAX_WORKERS`]. Idle workers exit after
+//! a while. When more than [`MAX_QUEUED`] requests wait, the oldest is dropped:
+//! Raft treats it like a lost message and the next heartbeat repairs the gap.
 
 use std::collections::VecDeque;
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::messages::{NodeId, Request};
 use super::node::Event;
@@ -24,6 +25,8 @@ pub const MAX_WORKERS: usize = 16;
 pub const MAX_QUEUED: usize = 256;
 /// An idle worker exits after this long without work.
 const IDLE_EXIT: Duration = Duration::from_secs(2);
+/// A call taking longer than this no longer holds up the queue: another worker starts.
+pub const STUCK_AFTER: Duration = Duration::from_millis(50);
 
 /// The sending side for one peer.
 pub struct PeerSender {
@@ -42,6 +45,8 @@ struct Shared {
 struct QueueState {
     queue: VecDeque<Request>,
     idle: usize,
+    /// When each busy worker's current call began.
+    busy_since: Vec<Instant>,
     workers: Vec<JoinHandle<()>>,
     closed: bool,
 }
@@ -75,7 +80,8 @@ impl PeerSender {
             return;
         }
         state.workers.retain(|w| !w.is_finished());
-        if state.workers.len() < MAX_WORKERS {
+        let all_stuck = state.busy_since.iter().all(|t| t.elapsed() > STUCK_AFTER);
+        if state.workers.len() < MAX_WORKERS && all_stuck {
             let shared = Arc::clone(&self.shared);
             let name = format!("send-to-{}", self.shared.peer);
             if let Ok(handle) = thread::Builder::new()
@@ -116,6 +122,8 @@ impl Shared {
                 return;
             }
             if let Some(request) = state.queue.pop_front() {
+                let started = Instant::now();
+                state.busy_since.push(started);
                 drop(state);
                 if let Ok(response) = self.transport.call(self.peer, &request) {
                     let event = Event::Response {
@@ -127,6 +135,9 @@ impl Shared {
                     let _ = events.send(event);
                 }
                 state = self.lock();
+                if let Some(pos) = state.busy_since.iter().position(|&t| t == started) {
+                    state.busy_since.swap_remove(pos);
+                }
                 continue;
             }
             state.idle += 1;

@@ -1,0 +1,4 @@
+//! Shared test harness: the simulated network and the Raft cluster tester.
+
+pub mod cluster;
+pub mod network;
