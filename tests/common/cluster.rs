@@ -147,23 +147,34 @@ pub fn init_logging() {
     }
 }
 
-/// A cluster of `n` Raft servers and the course tester's checks.
-pub struct Cluster {
-    /// Number of servers.
-    pub n: usize,
-    net: Network,
+/// The servers' mutable parts, changed by crashes and restarts.
+struct Servers {
     nodes: Vec<Option<Arc<Node>>>,
     storages: Vec<Arc<MemoryStorage>>,
     connected: Vec<bool>,
-    applied: Arc<Mutex<Applied>>,
     appliers: Vec<Option<JoinHandle<()>>>,
-    snapshots: bool,
-    rng: Rng,
+}
+
+/// What `begin` noted, for the summary line `end` prints.
+struct Stats {
     desc: String,
     started: Instant,
     rpcs_at_start: u64,
     bytes_at_start: u64,
     max_index_at_start: u64,
+}
+
+/// A cluster of `n` Raft servers and the course tester's checks. Every method
+/// takes `&self`, so client threads can run while the test injects faults.
+pub struct Cluster {
+    /// Number of servers.
+    pub n: usize,
+    net: Network,
+    servers: Mutex<Servers>,
+    applied: Arc<Mutex<Applied>>,
+    snapshots: bool,
+    rng: Mutex<Rng>,
+    stats: Mutex<Stats>,
 }
 
 impl Cluster {
@@ -174,26 +185,30 @@ impl Cluster {
         let seed = fresh_seed();
         let net = Network::new(seed);
         net.set_reliable(reliable);
-        let mut cluster = Cluster {
+        let cluster = Cluster {
             n,
             net,
-            nodes: (0..n).map(|_| None).collect(),
-            storages: (0..n).map(|_| Arc::new(MemoryStorage::new())).collect(),
-            connected: vec![false; n],
+            servers: Mutex::new(Servers {
+                nodes: (0..n).map(|_| None).collect(),
+                storages: (0..n).map(|_| Arc::new(MemoryStorage::new())).collect(),
+                connected: vec![false; n],
+                appliers: (0..n).map(|_| None).collect(),
+            }),
             applied: Arc::new(Mutex::new(Applied {
                 logs: vec![BTreeMap::new(); n],
                 last_applied: vec![0; n],
                 incarnation: vec![0; n],
                 ..Applied::default()
             })),
-            appliers: (0..n).map(|_| None).collect(),
             snapshots,
-            rng: Rng::new(seed ^ 0x5eed),
-            desc: String::new(),
-            started: Instant::now(),
-            rpcs_at_start: 0,
-            bytes_at_start: 0,
-            max_index_at_start: 0,
+            rng: Mutex::new(Rng::new(seed ^ 0x5eed)),
+            stats: Mutex::new(Stats {
+                desc: String::new(),
+                started: Instant::now(),
+                rpcs_at_start: 0,
+                bytes_at_start: 0,
+                max_index_at_start: 0,
+            }),
         };
         eprintln!("seed {seed} (set RAFTKV_SEED to replay the network's choices)");
         for i in 0..n {
@@ -214,32 +229,47 @@ impl Cluster {
         self.applied.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    fn servers(&self) -> MutexGuard<'_, Servers> {
+        self.servers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn stats(&self) -> MutexGuard<'_, Stats> {
+        self.stats.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// A random number in `0..below` from the test's seeded generator.
-    pub fn random(&mut self, below: u64) -> u64 {
-        self.rng.range(0, below)
+    pub fn random(&self, below: u64) -> u64 {
+        self.rng
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .range(0, below)
     }
 
     /// Marks the start of a test, for its summary line.
-    pub fn begin(&mut self, desc: &str) {
+    pub fn begin(&self, desc: &str) {
         eprintln!("{desc} ...");
-        self.desc = desc.to_string();
-        self.started = Instant::now();
-        self.rpcs_at_start = self.net.total_calls();
-        self.bytes_at_start = self.net.total_bytes();
-        self.max_index_at_start = self.max_index();
+        let max_index = self.max_index();
+        let mut stats = self.stats();
+        stats.desc = desc.to_string();
+        stats.started = Instant::now();
+        stats.rpcs_at_start = self.net.total_calls();
+        stats.bytes_at_start = self.net.total_bytes();
+        stats.max_index_at_start = max_index;
     }
 
     /// Checks the time limit and the apply checker, then prints a one-line summary.
-    pub fn end(&mut self) {
+    pub fn end(&self) {
         self.check_apply_error();
-        let elapsed = self.started.elapsed();
+        let max_index = self.max_index();
+        let stats = self.stats();
+        let elapsed = stats.started.elapsed();
         assert!(
             elapsed <= TEST_TIME_LIMIT,
             "test took {elapsed:?}, longer than {TEST_TIME_LIMIT:?}"
         );
-        let rpcs = self.net.total_calls() - self.rpcs_at_start;
-        let bytes = self.net.total_bytes() - self.bytes_at_start;
-        let agreements = self.lock().max_index - self.max_index_at_start;
+        let rpcs = self.net.total_calls() - stats.rpcs_at_start;
+        let bytes = self.net.total_bytes() - stats.bytes_at_start;
+        let agreements = max_index - stats.max_index_at_start;
         eprintln!(
             "  ... Passed --  {:4.1}s {} peers {:5} rpcs {:8} bytes {:4} agreements ({})",
             elapsed.as_secs_f64(),
@@ -247,7 +277,7 @@ impl Cluster {
             rpcs,
             bytes,
             agreements,
-            self.desc
+            stats.desc
         );
     }
 
@@ -261,10 +291,11 @@ impl Cluster {
     // ---- faults ----
 
     /// Connects server `i` to every other connected server, both ways.
-    pub fn connect(&mut self, i: usize) {
-        self.connected[i] = true;
+    pub fn connect(&self, i: usize) {
+        let mut servers = self.servers();
+        servers.connected[i] = true;
         for j in 0..self.n {
-            if self.connected[j] {
+            if servers.connected[j] {
                 self.net.set_link(Self::id(i), Self::id(j), true);
                 self.net.set_link(Self::id(j), Self::id(i), true);
             }
@@ -272,8 +303,8 @@ impl Cluster {
     }
 
     /// Cuts every link of server `i`.
-    pub fn disconnect(&mut self, i: usize) {
-        self.connected[i] = false;
+    pub fn disconnect(&self, i: usize) {
+        self.servers().connected[i] = false;
         for j in 0..self.n {
             self.net.set_link(Self::id(i), Self::id(j), false);
             self.net.set_link(Self::id(j), Self::id(i), false);
@@ -282,30 +313,32 @@ impl Cluster {
 
     /// Whether server `i` is connected.
     pub fn is_connected(&self, i: usize) -> bool {
-        self.connected[i]
+        self.servers().connected[i]
     }
 
     /// Kills server `i` and keeps a copy of its storage, so whatever the dying
     /// instance still writes is lost.
-    pub fn crash(&mut self, i: usize) {
+    pub fn crash(&self, i: usize) {
         self.disconnect(i);
         self.net.remove_server(Self::id(i));
-        if let Some(node) = self.nodes[i].take() {
+        let mut servers = self.servers();
+        if let Some(node) = servers.nodes[i].take() {
             node.kill();
         }
-        if let Some(applier) = self.appliers[i].take() {
+        if let Some(applier) = servers.appliers[i].take() {
             let _ = applier.join();
         }
-        self.storages[i] = Arc::new(self.storages[i].copy());
+        servers.storages[i] = Arc::new(servers.storages[i].copy());
     }
 
     /// Starts (or crashes and restarts) server `i` from its saved storage, with a
     /// new network identity. It stays disconnected until [`Cluster::connect`].
-    pub fn restart(&mut self, i: usize) {
+    pub fn restart(&self, i: usize) {
         self.crash(i);
         let id = Self::id(i);
         let transport = self.net.new_endpoint(id);
-        let storage = Arc::clone(&self.storages[i]);
+        let mut servers = self.servers();
+        let storage = Arc::clone(&servers.storages[i]);
         let incarnation = {
             let mut applied = self.lock();
             applied.incarnation[i] += 1;
@@ -323,7 +356,7 @@ impl Cluster {
         let applied = Arc::clone(&self.applied);
         let weak: Weak<Node> = Arc::downgrade(&node);
         let snapshots = self.snapshots;
-        self.appliers[i] = Some(thread::spawn(move || {
+        servers.appliers[i] = Some(thread::spawn(move || {
             for msg in rx {
                 let mut state = applied.lock().unwrap_or_else(|e| e.into_inner());
                 if state.incarnation[i] != incarnation {
@@ -346,16 +379,21 @@ impl Cluster {
                 }
             }
         }));
-        self.nodes[i] = Some(node);
+        servers.nodes[i] = Some(node);
+    }
+
+    /// Whether server `i` is running.
+    pub fn is_up(&self, i: usize) -> bool {
+        self.servers().nodes[i].is_some()
     }
 
     /// Makes the network unreliable (or reliable again).
-    pub fn set_unreliable(&mut self, unreliable: bool) {
+    pub fn set_unreliable(&self, unreliable: bool) {
         self.net.set_reliable(!unreliable);
     }
 
     /// Turns long reply reordering on or off.
-    pub fn set_long_reordering(&mut self, on: bool) {
+    pub fn set_long_reordering(&self, on: bool) {
         self.net.set_long_reordering(on);
     }
 
@@ -363,17 +401,17 @@ impl Cluster {
 
     /// Server `i`'s running node, if it is up.
     pub fn node(&self, i: usize) -> Option<Arc<Node>> {
-        self.nodes[i].clone()
+        self.servers().nodes[i].clone()
     }
 
     /// Offers `command` to server `i`; `Some((index, term))` if it is leader.
     pub fn start(&self, i: usize, command: Vec<u8>) -> Option<(u64, u64)> {
-        self.nodes[i].as_ref()?.start(command)
+        self.node(i)?.start(command)
     }
 
     /// Server `i`'s term and whether it thinks it leads.
     pub fn state(&self, i: usize) -> (u64, bool) {
-        self.nodes[i].as_ref().map_or((0, false), |n| n.state())
+        self.node(i).map_or((0, false), |n| n.state())
     }
 
     /// RPCs that reached server `i` since it started.
@@ -393,7 +431,8 @@ impl Cluster {
 
     /// Size of server `i`'s persisted Raft state (excluding the snapshot).
     pub fn raft_state_size(&self, i: usize) -> usize {
-        self.storages[i].raft_state_size()
+        let storage = Arc::clone(&self.servers().storages[i]);
+        storage.raft_state_size()
     }
 
     /// Highest index applied by any server.
@@ -410,12 +449,12 @@ impl Cluster {
 
     /// Waits for exactly one leader among connected servers and returns it.
     /// Fails if some term has two leaders, or if none emerges in ~5 s.
-    pub fn check_one_leader(&mut self) -> usize {
+    pub fn check_one_leader(&self) -> usize {
         for _ in 0..10 {
             let ms = 450 + self.random(100);
             thread::sleep(Duration::from_millis(ms));
             let mut leaders: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
-            for i in (0..self.n).filter(|&i| self.connected[i]) {
+            for i in (0..self.n).filter(|&i| self.is_connected(i)) {
                 let (term, is_leader) = self.state(i);
                 if is_leader {
                     leaders.entry(term).or_default().push(i);
@@ -438,7 +477,7 @@ impl Cluster {
     /// All connected servers agree on the term; returns it.
     pub fn check_terms(&self) -> u64 {
         let mut term = None;
-        for i in (0..self.n).filter(|&i| self.connected[i]) {
+        for i in (0..self.n).filter(|&i| self.is_connected(i)) {
             let (t, _) = self.state(i);
             match term {
                 None => term = Some(t),
@@ -450,7 +489,7 @@ impl Cluster {
 
     /// No connected server believes it is leader.
     pub fn check_no_leader(&self) {
-        for i in (0..self.n).filter(|&i| self.connected[i]) {
+        for i in (0..self.n).filter(|&i| self.is_connected(i)) {
             let (_, is_leader) = self.state(i);
             assert!(!is_leader, "expected no leader among connected servers, but {i} claims to be");
         }
@@ -504,14 +543,14 @@ impl Cluster {
     /// Offers `command` until some leader accepts it and `expected` servers commit
     /// it, within 10 s; returns its index. Without `retry`, the first leader that
     /// accepts it must get it committed within 2 s.
-    pub fn one(&mut self, command: Vec<u8>, expected: usize, retry: bool) -> u64 {
+    pub fn one(&self, command: Vec<u8>, expected: usize, retry: bool) -> u64 {
         let deadline = Instant::now() + Duration::from_secs(10);
         let mut starts = 0;
         while Instant::now() < deadline {
             let mut index = None;
             for _ in 0..self.n {
                 starts = (starts + 1) % self.n;
-                if self.connected[starts] {
+                if self.is_connected(starts) {
                     if let Some((i, _)) = self.start(starts, command.clone()) {
                         index = Some(i);
                         break;
@@ -544,11 +583,11 @@ impl Cluster {
 impl Drop for Cluster {
     fn drop(&mut self) {
         self.net.close();
-        for node in self.nodes.iter().flatten() {
+        let mut servers = self.servers();
+        for node in servers.nodes.iter_mut().filter_map(Option::take) {
             node.kill();
         }
-        self.nodes.iter_mut().for_each(|n| *n = None);
-        for applier in self.appliers.iter_mut().filter_map(Option::take) {
+        for applier in servers.appliers.iter_mut().filter_map(Option::take) {
             let _ = applier.join();
         }
     }
