@@ -151,7 +151,9 @@ impl<'a> Decoder<'a> {
     pub fn get_len(&mut self, max: usize) -> Result<usize, DecodeError> {
         let n = self.get_uvarint()?;
         if n > max as u64 {
-            return Err(DecodeError::Corrupt(format!("length {n} exceeds limit {max}")));
+            return Err(DecodeError::Corrupt(format!(
+                "length {n} exceeds limit {max}"
+            )));
         }
         Ok(n as usize)
     }
@@ -276,7 +278,17 @@ mod tests {
 
     #[test]
     fn varints_round_trip_at_every_width() {
-        for v in [0, 1, 127, 128, 300, 16_383, 16_384, u32::MAX as u64, u64::MAX] {
+        for v in [
+            0,
+            1,
+            127,
+            128,
+            300,
+            16_383,
+            16_384,
+            u32::MAX as u64,
+            u64::MAX,
+        ] {
             let mut e = Encoder::new();
             e.put_uvarint(v);
             let bytes = e.finish();
@@ -301,7 +313,10 @@ mod tests {
         let mut e = Encoder::new();
         e.put_uvarint(u64::MAX / 2);
         let bytes = e.finish();
-        assert_eq!(Decoder::new(&bytes).get_bytes(), Err(DecodeError::Truncated));
+        assert_eq!(
+            Decoder::new(&bytes).get_bytes(),
+            Err(DecodeError::Truncated)
+        );
         assert_eq!(
             Decoder::new(&bytes).get_seq::<u64>(),
             Err(DecodeError::Truncated)

@@ -99,6 +99,6 @@ mod tests {
     fn civil_dates_are_right_around_leap_years() {
         assert_eq!(civil_from_days(0), (1970, 1, 1));
         assert_eq!(civil_from_days(11_016), (2000, 2, 29));
-        assert_eq!(civil_from_days(20_780), (2026, 11, 22));
+        assert_eq!(civil_from_days(20_779), (2026, 11, 22));
     }
 }

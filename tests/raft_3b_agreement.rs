@@ -69,7 +69,9 @@ fn follower_failure_3b() {
     cfg.disconnect((leader2 + 1) % servers);
     cfg.disconnect((leader2 + 2) % servers);
     // Submit a command.
-    let (index, _) = cfg.start(leader2, cmd(104)).expect("leader rejected start()");
+    let (index, _) = cfg
+        .start(leader2, cmd(104))
+        .expect("leader rejected start()");
     assert_eq!(index, 4, "expected index 4, got {index}");
     sleep(2 * ELECTION_TIMEOUT);
     // Check that the command didn't commit.
@@ -158,11 +160,10 @@ fn fail_no_agree_3b() {
     // The disconnected majority may have chosen a leader from among their own
     // ranks, forgetting index 2.
     let leader2 = cfg.check_one_leader();
-    let (index2, _) = cfg.start(leader2, cmd(30)).expect("leader2 rejected start()");
-    assert!(
-        (2..=3).contains(&index2),
-        "unexpected index {index2}"
-    );
+    let (index2, _) = cfg
+        .start(leader2, cmd(30))
+        .expect("leader2 rejected start()");
+    assert!((2..=3).contains(&index2), "unexpected index {index2}");
     cfg.one(cmd(1000), servers, true);
     cfg.end();
 }

@@ -46,7 +46,10 @@ fn snapshot_common(name: &str, disconnect: bool, reliable: bool, crash: bool) {
         } else {
             cfg.one(cmd(cfg.random(1 << 40)), servers - 1, true);
         }
-        let size = (0..servers).map(|s| cfg.raft_state_size(s)).max().unwrap_or(0);
+        let size = (0..servers)
+            .map(|s| cfg.raft_state_size(s))
+            .max()
+            .unwrap_or(0);
         assert!(size < MAX_LOG_SIZE, "log size too large: {size} bytes");
         if disconnect {
             // Reconnect a follower, who may be behind and need a snapshot.

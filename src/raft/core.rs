@@ -372,7 +372,8 @@ impl Raft {
 
     /// How many servers, self included, make a majority.
     pub(super) fn quorum(&self) -> usize {
-        (self.peers.len() + 1) / 2 + 1
+        let cluster_size = self.peers.len() + 1;
+        cluster_size / 2 + 1
     }
 
     /// Queues a request for a peer.

@@ -1,0 +1,654 @@
+//! One test per rule of the paper, asserting the core's exact output
+//! (in the spirit of etcd's `raft_paper_test.go`). No threads, no clocks.
+
+use super::core::{Config, InitialState, Raft, Role};
+use super::messages::*;
+use super::ready::{ApplyMsg, HardState, LogWrite, Outbound, Snapshot};
+
+/// A server of an `n`-server cluster with fixed, short timers.
+fn server(id: NodeId, n: u64) -> Raft {
+    server_from(id, n, InitialState::default())
+}
+
+fn server_from(id: NodeId, n: u64, initial: InitialState) -> Raft {
+    let mut config = Config::new(id, (1..=n).collect());
+    config.election_ticks = 10;
+    config.heartbeat_ticks = 3;
+    Raft::new(config, initial)
+}
+
+fn entries(terms: &[Term]) -> Vec<Entry> {
+    terms
+        .iter()
+        .enumerate()
+        .map(|(i, &term)| Entry {
+            term,
+            command: format!("c{}", i + 1).into_bytes(),
+        })
+        .collect()
+}
+
+/// A server whose stored log has entries of `terms`, at `current_term`.
+fn server_with_log(id: NodeId, n: u64, current_term: Term, terms: &[Term]) -> Raft {
+    server_from(
+        id,
+        n,
+        InitialState {
+            hard_state: HardState {
+                current_term,
+                voted_for: None,
+            },
+            snapshot: Snapshot::default(),
+            entries: entries(terms),
+        },
+    )
+}
+
+/// Ticks until the server starts an election (at most two timeouts).
+fn tick_until_candidate(raft: &mut Raft) {
+    for _ in 0..20 {
+        raft.tick();
+        if raft.role == Role::Candidate {
+            return;
+        }
+    }
+    panic!("no election after 20 ticks");
+}
+
+/// Makes server 1 leader of `n` servers in term 1 and drains its output.
+fn leader(n: u64) -> Raft {
+    let mut raft = server(1, n);
+    tick_until_candidate(&mut raft);
+    let ready = raft.ready();
+    for out in ready.messages {
+        raft.handle_response(
+            out.to,
+            &out.request,
+            Response::RequestVote(RequestVoteReply {
+                term: 1,
+                vote_granted: true,
+            }),
+        );
+    }
+    assert_eq!(raft.role, Role::Leader);
+    raft.ready();
+    raft
+}
+
+fn append(term: Term, prev: (Index, Term), terms: &[Term], leader_commit: Index) -> Request {
+    Request::AppendEntries(AppendEntriesArgs {
+        term,
+        leader_id: 2,
+        prev_log_index: prev.0,
+        prev_log_term: prev.1,
+        entries: terms
+            .iter()
+            .map(|&t| Entry {
+                term: t,
+                command: b"x".to_vec(),
+            })
+            .collect(),
+        leader_commit,
+    })
+}
+
+fn append_reply(response: Response) -> AppendEntriesReply {
+    match response {
+        Response::AppendEntries(r) => r,
+        other => panic!("expected an AppendEntries reply, got {other:?}"),
+    }
+}
+
+/// Reference: §5.2 — a follower that hears nothing for an election timeout
+/// increments its term, votes for itself and asks every peer for a vote.
+#[test]
+fn follower_starts_an_election_after_the_timeout() {
+    let mut raft = server_with_log(1, 3, 4, &[2, 4]);
+    tick_until_candidate(&mut raft);
+    let ready = raft.ready();
+    assert_eq!(
+        ready.persist.hard_state,
+        Some(HardState {
+            current_term: 5,
+            voted_for: Some(1)
+        })
+    );
+    let expected = |to| Outbound {
+        to,
+        request: Request::RequestVote(RequestVoteArgs {
+            term: 5,
+            candidate_id: 1,
+            last_log_index: 2,
+            last_log_term: 4,
+        }),
+    };
+    assert_eq!(ready.messages, vec![expected(2), expected(3)]);
+}
+
+/// Reference: §5.2 — the election timeout is randomized in [T, 2T).
+#[test]
+fn election_timeouts_are_randomized_within_range() {
+    let mut seen = std::collections::BTreeSet::new();
+    for id in 1..=20 {
+        let raft = server(id, 3);
+        assert!((10..20).contains(&raft.election_timeout));
+        seen.insert(raft.election_timeout);
+    }
+    assert!(seen.len() > 1, "every server drew the same timeout");
+}
+
+/// Reference: §5.2 — a candidate with a majority of votes becomes leader and
+/// sends empty AppendEntries (heartbeats) to every server at once.
+#[test]
+fn candidate_with_a_majority_becomes_leader_and_sends_heartbeats() {
+    let mut raft = server(1, 3);
+    tick_until_candidate(&mut raft);
+    let ready = raft.ready();
+    raft.handle_response(
+        2,
+        &ready.messages[0].request,
+        Response::RequestVote(RequestVoteReply {
+            term: 1,
+            vote_granted: true,
+        }),
+    );
+    assert_eq!(raft.role, Role::Leader);
+    let ready = raft.ready();
+    let heartbeat = |to| Outbound {
+        to,
+        request: append(1, (0, 0), &[], 0),
+    };
+    let mut expected = vec![heartbeat(2), heartbeat(3)];
+    for out in &mut expected {
+        if let Request::AppendEntries(a) = &mut out.request {
+            a.leader_id = 1;
+        }
+    }
+    assert_eq!(ready.messages, expected);
+}
+
+/// Reference: §5.2 — a candidate without a majority stays candidate.
+#[test]
+fn a_rejected_vote_does_not_elect() {
+    let mut raft = server(1, 5);
+    tick_until_candidate(&mut raft);
+    let ready = raft.ready();
+    let reply = Response::RequestVote(RequestVoteReply {
+        term: 1,
+        vote_granted: false,
+    });
+    for out in &ready.messages {
+        raft.handle_response(out.to, &out.request, reply.clone());
+    }
+    raft.handle_response(
+        2,
+        &ready.messages[0].request,
+        Response::RequestVote(RequestVoteReply {
+            term: 1,
+            vote_granted: true,
+        }),
+    );
+    assert_eq!(raft.role, Role::Candidate, "2 of 5 votes is not a majority");
+}
+
+/// Reference: §5.2 — each server votes for at most one candidate per term, and
+/// the vote is persisted before the reply leaves.
+#[test]
+fn a_server_votes_at_most_once_per_term() {
+    let mut raft = server(1, 3);
+    let ask = |candidate_id| {
+        Request::RequestVote(RequestVoteArgs {
+            term: 1,
+            candidate_id,
+            last_log_index: 0,
+            last_log_term: 0,
+        })
+    };
+    let granted = |r: Response| matches!(r, Response::RequestVote(v) if v.vote_granted);
+    assert!(granted(raft.handle_request(2, ask(2))));
+    assert_eq!(
+        raft.ready().persist.hard_state,
+        Some(HardState {
+            current_term: 1,
+            voted_for: Some(2)
+        })
+    );
+    assert!(
+        !granted(raft.handle_request(3, ask(3))),
+        "second vote in term 1"
+    );
+    assert!(
+        granted(raft.handle_request(2, ask(2))),
+        "repeat vote for the same candidate"
+    );
+}
+
+/// Reference: §5.4.1 — votes go only to candidates whose log is at least as
+/// up-to-date: compare last terms, then lengths.
+#[test]
+fn votes_are_denied_to_candidates_with_older_logs() {
+    let cases = [
+        // (candidate's last index, last term, granted?)
+        (3, 2, false), // shorter log, same last term
+        (4, 2, true),  // same log
+        (9, 1, false), // longer but older last term
+        (1, 3, true),  // newer last term wins regardless of length
+    ];
+    for (last_log_index, last_log_term, want) in cases {
+        let mut raft = server_with_log(1, 3, 2, &[1, 1, 2, 2]);
+        let reply = raft.handle_request(
+            2,
+            Request::RequestVote(RequestVoteArgs {
+                term: 3,
+                candidate_id: 2,
+                last_log_index,
+                last_log_term,
+            }),
+        );
+        assert_eq!(
+            reply,
+            Response::RequestVote(RequestVoteReply {
+                term: 3,
+                vote_granted: want
+            }),
+            "candidate log ({last_log_index}, {last_log_term})"
+        );
+    }
+}
+
+/// Reference: §5.1 — a leader that sees a higher term in a reply steps down
+/// and persists the new term.
+#[test]
+fn a_higher_term_in_a_reply_makes_the_leader_step_down() {
+    let mut raft = leader(3);
+    raft.handle_response(
+        2,
+        &append(1, (0, 0), &[], 0),
+        Response::AppendEntries(AppendEntriesReply {
+            term: 7,
+            success: false,
+            conflict_term: None,
+            conflict_index: 0,
+        }),
+    );
+    assert_eq!(raft.role, Role::Follower);
+    assert_eq!(
+        raft.ready().persist.hard_state,
+        Some(HardState {
+            current_term: 7,
+            voted_for: None
+        })
+    );
+}
+
+/// Reference: §5.1 — requests from an older term are rejected with our term.
+#[test]
+fn requests_from_stale_terms_are_rejected() {
+    let mut raft = server_with_log(1, 3, 5, &[]);
+    let reply = append_reply(raft.handle_request(2, append(4, (0, 0), &[4], 0)));
+    assert_eq!((reply.term, reply.success), (5, false));
+    assert_eq!(raft.log.last_index(), 0);
+}
+
+/// Reference: §5.3 — the consistency check rejects an append whose previous
+/// entry is missing or has another term, with hints to back up a term at a time.
+#[test]
+fn the_consistency_check_rejects_with_backtracking_hints() {
+    let mut raft = server_with_log(1, 3, 3, &[1, 1, 2, 2, 2]);
+    // Missing entry: hint is our log length + 1.
+    let reply = append_reply(raft.handle_request(2, append(3, (9, 3), &[3], 0)));
+    assert!(!reply.success);
+    assert_eq!((reply.conflict_term, reply.conflict_index), (None, 6));
+    // Conflicting term at 5: hint is the first index of our term-2 run.
+    let reply = append_reply(raft.handle_request(2, append(3, (5, 3), &[3], 0)));
+    assert!(!reply.success);
+    assert_eq!((reply.conflict_term, reply.conflict_index), (Some(2), 3));
+    assert_eq!(
+        raft.log.last_index(),
+        5,
+        "a rejected append changes nothing"
+    );
+}
+
+/// Reference: §5.3 — a conflicting entry and all that follow it are deleted,
+/// new entries appended, and exactly that range persisted.
+#[test]
+fn conflicting_entries_are_replaced() {
+    let mut raft = server_with_log(1, 3, 3, &[1, 1, 2, 2]);
+    let reply = append_reply(raft.handle_request(2, append(3, (2, 1), &[3, 3], 0)));
+    assert!(reply.success);
+    assert_eq!(raft.log.last_index(), 4);
+    assert_eq!(raft.log.term(3), Some(3));
+    assert_eq!(raft.log.term(4), Some(3));
+    let ready = raft.ready();
+    let write = ready.persist.log.expect("log write");
+    assert_eq!(write.first_index, 3);
+    assert_eq!(write.entries.len(), 2);
+}
+
+/// Reference: §5.3 — an old, shorter AppendEntries that arrives late must not
+/// truncate entries that match.
+#[test]
+fn a_delayed_append_does_not_truncate_matching_entries() {
+    let mut raft = server_with_log(1, 3, 2, &[1, 2, 2, 2]);
+    let reply = append_reply(raft.handle_request(2, append(2, (1, 1), &[2], 0)));
+    assert!(reply.success);
+    assert_eq!(raft.log.last_index(), 4);
+    assert_eq!(
+        raft.ready().persist.log,
+        None,
+        "nothing changed, nothing to write"
+    );
+}
+
+/// Reference: §5.3 — a follower commits min(leaderCommit, index of last new
+/// entry) and applies in order.
+#[test]
+fn followers_commit_up_to_what_they_have_verified() {
+    let mut raft = server(1, 3);
+    raft.handle_request(2, append(1, (0, 0), &[1, 1], 9));
+    assert_eq!(raft.commit_index, 2, "not past the last new entry");
+    let ready = raft.ready();
+    let applied: Vec<Index> = ready
+        .apply
+        .iter()
+        .map(|m| match m {
+            ApplyMsg::Command { index, .. } => *index,
+            ApplyMsg::Snapshot(_) => 0,
+        })
+        .collect();
+    assert_eq!(applied, vec![1, 2]);
+    assert!(raft.ready().apply.is_empty(), "each entry is applied once");
+}
+
+/// Reference: §5.3 — the leader appends a proposal, sends it to every follower,
+/// and commits once a majority stores it; output is persist → send → apply.
+#[test]
+fn the_leader_commits_an_entry_stored_on_a_majority() {
+    let mut raft = leader(3);
+    // The first heartbeats' replies put followers into streaming mode.
+    for peer in [2, 3] {
+        raft.handle_response(
+            peer,
+            &append(1, (0, 0), &[], 0),
+            Response::AppendEntries(AppendEntriesReply {
+                term: 1,
+                success: true,
+                conflict_term: None,
+                conflict_index: 0,
+            }),
+        );
+    }
+    raft.ready();
+    assert_eq!(raft.propose(b"x".to_vec()), Some((1, 1)));
+    let ready = raft.ready();
+    assert_eq!(
+        ready.persist.log,
+        Some(LogWrite {
+            first_index: 1,
+            entries: vec![Entry {
+                term: 1,
+                command: b"x".to_vec()
+            }]
+        })
+    );
+    assert_eq!(ready.messages.len(), 2);
+    assert!(ready.apply.is_empty(), "not committed yet");
+    let sent = ready.messages[0].request.clone();
+    raft.handle_response(
+        2,
+        &sent,
+        Response::AppendEntries(AppendEntriesReply {
+            term: 1,
+            success: true,
+            conflict_term: None,
+            conflict_index: 0,
+        }),
+    );
+    assert_eq!(raft.commit_index, 1);
+    assert_eq!(
+        raft.ready().apply,
+        vec![ApplyMsg::Command {
+            index: 1,
+            term: 1,
+            command: b"x".to_vec()
+        }]
+    );
+}
+
+/// Reference: §5.4.2, Figure 8 — a leader never commits an entry from an earlier
+/// term by counting replicas; it commits it only along with one of its own.
+#[test]
+fn leader_only_commits_entries_from_its_own_term() {
+    // Server 1 holds an uncommitted term-2 entry and wins term 4.
+    let mut raft = server_with_log(1, 3, 3, &[2]);
+    tick_until_candidate(&mut raft);
+    let ready = raft.ready();
+    raft.handle_response(
+        2,
+        &ready.messages[0].request,
+        Response::RequestVote(RequestVoteReply {
+            term: 4,
+            vote_granted: true,
+        }),
+    );
+    assert_eq!(raft.role, Role::Leader);
+    raft.ready();
+    let ok = Response::AppendEntries(AppendEntriesReply {
+        term: 4,
+        success: true,
+        conflict_term: None,
+        conflict_index: 0,
+    });
+    // Follower 2 now stores index 1 (term 2): a majority, but not this term.
+    raft.handle_response(2, &append(4, (0, 0), &[2], 0), ok.clone());
+    assert_eq!(
+        raft.commit_index, 0,
+        "§5.4.2: must not count replicas of a term-2 entry"
+    );
+    // Once an entry of term 4 is on a majority, both commit.
+    raft.propose(b"y".to_vec());
+    raft.handle_response(2, &append(4, (1, 2), &[4], 0), ok);
+    assert_eq!(raft.commit_index, 2);
+}
+
+/// Reference: §5.3 — on rejection the leader uses the hints: past its own last
+/// entry of the conflicting term, or to the follower's first entry of it.
+#[test]
+fn the_leader_backs_up_a_whole_term_per_rejection() {
+    let mut raft = server_with_log(1, 3, 5, &[1, 1, 4, 4, 5, 5]);
+    tick_until_candidate(&mut raft);
+    let ready = raft.ready();
+    raft.handle_response(
+        2,
+        &ready.messages[0].request,
+        Response::RequestVote(RequestVoteReply {
+            term: 6,
+            vote_granted: true,
+        }),
+    );
+    raft.ready();
+    let reject = |conflict_term, conflict_index| {
+        Response::AppendEntries(AppendEntriesReply {
+            term: 6,
+            success: false,
+            conflict_term,
+            conflict_index,
+        })
+    };
+    // Follower has term 4 at index 6, first term-4 index 3; we have term 4 up to 4.
+    raft.handle_response(2, &append(6, (6, 5), &[], 0), reject(Some(4), 3));
+    assert_eq!(raft.progress[&2].next_index, 5);
+    // Follower has term 3 (which we lack) from index 2: jump to its first index.
+    raft.handle_response(2, &append(6, (4, 4), &[], 0), reject(Some(3), 2));
+    assert_eq!(raft.progress[&2].next_index, 2);
+    // Follower's log is too short: jump just past its end.
+    raft.handle_response(2, &append(6, (1, 1), &[], 0), reject(None, 1));
+    assert_eq!(raft.progress[&2].next_index, 1);
+    let ready = raft.ready();
+    let retry = ready.messages.last().expect("an immediate retry");
+    assert!(matches!(&retry.request,
+        Request::AppendEntries(a) if a.prev_log_index == 0 && a.entries.len() == 6));
+}
+
+/// Reference: §7 — snapshotting drops the covered log; a follower that needs
+/// compacted entries is sent the snapshot instead.
+#[test]
+fn a_follower_behind_the_snapshot_gets_install_snapshot() {
+    let mut raft = leader(3);
+    let ok = Response::AppendEntries(AppendEntriesReply {
+        term: 1,
+        success: true,
+        conflict_term: None,
+        conflict_index: 0,
+    });
+    for i in 1..=3u64 {
+        raft.propose(vec![i as u8]);
+        raft.handle_response(
+            2,
+            &append(1, (i - 1, u64::from(i > 1)), &[1], 0),
+            ok.clone(),
+        );
+    }
+    raft.ready();
+    assert!(raft.snapshot(2, b"state@2".to_vec()));
+    assert!(
+        !raft.snapshot(2, b"again".to_vec()),
+        "not past the current snapshot"
+    );
+    assert!(!raft.snapshot(9, b"future".to_vec()), "not applied yet");
+    let ready = raft.ready();
+    assert_eq!(
+        ready
+            .persist
+            .snapshot
+            .as_ref()
+            .map(|s| s.last_included_index),
+        Some(2)
+    );
+    assert_eq!(raft.log.first_index(), 3);
+    // Follower 3 never answered: its next index (1) is compacted away.
+    raft.progress.get_mut(&3).unwrap().next_index = 1;
+    raft.send_append(3);
+    let ready = raft.ready();
+    assert_eq!(
+        ready.messages,
+        vec![Outbound {
+            to: 3,
+            request: Request::InstallSnapshot(InstallSnapshotArgs {
+                term: 1,
+                leader_id: 1,
+                last_included_index: 2,
+                last_included_term: 1,
+                data: b"state@2".to_vec(),
+            })
+        }]
+    );
+}
+
+/// Reference: §7 — a follower installs a newer snapshot: discards a conflicting
+/// log, hands the snapshot to the service, and moves commit and apply to it.
+#[test]
+fn install_snapshot_replaces_a_conflicting_log() {
+    let mut raft = server_with_log(1, 3, 1, &[1, 1]);
+    let snapshot = InstallSnapshotArgs {
+        term: 2,
+        leader_id: 2,
+        last_included_index: 5,
+        last_included_term: 2,
+        data: b"s5".to_vec(),
+    };
+    raft.handle_request(2, Request::InstallSnapshot(snapshot));
+    assert_eq!((raft.commit_index, raft.last_applied), (5, 5));
+    assert_eq!(raft.log.last_index(), 5);
+    let ready = raft.ready();
+    assert_eq!(
+        ready.persist.log,
+        Some(LogWrite {
+            first_index: 6,
+            entries: vec![]
+        })
+    );
+    assert_eq!(
+        ready.apply,
+        vec![ApplyMsg::Snapshot(Snapshot {
+            last_included_index: 5,
+            last_included_term: 2,
+            data: b"s5".to_vec()
+        })]
+    );
+}
+
+/// Reference: §7 — a snapshot covering a prefix of a matching log keeps the
+/// entries after it; one behind the commit index is ignored.
+#[test]
+fn install_snapshot_keeps_a_matching_suffix_and_never_goes_back() {
+    let mut raft = server(1, 3);
+    raft.handle_request(2, append(1, (0, 0), &[1, 1, 1, 1], 1));
+    raft.ready();
+    let install = |index| {
+        Request::InstallSnapshot(InstallSnapshotArgs {
+            term: 1,
+            leader_id: 2,
+            last_included_index: index,
+            last_included_term: 1,
+            data: vec![],
+        })
+    };
+    raft.handle_request(2, install(2));
+    assert_eq!(raft.log.first_index(), 3);
+    assert_eq!(
+        raft.log.last_index(),
+        4,
+        "entries after the snapshot are kept"
+    );
+    raft.ready();
+    raft.handle_request(2, install(1));
+    assert_eq!(raft.log.snapshot_index(), 2, "an older snapshot is ignored");
+    assert!(raft.ready().apply.is_empty());
+}
+
+/// Reference: §7 — on restart, the stored snapshot is the first thing applied.
+#[test]
+fn a_restarted_server_applies_its_snapshot_first() {
+    let mut raft = server_from(
+        1,
+        3,
+        InitialState {
+            hard_state: HardState {
+                current_term: 3,
+                voted_for: Some(2),
+            },
+            snapshot: Snapshot {
+                last_included_index: 10,
+                last_included_term: 3,
+                data: b"s10".to_vec(),
+            },
+            entries: entries(&[3]),
+        },
+    );
+    assert_eq!(raft.log.last_index(), 11);
+    let ready = raft.ready();
+    assert!(matches!(&ready.apply[..], [ApplyMsg::Snapshot(s)] if s.last_included_index == 10));
+    assert_eq!(raft.voted_for, Some(2), "the vote survives the restart");
+}
+
+/// Reference: §5.2 — a single-server cluster elects itself and commits alone.
+#[test]
+fn a_single_server_is_its_own_majority() {
+    let mut raft = server(1, 1);
+    tick_until_candidate_or_leader(&mut raft);
+    assert_eq!(raft.role, Role::Leader);
+    raft.propose(b"solo".to_vec());
+    assert_eq!(raft.commit_index, 1);
+    assert_eq!(raft.ready().apply.len(), 1);
+}
+
+fn tick_until_candidate_or_leader(raft: &mut Raft) {
+    for _ in 0..20 {
+        raft.tick();
+        if raft.role != Role::Follower {
+            return;
+        }
+    }
+}

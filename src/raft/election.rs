@@ -124,9 +124,7 @@ impl Raft {
         self.reset_election_timer();
         debug!(
             self.id,
-            self.current_term,
-            "voted for {}",
-            args.candidate_id
+            self.current_term, "voted for {}", args.candidate_id
         );
         RequestVoteReply {
             term: self.current_term,

@@ -103,7 +103,8 @@ impl RaftLog {
     pub fn truncate_from(&mut self, index: Index) {
         debug_assert!(index > self.snapshot_index, "cannot truncate the snapshot");
         let keep = index.saturating_sub(self.first_index());
-        self.entries.truncate(usize::try_from(keep).unwrap_or(usize::MAX));
+        self.entries
+            .truncate(usize::try_from(keep).unwrap_or(usize::MAX));
     }
 
     /// The first index of the run of `term` entries that contains `index`, looking

@@ -295,7 +295,11 @@ impl NodeLoop {
         for sender in self.senders.values() {
             sender.close();
         }
-        debug!(self.raft.status().id, self.raft.status().term, "node thread exited");
+        debug!(
+            self.raft.status().id,
+            self.raft.status().term,
+            "node thread exited"
+        );
     }
 
     /// Feeds one event to the core. Returns false on shutdown.

@@ -7,9 +7,7 @@
 //! from the leader's current term (§5.4.2, Figure 8).
 
 use super::core::{Raft, Role};
-use super::messages::{
-    AppendEntriesArgs, AppendEntriesReply, Entry, Index, NodeId, Request, Term,
-};
+use super::messages::{AppendEntriesArgs, AppendEntriesReply, Entry, Index, NodeId, Request, Term};
 use super::progress::ReplicationState;
 use crate::debug;
 
@@ -269,8 +267,7 @@ impl Raft {
             self.commit_index = majority_index;
             debug!(
                 self.id,
-                self.current_term,
-                "committed up to {majority_index}"
+                self.current_term, "committed up to {majority_index}"
             );
             return true;
         }

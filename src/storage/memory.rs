@@ -120,8 +120,11 @@ mod tests {
             }),
             ..Persist::default()
         };
-        s.save(&write(1, vec![entry(1, b"a"), entry(1, b"b"), entry(1, b"c")]))
-            .unwrap();
+        s.save(&write(
+            1,
+            vec![entry(1, b"a"), entry(1, b"b"), entry(1, b"c")],
+        ))
+        .unwrap();
         s.save(&write(3, vec![entry(2, b"C")])).unwrap();
         s.save(&Persist {
             snapshot: Some(Snapshot {

@@ -349,9 +349,8 @@ impl Cluster {
         let (tx, rx) = sync_channel(0);
         let mut config = Config::new(id, (1..=self.n as NodeId).collect());
         config.seed = fresh_seed() ^ id;
-        let node = Arc::new(
-            Node::new(config, TICK, transport, storage, tx).expect("a node starts"),
-        );
+        let node =
+            Arc::new(Node::new(config, TICK, transport, storage, tx).expect("a node starts"));
         self.net.add_server(id, node.clone());
         let applied = Arc::clone(&self.applied);
         let weak: Weak<Node> = Arc::downgrade(&node);
@@ -491,7 +490,10 @@ impl Cluster {
     pub fn check_no_leader(&self) {
         for i in (0..self.n).filter(|&i| self.is_connected(i)) {
             let (_, is_leader) = self.state(i);
-            assert!(!is_leader, "expected no leader among connected servers, but {i} claims to be");
+            assert!(
+                !is_leader,
+                "expected no leader among connected servers, but {i} claims to be"
+            );
         }
     }
 
@@ -567,11 +569,7 @@ impl Cluster {
                     }
                     thread::sleep(Duration::from_millis(20));
                 }
-                assert!(
-                    retry,
-                    "one({}) failed to reach agreement",
-                    show(&command)
-                );
+                assert!(retry, "one({}) failed to reach agreement", show(&command));
             } else {
                 thread::sleep(Duration::from_millis(50));
             }
