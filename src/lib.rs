@@ -39,5 +39,6 @@
 pub mod codec;
 pub mod logger;
 pub mod raft;
+pub mod service;
 pub mod storage;
 pub mod transport;

@@ -80,8 +80,8 @@ pub struct LogWrite {
 
 /// State that must be durable before the rest of a [`Ready`] is executed.
 ///
-/// Storage applies the parts in this order: `snapshot` (then drop stored entries
-/// up to its index), `log` (truncate and append), `hard_state`.
+/// Storage applies the parts in this order: `hard_state`, `snapshot` (then drop
+/// stored entries up to its index), `log` (truncate and append).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Persist {
     /// New term and vote, if either changed.

@@ -3,6 +3,7 @@
 //! The core says what to persist in [`Persist`]; a [`Storage`] makes it durable.
 //! [`memory::MemoryStorage`] serves the tests (a crash is simulated by copying it).
 
+pub mod file;
 pub mod memory;
 
 use std::io;
@@ -20,13 +21,14 @@ pub trait Storage: Send + Sync {
     /// an error, never silently dropped (which could make a server vote twice).
     fn load(&self) -> io::Result<InitialState>;
 
-    /// Makes `persist` durable: the snapshot (dropping entries it covers), then
-    /// the log write (truncate, then append), then the hard state.
+    /// Makes `persist` durable: the hard state, the snapshot (dropping entries
+    /// it covers), and the log write (truncate, then append).
     ///
     /// # Correctness
     /// When `save` returns `Ok`, the new state survives a crash. A crash during
-    /// `save` leaves either the old state or the new one, never a mix that
-    /// `load` would accept (a torn log tail may be lost, since it was never
-    /// acknowledged).
+    /// `save` may leave a prefix of these steps done, in this order: hard state
+    /// (a new term is durable before any entry of that term), snapshot, log (a
+    /// torn log tail may be lost, since it was never acknowledged). Every such
+    /// prefix is a state Raft can safely restart from.
     fn save(&self, persist: &Persist) -> io::Result<()>;
 }

@@ -1,0 +1,368 @@
+//! The client protocol's text commands: parsing one request line into a [`Command`].
+//!
+//! One request line is a command word (case-insensitive) and its arguments.
+//! Keys, accounts and txids are 1..=1024 bytes without whitespace; a value is
+//! the rest of the line after the key (it may contain spaces); amounts are
+//! decimals with at most two fraction digits, kept as integer cents.
+
+use std::fmt;
+
+use crate::codec::{Decode, DecodeError, Decoder, Encode, Encoder};
+
+/// Longest key, account name or txid, in bytes.
+pub const MAX_NAME: usize = 1024;
+/// Largest amount accepted, in cents (10^15 cents: far from `i64` overflow even
+/// summed over many accounts).
+pub const MAX_CENTS: i64 = 1_000_000_000_000_000;
+
+/// A request that changes or reads the replicated state; goes through the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// `PUT k v`: set `k` to `v`.
+    Put(String, String),
+    /// `APPEND k v`: append `v` to `k`'s value (creating it if absent).
+    Append(String, String),
+    /// `DEL k`: remove `k`.
+    Del(String),
+    /// `GET k`: read `k`.
+    Get(String),
+    /// `OPEN acct amount`: create an account with an opening balance.
+    Open(String, i64),
+    /// `TRANSFER txid from to amount`: move money, exactly once per txid.
+    Transfer(Transfer),
+    /// `BALANCE acct`: read a balance.
+    Balance(String),
+    /// `AUDIT`: number of accounts and total money, at one point in the log.
+    Audit,
+}
+
+/// The fields of a transfer; the same txid must always come with the same fields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transfer {
+    /// Caller-chosen unique id that makes retries safe.
+    pub txid: String,
+    /// Account debited.
+    pub from: String,
+    /// Account credited.
+    pub to: String,
+    /// Amount in cents (> 0).
+    pub cents: i64,
+}
+
+/// A request a server answers by itself, without the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Local {
+    /// `PING`.
+    Ping,
+    /// `HELP`.
+    Help,
+    /// `QUIT`.
+    Quit,
+    /// `STATUS`.
+    Status,
+}
+
+/// Any parsed request line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    /// Answered locally.
+    Local(Local),
+    /// Replicated through Raft.
+    Command(Command),
+}
+
+/// A request the server refuses, with the protocol's error code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseError {
+    /// `BAD_REQUEST` or `UNKNOWN_COMMAND`.
+    pub code: &'static str,
+    /// What was wrong, for a person.
+    pub message: String,
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ERR {} {}", self.code, self.message)
+    }
+}
+
+fn bad(message: impl Into<String>) -> ParseError {
+    ParseError {
+        code: "BAD_REQUEST",
+        message: message.into(),
+    }
+}
+
+/// The one-line reply to `HELP`.
+pub const HELP: &str = "commands: PUT k v | APPEND k v | DEL k | GET k | OPEN acct amount | \
+TRANSFER txid from to amount | BALANCE acct | AUDIT | STATUS | PING | HELP | QUIT";
+
+/// Parses one request line (without its line ending). Blank lines are the
+/// caller's to skip.
+pub fn parse(line: &str) -> Result<Request, ParseError> {
+    let line = line.trim_start();
+    let (word, rest) = split_word(line);
+    let upper = word.to_ascii_uppercase();
+    let args: Vec<&str> = rest.split_whitespace().collect();
+    let exact = |n: usize, usage: &str| {
+        if args.len() == n {
+            Ok(())
+        } else {
+            Err(bad(format!("usage: {usage}")))
+        }
+    };
+    let command = match upper.as_str() {
+        "PING" => return exact(0, "PING").map(|_| Request::Local(Local::Ping)),
+        "HELP" => return exact(0, "HELP").map(|_| Request::Local(Local::Help)),
+        "QUIT" => return exact(0, "QUIT").map(|_| Request::Local(Local::Quit)),
+        "STATUS" => return exact(0, "STATUS").map(|_| Request::Local(Local::Status)),
+        "PUT" | "APPEND" => {
+            let (key, value) = split_word(rest.trim_start());
+            let value = value.strip_prefix([' ', '\t']).unwrap_or(value);
+            if key.is_empty() {
+                return Err(bad(format!("usage: {upper} k v")));
+            }
+            let key = name(key, "key")?;
+            if upper == "PUT" {
+                Command::Put(key, value.to_string())
+            } else {
+                Command::Append(key, value.to_string())
+            }
+        }
+        "DEL" => {
+            exact(1, "DEL k")?;
+            Command::Del(name(args[0], "key")?)
+        }
+        "GET" => {
+            exact(1, "GET k")?;
+            Command::Get(name(args[0], "key")?)
+        }
+        "OPEN" => {
+            exact(2, "OPEN acct amount")?;
+            Command::Open(name(args[0], "account")?, parse_cents(args[1])?)
+        }
+        "TRANSFER" => {
+            exact(4, "TRANSFER txid from to amount")?;
+            let transfer = Transfer {
+                txid: name(args[0], "txid")?,
+                from: name(args[1], "account")?,
+                to: name(args[2], "account")?,
+                cents: parse_cents(args[3])?,
+            };
+            if transfer.cents == 0 {
+                return Err(bad("amount must be positive"));
+            }
+            if transfer.from == transfer.to {
+                return Err(bad("from and to are the same account"));
+            }
+            Command::Transfer(transfer)
+        }
+        "BALANCE" => {
+            exact(1, "BALANCE acct")?;
+            Command::Balance(name(args[0], "account")?)
+        }
+        "AUDIT" => {
+            exact(0, "AUDIT")?;
+            Command::Audit
+        }
+        _ => {
+            let shown: String = word.chars().take(32).collect();
+            return Err(ParseError {
+                code: "UNKNOWN_COMMAND",
+                message: format!("unknown command '{shown}' (try HELP)"),
+            });
+        }
+    };
+    Ok(Request::Command(command))
+}
+
+/// Splits off the first whitespace-delimited word.
+fn split_word(s: &str) -> (&str, &str) {
+    match s.find(char::is_whitespace) {
+        Some(i) => (&s[..i], &s[i..]),
+        None => (s, ""),
+    }
+}
+
+fn name(s: &str, what: &str) -> Result<String, ParseError> {
+    if s.is_empty() || s.len() > MAX_NAME {
+        return Err(bad(format!("{what} must be 1..={MAX_NAME} bytes")));
+    }
+    Ok(s.to_string())
+}
+
+/// Parses `900`, `900.5` or `900.50` into cents; no sign, at most 2 decimals.
+pub fn parse_cents(s: &str) -> Result<i64, ParseError> {
+    let invalid = || bad(format!("invalid amount '{s}': use digits with up to 2 decimals"));
+    let (whole, frac) = s.split_once('.').unwrap_or((s, ""));
+    let digits = |d: &str| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit());
+    if !digits(whole) || (s.contains('.') && !digits(frac)) || frac.len() > 2 || whole.len() > 15
+    {
+        return Err(invalid());
+    }
+    let whole: i64 = whole.parse().map_err(|_| invalid())?;
+    let frac_cents: i64 = match frac.len() {
+        0 => 0,
+        1 => frac.parse::<i64>().map_err(|_| invalid())? * 10,
+        _ => frac.parse().map_err(|_| invalid())?,
+    };
+    let cents = whole
+        .checked_mul(100)
+        .and_then(|c| c.checked_add(frac_cents))
+        .filter(|&c| c <= MAX_CENTS)
+        .ok_or_else(|| bad(format!("amount '{s}' is too large")))?;
+    Ok(cents)
+}
+
+/// Formats cents with exactly two decimals: `90050` → `900.50`.
+pub fn format_cents(cents: i64) -> String {
+    let sign = if cents < 0 { "-" } else { "" };
+    let abs = cents.unsigned_abs();
+    format!("{sign}{}.{:02}", abs / 100, abs % 100)
+}
+
+const TAG_PUT: u8 = 1;
+const TAG_APPEND: u8 = 2;
+const TAG_DEL: u8 = 3;
+const TAG_GET: u8 = 4;
+const TAG_OPEN: u8 = 5;
+const TAG_TRANSFER: u8 = 6;
+const TAG_BALANCE: u8 = 7;
+const TAG_AUDIT: u8 = 8;
+
+fn get_string(d: &mut Decoder<'_>) -> Result<String, DecodeError> {
+    String::from_utf8(d.get_vec()?).map_err(|_| DecodeError::Corrupt("invalid UTF-8".into()))
+}
+
+fn get_cents(d: &mut Decoder<'_>) -> Result<i64, DecodeError> {
+    let v = d.get_uvarint()?;
+    i64::try_from(v)
+        .ok()
+        .filter(|&c| c <= MAX_CENTS)
+        .ok_or_else(|| DecodeError::Corrupt("amount out of range".into()))
+}
+
+impl Encode for Command {
+    fn encode_to(&self, e: &mut Encoder) {
+        match self {
+            Command::Put(k, v) | Command::Append(k, v) => {
+                e.put_u8(if matches!(self, Command::Put(..)) {
+                    TAG_PUT
+                } else {
+                    TAG_APPEND
+                });
+                e.put_bytes(k.as_bytes());
+                e.put_bytes(v.as_bytes());
+            }
+            Command::Del(k) | Command::Get(k) | Command::Balance(k) => {
+                e.put_u8(match self {
+                    Command::Del(_) => TAG_DEL,
+                    Command::Get(_) => TAG_GET,
+                    _ => TAG_BALANCE,
+                });
+                e.put_bytes(k.as_bytes());
+            }
+            Command::Open(a, cents) => {
+                e.put_u8(TAG_OPEN);
+                e.put_bytes(a.as_bytes());
+                e.put_uvarint(*cents as u64);
+            }
+            Command::Transfer(t) => {
+                e.put_u8(TAG_TRANSFER);
+                e.put_bytes(t.txid.as_bytes());
+                e.put_bytes(t.from.as_bytes());
+                e.put_bytes(t.to.as_bytes());
+                e.put_uvarint(t.cents as u64);
+            }
+            Command::Audit => e.put_u8(TAG_AUDIT),
+        }
+    }
+}
+
+impl Decode for Command {
+    fn decode_from(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
+        Ok(match d.get_u8()? {
+            TAG_PUT => Command::Put(get_string(d)?, get_string(d)?),
+            TAG_APPEND => Command::Append(get_string(d)?, get_string(d)?),
+            TAG_DEL => Command::Del(get_string(d)?),
+            TAG_GET => Command::Get(get_string(d)?),
+            TAG_OPEN => Command::Open(get_string(d)?, get_cents(d)?),
+            TAG_TRANSFER => Command::Transfer(Transfer {
+                txid: get_string(d)?,
+                from: get_string(d)?,
+                to: get_string(d)?,
+                cents: get_cents(d)?,
+            }),
+            TAG_BALANCE => Command::Balance(get_string(d)?),
+            TAG_AUDIT => Command::Audit,
+            tag => return Err(DecodeError::Corrupt(format!("unknown command tag {tag}"))),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cmd(line: &str) -> Command {
+        match parse(line) {
+            Ok(Request::Command(c)) => c,
+            other => panic!("{line:?} parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn values_keep_their_inner_spaces_and_words_ignore_case() {
+        assert_eq!(
+            cmd("put greeting hello  big world"),
+            Command::Put("greeting".into(), "hello  big world".into())
+        );
+        assert_eq!(cmd("APPEND k"), Command::Append("k".into(), "".into()));
+        assert_eq!(cmd("Get k"), Command::Get("k".into()));
+        assert_eq!(parse("ping"), Ok(Request::Local(Local::Ping)));
+    }
+
+    #[test]
+    fn amounts_are_cents_with_at_most_two_decimals() {
+        assert_eq!(parse_cents("900.5"), Ok(90_050));
+        assert_eq!(parse_cents("900.50"), Ok(90_050));
+        assert_eq!(parse_cents("7"), Ok(700));
+        assert_eq!(parse_cents("0.07"), Ok(7));
+        for bad in ["", ".5", "1.", "1.234", "-1", "+1", "1e3", "12345678901234567", "x"] {
+            assert!(parse_cents(bad).is_err(), "{bad:?} accepted");
+        }
+        assert_eq!(format_cents(90_050), "900.50");
+        assert_eq!(format_cents(7), "0.07");
+        assert_eq!(format_cents(-150), "-1.50");
+    }
+
+    #[test]
+    fn bad_requests_name_their_problem() {
+        let code = |line: &str| parse(line).err().map(|e| e.code);
+        assert_eq!(code("FROB x"), Some("UNKNOWN_COMMAND"));
+        assert_eq!(code("GET"), Some("BAD_REQUEST"));
+        assert_eq!(code("GET a b"), Some("BAD_REQUEST"));
+        assert_eq!(code("PUT"), Some("BAD_REQUEST"));
+        assert_eq!(code("TRANSFER t a a 5"), Some("BAD_REQUEST"));
+        assert_eq!(code("TRANSFER t a b 0"), Some("BAD_REQUEST"));
+        assert_eq!(code("OPEN a 1.001"), Some("BAD_REQUEST"));
+        assert_eq!(code(&format!("GET {}", "k".repeat(1025))), Some("BAD_REQUEST"));
+    }
+
+    #[test]
+    fn commands_round_trip_through_the_codec() {
+        let all = [
+            cmd("PUT k v w"),
+            cmd("APPEND k v"),
+            cmd("DEL k"),
+            cmd("GET k"),
+            cmd("OPEN alice 100.25"),
+            cmd("TRANSFER t1 alice bob 5"),
+            cmd("BALANCE bob"),
+            cmd("AUDIT"),
+        ];
+        for c in all {
+            assert_eq!(Command::decode(&c.encode()), Ok(c));
+        }
+    }
+}

@@ -1,0 +1,161 @@
+//! The money ledger: accounts with balances in cents, and exactly-once transfers.
+//!
+//! Every transfer carries a caller-chosen txid. The ledger remembers each txid
+//! with its fields and outcome forever, so a retried transfer returns the first
+//! outcome and moves no money twice, and a txid reused with other fields is
+//! refused. Trade-off: that memory grows with the number of transfers; a real
+//! ledger would expire txids after a retention window agreed with its clients.
+
+use std::collections::BTreeMap;
+
+use super::command::{format_cents, Transfer, MAX_CENTS};
+use super::kv::get_string;
+use crate::codec::{DecodeError, Decoder, Encoder};
+
+/// Accounts and the transfers applied to them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ledger {
+    /// Invariant: every balance is in `0..=MAX_CENTS * accounts`.
+    accounts: BTreeMap<String, i64>,
+    /// Every transfer seen, with the reply it got.
+    transfers: BTreeMap<String, (Transfer, String)>,
+}
+
+impl Ledger {
+    /// Opens `account` with `cents`.
+    pub fn open(&mut self, account: &str, cents: i64) -> String {
+        if self.accounts.contains_key(account) {
+            return format!("ERR EXISTS account {account} already exists");
+        }
+        self.accounts.insert(account.to_string(), cents);
+        "OK".into()
+    }
+
+    /// Applies a transfer once per txid; retries get the first outcome.
+    pub fn transfer(&mut self, t: &Transfer) -> String {
+        if let Some((first, outcome)) = self.transfers.get(&t.txid) {
+            if first == t {
+                return outcome.clone();
+            }
+            return format!(
+                "ERR TXID_REUSED txid {} was used for a different transfer",
+                t.txid
+            );
+        }
+        let outcome = self.try_transfer(t);
+        self.transfers
+            .insert(t.txid.clone(), (t.clone(), outcome.clone()));
+        outcome
+    }
+
+    fn try_transfer(&mut self, t: &Transfer) -> String {
+        let (Some(&from), Some(&to)) = (self.accounts.get(&t.from), self.accounts.get(&t.to))
+        else {
+            let missing = if self.accounts.contains_key(&t.from) {
+                &t.to
+            } else {
+                &t.from
+            };
+            return format!("ERR NO_ACCOUNT no such account: {missing}");
+        };
+        if from < t.cents {
+            return format!(
+                "ERR INSUFFICIENT_FUNDS {} has {}, needs {}",
+                t.from,
+                format_cents(from),
+                format_cents(t.cents)
+            );
+        }
+        let Some(new_to) = to.checked_add(t.cents).filter(|&v| v <= MAX_CENTS) else {
+            return format!("ERR BAD_REQUEST {} would exceed the largest balance", t.to);
+        };
+        self.accounts.insert(t.from.clone(), from - t.cents);
+        self.accounts.insert(t.to.clone(), new_to);
+        "OK".into()
+    }
+
+    /// `BALANCE x.yy` or `NOT_FOUND`.
+    pub fn balance(&self, account: &str) -> String {
+        match self.accounts.get(account) {
+            Some(&c) => format!("BALANCE {}", format_cents(c)),
+            None => "NOT_FOUND".into(),
+        }
+    }
+
+    /// `AUDIT accounts=N total=X`.
+    pub fn audit(&self) -> String {
+        let total: i128 = self.accounts.values().map(|&c| i128::from(c)).sum();
+        let total = i64::try_from(total).map_or_else(|_| total.to_string(), format_cents);
+        format!("AUDIT accounts={} total={total}", self.accounts.len())
+    }
+
+    /// Appends the ledger's encoding.
+    pub fn encode_to(&self, e: &mut Encoder) {
+        e.put_uvarint(self.accounts.len() as u64);
+        for (a, &c) in &self.accounts {
+            e.put_bytes(a.as_bytes());
+            e.put_uvarint(c as u64);
+        }
+        e.put_uvarint(self.transfers.len() as u64);
+        for (t, outcome) in self.transfers.values() {
+            e.put_bytes(t.txid.as_bytes());
+            e.put_bytes(t.from.as_bytes());
+            e.put_bytes(t.to.as_bytes());
+            e.put_uvarint(t.cents as u64);
+            e.put_bytes(outcome.as_bytes());
+        }
+    }
+
+    /// Reads a ledger written by [`Ledger::encode_to`].
+    pub fn decode_from(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
+        let cents = |d: &mut Decoder<'_>| {
+            i64::try_from(d.get_uvarint()?)
+                .map_err(|_| DecodeError::Corrupt("balance out of range".into()))
+        };
+        let mut ledger = Ledger::default();
+        for _ in 0..d.get_len(d.remaining())? {
+            let account = get_string(d)?;
+            ledger.accounts.insert(account, cents(d)?);
+        }
+        for _ in 0..d.get_len(d.remaining())? {
+            let t = Transfer {
+                txid: get_string(d)?,
+                from: get_string(d)?,
+                to: get_string(d)?,
+                cents: cents(d)?,
+            };
+            let outcome = get_string(d)?;
+            ledger.transfers.insert(t.txid.clone(), (t, outcome));
+        }
+        Ok(ledger)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(txid: &str, from: &str, to: &str, cents: i64) -> Transfer {
+        Transfer {
+            txid: txid.into(),
+            from: from.into(),
+            to: to.into(),
+            cents,
+        }
+    }
+
+    #[test]
+    fn transfers_apply_once_per_txid_and_conserve_money() {
+        let mut l = Ledger::default();
+        assert_eq!(l.open("a", 1000), "OK");
+        assert!(l.open("a", 5).starts_with("ERR EXISTS"));
+        l.open("b", 0);
+        assert_eq!(l.transfer(&t("t1", "a", "b", 250)), "OK");
+        assert_eq!(l.transfer(&t("t1", "a", "b", 250)), "OK", "retry: same outcome");
+        assert_eq!(l.balance("a"), "BALANCE 7.50");
+        assert!(l.transfer(&t("t1", "a", "b", 1)).starts_with("ERR TXID_REUSED"));
+        assert!(l.transfer(&t("t2", "b", "a", 9999)).starts_with("ERR INSUFFICIENT_FUNDS"));
+        assert!(l.transfer(&t("t3", "a", "zed", 1)).starts_with("ERR NO_ACCOUNT"));
+        assert_eq!(l.audit(), "AUDIT accounts=2 total=10.00");
+    }
+}

@@ -1,0 +1,10 @@
+//! The replicated service: a key-value store and a money ledger on top of Raft.
+//!
+//! [`command`] parses the text protocol; [`state_machine`] applies commands
+//! deterministically ([`kv`], [`ledger`], [`session`] for exactly-once retries).
+
+pub mod command;
+pub mod kv;
+pub mod ledger;
+pub mod session;
+pub mod state_machine;
