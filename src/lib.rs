@@ -39,6 +39,7 @@
 pub mod codec;
 pub mod logger;
 pub mod raft;
+pub mod server;
 pub mod service;
 pub mod storage;
 pub mod transport;

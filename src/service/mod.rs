@@ -4,6 +4,7 @@
 //! deterministically ([`kv`], [`ledger`], [`session`] for exactly-once retries).
 
 pub mod command;
+pub mod replica;
 pub mod kv;
 pub mod ledger;
 pub mod session;

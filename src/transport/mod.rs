@@ -4,6 +4,9 @@
 //! reply back to the core. Tests substitute an in-process network that drops,
 //! delays, reorders and partitions (see `tests/common/network.rs`).
 
+pub mod line;
+pub mod tcp;
+
 use std::fmt;
 
 use crate::raft::messages::{NodeId, Request, Response};

@@ -1,0 +1,134 @@
+//! Line framing shared by the peer and client protocols: bounded line reads, and
+//! base64 to carry binary RPC payloads on one text line.
+
+use std::io::{self, BufRead};
+
+/// Why no line could be read.
+#[derive(Debug)]
+pub enum LineError {
+    /// The connection closed (cleanly, or mid-line).
+    Closed,
+    /// The line exceeded the limit; the rest of the stream is not trustworthy.
+    TooLong,
+    /// An I/O error (including a read timeout).
+    Io(io::Error),
+}
+
+/// Reads one line ending in `\n` (a preceding `\r` is dropped) of at most
+/// `limit(first_bytes)` bytes, where the limit may depend on how the line begins
+/// (peer RPCs may be longer than client commands). Never buffers more than the
+/// limit.
+pub fn read_line<R: BufRead>(
+    reader: &mut R,
+    limit: impl Fn(&[u8]) -> usize,
+) -> Result<Vec<u8>, LineError> {
+    let mut line = Vec::new();
+    loop {
+        let available = match reader.fill_buf() {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(LineError::Io(e)),
+        };
+        if available.is_empty() {
+            return Err(LineError::Closed);
+        }
+        let (chunk, found) = match available.iter().position(|&b| b == b'\n') {
+            Some(i) => (&available[..i], true),
+            None => (available, false),
+        };
+        if line.len() + chunk.len() > limit(if line.is_empty() { chunk } else { &line }) {
+            return Err(LineError::TooLong);
+        }
+        line.extend_from_slice(chunk);
+        let used = chunk.len() + usize::from(found);
+        reader.consume(used);
+        if found {
+            if line.last() == Some(&b'\r') {
+                line.pop();
+            }
+            return Ok(line);
+        }
+    }
+}
+
+const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/// Standard base64 with `=` padding.
+pub fn base64_encode(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for (i, shift) in [18, 12, 6, 0].into_iter().enumerate() {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> shift) as usize & 63] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// Decodes standard padded base64; `None` on any invalid input.
+pub fn base64_decode(text: &[u8]) -> Option<Vec<u8>> {
+    if text.len() % 4 != 0 {
+        return None;
+    }
+    let value = |c: u8| match c {
+        b'A'..=b'Z' => Some(c - b'A'),
+        b'a'..=b'z' => Some(c - b'a' + 26),
+        b'0'..=b'9' => Some(c - b'0' + 52),
+        b'+' => Some(62),
+        b'/' => Some(63),
+        _ => None,
+    };
+    let mut out = Vec::with_capacity(text.len() / 4 * 3);
+    let chunks = text.len() / 4;
+    for (i, chunk) in text.chunks(4).enumerate() {
+        let pad = chunk.iter().rev().take_while(|&&c| c == b'=').count();
+        if pad > 2 || (pad > 0 && i + 1 != chunks) {
+            return None;
+        }
+        let mut n = 0u32;
+        for &c in &chunk[..4 - pad] {
+            n = (n << 6) | u32::from(value(c)?);
+        }
+        n <<= 6 * pad as u32;
+        let bytes = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
+        out.extend_from_slice(&bytes[..3 - pad]);
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_round_trips_every_length_and_rejects_garbage() {
+        for len in 0..40 {
+            let bytes: Vec<u8> = (0..len).map(|i| (i * 37 + 11) as u8).collect();
+            assert_eq!(base64_decode(base64_encode(&bytes).as_bytes()), Some(bytes));
+        }
+        assert_eq!(base64_encode(b"Man"), "TWFu");
+        assert_eq!(base64_encode(b"Ma"), "TWE=");
+        for bad in [&b"TWF"[..], b"TW=u", b"====", b"TWE=TWFu", b"T!Fu"] {
+            assert_eq!(base64_decode(bad), None, "{:?}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn lines_are_bounded_and_crlf_is_accepted() {
+        let mut r = io::Cursor::new(b"PING\r\nGET k\nxxxxxxxxxx\npartial".to_vec());
+        assert_eq!(read_line(&mut r, |_| 100).unwrap(), b"PING");
+        assert_eq!(read_line(&mut r, |_| 100).unwrap(), b"GET k");
+        assert!(matches!(read_line(&mut r, |_| 5), Err(LineError::TooLong)));
+        let mut r = io::Cursor::new(b"partial".to_vec());
+        assert!(matches!(read_line(&mut r, |_| 100), Err(LineError::Closed)));
+    }
+}
