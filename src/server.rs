@@ -135,7 +135,7 @@ impl Server {
             apply_tx,
         )?);
         let replica = Replica::start(node, apply_rx, config.snapshot_bytes);
-        let term = node.status().term;
+        let term = replica.node().status().term;
         info!(id, term, "listening on {addr}, peers {}", config.peers.join(","));
         let shared = Arc::new(Shared {
             config,
