@@ -174,7 +174,10 @@ fn main() -> ExitCode {
     let _server = match Server::start(config) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("{} node {id} [term 0] failed to start: {e}", raftkv::logger::timestamp());
+            eprintln!(
+                "{} node {id} [term 0] failed to start: {e}",
+                raftkv::logger::timestamp()
+            );
             return ExitCode::from(1);
         }
     };
@@ -194,8 +197,10 @@ mod tests {
 
     #[test]
     fn go_style_flags_in_every_spelling() {
-        let f = parse_flags(&args("-id 2 --addr :8002 -peers=:8001,:8002,:8003 -data=/tmp/x -v"))
-            .unwrap();
+        let f = parse_flags(&args(
+            "-id 2 --addr :8002 -peers=:8001,:8002,:8003 -data=/tmp/x -v",
+        ))
+        .unwrap();
         assert_eq!(f.id, 2);
         assert_eq!(f.addr.as_deref(), Some("127.0.0.1:8002"));
         assert_eq!(f.peers.as_ref().map(Vec::len), Some(3));

@@ -110,15 +110,16 @@ impl Server {
         if id == 0 || id as usize > config.peers.len() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                format!("id {id} is not a position in a list of {} peers", config.peers.len()),
+                format!(
+                    "id {id} is not a position in a list of {} peers",
+                    config.peers.len()
+                ),
             ));
         }
         let listener = TcpListener::bind(&config.listen)?;
         let addr = listener.local_addr()?;
         let storage = Arc::new(FileStorage::open(&config.data_dir)?);
-        let addrs: BTreeMap<NodeId, String> = (1..)
-            .zip(config.peers.iter().cloned())
-            .collect();
+        let addrs: BTreeMap<NodeId, String> = (1..).zip(config.peers.iter().cloned()).collect();
         let transport = Arc::new(TcpTransport::new(
             id,
             addrs.clone(),
@@ -136,7 +137,12 @@ impl Server {
         )?);
         let replica = Replica::start(node, apply_rx, config.snapshot_bytes);
         let term = replica.node().status().term;
-        info!(id, term, "listening on {addr}, peers {}", config.peers.join(","));
+        info!(
+            id,
+            term,
+            "listening on {addr}, peers {}",
+            config.peers.join(",")
+        );
         let shared = Arc::new(Shared {
             config,
             replica,
@@ -392,7 +398,9 @@ fn forward(line: &str, shared: &Shared) -> String {
     let request = format!("FWD {line}\n");
     // A pooled connection may have been closed by a leader that restarted since;
     // then the request never arrived and one retry on a fresh connection is safe.
-    let pooled = lock(&shared.forward_pool).get_mut(&leader).and_then(Vec::pop);
+    let pooled = lock(&shared.forward_pool)
+        .get_mut(&leader)
+        .and_then(Vec::pop);
     let attempts = [pooled.is_some(), false];
     let mut pooled = pooled;
     for from_pool in attempts {

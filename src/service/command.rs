@@ -193,11 +193,14 @@ fn name(s: &str, what: &str) -> Result<String, ParseError> {
 
 /// Parses `900`, `900.5` or `900.50` into cents; no sign, at most 2 decimals.
 pub fn parse_cents(s: &str) -> Result<i64, ParseError> {
-    let invalid = || bad(format!("invalid amount '{s}': use digits with up to 2 decimals"));
+    let invalid = || {
+        bad(format!(
+            "invalid amount '{s}': use digits with up to 2 decimals"
+        ))
+    };
     let (whole, frac) = s.split_once('.').unwrap_or((s, ""));
     let digits = |d: &str| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit());
-    if !digits(whole) || (s.contains('.') && !digits(frac)) || frac.len() > 2 || whole.len() > 15
-    {
+    if !digits(whole) || (s.contains('.') && !digits(frac)) || frac.len() > 2 || whole.len() > 15 {
         return Err(invalid());
     }
     let whole: i64 = whole.parse().map_err(|_| invalid())?;
@@ -328,7 +331,17 @@ mod tests {
         assert_eq!(parse_cents("900.50"), Ok(90_050));
         assert_eq!(parse_cents("7"), Ok(700));
         assert_eq!(parse_cents("0.07"), Ok(7));
-        for bad in ["", ".5", "1.", "1.234", "-1", "+1", "1e3", "12345678901234567", "x"] {
+        for bad in [
+            "",
+            ".5",
+            "1.",
+            "1.234",
+            "-1",
+            "+1",
+            "1e3",
+            "12345678901234567",
+            "x",
+        ] {
             assert!(parse_cents(bad).is_err(), "{bad:?} accepted");
         }
         assert_eq!(format_cents(90_050), "900.50");
@@ -346,7 +359,10 @@ mod tests {
         assert_eq!(code("TRANSFER t a a 5"), Some("BAD_REQUEST"));
         assert_eq!(code("TRANSFER t a b 0"), Some("BAD_REQUEST"));
         assert_eq!(code("OPEN a 1.001"), Some("BAD_REQUEST"));
-        assert_eq!(code(&format!("GET {}", "k".repeat(1025))), Some("BAD_REQUEST"));
+        assert_eq!(
+            code(&format!("GET {}", "k".repeat(1025))),
+            Some("BAD_REQUEST")
+        );
     }
 
     #[test]

@@ -151,11 +151,21 @@ mod tests {
         assert!(l.open("a", 5).starts_with("ERR EXISTS"));
         l.open("b", 0);
         assert_eq!(l.transfer(&t("t1", "a", "b", 250)), "OK");
-        assert_eq!(l.transfer(&t("t1", "a", "b", 250)), "OK", "retry: same outcome");
+        assert_eq!(
+            l.transfer(&t("t1", "a", "b", 250)),
+            "OK",
+            "retry: same outcome"
+        );
         assert_eq!(l.balance("a"), "BALANCE 7.50");
-        assert!(l.transfer(&t("t1", "a", "b", 1)).starts_with("ERR TXID_REUSED"));
-        assert!(l.transfer(&t("t2", "b", "a", 9999)).starts_with("ERR INSUFFICIENT_FUNDS"));
-        assert!(l.transfer(&t("t3", "a", "zed", 1)).starts_with("ERR NO_ACCOUNT"));
+        assert!(l
+            .transfer(&t("t1", "a", "b", 1))
+            .starts_with("ERR TXID_REUSED"));
+        assert!(l
+            .transfer(&t("t2", "b", "a", 9999))
+            .starts_with("ERR INSUFFICIENT_FUNDS"));
+        assert!(l
+            .transfer(&t("t3", "a", "zed", 1))
+            .starts_with("ERR NO_ACCOUNT"));
         assert_eq!(l.audit(), "AUDIT accounts=2 total=10.00");
     }
 }

@@ -4,8 +4,8 @@
 //! deterministically ([`kv`], [`ledger`], [`session`] for exactly-once retries).
 
 pub mod command;
-pub mod replica;
 pub mod kv;
 pub mod ledger;
+pub mod replica;
 pub mod session;
 pub mod state_machine;

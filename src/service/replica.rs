@@ -155,7 +155,12 @@ fn run_apply_loop(
                 match StateMachine::restore(&snapshot.data) {
                     Ok(sm) => state.sm = sm,
                     Err(e) => {
-                        info!(id, 0, "stopping: snapshot at {} is corrupt: {e}", snapshot.last_included_index);
+                        info!(
+                            id,
+                            0,
+                            "stopping: snapshot at {} is corrupt: {e}",
+                            snapshot.last_included_index
+                        );
                         drop(state);
                         node.kill();
                         return;

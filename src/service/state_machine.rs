@@ -125,13 +125,22 @@ mod tests {
         assert_eq!(sm.apply(&op(7, 2, "GET k")), "VALUE x");
         assert_eq!(sm.apply(&op(0, 0, "APPEND k y")), "OK");
         assert_eq!(sm.apply(&op(0, 0, "APPEND k y")), "OK");
-        assert_eq!(sm.apply(&op(8, 1, "GET k")), "VALUE xyy", "no session, no dedup");
+        assert_eq!(
+            sm.apply(&op(8, 1, "GET k")),
+            "VALUE xyy",
+            "no session, no dedup"
+        );
     }
 
     #[test]
     fn snapshots_restore_everything_and_reject_garbage() {
         let mut sm = StateMachine::default();
-        for line in ["PUT a 1", "OPEN alice 10", "OPEN bob 0", "TRANSFER t alice bob 2.5"] {
+        for line in [
+            "PUT a 1",
+            "OPEN alice 10",
+            "OPEN bob 0",
+            "TRANSFER t alice bob 2.5",
+        ] {
             sm.apply(&op(3, 1, line));
             sm.apply(&op(4, 9, line));
         }

@@ -218,16 +218,28 @@ impl FileStorage {
                 RecordRead::Ok(payload, end) => (payload, end),
                 RecordRead::Torn => {
                     let keep = (LOG_MAGIC.len() + pos) as u64;
-                    crate::info!(0, 0, "{}: cutting torn final record at byte {keep}", path.display());
+                    crate::info!(
+                        0,
+                        0,
+                        "{}: cutting torn final record at byte {keep}",
+                        path.display()
+                    );
                     OpenOptions::new().write(true).open(&path)?.set_len(keep)?;
                     break;
                 }
                 RecordRead::Corrupt(why) => {
-                    return Err(corrupt(&path, &format!("record at byte {}: {why}", LOG_MAGIC.len() + pos)))
+                    return Err(corrupt(
+                        &path,
+                        &format!("record at byte {}: {why}", LOG_MAGIC.len() + pos),
+                    ))
                 }
             };
-            self.replay_record(log, payload, first)
-                .map_err(|why| corrupt(&path, &format!("record at byte {}: {why}", LOG_MAGIC.len() + pos)))?;
+            self.replay_record(log, payload, first).map_err(|why| {
+                corrupt(
+                    &path,
+                    &format!("record at byte {}: {why}", LOG_MAGIC.len() + pos),
+                )
+            })?;
             first = false;
             pos = end;
         }
@@ -272,8 +284,9 @@ impl Storage for FileStorage {
             None => HardState::default(),
         };
         let snapshot = match self.read_single("snapshot", SNAPSHOT_MAGIC)? {
-            Some(p) => Snapshot::decode(&p)
-                .map_err(|e| corrupt(&self.path("snapshot"), &e.to_string()))?,
+            Some(p) => {
+                Snapshot::decode(&p).map_err(|e| corrupt(&self.path("snapshot"), &e.to_string()))?
+            }
             None => Snapshot::default(),
         };
         let mut log = self.lock();
@@ -456,7 +469,8 @@ mod tests {
             ..write(1, vec![entry(1, "a"), entry(1, "b"), entry(2, "c")])
         })
         .unwrap();
-        s.save(&write(3, vec![entry(3, "C"), entry(3, "d")])).unwrap();
+        s.save(&write(3, vec![entry(3, "C"), entry(3, "d")]))
+            .unwrap();
         s.save(&write(4, vec![])).unwrap(); // pure truncation
         let loaded = reopen(dir.path()).unwrap();
         assert_eq!(loaded.hard_state, hs);
@@ -484,7 +498,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = FileStorage::open(dir.path()).unwrap();
         s.load().unwrap();
-        s.save(&write(1, vec![entry(1, "a"), entry(1, "b")])).unwrap();
+        s.save(&write(1, vec![entry(1, "a"), entry(1, "b")]))
+            .unwrap();
         let path = dir.path().join("log");
         let len = fs::metadata(&path).unwrap().len();
         let file = OpenOptions::new().write(true).open(&path).unwrap();
@@ -506,7 +521,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = FileStorage::open(dir.path()).unwrap();
         s.load().unwrap();
-        s.save(&write(1, vec![entry(1, "aaaa"), entry(1, "bbbb")])).unwrap();
+        s.save(&write(1, vec![entry(1, "aaaa"), entry(1, "bbbb")]))
+            .unwrap();
         let path = dir.path().join("log");
         let mut bytes = fs::read(&path).unwrap();
         let first_entry_byte = bytes.windows(4).position(|w| w == b"aaaa").unwrap();
@@ -537,7 +553,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = FileStorage::open(dir.path()).unwrap();
         s.load().unwrap();
-        s.save(&write(1, vec![entry(1, "a"), entry(1, "b"), entry(1, "c")])).unwrap();
+        s.save(&write(1, vec![entry(1, "a"), entry(1, "b"), entry(1, "c")]))
+            .unwrap();
         // Simulate the crash: only the snapshot file is replaced.
         s.write_atomically(
             "snapshot",

@@ -76,7 +76,7 @@ pub fn base64_encode(bytes: &[u8]) -> String {
 
 /// Decodes standard padded base64; `None` on any invalid input.
 pub fn base64_decode(text: &[u8]) -> Option<Vec<u8>> {
-    if text.len() % 4 != 0 {
+    if !text.len().is_multiple_of(4) {
         return None;
     }
     let value = |c: u8| match c {
@@ -118,7 +118,12 @@ mod tests {
         assert_eq!(base64_encode(b"Man"), "TWFu");
         assert_eq!(base64_encode(b"Ma"), "TWE=");
         for bad in [&b"TWF"[..], b"TW=u", b"====", b"TWE=TWFu", b"T!Fu"] {
-            assert_eq!(base64_decode(bad), None, "{:?}", String::from_utf8_lossy(bad));
+            assert_eq!(
+                base64_decode(bad),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 

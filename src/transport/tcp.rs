@@ -133,10 +133,7 @@ impl TcpTransport {
         }
     }
 
-    fn exchange(
-        conn: &mut BufReader<TcpStream>,
-        line: &[u8],
-    ) -> Result<Response, TransportError> {
+    fn exchange(conn: &mut BufReader<TcpStream>, line: &[u8]) -> Result<Response, TransportError> {
         let io = |e: std::io::Error| TransportError::Unreachable(e.to_string());
         conn.get_mut().write_all(line).map_err(io)?;
         let reply = read_line(conn, |_| MAX_PEER_LINE).map_err(|e| match e {

@@ -1,0 +1,129 @@
+//! Starts a local cluster in one process and a console to break it:
+//!
+//! ```text
+//! cargo run --release --example cluster            # 3 nodes on :8001..:8003
+//! cargo run --release --example cluster -- 5 9001  # 5 nodes on :9001..:9005
+//! ```
+//!
+//! Console commands: `status`, `kill N`, `restart N`, `partition 1,2 3`, `heal`,
+//! `quit`. Meanwhile talk to the nodes with `nc 127.0.0.1 8001` (or
+//! `cargo run --example cli`) and watch leadership move. Each node stores its
+//! state under `data/cluster/n<id>`, so `restart` recovers from disk.
+
+use std::io::{self, BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::sync::Arc;
+use std::time::Duration;
+
+use raftkv::raft::NodeId;
+use raftkv::server::{Server, ServerConfig};
+use raftkv::transport::tcp::Partition;
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let n: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(3);
+    let base: u16 = args.next().and_then(|a| a.parse().ok()).unwrap_or(8001);
+    let peers: Vec<String> = (0..n)
+        .map(|i| format!("127.0.0.1:{}", base + i as u16))
+        .collect();
+    let partition = Arc::new(Partition::default());
+    let config = |id: usize| {
+        let mut c = ServerConfig::new(id as NodeId, peers.clone(), format!("data/cluster/n{id}"));
+        c.partition = Arc::clone(&partition);
+        c
+    };
+    let mut servers: Vec<Option<Server>> = (1..=n)
+        .map(|id| match Server::start(config(id)) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                eprintln!("node {id} failed to start: {e}");
+                None
+            }
+        })
+        .collect();
+    println!("cluster of {n} on {}", peers.join(","));
+    println!("commands: status | kill N | restart N | partition 1,2 3 | heal | quit");
+    let stdin = io::stdin();
+    loop {
+        print!("cluster> ");
+        let _ = io::stdout().flush();
+        let mut line = String::new();
+        if stdin.lock().read_line(&mut line).unwrap_or(0) == 0 {
+            break;
+        }
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let node = |w: Option<&&str>| {
+            w.and_then(|w| w.parse::<usize>().ok())
+                .filter(|&i| (1..=n).contains(&i))
+        };
+        match words.first().map(|w| w.to_ascii_lowercase()).as_deref() {
+            None => {}
+            Some("status") => {
+                for (i, addr) in peers.iter().enumerate() {
+                    println!("{}: {}", i + 1, status(addr));
+                }
+            }
+            Some("kill") => match node(words.get(1)) {
+                Some(i) => {
+                    if let Some(mut s) = servers[i - 1].take() {
+                        s.shutdown();
+                        println!("killed node {i}");
+                    }
+                }
+                None => println!("usage: kill N (1..={n})"),
+            },
+            Some("restart") => match node(words.get(1)) {
+                Some(i) => {
+                    if let Some(mut s) = servers[i - 1].take() {
+                        s.shutdown();
+                    }
+                    match Server::start(config(i)) {
+                        Ok(s) => {
+                            servers[i - 1] = Some(s);
+                            println!("restarted node {i}");
+                        }
+                        Err(e) => println!("node {i} failed to start: {e}"),
+                    }
+                }
+                None => println!("usage: restart N (1..={n})"),
+            },
+            Some("partition") => {
+                let groups: Vec<Vec<NodeId>> = words[1..]
+                    .iter()
+                    .map(|g| g.split(',').filter_map(|x| x.parse().ok()).collect())
+                    .collect();
+                partition.heal();
+                for (a, ga) in groups.iter().enumerate() {
+                    for gb in &groups[a + 1..] {
+                        partition.split(ga, gb);
+                    }
+                }
+                println!("partitioned into {groups:?}");
+            }
+            Some("heal") => {
+                partition.heal();
+                println!("healed");
+            }
+            Some("quit") | Some("exit") => break,
+            Some(other) => println!("unknown command {other}"),
+        }
+    }
+    for mut s in servers.into_iter().flatten() {
+        s.shutdown();
+    }
+}
+
+fn status(addr: &str) -> String {
+    let ask = || -> io::Result<String> {
+        let mut s = TcpStream::connect_timeout(
+            &addr.parse().map_err(io::Error::other)?,
+            Duration::from_millis(300),
+        )?;
+        s.set_read_timeout(Some(Duration::from_secs(1)))?;
+        s.write_all(b"STATUS\n")?;
+        let mut line = String::new();
+        BufReader::new(s).read_line(&mut line)?;
+        Ok(line.trim().to_string())
+    };
+    ask().unwrap_or_else(|e| format!("down ({e})"))
+}

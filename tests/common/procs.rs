@@ -1,0 +1,187 @@
+//! Real `raftkv` processes on loopback, for end-to-end tests.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+/// A cluster of node processes, killed when dropped.
+pub struct ProcCluster {
+    /// Keeps the data directories alive for the test.
+    pub dir: tempfile::TempDir,
+    ports: Vec<u16>,
+    children: Vec<Option<Child>>,
+    extra: Vec<String>,
+}
+
+/// A free loopback port (the OS picks; another process could take it, rarely).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+impl ProcCluster {
+    /// Starts `n` nodes with `extra` flags and waits until each answers PING.
+    pub fn start(n: usize, extra: &[&str]) -> ProcCluster {
+        let mut cluster = ProcCluster {
+            dir: tempfile::tempdir().expect("temp dir"),
+            ports: (0..n).map(|_| free_port()).collect(),
+            children: (0..n).map(|_| None).collect(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        for i in 0..n {
+            cluster.spawn(i);
+        }
+        for i in 0..n {
+            cluster.wait_until_up(i);
+        }
+        cluster
+    }
+
+    /// Address of node `i` (0-based).
+    pub fn addr(&self, i: usize) -> String {
+        format!("127.0.0.1:{}", self.ports[i])
+    }
+
+    /// Every node's address.
+    pub fn addrs(&self) -> Vec<String> {
+        (0..self.ports.len()).map(|i| self.addr(i)).collect()
+    }
+
+    /// Node `i`'s data directory.
+    pub fn data_dir(&self, i: usize) -> PathBuf {
+        self.dir.path().join(format!("n{}", i + 1))
+    }
+
+    /// The command that runs node `i`.
+    pub fn command(&self, i: usize) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_raftkv"));
+        let peers: Vec<String> = self.addrs();
+        cmd.arg("-id")
+            .arg((i + 1).to_string())
+            .arg("-peers")
+            .arg(peers.join(","))
+            .arg("-data")
+            .arg(self.data_dir(i))
+            .args(&self.extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null());
+        cmd
+    }
+
+    /// Starts node `i` (its stderr goes to a log file beside its data).
+    pub fn spawn(&mut self, i: usize) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join(format!("n{}.log", i + 1)))
+            .expect("log file");
+        let child = self.command(i).stderr(log).spawn().expect("spawn raftkv");
+        self.children[i] = Some(child);
+    }
+
+    /// Waits until node `i` answers PING (10 s at most).
+    pub fn wait_until_up(&self, i: usize) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(replies) = self.try_request(i, &["PING"]) {
+                if replies == ["PONG"] {
+                    return;
+                }
+            }
+            sleep(Duration::from_millis(20));
+        }
+        panic!("node {} did not come up", i + 1);
+    }
+
+    /// SIGKILLs node `i`.
+    pub fn kill9(&mut self, i: usize) {
+        if let Some(mut child) = self.children[i].take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Whether node `i`'s process is still running.
+    pub fn is_running(&mut self, i: usize) -> bool {
+        match self.children[i].as_mut() {
+            Some(c) => matches!(c.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    /// Sends each line on one connection and returns the replies.
+    pub fn try_request(&self, i: usize, lines: &[&str]) -> std::io::Result<Vec<String>> {
+        let stream = TcpStream::connect(self.addr(i))?;
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        let mut reader = BufReader::new(stream.try_clone()?);
+        let mut writer = stream;
+        let mut replies = Vec::new();
+        for line in lines {
+            writer.write_all(format!("{line}\n").as_bytes())?;
+            let mut reply = String::new();
+            reader.read_line(&mut reply)?;
+            replies.push(reply.trim_end().to_string());
+        }
+        Ok(replies)
+    }
+
+    /// Like `try_request`, failing the test on I/O errors.
+    pub fn request(&self, i: usize, lines: &[&str]) -> Vec<String> {
+        self.try_request(i, lines)
+            .unwrap_or_else(|e| panic!("node {}: {e}", i + 1))
+    }
+
+    /// Node `i`'s STATUS fields.
+    pub fn status(&self, i: usize) -> HashMap<String, String> {
+        let replies = self.try_request(i, &["STATUS"]).unwrap_or_default();
+        replies
+            .first()
+            .map(|line| {
+                line.split_whitespace()
+                    .filter_map(|kv| kv.split_once('='))
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Waits for a node that reports itself leader; returns its index.
+    pub fn wait_for_leader(&self) -> usize {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            for i in 0..self.ports.len() {
+                if self.status(i).get("role").map(String::as_str) == Some("leader") {
+                    return i;
+                }
+            }
+            sleep(Duration::from_millis(50));
+        }
+        panic!("no leader within 10 s");
+    }
+
+    /// Polls `check` every 50 ms until it holds, failing after `limit`.
+    pub fn wait_for(&self, what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if check() {
+                return;
+            }
+            sleep(Duration::from_millis(50));
+        }
+        panic!("timed out waiting for {what}");
+    }
+}
+
+impl Drop for ProcCluster {
+    fn drop(&mut self) {
+        for i in 0..self.children.len() {
+            self.kill9(i);
+        }
+    }
+}
