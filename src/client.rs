@@ -11,38 +11,93 @@
 
 use std::io::{self, BufReader, Write};
 use std::net::TcpStream;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::server::MAX_CLIENT_LINE;
 use crate::transport::line::{read_line, LineError};
 use crate::transport::tcp::dial;
 
-/// A client session with a cluster.
-pub struct Client {
+/// How a client reaches servers: one request line to server `i`, one reply back.
+pub trait Connector {
+    /// How many servers there are.
+    fn servers(&self) -> usize;
+    /// Sends `line` (ending in `\n`) to server `server` and returns its reply.
+    fn call(&mut self, server: usize, line: &str) -> io::Result<String>;
+}
+
+/// Reaches servers over TCP, keeping one connection to the current server.
+pub struct TcpConnector {
     addrs: Vec<String>,
+    conn: Option<(usize, BufReader<TcpStream>)>,
+}
+
+impl TcpConnector {
+    /// A connector for the servers at `addrs`.
+    pub fn new(addrs: Vec<String>) -> Self {
+        Self { addrs, conn: None }
+    }
+}
+
+impl Connector for TcpConnector {
+    fn servers(&self) -> usize {
+        self.addrs.len()
+    }
+
+    fn call(&mut self, server: usize, line: &str) -> io::Result<String> {
+        if self.conn.as_ref().map(|(s, _)| *s) != Some(server) {
+            let addr = self
+                .addrs
+                .get(server)
+                .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no such server"))?;
+            let stream = dial(addr)?;
+            stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+            self.conn = Some((server, BufReader::new(stream)));
+        }
+        let result = match self.conn.as_mut() {
+            Some((_, conn)) => send_line(conn, line),
+            None => Err(io::Error::other("not connected")),
+        };
+        if result.is_err() {
+            self.conn = None;
+        }
+        result
+    }
+}
+
+/// A client session with a cluster.
+pub struct Client<C: Connector = TcpConnector> {
+    connector: C,
     id: u64,
     seq: u64,
     current: usize,
-    conn: Option<BufReader<TcpStream>>,
     /// Give up on a command after this long.
     pub deadline: Duration,
 }
 
-impl Client {
+impl Client<TcpConnector> {
     /// A client of the servers at `addrs` (any order; any of them may be down).
-    pub fn new(addrs: Vec<String>) -> Client {
+    pub fn new(addrs: Vec<String>) -> Self {
+        Client::with_connector(TcpConnector::new(addrs))
+    }
+}
+
+impl<C: Connector> Client<C> {
+    /// A client reaching its servers through `connector`, with a fresh session id.
+    pub fn with_connector(connector: C) -> Self {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(0);
-        let id = (nanos ^ (u64::from(std::process::id()) << 32)) | 1;
-        let current = (nanos % addrs.len().max(1) as u64) as usize;
+        let unique = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let id = (nanos ^ (u64::from(std::process::id()) << 32) ^ unique.rotate_left(17)) | 1;
+        let current = ((nanos ^ unique) % connector.servers().max(1) as u64) as usize;
         Client {
-            addrs,
+            connector,
             id,
             seq: 0,
             current,
-            conn: None,
             deadline: Duration::from_secs(30),
         }
     }
@@ -50,6 +105,11 @@ impl Client {
     /// This client's session id.
     pub fn id(&self) -> u64 {
         self.id
+    }
+
+    /// Sends the next commands to server `i` first (e.g. the known leader).
+    pub fn prefer(&mut self, i: usize) {
+        self.current = i % self.connector.servers().max(1);
     }
 
     /// Sends one command line (e.g. `PUT k v`) and returns the reply line.
@@ -65,28 +125,23 @@ impl Client {
         self.seq += 1;
         let line = format!("CLIENT {} {} {}\n", self.id, self.seq, command);
         let give_up = Instant::now() + self.deadline;
-        let mut pause = Duration::from_millis(20);
+        let mut pause = Duration::from_millis(10);
         loop {
-            match self.try_once(&line) {
-                Ok(reply) if is_retryable(&reply) => {
-                    if reply.starts_with("ERR NO_LEADER") || reply.starts_with("ERR BUSY") {
-                        self.next_server();
-                    }
-                }
+            match self.connector.call(self.current, &line) {
+                // The server we tried may be a deposed leader in a minority:
+                // try the next one (a follower forwards to the leader anyway).
+                Ok(reply) if is_retryable(&reply) => self.next_server(),
                 Ok(reply) => return Ok(reply),
                 Err(_) => self.next_server(),
             }
             if Instant::now() >= give_up {
                 return Err(io::Error::new(
                     io::ErrorKind::TimedOut,
-                    format!(
-                        "no definite reply to '{command}' within {:?}",
-                        self.deadline
-                    ),
+                    format!("no definite reply to '{command}' within {:?}", self.deadline),
                 ));
             }
             std::thread::sleep(pause);
-            pause = (pause * 2).min(Duration::from_millis(500));
+            pause = (pause * 2).min(Duration::from_millis(200));
         }
     }
 
@@ -122,28 +177,7 @@ impl Client {
     }
 
     fn next_server(&mut self) {
-        self.conn = None;
-        self.current = (self.current + 1) % self.addrs.len().max(1);
-    }
-
-    fn try_once(&mut self, line: &str) -> io::Result<String> {
-        if self.conn.is_none() {
-            let addr = self
-                .addrs
-                .get(self.current)
-                .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no servers"))?;
-            let stream = dial(addr)?;
-            stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-            self.conn = Some(BufReader::new(stream));
-        }
-        let result = match self.conn.as_mut() {
-            Some(conn) => send_line(conn, line),
-            None => Err(io::Error::other("not connected")),
-        };
-        if result.is_err() {
-            self.conn = None;
-        }
-        result
+        self.current = (self.current + 1) % self.connector.servers().max(1);
     }
 }
 

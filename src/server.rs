@@ -7,9 +7,7 @@
 //!
 //! ```text
 //! RAFT <from> <base64>        peer RPC                → OK <base64>
-//! FWD <client line>           forwarded by a follower → the reply (never re-forwarded)
-//! CLIENT <id> <seq> <command> command in a client session (exactly-once retries)
-//! <command>                   a client command (see `service::command`)
+//! anything else               a client line, answered by `service::frontend`
 //! ```
 //!
 //! A follower forwards client commands to the leader it knows and relays the
@@ -27,10 +25,9 @@ use std::time::Duration;
 
 use crate::codec::{Decode, Encode};
 use crate::raft::messages::{NodeId, Request};
-use crate::raft::{Config as RaftConfig, Node, Role};
-use crate::service::command::{self, Local, HELP};
-use crate::service::replica::{ExecError, Replica};
-use crate::service::state_machine::Op;
+use crate::raft::{Config as RaftConfig, Node};
+use crate::service::frontend::Frontend;
+use crate::service::replica::Replica;
 use crate::storage::file::FileStorage;
 use crate::transport::line::{base64_decode, base64_encode, read_line, LineError};
 use crate::transport::tcp::{dial, Partition, TcpTransport, MAX_PEER_LINE};
@@ -86,7 +83,7 @@ impl ServerConfig {
 /// What every connection handler shares.
 struct Shared {
     config: ServerConfig,
-    replica: Replica,
+    frontend: Frontend,
     connections: AtomicUsize,
     stopping: AtomicBool,
     /// Open client connections, to close them at shutdown.
@@ -137,6 +134,7 @@ impl Server {
         )?);
         let replica = Replica::start(node, apply_rx, config.snapshot_bytes);
         let term = replica.node().status().term;
+        let frontend = Frontend::new(replica, config.request_timeout, config.peers.len());
         info!(
             id,
             term,
@@ -145,7 +143,7 @@ impl Server {
         );
         let shared = Arc::new(Shared {
             config,
-            replica,
+            frontend,
             connections: AtomicUsize::new(0),
             stopping: AtomicBool::new(false),
             open: Mutex::new(HashMap::new()),
@@ -169,7 +167,7 @@ impl Server {
 
     /// The Raft node.
     pub fn node(&self) -> &Node {
-        self.shared.replica.node()
+        self.shared.frontend.replica().node()
     }
 
     /// Stops listening, closes every connection and stops the node.
@@ -183,7 +181,7 @@ impl Server {
         for stream in lock(&self.shared.open).values() {
             let _ = stream.shutdown(Shutdown::Both);
         }
-        self.shared.replica.shutdown();
+        self.shared.frontend.replica().shutdown();
     }
 }
 
@@ -281,59 +279,10 @@ fn handle_connection(stream: TcpStream, shared: &Shared) {
 
 /// Answers one request line; the flag says whether to close the connection.
 fn dispatch(line: &str, shared: &Shared) -> (String, bool) {
-    if let Some(rest) = line.strip_prefix("RAFT ") {
-        return (handle_peer_rpc(rest, shared), false);
+    match line.strip_prefix("RAFT ") {
+        Some(rest) => (handle_peer_rpc(rest, shared), false),
+        None => shared.frontend.answer(line, &|l| forward(l, shared)),
     }
-    let (forwarded, line) = match strip_word(line, "FWD") {
-        Some(rest) => (true, rest),
-        None => (false, line),
-    };
-    let (client_id, seq, command_line) = match strip_word(line, "CLIENT") {
-        Some(rest) => match parse_session(rest) {
-            Some(parsed) => parsed,
-            None => {
-                let e = "ERR BAD_REQUEST usage: CLIENT <id> <seq> <command>";
-                return (e.into(), false);
-            }
-        },
-        None => (0, 0, line),
-    };
-    match command::parse(command_line) {
-        Err(e) => (e.to_string(), false),
-        Ok(command::Request::Local(Local::Ping)) => ("PONG".into(), false),
-        Ok(command::Request::Local(Local::Help)) => (HELP.into(), false),
-        Ok(command::Request::Local(Local::Quit)) => ("BYE".into(), true),
-        Ok(command::Request::Local(Local::Status)) => (status_line(shared), false),
-        Ok(command::Request::Command(command)) => {
-            let op = Op {
-                client_id,
-                seq,
-                command,
-            };
-            let timeout = shared.config.request_timeout;
-            let reply = match shared.replica.execute(&op, timeout) {
-                Ok(reply) => reply,
-                Err(ExecError::NotLeader) if !forwarded => forward(line, shared),
-                Err(ExecError::NotLeader) => "ERR NO_LEADER not the leader; retry".into(),
-                Err(ExecError::Timeout) => "ERR TIMEOUT outcome unknown".into(),
-            };
-            (reply, false)
-        }
-    }
-}
-
-/// If `line` starts with `word` (any case) and a space, the rest.
-fn strip_word<'a>(line: &'a str, word: &str) -> Option<&'a str> {
-    let (first, rest) = line.split_once(' ')?;
-    first.eq_ignore_ascii_case(word).then_some(rest)
-}
-
-/// `<id> <seq> <command>` → the parts; ids and sequence numbers are nonzero.
-fn parse_session(rest: &str) -> Option<(u64, u64, &str)> {
-    let mut parts = rest.splitn(3, ' ');
-    let id: u64 = parts.next()?.parse().ok().filter(|&v| v != 0)?;
-    let seq: u64 = parts.next()?.parse().ok().filter(|&v| v != 0)?;
-    Some((id, seq, parts.next()?))
 }
 
 fn handle_peer_rpc(rest: &str, shared: &Shared) -> String {
@@ -356,36 +305,16 @@ fn handle_peer_rpc(rest: &str, shared: &Shared) -> String {
         Ok(r) => r,
         Err(e) => return format!("ERR BAD_REQUEST {e}"),
     };
-    match shared.replica.node().handle_rpc(from, request) {
+    match shared.frontend.replica().node().handle_rpc(from, request) {
         Some(response) => format!("OK {}", base64_encode(&response.encode())),
         None => "ERR NO_LEADER node stopped".into(),
     }
 }
 
-fn status_line(shared: &Shared) -> String {
-    let s = shared.replica.node().status();
-    let role = match s.role {
-        Role::Leader => "leader",
-        Role::Follower => "follower",
-        Role::Candidate => "candidate",
-    };
-    format!(
-        "STATUS id={} role={role} term={} leader={} commit={} applied={} snapshot={} last_log={} peers={}",
-        s.id,
-        s.term,
-        s.leader_id.unwrap_or(0),
-        s.commit_index,
-        s.last_applied,
-        s.snapshot_index,
-        s.last_log_index,
-        shared.config.peers.len()
-    )
-}
-
 /// Relays a client line to the leader this server knows of.
 fn forward(line: &str, shared: &Shared) -> String {
     let me = shared.config.id;
-    let leader = match shared.replica.node().status().leader_id {
+    let leader = match shared.frontend.replica().node().status().leader_id {
         Some(l) if l != me => l,
         _ => return "ERR NO_LEADER no leader known; retry".into(),
     };

@@ -4,6 +4,7 @@
 //! deterministically ([`kv`], [`ledger`], [`session`] for exactly-once retries).
 
 pub mod command;
+pub mod frontend;
 pub mod kv;
 pub mod ledger;
 pub mod replica;

@@ -1,0 +1,113 @@
+//! The client-facing side of a server: answers one request line at a time.
+//!
+//! Shared by the TCP server and the simulated-network test harness, so both run
+//! exactly the same request handling. A line is an optional `FWD ` (forwarded by
+//! a follower; never forwarded again), an optional `CLIENT <id> <seq> ` session
+//! prefix, then a command (see [`super::command`]).
+
+use std::time::Duration;
+
+use super::command::{self, Local, HELP};
+use super::replica::{ExecError, Replica};
+use super::state_machine::Op;
+use crate::raft::Role;
+
+/// Answers client lines for one server.
+pub struct Frontend {
+    replica: Replica,
+    request_timeout: Duration,
+    peers: usize,
+}
+
+impl Frontend {
+    /// A frontend for `replica` in a cluster of `peers` servers; requests wait
+    /// at most `request_timeout` for their outcome.
+    pub fn new(replica: Replica, request_timeout: Duration, peers: usize) -> Self {
+        Self {
+            replica,
+            request_timeout,
+            peers,
+        }
+    }
+
+    /// The replica behind this frontend.
+    pub fn replica(&self) -> &Replica {
+        &self.replica
+    }
+
+    /// Answers one request line; the flag says whether to close the connection.
+    /// `forward` relays a command this server cannot execute (not the leader)
+    /// and returns the leader's reply.
+    pub fn answer(&self, line: &str, forward: &dyn Fn(&str) -> String) -> (String, bool) {
+        let (forwarded, line) = match strip_word(line, "FWD") {
+            Some(rest) => (true, rest),
+            None => (false, line),
+        };
+        let (client_id, seq, command_line) = match strip_word(line, "CLIENT") {
+            Some(rest) => match parse_session(rest) {
+                Some(parsed) => parsed,
+                None => {
+                    let e = "ERR BAD_REQUEST usage: CLIENT <id> <seq> <command>";
+                    return (e.into(), false);
+                }
+            },
+            None => (0, 0, line),
+        };
+        match command::parse(command_line) {
+            Err(e) => (e.to_string(), false),
+            Ok(command::Request::Local(Local::Ping)) => ("PONG".into(), false),
+            Ok(command::Request::Local(Local::Help)) => (HELP.into(), false),
+            Ok(command::Request::Local(Local::Quit)) => ("BYE".into(), true),
+            Ok(command::Request::Local(Local::Status)) => (self.status_line(), false),
+            Ok(command::Request::Command(command)) => {
+                let op = Op {
+                    client_id,
+                    seq,
+                    command,
+                };
+                let reply = match self.replica.execute(&op, self.request_timeout) {
+                    Ok(reply) => reply,
+                    Err(ExecError::NotLeader) if !forwarded => forward(line),
+                    Err(ExecError::NotLeader) => "ERR NO_LEADER not the leader; retry".into(),
+                    Err(ExecError::Timeout) => "ERR TIMEOUT outcome unknown".into(),
+                };
+                (reply, false)
+            }
+        }
+    }
+
+    /// The `STATUS` reply.
+    pub fn status_line(&self) -> String {
+        let s = self.replica.node().status();
+        let role = match s.role {
+            Role::Leader => "leader",
+            Role::Follower => "follower",
+            Role::Candidate => "candidate",
+        };
+        format!(
+            "STATUS id={} role={role} term={} leader={} commit={} applied={} snapshot={} last_log={} peers={}",
+            s.id,
+            s.term,
+            s.leader_id.unwrap_or(0),
+            s.commit_index,
+            s.last_applied,
+            s.snapshot_index,
+            s.last_log_index,
+            self.peers
+        )
+    }
+}
+
+/// If `line` starts with `word` (any case) and a space, the rest.
+fn strip_word<'a>(line: &'a str, word: &str) -> Option<&'a str> {
+    let (first, rest) = line.split_once(' ')?;
+    first.eq_ignore_ascii_case(word).then_some(rest)
+}
+
+/// `<id> <seq> <command>` → the parts; ids and sequence numbers are nonzero.
+fn parse_session(rest: &str) -> Option<(u64, u64, &str)> {
+    let mut parts = rest.splitn(3, ' ');
+    let id: u64 = parts.next()?.parse().ok().filter(|&v| v != 0)?;
+    let seq: u64 = parts.next()?.parse().ok().filter(|&v| v != 0)?;
+    Some((id, seq, parts.next()?))
+}
