@@ -137,7 +137,10 @@ impl<C: Connector> Client<C> {
             if Instant::now() >= give_up {
                 return Err(io::Error::new(
                     io::ErrorKind::TimedOut,
-                    format!("no definite reply to '{command}' within {:?}", self.deadline),
+                    format!(
+                        "no definite reply to '{command}' within {:?}",
+                        self.deadline
+                    ),
                 ));
             }
             std::thread::sleep(pause);

@@ -95,6 +95,13 @@ impl Replica {
         }
     }
 
+    /// The index applied last and the state machine's encoding at that point
+    /// (for comparing replicas).
+    pub fn applied_state(&self) -> (Index, Vec<u8>) {
+        let applied = lock(&self.applied);
+        (applied.last_applied, applied.sm.snapshot())
+    }
+
     /// Stops the node and waits for the apply loop to finish.
     pub fn shutdown(&self) {
         self.node.kill();

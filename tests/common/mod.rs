@@ -1,5 +1,7 @@
 //! Shared test harness: the simulated network and the Raft cluster tester.
 
 pub mod cluster;
+pub mod kv;
+pub mod linearizability;
 pub mod network;
 pub mod procs;

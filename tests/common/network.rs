@@ -26,12 +26,23 @@ pub trait Handler: Send + Sync {
     fn handle(&self, from: NodeId, request: &[u8]) -> Option<Vec<u8>>;
 }
 
+/// First byte of a Raft peer request on the simulated network.
+pub const RAFT_CHANNEL: u8 = b'R';
+/// First byte of a client request line on the simulated network.
+pub const CLIENT_CHANNEL: u8 = b'C';
+
 /// A Raft node answers peer RPCs.
 impl Handler for Node {
     fn handle(&self, from: NodeId, request: &[u8]) -> Option<Vec<u8>> {
-        let request = Request::decode(request).ok()?;
-        self.handle_rpc(from, request).map(|r| r.encode())
+        answer_raft(self, from, request)
     }
+}
+
+/// Decodes a `RAFT_CHANNEL` request, hands it to `node`, encodes the reply.
+pub fn answer_raft(node: &Node, from: NodeId, request: &[u8]) -> Option<Vec<u8>> {
+    let body = request.strip_prefix(&[RAFT_CHANNEL])?;
+    let request = Request::decode(body).ok()?;
+    node.handle_rpc(from, request).map(|r| r.encode())
 }
 
 struct Server {
@@ -313,7 +324,9 @@ impl FakeTransport {
 
 impl Transporter for FakeTransport {
     fn call(&self, to: NodeId, request: &Request) -> Result<Response, TransportError> {
-        let reply = self.call_bytes(to, request.encode())?;
+        let mut bytes = vec![RAFT_CHANNEL];
+        bytes.extend_from_slice(&request.encode());
+        let reply = self.call_bytes(to, bytes)?;
         Response::decode(&reply).map_err(|e| TransportError::BadReply(e.to_string()))
     }
 }
