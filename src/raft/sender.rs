@@ -121,7 +121,14 @@ impl Shared {
             if state.closed {
                 return;
             }
-            if let Some(request) = state.queue.pop_front() {
+            if let Some(mut request) = state.queue.pop_front() {
+                // Under load, requests pile up while a call is in flight: send
+                // consecutive AppendEntries as one.
+                while let Some(merged) = state.queue.front().and_then(|next| merge(&request, next))
+                {
+                    request = merged;
+                    state.queue.pop_front();
+                }
                 let started = Instant::now();
                 state.busy_since.push(started);
                 drop(state);
@@ -151,5 +158,72 @@ impl Shared {
                 return;
             }
         }
+    }
+}
+
+/// Most command bytes one merged AppendEntries may carry.
+const MAX_MERGED_BYTES: usize = 4 << 20;
+
+/// `a` and `b` as one AppendEntries, if `b` continues right where `a` ends (same
+/// leader and term): `a`'s entries, then `b`'s, with the later commit index.
+fn merge(a: &Request, b: &Request) -> Option<Request> {
+    let (Request::AppendEntries(a), Request::AppendEntries(b)) = (a, b) else {
+        return None;
+    };
+    let continues = b.term == a.term
+        && b.leader_id == a.leader_id
+        && b.prev_log_index == a.prev_log_index + a.entries.len() as u64;
+    let bytes: usize = a
+        .entries
+        .iter()
+        .chain(&b.entries)
+        .map(|e| e.command.len())
+        .sum();
+    if !continues || bytes > MAX_MERGED_BYTES {
+        return None;
+    }
+    let mut merged = a.clone();
+    merged.entries.extend(b.entries.iter().cloned());
+    merged.leader_commit = a.leader_commit.max(b.leader_commit);
+    Some(Request::AppendEntries(merged))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::raft::messages::{AppendEntriesArgs, Entry};
+
+    fn append(prev: u64, n: usize, commit: u64) -> Request {
+        Request::AppendEntries(AppendEntriesArgs {
+            term: 2,
+            leader_id: 1,
+            prev_log_index: prev,
+            prev_log_term: 2,
+            entries: vec![
+                Entry {
+                    term: 2,
+                    command: vec![7]
+                };
+                n
+            ],
+            leader_commit: commit,
+        })
+    }
+
+    #[test]
+    fn only_contiguous_appends_merge() {
+        let merged = merge(&append(10, 2, 5), &append(12, 3, 9)).expect("contiguous");
+        assert_eq!(merged, {
+            let Request::AppendEntries(mut a) = append(10, 5, 9) else {
+                unreachable!()
+            };
+            a.prev_log_term = 2;
+            Request::AppendEntries(a)
+        });
+        assert!(
+            merge(&append(10, 2, 5), &append(11, 3, 9)).is_none(),
+            "overlap"
+        );
+        assert!(merge(&append(10, 2, 5), &append(14, 3, 9)).is_none(), "gap");
     }
 }

@@ -10,7 +10,7 @@
 //! cannot answer: its proposal either never commits or is replaced, and the
 //! waiter learns that from the entry applied at its index.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
@@ -43,7 +43,13 @@ struct Applied {
     /// proposed in.
     waiters: HashMap<Index, (Term, Sender<Outcome>)>,
     last_applied: Index,
+    /// Outcomes of the last few applied entries, for a proposal whose entry was
+    /// applied before its waiter could be registered.
+    recent: VecDeque<(Index, Term, String)>,
 }
+
+/// How many applied outcomes `Applied::recent` keeps.
+const RECENT_OUTCOMES: usize = 4096;
 
 /// The replicated service on one server.
 pub struct Replica {
@@ -60,6 +66,7 @@ impl Replica {
             sm: StateMachine::default(),
             waiters: HashMap::new(),
             last_applied: 0,
+            recent: VecDeque::with_capacity(RECENT_OUTCOMES),
         }));
         let (loop_node, loop_applied) = (Arc::clone(&node), Arc::clone(&applied));
         let apply_loop = thread::Builder::new()
@@ -80,14 +87,23 @@ impl Replica {
 
     /// Proposes `op` and waits up to `timeout` for its reply.
     pub fn execute(&self, op: &Op, timeout: Duration) -> Result<String, ExecError> {
-        let (tx, rx) = mpsc::channel();
-        {
-            // Hold the lock across start(), so the apply loop cannot apply the
-            // entry before its waiter is registered.
+        let (index, term) = self.node.start(op.encode()).ok_or(ExecError::NotLeader)?;
+        let rx = {
             let mut applied = lock(&self.applied);
-            let (index, term) = self.node.start(op.encode()).ok_or(ExecError::NotLeader)?;
+            if index <= applied.last_applied {
+                // Applied before we got here: the outcome is in the recent ring,
+                // unless a snapshot skipped over it (then it is unknown).
+                let outcome = applied.recent.iter().rev().find(|(i, ..)| *i == index);
+                return match outcome {
+                    Some((_, t, reply)) if *t == term => Ok(reply.clone()),
+                    Some(_) => Err(ExecError::NotLeader),
+                    None => Err(ExecError::Timeout),
+                };
+            }
+            let (tx, rx) = mpsc::channel();
             applied.waiters.insert(index, (term, tx));
-        }
+            rx
+        };
         match rx.recv_timeout(timeout) {
             Ok(Outcome::Reply(reply)) => Ok(reply),
             Ok(Outcome::Replaced) => Err(ExecError::NotLeader),
@@ -141,6 +157,10 @@ fn run_apply_loop(
                     Err(e) => format!("ERR BAD_REQUEST undecodable entry: {e}"),
                 };
                 state.last_applied = index;
+                if state.recent.len() == RECENT_OUTCOMES {
+                    state.recent.pop_front();
+                }
+                state.recent.push_back((index, term, reply.clone()));
                 if let Some((waiter_term, waiter)) = state.waiters.remove(&index) {
                     // Another leader's entry took this index: ours was never applied.
                     let outcome = if waiter_term == term {
@@ -174,6 +194,7 @@ fn run_apply_loop(
                     }
                 }
                 state.last_applied = snapshot.last_included_index;
+                state.recent.clear();
                 // Proposals the snapshot covers have unknown outcomes; their
                 // waiters time out.
                 let covered = snapshot.last_included_index;
