@@ -240,7 +240,7 @@ fn check_one_key(ops: &[&Operation], deadline: Instant) -> Verdict {
     let mut steps = 0u64;
     while nodes[0].next != NIL {
         steps += 1;
-        if steps % 4096 == 0 && Instant::now() > deadline {
+        if steps.is_multiple_of(4096) && Instant::now() > deadline {
             return Verdict::Unknown;
         }
         if entry != NIL && is_call(&nodes, entry) {
