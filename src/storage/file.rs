@@ -129,11 +129,6 @@ impl FileStorage {
         })
     }
 
-    /// The directory this storage lives in.
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     fn lock(&self) -> MutexGuard<'_, LogState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }

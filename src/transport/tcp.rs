@@ -8,7 +8,7 @@
 //! backoff (50 ms doubling to 1 s) rather than dialed for every RPC.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufReader, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
@@ -195,9 +195,4 @@ pub fn dial(addr: &str) -> std::io::Result<TcpStream> {
         }
     }
     Err(last)
-}
-
-/// Reads one reply line from a connection opened by [`dial`].
-pub fn read_reply<R: BufRead>(conn: &mut R, limit: usize) -> Result<Vec<u8>, LineError> {
-    read_line(conn, |_| limit)
 }

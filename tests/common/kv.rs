@@ -267,7 +267,7 @@ impl KvCluster {
     /// A clerk that can reach the servers in `to`.
     pub fn make_clerk(&self, to: &[usize]) -> Clerk {
         let endpoint = self.next_clerk.fetch_add(1, Ordering::SeqCst);
-        let transport = self.net.client_endpoint(endpoint);
+        let transport = self.net.new_endpoint(endpoint);
         let mut order: Vec<NodeId> = (0..self.n).map(Self::id).collect();
         for i in (1..order.len()).rev() {
             order.swap(i, self.random(i as u64 + 1) as usize);

@@ -190,11 +190,6 @@ impl Network {
     pub fn rpc_count(&self, id: NodeId) -> u64 {
         self.inner.counts().get(&id).copied().unwrap_or(0)
     }
-
-    /// A caller endpoint for client code (a clerk), which has no server side.
-    pub fn client_endpoint(&self, id: NodeId) -> Arc<FakeTransport> {
-        self.new_endpoint(id)
-    }
 }
 
 impl Inner {
