@@ -214,11 +214,18 @@ impl Node {
         self.shared.killed.load(Ordering::SeqCst)
     }
 
-    /// Stops the server: its threads end (waiting for in-flight calls to return)
-    /// and nothing more is applied. Idempotent.
-    pub fn kill(&self) {
+    /// Tells the server to stop, without waiting: nothing more is applied and
+    /// its threads wind down. Safe to call from the apply channel's consumer
+    /// (unlike [`Node::kill`], which waits for the applier that feeds it).
+    pub fn stop(&self) {
         self.shared.killed.store(true, Ordering::SeqCst);
         let _ = self.events.send(Event::Shutdown);
+    }
+
+    /// Stops the server and waits for its threads to end (after in-flight calls
+    /// return). Idempotent.
+    pub fn kill(&self) {
+        self.stop();
         let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
         for t in threads {
             let _ = t.join();

@@ -189,7 +189,7 @@ fn run_apply_loop(
                             snapshot.last_included_index
                         );
                         drop(state);
-                        node.kill();
+                        node.stop();
                         return;
                     }
                 }
