@@ -5,7 +5,6 @@
 mod common;
 
 use std::thread::sleep;
-use std::time::{Duration, Instant};
 
 use common::kv::*;
 
@@ -103,25 +102,7 @@ fn snapshot_size_4b() {
 /// As `speed_4a`, with snapshots.
 #[test]
 fn speed_4b() {
-    let cfg = KvCluster::new(3, false, Some(LIMIT));
-    let mut ck = cfg.make_clerk(&cfg.all());
-    cfg.begin("Test: ops complete fast enough (4B)");
-    get(&mut ck, "x", None, 0);
-    let start = Instant::now();
-    const OPS: usize = 1000;
-    for i in 0..OPS {
-        append(&mut ck, "x", &format!("x 0 {i} y"), None, 0);
-    }
-    let duration = start.elapsed();
-    let v = get(&mut ck, "x", None, 0);
-    check_clnt_appends(0, &v, OPS);
-    let per_op = duration / OPS as u32;
-    eprintln!("  {per_op:?} per op");
-    assert!(
-        per_op < Duration::from_micros(33_333),
-        "operations completed too slowly: {per_op:?}/op"
-    );
-    cfg.end();
+    speed_test("Test: ops complete fast enough (4B)", Some(LIMIT));
 }
 
 /// Restarts with snapshots, one client.

@@ -578,3 +578,27 @@ pub fn generic_test(p: Generic) {
     }
     cfg.end();
 }
+
+/// 1000 sequential appends must average under a third of a heartbeat interval
+/// (100 ms): commits must not wait for the next heartbeat.
+pub fn speed_test(name: &str, maxraftstate: Option<usize>) {
+    const OPS: usize = 1000;
+    let cfg = KvCluster::new(3, false, maxraftstate);
+    let mut ck = cfg.make_clerk(&cfg.all());
+    cfg.begin(name);
+    // Wait until the first op completes, so a leader is elected.
+    get(&mut ck, "x", None, 0);
+    let start = Instant::now();
+    for i in 0..OPS {
+        append(&mut ck, "x", &format!("x 0 {i} y"), None, 0);
+    }
+    let per_op = start.elapsed() / OPS as u32;
+    let v = get(&mut ck, "x", None, 0);
+    check_clnt_appends(0, &v, OPS);
+    eprintln!("  {per_op:?} per op");
+    assert!(
+        per_op < Duration::from_micros(33_333),
+        "operations completed too slowly: {per_op:?}/op"
+    );
+    cfg.end();
+}
