@@ -27,20 +27,39 @@ fn free_port() -> u16 {
 
 impl ProcCluster {
     /// Starts `n` nodes with `extra` flags and waits until each answers PING.
+    /// A port picked as free can be taken by someone else before the node binds
+    /// it; then the whole start is retried on new ports.
     pub fn start(n: usize, extra: &[&str]) -> ProcCluster {
-        let mut cluster = ProcCluster {
-            dir: tempfile::tempdir().expect("temp dir"),
-            ports: (0..n).map(|_| free_port()).collect(),
-            children: (0..n).map(|_| None).collect(),
-            extra: extra.iter().map(|s| s.to_string()).collect(),
-        };
-        for i in 0..n {
-            cluster.spawn(i);
+        for _attempt in 0..3 {
+            let mut cluster = ProcCluster {
+                dir: tempfile::tempdir().expect("temp dir"),
+                ports: (0..n).map(|_| free_port()).collect(),
+                children: (0..n).map(|_| None).collect(),
+                extra: extra.iter().map(|s| s.to_string()).collect(),
+            };
+            for i in 0..n {
+                cluster.spawn(i);
+            }
+            if (0..n).all(|i| cluster.came_up(i)) {
+                return cluster;
+            }
         }
-        for i in 0..n {
-            cluster.wait_until_up(i);
+        panic!("could not start a cluster of {n} nodes");
+    }
+
+    /// Waits until node `i` answers PING; false if it exited or took over 10 s.
+    fn came_up(&mut self, i: usize) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if !self.is_running(i) {
+                return false;
+            }
+            if self.try_request(i, &["PING"]).is_ok_and(|r| r == ["PONG"]) {
+                return true;
+            }
+            sleep(Duration::from_millis(20));
         }
-        cluster
+        false
     }
 
     /// Address of node `i` (0-based).
@@ -86,17 +105,8 @@ impl ProcCluster {
     }
 
     /// Waits until node `i` answers PING (10 s at most).
-    pub fn wait_until_up(&self, i: usize) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(replies) = self.try_request(i, &["PING"]) {
-                if replies == ["PONG"] {
-                    return;
-                }
-            }
-            sleep(Duration::from_millis(20));
-        }
-        panic!("node {} did not come up", i + 1);
+    pub fn wait_until_up(&mut self, i: usize) {
+        assert!(self.came_up(i), "node {} did not come up", i + 1);
     }
 
     /// SIGKILLs node `i`.
