@@ -10,7 +10,6 @@ use std::time::Duration;
 use super::command::{self, Local, HELP};
 use super::replica::{ExecError, Replica};
 use super::state_machine::Op;
-use crate::raft::Role;
 
 /// Answers client lines for one server.
 pub struct Frontend {
@@ -79,14 +78,10 @@ impl Frontend {
     /// The `STATUS` reply.
     pub fn status_line(&self) -> String {
         let s = self.replica.node().status();
-        let role = match s.role {
-            Role::Leader => "leader",
-            Role::Follower => "follower",
-            Role::Candidate => "candidate",
-        };
         format!(
-            "STATUS id={} role={role} term={} leader={} commit={} applied={} snapshot={} last_log={} peers={}",
+            "STATUS id={} role={} term={} leader={} commit={} applied={} snapshot={} last_log={} peers={}",
             s.id,
+            s.role,
             s.term,
             s.leader_id.unwrap_or(0),
             s.commit_index,
