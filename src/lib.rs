@@ -12,7 +12,7 @@
 //!    file per section: `raft/election.rs` (§5.2, §5.4.1), `raft/replication.rs`
 //!    (§5.3, §5.4.2), `raft/snapshot.rs` (§7).
 //! 4. [`raft::ready`]: what the core asks of the world: persist → send → apply.
-//! 5. [`raft::node`]: the runtime that does it, with [`transport`] and [`storage`].
+//! 5. [`node`]: the runtime that does it, with [`transport`] and [`storage`].
 //! 6. [`codec`]: the binary encoding of everything on the wire and on disk.
 //!
 //! # Threads of one server
@@ -39,6 +39,7 @@
 pub mod client;
 pub mod codec;
 pub mod logger;
+pub mod node;
 pub mod raft;
 pub mod server;
 pub mod service;

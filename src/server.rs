@@ -24,8 +24,9 @@ use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use crate::codec::{Decode, Encode};
+use crate::node::Node;
 use crate::raft::messages::{NodeId, Request};
-use crate::raft::{Config as RaftConfig, Node};
+use crate::raft::Config as RaftConfig;
 use crate::service::frontend::Frontend;
 use crate::service::replica::Replica;
 use crate::storage::file::FileStorage;

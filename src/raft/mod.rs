@@ -1,21 +1,23 @@
-//! Raft consensus: a deterministic core and the thin runtime that drives it.
+//! Raft consensus: the deterministic core, with no threads, clocks, sockets or files.
 //!
 //! Reading order: [`messages`] (the RPCs of Figure 2), [`log`] (the log with a
 //! snapshot offset), [`core`] (Figure 2's state and the term rule), then the
 //! rules by section: `election.rs` (§5.2, §5.4.1), `replication.rs` (§5.3,
-//! §5.4.2), `snapshot.rs` (§7). [`ready`] is the core's output; [`node`] is the
-//! runtime that persists, sends and applies it.
+//! §5.4.2), `snapshot.rs` (§7). [`ready`] is the core's output; the runtime in
+//! [`crate::node`] persists, sends and applies it, and the simulator
+//! (`src/sim/`) does the same on virtual time.
+//!
+//! Nothing here imports the modules that do I/O: the core is a value that
+//! input goes into and a [`Ready`] comes out of.
 
 pub mod core;
 mod election;
 pub mod log;
 pub mod messages;
-pub mod node;
 pub mod progress;
 pub mod ready;
 mod replication;
 pub mod rng;
-mod sender;
 mod snapshot;
 
 #[cfg(test)]
@@ -23,5 +25,4 @@ mod core_tests;
 
 pub use self::core::{Config, InitialState, Raft, Role, Status};
 pub use self::messages::{Entry, Index, NodeId, Term};
-pub use self::node::Node;
 pub use self::ready::{ApplyMsg, HardState, Persist, Ready, Snapshot};

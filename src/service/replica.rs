@@ -18,8 +18,9 @@ use std::time::Duration;
 
 use super::state_machine::{Op, StateMachine};
 use crate::codec::{Decode, Encode};
+use crate::node::Node;
 use crate::raft::messages::{Index, Term};
-use crate::raft::{ApplyMsg, Node};
+use crate::raft::ApplyMsg;
 use crate::{debug, info};
 
 /// Why an operation has no reply.

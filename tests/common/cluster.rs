@@ -14,8 +14,9 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use raftkv::codec::{Decoder, Encoder};
+use raftkv::node::Node;
 use raftkv::raft::rng::Rng;
-use raftkv::raft::{ApplyMsg, Config, Node, NodeId};
+use raftkv::raft::{ApplyMsg, Config, NodeId};
 use raftkv::storage::memory::MemoryStorage;
 
 use super::network::Network;

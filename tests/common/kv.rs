@@ -13,7 +13,8 @@ use std::thread::{self, sleep};
 use std::time::{Duration, Instant};
 
 use raftkv::client::{Client, Connector};
-use raftkv::raft::{Config, Node, NodeId, Role};
+use raftkv::node::Node;
+use raftkv::raft::{Config, NodeId, Role};
 use raftkv::service::frontend::Frontend;
 use raftkv::service::replica::Replica;
 use raftkv::storage::memory::MemoryStorage;

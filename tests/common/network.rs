@@ -15,9 +15,9 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use raftkv::codec::{Decode, Encode};
+use raftkv::node::Node;
 use raftkv::raft::messages::{NodeId, Request, Response};
 use raftkv::raft::rng::Rng;
-use raftkv::raft::Node;
 use raftkv::transport::{TransportError, Transporter};
 
 /// Something that answers RPCs delivered as bytes.

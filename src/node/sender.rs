@@ -10,14 +10,15 @@
 //! Raft treats it like a lost message and the next heartbeat repairs the gap.
 
 use std::collections::VecDeque;
-use std::sync::mpsc::Sender;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use super::messages::{NodeId, Request};
-use super::node::Event;
+use crate::raft::messages::{NodeId, Request, Response};
 use crate::transport::Transporter;
+
+/// Where a worker hands each reply, with the request it answers.
+pub type OnReply = Box<dyn Fn(Request, Response) + Send + Sync>;
 
 /// Most concurrent calls to one peer.
 pub const MAX_WORKERS: usize = 16;
@@ -36,7 +37,7 @@ pub struct PeerSender {
 struct Shared {
     peer: NodeId,
     transport: Arc<dyn Transporter>,
-    events: Mutex<Sender<Event>>,
+    on_reply: OnReply,
     state: Mutex<QueueState>,
     wakeup: Condvar,
 }
@@ -52,13 +53,13 @@ struct QueueState {
 }
 
 impl PeerSender {
-    /// A sender for `peer` that reports replies as [`Event::Response`] on `events`.
-    pub fn new(peer: NodeId, transport: Arc<dyn Transporter>, events: Sender<Event>) -> Self {
+    /// A sender for `peer` that hands every reply to `on_reply`.
+    pub fn new(peer: NodeId, transport: Arc<dyn Transporter>, on_reply: OnReply) -> Self {
         Self {
             shared: Arc::new(Shared {
                 peer,
                 transport,
-                events: Mutex::new(events),
+                on_reply,
                 state: Mutex::new(QueueState::default()),
                 wakeup: Condvar::new(),
             }),
@@ -133,13 +134,7 @@ impl Shared {
                 state.busy_since.push(started);
                 drop(state);
                 if let Ok(response) = self.transport.call(self.peer, &request) {
-                    let event = Event::Response {
-                        from: self.peer,
-                        request,
-                        response,
-                    };
-                    let events = self.events.lock().unwrap_or_else(|e| e.into_inner());
-                    let _ = events.send(event);
+                    (self.on_reply)(request, response);
                 }
                 state = self.lock();
                 if let Some(pos) = state.busy_since.iter().position(|&t| t == started) {

@@ -1,5 +1,9 @@
 //! The runtime around the core: one node thread, per-peer senders, one applier.
 //!
+//! This is where the core's [`crate::raft::Ready`] meets threads, a [`Storage`] and a
+//! [`Transporter`]; the simulator (`src/sim/`) executes the same `Ready` on
+//! virtual time instead.
+//!
 //! ```text
 //!   start() / snapshot() ──┐                      ┌──▶ PeerSender(2) ──▶ Transporter ─┐
 //!   handle_rpc() ──────────┼─▶ events ─▶ node ────┼──▶ PeerSender(3) ──▶ Transporter ─┤
@@ -13,9 +17,9 @@
 //!
 //! The node thread owns the [`Raft`] core and is the only thread that touches it.
 //! It waits for events (or the next tick), feeds them to the core, then executes
-//! the core's [`Ready`]: persist, then send (and answer the RPCs it just handled),
+//! the core's [`crate::raft::Ready`]: persist, then send (and answer the RPCs it just handled),
 //! then apply. It never blocks on the network or on the service: requests go to
-//! [`PeerSender`] queues and committed entries to the applier thread, which alone
+//! per-peer sender queues and committed entries to the applier thread, which alone
 //! waits for the service to take them. So the service may call
 //! [`Node::snapshot`] from the thread that consumes the apply channel.
 //!
@@ -31,15 +35,17 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use super::core::{Config, Raft, Status};
-use super::messages::{Index, NodeId, Request, Response, Term};
-use super::ready::ApplyMsg;
-use super::sender::PeerSender;
+use crate::raft::core::{Config, Raft, Role, Status};
+use crate::raft::messages::{Index, NodeId, Request, Response, Term};
+use crate::raft::ready::ApplyMsg;
 use crate::storage::Storage;
 use crate::transport::Transporter;
 use crate::{debug, info};
+use sender::PeerSender;
 
-/// Most events handled before the node thread executes a [`super::Ready`]: bounds
+mod sender;
+
+/// Most events handled before the node thread executes a [`crate::raft::Ready`]: bounds
 /// the latency one busy batch adds to everything in it.
 const MAX_EVENTS_PER_BATCH: usize = 1024;
 /// If the node thread falls this many ticks behind (a stalled machine), it
@@ -124,7 +130,16 @@ impl Node {
         let senders = peers
             .iter()
             .map(|&p| {
-                let sender = PeerSender::new(p, Arc::clone(&transport), events_tx.clone());
+                let events = Mutex::new(events_tx.clone());
+                let on_reply = move |request, response| {
+                    let event = Event::Response {
+                        from: p,
+                        request,
+                        response,
+                    };
+                    let _ = lock(&events).send(event);
+                };
+                let sender = PeerSender::new(p, Arc::clone(&transport), Box::new(on_reply));
                 (p, sender)
             })
             .collect();
@@ -180,7 +195,7 @@ impl Node {
     /// The current term and whether this server believes it is the leader.
     pub fn state(&self) -> (Term, bool) {
         let status = self.status();
-        (status.term, status.role == super::core::Role::Leader)
+        (status.term, status.role == Role::Leader)
     }
 
     /// A summary of the server's state, as of its last handled event.
@@ -226,7 +241,7 @@ impl Node {
     /// return). Idempotent.
     pub fn kill(&self) {
         self.stop();
-        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
+        let threads = std::mem::take(&mut *lock(&self.threads));
         for t in threads {
             let _ = t.join();
         }
@@ -239,8 +254,13 @@ impl Node {
     }
 
     fn lock_status(&self) -> MutexGuard<'_, Status> {
-        self.shared.status.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.shared.status)
     }
+}
+
+/// Locks `m`, carrying on with the data if another thread panicked holding it.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Drop for Node {
@@ -336,7 +356,7 @@ impl NodeLoop {
         true
     }
 
-    /// Persist, then send (and reply), then apply: the order [`super::Ready`] demands.
+    /// Persist, then send (and reply), then apply: the order [`crate::raft::Ready`] demands.
     fn execute_ready(&mut self) -> io::Result<()> {
         let ready = self.raft.ready();
         if !ready.persist.is_empty() {
@@ -353,7 +373,7 @@ impl NodeLoop {
         if !ready.apply.is_empty() {
             let _ = self.applier.send(ready.apply);
         }
-        *self.shared.status.lock().unwrap_or_else(|e| e.into_inner()) = self.raft.status();
+        *lock(&self.shared.status) = self.raft.status();
         Ok(())
     }
 }
