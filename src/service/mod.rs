@@ -3,6 +3,7 @@
 //! [`command`] parses the text protocol; [`state_machine`] applies commands
 //! deterministically ([`kv`], [`ledger`], [`session`] for exactly-once retries).
 
+pub mod applier;
 pub mod command;
 pub mod frontend;
 pub mod kv;

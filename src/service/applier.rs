@@ -1,0 +1,178 @@
+//! Applying committed entries and telling each proposer what became of its proposal.
+//!
+//! A proposal is known by the `(index, term)` Raft gave it. When the entry at
+//! `index` is applied, its proposer learns the reply if the entry has the same
+//! term, or that it was **replaced** (another leader's entry took the index:
+//! the proposal was never applied). If a snapshot skips over the index, the
+//! outcome is **unknown**. This logic has no threads and no clock, so the
+//! threaded [`super::replica::Replica`] and the simulator share it: whatever
+//! the simulator checks about outcomes is what the server does.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use super::state_machine::{Op, StateMachine};
+use crate::codec::{Decode, DecodeError};
+use crate::raft::messages::{Index, Term};
+
+/// How many applied outcomes are kept for proposals whose entry was applied
+/// before their proposer asked.
+pub const RECENT_OUTCOMES: usize = 4096;
+
+/// What became of a proposal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// It was applied; this is its reply.
+    Reply(String),
+    /// Another entry took its index: it was never applied (safe to retry).
+    Replaced,
+    /// A snapshot covered its index before its outcome was seen: it may or may
+    /// not have been applied.
+    Unknown,
+}
+
+/// The state machine plus the proposals waiting on it. `W` is whatever the
+/// caller uses to reach a waiting proposer (a channel, a simulated client).
+#[derive(Debug)]
+pub struct Applier<W> {
+    sm: StateMachine,
+    last_applied: Index,
+    /// Proposals waiting for their index to be applied, with their term.
+    waiters: BTreeMap<Index, (Term, W)>,
+    /// Outcomes of the last [`RECENT_OUTCOMES`] applied entries.
+    recent: VecDeque<(Index, Term, String)>,
+}
+
+impl<W> Default for Applier<W> {
+    fn default() -> Self {
+        Self {
+            sm: StateMachine::default(),
+            last_applied: 0,
+            waiters: BTreeMap::new(),
+            recent: VecDeque::with_capacity(RECENT_OUTCOMES),
+        }
+    }
+}
+
+impl<W> Applier<W> {
+    /// The index applied last.
+    pub fn last_applied(&self) -> Index {
+        self.last_applied
+    }
+
+    /// The state machine as of [`Applier::last_applied`].
+    pub fn state_machine(&self) -> &StateMachine {
+        &self.sm
+    }
+
+    /// How many proposals are waiting for their outcome.
+    pub fn pending(&self) -> usize {
+        self.waiters.len()
+    }
+
+    /// Registers `waiter` for the proposal at `(index, term)`. If that index was
+    /// applied already, returns the outcome now instead (and drops `waiter`).
+    pub fn wait_for(&mut self, index: Index, term: Term, waiter: W) -> Option<Outcome> {
+        if index > self.last_applied {
+            self.waiters.insert(index, (term, waiter));
+            return None;
+        }
+        let seen = self.recent.iter().rev().find(|(i, ..)| *i == index);
+        Some(match seen {
+            Some((_, t, reply)) if *t == term => Outcome::Reply(reply.clone()),
+            Some(_) => Outcome::Replaced,
+            None => Outcome::Unknown,
+        })
+    }
+
+    /// Applies the committed entry at `index` and returns its reply, plus the
+    /// waiter to tell, if a proposal was waiting on this index.
+    pub fn apply(
+        &mut self,
+        index: Index,
+        term: Term,
+        command: &[u8],
+    ) -> (String, Option<(W, Outcome)>) {
+        debug_assert_eq!(index, self.last_applied + 1, "applies are consecutive");
+        let reply = match Op::decode(command) {
+            Ok(op) => self.sm.apply(&op),
+            Err(e) => format!("ERR BAD_REQUEST undecodable entry: {e}"),
+        };
+        self.last_applied = index;
+        if self.recent.len() == RECENT_OUTCOMES {
+            self.recent.pop_front();
+        }
+        self.recent.push_back((index, term, reply.clone()));
+        let woken = self.waiters.remove(&index).map(|(waiter_term, waiter)| {
+            // Another leader's entry took this index: ours was never applied.
+            let outcome = if waiter_term == term {
+                Outcome::Reply(reply.clone())
+            } else {
+                Outcome::Replaced
+            };
+            (waiter, outcome)
+        });
+        (reply, woken)
+    }
+
+    /// Replaces the state with a snapshot's through `index`. Proposals at or
+    /// below `index` learn nothing more: they are returned, their outcome unknown.
+    pub fn restore(&mut self, index: Index, data: &[u8]) -> Result<Vec<W>, DecodeError> {
+        self.sm = StateMachine::restore(data)?;
+        self.last_applied = index;
+        self.recent.clear();
+        let later = self.waiters.split_off(&(index + 1));
+        let covered = std::mem::replace(&mut self.waiters, later);
+        Ok(covered.into_values().map(|(_, w)| w).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::Encode;
+    use crate::service::command::Command;
+
+    fn put(k: &str, v: &str) -> Vec<u8> {
+        Op {
+            client_id: 0,
+            seq: 0,
+            command: Command::Put(k.into(), v.into()),
+        }
+        .encode()
+    }
+
+    #[test]
+    fn a_waiter_learns_its_reply_or_that_it_was_replaced() {
+        let mut a: Applier<&str> = Applier::default();
+        assert_eq!(a.wait_for(1, 2, "mine"), None);
+        assert_eq!(a.wait_for(2, 2, "lost"), None);
+        assert_eq!(
+            a.apply(1, 2, &put("k", "v")),
+            ("OK".into(), Some(("mine", Outcome::Reply("OK".into()))))
+        );
+        assert_eq!(
+            a.apply(2, 3, &put("k", "w")).1,
+            Some(("lost", Outcome::Replaced))
+        );
+        assert_eq!(a.pending(), 0);
+    }
+
+    #[test]
+    fn a_late_waiter_finds_the_outcome_in_the_recent_ring() {
+        let mut a: Applier<()> = Applier::default();
+        a.apply(1, 1, &put("k", "v"));
+        assert_eq!(a.wait_for(1, 1, ()), Some(Outcome::Reply("OK".into())));
+        assert_eq!(a.wait_for(1, 2, ()), Some(Outcome::Replaced));
+    }
+
+    #[test]
+    fn a_snapshot_makes_covered_outcomes_unknown() {
+        let mut a: Applier<u8> = Applier::default();
+        a.wait_for(3, 1, 3);
+        a.wait_for(9, 1, 9);
+        let covered = a.restore(5, &StateMachine::default().snapshot());
+        assert_eq!(covered, Ok(vec![3]));
+        assert_eq!(a.pending(), 1);
+        assert_eq!(a.wait_for(4, 1, 4), Some(Outcome::Unknown));
+    }
+}
