@@ -43,5 +43,6 @@ pub mod node;
 pub mod raft;
 pub mod server;
 pub mod service;
+pub mod sim;
 pub mod storage;
 pub mod transport;

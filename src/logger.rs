@@ -5,7 +5,13 @@
 //! as a story. Two levels: events that matter (elections, leadership, snapshots,
 //! faults) always print; detail prints only after [`set_verbose`]`(true)` (`-v`).
 //! Logging can be silenced entirely with [`set_quiet`] (tests with many nodes).
+//!
+//! The simulator runs a whole cluster on one thread with a virtual clock: it
+//! redirects that thread's lines with [`capture`], so the core's own log lines
+//! become its trace, stamped with virtual time instead of the wall clock.
 
+use std::cell::{Cell, RefCell};
+use std::fmt;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -14,6 +20,46 @@ const INFO: u8 = 1;
 const DEBUG: u8 = 2;
 
 static LEVEL: AtomicU8 = AtomicU8::new(INFO);
+
+/// How much a thread that [`capture`]s its lines wants to see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    /// Nothing (and no formatting cost).
+    Quiet,
+    /// Events that matter.
+    Info,
+    /// Events and detail.
+    Debug,
+}
+
+/// Receives one captured line: node id, term, message.
+pub type Sink = Box<dyn FnMut(u64, u64, fmt::Arguments<'_>)>;
+
+thread_local! {
+    /// This thread's level, if it captures its lines.
+    static THREAD_LEVEL: Cell<Option<u8>> = const { Cell::new(None) };
+    /// Where this thread's lines go, if it captures them.
+    static THREAD_SINK: RefCell<Option<Sink>> = const { RefCell::new(None) };
+}
+
+/// Sends this thread's log lines at `level` to `sink` instead of stderr;
+/// `None` restores the process-wide behaviour.
+pub fn capture(level: Level, sink: Option<Sink>) {
+    let captured = sink.is_some();
+    THREAD_SINK.with(|s| *s.borrow_mut() = sink);
+    let level = match level {
+        Level::Quiet => QUIET,
+        Level::Info => INFO,
+        Level::Debug => DEBUG,
+    };
+    THREAD_LEVEL.with(|l| l.set(captured.then_some(level)));
+}
+
+fn level() -> u8 {
+    THREAD_LEVEL
+        .with(Cell::get)
+        .unwrap_or_else(|| LEVEL.load(Ordering::Relaxed))
+}
 
 /// Turns detail logging on or off.
 pub fn set_verbose(on: bool) {
@@ -27,17 +73,27 @@ pub fn set_quiet(on: bool) {
 
 /// Whether detail lines are printed.
 pub fn verbose() -> bool {
-    LEVEL.load(Ordering::Relaxed) >= DEBUG
+    level() >= DEBUG
 }
 
 /// Whether event lines are printed.
 pub fn enabled() -> bool {
-    LEVEL.load(Ordering::Relaxed) >= INFO
+    level() >= INFO
 }
 
-/// Prints one line: `<time> node <id> [term <term>] <message>`.
-pub fn line(id: u64, term: u64, message: std::fmt::Arguments<'_>) {
-    eprintln!("{} node {id} [term {term}] {message}", timestamp());
+/// Prints one line: `<time> node <id> [term <term>] <message>`, or hands it to
+/// this thread's sink.
+pub fn line(id: u64, term: u64, message: fmt::Arguments<'_>) {
+    let captured = THREAD_SINK.with(|s| match s.borrow_mut().as_mut() {
+        Some(sink) => {
+            sink(id, term, message);
+            true
+        }
+        None => false,
+    });
+    if !captured {
+        eprintln!("{} node {id} [term {term}] {message}", timestamp());
+    }
 }
 
 /// UTC wall-clock time as `2026-11-22T20:41:03.123Z`.
@@ -94,6 +150,22 @@ macro_rules! debug {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_thread_can_capture_its_lines() {
+        let lines = std::rc::Rc::new(RefCell::new(Vec::new()));
+        let seen = std::rc::Rc::clone(&lines);
+        capture(
+            Level::Info,
+            Some(Box::new(move |id, term, m| {
+                seen.borrow_mut().push(format!("{id}@{term} {m}"))
+            })),
+        );
+        crate::info!(2, 5, "became leader");
+        crate::debug!(2, 5, "detail is below the captured level");
+        capture(Level::Quiet, None);
+        assert_eq!(*lines.borrow(), vec!["2@5 became leader".to_string()]);
+    }
 
     #[test]
     fn civil_dates_are_right_around_leap_years() {

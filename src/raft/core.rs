@@ -15,6 +15,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
+use super::bugs::Bug;
 use super::log::RaftLog;
 use super::messages::{Index, NodeId, Request, Response, Term};
 use super::progress::Progress;
@@ -40,6 +41,8 @@ pub struct Config {
     pub max_append_bytes: usize,
     /// Seed for the election timeout generator.
     pub seed: u64,
+    /// A rule to break on purpose, for the simulator only (see [`Bug`]).
+    pub bug: Option<Bug>,
 }
 
 impl Config {
@@ -53,6 +56,7 @@ impl Config {
             heartbeat_ticks: 10,
             max_append_bytes: 256 * 1024,
             seed: id,
+            bug: None,
         }
     }
 }
@@ -275,7 +279,11 @@ impl Raft {
         }
         let mut ready = Ready::default();
         if std::mem::take(&mut self.hard_state_changed) {
-            ready.persist.hard_state = Some(self.hard_state());
+            let mut hard_state = self.hard_state();
+            if self.has_bug(Bug::UnpersistedVote) {
+                hard_state.voted_for = None;
+            }
+            ready.persist.hard_state = Some(hard_state);
         }
         if std::mem::take(&mut self.snapshot_changed) {
             ready.persist.snapshot = Some(self.snapshot.clone());
@@ -304,6 +312,16 @@ impl Raft {
             self.last_applied = index;
         }
         ready
+    }
+
+    /// The log (for status displays, tests and the simulator's checks).
+    pub fn log(&self) -> &RaftLog {
+        &self.log
+    }
+
+    /// The configuration this server runs with.
+    pub fn config(&self) -> &Config {
+        &self.config
     }
 
     /// The current term and vote.
@@ -374,6 +392,11 @@ impl Raft {
     pub(super) fn quorum(&self) -> usize {
         let cluster_size = self.peers.len() + 1;
         cluster_size / 2 + 1
+    }
+
+    /// Whether the simulator switched this rule off (see [`Bug`]).
+    pub(super) fn has_bug(&self, bug: Bug) -> bool {
+        self.config.bug == Some(bug)
     }
 
     /// Queues a request for a peer.

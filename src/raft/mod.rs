@@ -10,6 +10,7 @@
 //! Nothing here imports the modules that do I/O: the core is a value that
 //! input goes into and a [`Ready`] comes out of.
 
+pub mod bugs;
 pub mod core;
 mod election;
 pub mod log;
@@ -23,6 +24,7 @@ mod snapshot;
 #[cfg(test)]
 mod core_tests;
 
+pub use self::bugs::Bug;
 pub use self::core::{Config, InitialState, Raft, Role, Status};
 pub use self::messages::{Entry, Index, NodeId, Term};
 pub use self::ready::{ApplyMsg, HardState, Persist, Ready, Snapshot};

@@ -6,6 +6,7 @@
 //! up and retries. An entry is committed once a majority stores it and it is
 //! from the leader's current term (§5.4.2, Figure 8).
 
+use super::bugs::Bug;
 use super::core::{Raft, Role};
 use super::messages::{AppendEntriesArgs, AppendEntriesReply, Entry, Index, NodeId, Request, Term};
 use super::progress::ReplicationState;
@@ -163,6 +164,10 @@ impl Raft {
         // 4. Append any new entries not already in the log. Matching entries are
         //    left alone, so a delayed, shorter AppendEntries never truncates.
         let last_new_index = prev_log_index + entries.len() as Index;
+        if self.has_bug(Bug::TruncateWithoutConflict) && self.log.last_index() > prev_log_index {
+            self.log.truncate_from(prev_log_index + 1);
+            self.mark_unstable(prev_log_index + 1);
+        }
         for (offset, entry) in entries.into_iter().enumerate() {
             let index = prev_log_index + 1 + offset as Index;
             match self.log.term(index) {
@@ -261,9 +266,8 @@ impl Raft {
         let Some(&majority_index) = matched.get(self.quorum() - 1) else {
             return false;
         };
-        if majority_index > self.commit_index
-            && self.log.term(majority_index) == Some(self.current_term)
-        {
+        let current_term = self.log.term(majority_index) == Some(self.current_term);
+        if majority_index > self.commit_index && (current_term || self.has_bug(Bug::Figure8)) {
             self.commit_index = majority_index;
             debug!(
                 self.id,

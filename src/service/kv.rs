@@ -29,6 +29,11 @@ impl Kv {
         "OK".into()
     }
 
+    /// The value of `key`, if present.
+    pub fn value(&self, key: &str) -> Option<&str> {
+        self.map.get(key).map(String::as_str)
+    }
+
     /// `VALUE v` or `NOT_FOUND`.
     pub fn get(&self, key: &str) -> String {
         match self.map.get(key) {

@@ -74,6 +74,16 @@ impl Ledger {
         "OK".into()
     }
 
+    /// The balance of `account` in cents, if it exists.
+    pub fn balance_cents(&self, account: &str) -> Option<i64> {
+        self.accounts.get(account).copied()
+    }
+
+    /// The sum of every balance, in cents.
+    pub fn total_cents(&self) -> i128 {
+        self.accounts.values().map(|&c| i128::from(c)).sum()
+    }
+
     /// `BALANCE x.yy` or `NOT_FOUND`.
     pub fn balance(&self, account: &str) -> String {
         match self.accounts.get(account) {
@@ -84,7 +94,7 @@ impl Ledger {
 
     /// `AUDIT accounts=N total=X`.
     pub fn audit(&self) -> String {
-        let total: i128 = self.accounts.values().map(|&c| i128::from(c)).sum();
+        let total = self.total_cents();
         let total = i64::try_from(total).map_or_else(|_| total.to_string(), format_cents);
         format!("AUDIT accounts={} total={total}", self.accounts.len())
     }

@@ -74,6 +74,22 @@ impl StateMachine {
         reply
     }
 
+    /// Whether `op` is a retry of a request its session already applied (its
+    /// reply would be the remembered one, not a fresh execution).
+    pub fn is_duplicate(&self, op: &Op) -> bool {
+        op.client_id != 0 && self.sessions.duplicate(op.client_id, op.seq).is_some()
+    }
+
+    /// The key-value store.
+    pub fn kv(&self) -> &Kv {
+        &self.kv
+    }
+
+    /// The ledger.
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
     /// The whole state as bytes, for a Raft snapshot.
     pub fn snapshot(&self) -> Vec<u8> {
         let mut e = Encoder::new();

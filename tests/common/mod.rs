@@ -2,6 +2,5 @@
 
 pub mod cluster;
 pub mod kv;
-pub mod linearizability;
 pub mod network;
 pub mod procs;

@@ -1,0 +1,86 @@
+//! Deliberate bugs: one rule of the paper switched off, for the simulator to catch.
+//!
+//! Each [`Bug`] disables exactly one rule, at the one place that rule lives in
+//! the core. The simulator (`src/sim/`) runs schedules with a bug switched on
+//! and must find a violation of a safety property; a test asserts that it does
+//! within a bounded number of seeds. That is the proof the simulator can see
+//! the bugs the paper warns about. A server never sets one.
+
+use std::fmt;
+
+/// One rule of the paper, switched off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Bug {
+    /// §5.4.2 off: a leader commits an entry of an earlier term by counting
+    /// replicas, the mistake Figure 8 shows.
+    Figure8,
+    /// §5.4.1 off: votes are granted without the election restriction, so a
+    /// server missing committed entries can become leader.
+    NoElectionRestriction,
+    /// Figure 2 ("respond to RPCs only after updating stable storage") off for
+    /// votes: the vote is never written to disk, so a restarted server can vote
+    /// twice in one term.
+    UnpersistedVote,
+    /// Figure 2, AppendEntries step 3 off: the follower truncates its log after
+    /// `prev_log_index` even when the entries there match, so a delayed, shorter
+    /// AppendEntries erases entries it already acknowledged.
+    TruncateWithoutConflict,
+}
+
+impl Bug {
+    /// Every bug, in a fixed order.
+    pub const ALL: [Bug; 4] = [
+        Bug::Figure8,
+        Bug::NoElectionRestriction,
+        Bug::UnpersistedVote,
+        Bug::TruncateWithoutConflict,
+    ];
+
+    /// The name used on command lines (`-bug figure8`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Bug::Figure8 => "figure8",
+            Bug::NoElectionRestriction => "no-election-restriction",
+            Bug::UnpersistedVote => "unpersisted-vote",
+            Bug::TruncateWithoutConflict => "truncate-without-conflict",
+        }
+    }
+
+    /// The rule this bug breaks, with its section.
+    pub fn rule(self) -> &'static str {
+        match self {
+            Bug::Figure8 => "§5.4.2: commit only entries of the current term by counting replicas",
+            Bug::NoElectionRestriction => {
+                "§5.4.1: vote only for a candidate whose log is at least as up-to-date"
+            }
+            Bug::UnpersistedVote => "Figure 2: persist currentTerm and votedFor before replying",
+            Bug::TruncateWithoutConflict => {
+                "Figure 2, AppendEntries step 3: truncate only on a conflicting entry"
+            }
+        }
+    }
+
+    /// The bug called `name`, if any.
+    pub fn parse(name: &str) -> Option<Bug> {
+        Bug::ALL.into_iter().find(|b| b.name() == name)
+    }
+}
+
+impl fmt::Display for Bug {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_bug_parses_from_its_name() {
+        for bug in Bug::ALL {
+            assert_eq!(Bug::parse(bug.name()), Some(bug));
+        }
+        assert_eq!(Bug::parse("nonsense"), None);
+    }
+}

@@ -1,0 +1,214 @@
+//! Simulated clients: a closed-loop workload that retries exactly as `src/client.rs` does.
+//!
+//! Each client has a session id and numbers its operations; a retry reuses the
+//! same `(id, seq)`, so the state machine's session table applies it at most
+//! once. On `ERR NO_LEADER`, `ERR TIMEOUT` or no reply within its timeout, the
+//! client tries the next server after a backoff (10 ms doubling to 200 ms),
+//! forever: a simulated client never gives up, so every operation ends with a
+//! definite reply or is still pending when the run ends (its outcome unknown).
+//!
+//! Values are unique (`c3.19`), txids too, so the history can be checked: the
+//! KV operations for linearizability, the appends for exactly-once, the ledger
+//! for conserved money.
+
+use super::knobs::Knobs;
+use super::linearizability::{Input, Operation};
+use super::{Time, MS};
+use crate::raft::messages::Index;
+use crate::raft::rng::Rng;
+use crate::service::command::{Command, Transfer};
+use crate::service::state_machine::Op;
+
+/// Money each account opens with, in cents.
+pub(crate) const OPENING_CENTS: i64 = 100_000;
+
+/// What a client is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ClientState {
+    /// Thinking before its next operation.
+    Idle,
+    /// Waiting for the reply to this attempt of the current operation.
+    Waiting {
+        /// The attempt number (replies to older attempts are ignored).
+        attempt: u64,
+    },
+    /// Waiting out a backoff before retrying the current operation.
+    Backoff,
+    /// Finished: the run asked it to stop and its last operation completed.
+    Done,
+}
+
+/// One operation as the client saw it.
+#[derive(Debug, Clone)]
+pub(crate) struct Record {
+    pub(crate) client: usize,
+    pub(crate) op: Op,
+    /// When the client first sent it.
+    pub(crate) call: Time,
+    /// When the definite reply arrived; `None` if the run ended first.
+    pub(crate) ret: Option<Time>,
+    /// The definite reply.
+    pub(crate) reply: Option<String>,
+    /// The log index it was applied at, as reported by the server that replied.
+    pub(crate) index: Option<Index>,
+}
+
+/// One simulated client.
+pub(crate) struct SimClient {
+    pub(crate) index: usize,
+    /// The session id (nonzero).
+    pub(crate) session: u64,
+    seq: u64,
+    rng: Rng,
+    /// The server it sends to next.
+    pub(crate) server: usize,
+    pub(crate) state: ClientState,
+    /// The operation in progress, as an index into the history.
+    pub(crate) current: Option<usize>,
+    /// Attempts so far, for unique attempt numbers.
+    attempts: u64,
+    backoff: Time,
+    /// Wake-ups scheduled before this token are stale.
+    pub(crate) token: u64,
+    /// Accounts this client still has to open before its random workload.
+    to_open: Vec<usize>,
+    /// Operations it may still start once the run asked it to stop.
+    pub(crate) final_ops: Option<u32>,
+}
+
+impl SimClient {
+    /// Client `index`, drawing from `rng`, starting at a random server.
+    pub(crate) fn new(index: usize, mut rng: Rng, knobs: &Knobs) -> Self {
+        let server = rng.range(0, knobs.nodes as u64) as usize;
+        // Client 0 opens the accounts (if this seed has a ledger workload).
+        let ledger = knobs.op_weights[3..].iter().any(|&w| w > 0);
+        let to_open = if index == 0 && ledger {
+            (0..knobs.accounts).rev().collect()
+        } else {
+            Vec::new()
+        };
+        SimClient {
+            index,
+            session: index as u64 + 1,
+            seq: 0,
+            rng,
+            server,
+            state: ClientState::Idle,
+            current: None,
+            attempts: 0,
+            backoff: 10 * MS,
+            token: 0,
+            to_open,
+            final_ops: None,
+        }
+    }
+
+    /// A think time before the next operation.
+    pub(crate) fn think(&mut self, knobs: &Knobs) -> Time {
+        self.rng.range(0, knobs.think_time + 1)
+    }
+
+    /// The next operation of the workload, with a fresh sequence number.
+    pub(crate) fn next_op(&mut self, knobs: &Knobs) -> Op {
+        self.seq += 1;
+        self.backoff = 10 * MS;
+        let (c, n) = (self.index, self.seq);
+        let command = if let Some(account) = self.to_open.pop() {
+            Command::Open(account_name(account), OPENING_CENTS)
+        } else {
+            let key = format!("k{}", self.rng.range(0, knobs.keys as u64));
+            match pick(&mut self.rng, &knobs.op_weights) {
+                0 => Command::Put(key, format!("c{c}.{n}")),
+                1 => Command::Append(key, format!("c{c}.{n};")),
+                2 => Command::Get(key),
+                3 => {
+                    // Two distinct accounts (a seed has at least two).
+                    let accounts = knobs.accounts.max(2) as u64;
+                    let from = self.rng.range(0, accounts);
+                    let to = (from + 1 + self.rng.range(0, accounts - 1)) % accounts;
+                    Command::Transfer(Transfer {
+                        txid: format!("t{c}.{n}"),
+                        from: account_name(from as usize),
+                        to: account_name(to as usize),
+                        cents: self.rng.range(1, 50_001) as i64,
+                    })
+                }
+                4 => Command::Audit,
+                _ => Command::Balance(account_name(
+                    self.rng.range(0, knobs.accounts as u64) as usize
+                )),
+            }
+        };
+        Op {
+            client_id: self.session,
+            seq: self.seq,
+            command,
+        }
+    }
+
+    /// A new attempt number for the current operation.
+    pub(crate) fn next_attempt(&mut self) -> u64 {
+        self.attempts += 1;
+        self.attempts
+    }
+
+    /// Moves to the next server, and returns how long to back off first
+    /// (10 ms doubling to 200 ms, as `src/client.rs`).
+    pub(crate) fn rotate(&mut self, servers: usize) -> Time {
+        self.server = (self.server + 1) % servers.max(1);
+        let pause = self.backoff;
+        self.backoff = (self.backoff * 2).min(200 * MS);
+        pause
+    }
+}
+
+fn account_name(i: usize) -> String {
+    format!("a{i}")
+}
+
+/// An index drawn with the given weights.
+fn pick(rng: &mut Rng, weights: &[u64]) -> usize {
+    let total: u64 = weights.iter().sum();
+    let mut x = rng.range(0, total.max(1));
+    for (i, &w) in weights.iter().enumerate() {
+        if x < w {
+            return i;
+        }
+        x -= w;
+    }
+    0
+}
+
+/// Replies that mean "no outcome here; retry" (as `src/client.rs` treats them).
+pub(crate) fn is_retryable(reply: &str) -> bool {
+    reply.starts_with("ERR NO_LEADER")
+        || reply.starts_with("ERR TIMEOUT")
+        || reply.starts_with("ERR BUSY")
+}
+
+/// The KV operations of a history, for the linearizability checker.
+pub(crate) fn kv_operations(history: &[Record]) -> Vec<Operation> {
+    history
+        .iter()
+        .filter_map(|r| {
+            let input = match &r.op.command {
+                Command::Put(k, v) => Input::Put(k.clone(), v.clone()),
+                Command::Append(k, v) => Input::Append(k.clone(), v.clone()),
+                Command::Get(k) => Input::Get(k.clone()),
+                _ => return None,
+            };
+            let output = r
+                .reply
+                .as_deref()
+                .and_then(|reply| reply.strip_prefix("VALUE "))
+                .map(String::from);
+            Some(Operation {
+                client: r.client,
+                input,
+                output,
+                call: r.call,
+                ret: r.ret,
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,134 @@
+//! The simulated disk: exactly what the [`Storage`] contract (and `FileStorage`) promises.
+//!
+//! A save that returns is durable. A crash in the middle of a save leaves a
+//! prefix of its steps done, in `FileStorage`'s order: the hard state file
+//! (replaced atomically: old or new), then the snapshot file (the same), then
+//! the log's appended records, of which any prefix may have reached the disk
+//! (a torn tail, which `FileStorage` cuts off at start-up, loses the records
+//! after it). Nothing a save did not reach is ever visible after a restart.
+//! Durable bytes are never damaged: Raft does not promise to survive that.
+
+use crate::raft::ready::{LogWrite, Persist};
+use crate::raft::rng::Rng;
+use crate::raft::InitialState;
+use crate::storage::memory::MemoryStorage;
+use crate::storage::Storage;
+
+/// One server's disk.
+#[derive(Default)]
+pub(crate) struct SimDisk {
+    stored: MemoryStorage,
+}
+
+impl SimDisk {
+    /// Makes `persist` durable, or says why the write is impossible (a write
+    /// that would leave a gap in the log: a bug in the core).
+    pub(crate) fn save(&self, persist: &Persist) -> Result<(), String> {
+        self.stored.save(persist).map_err(|e| e.to_string())
+    }
+
+    /// Saves the part of `persist` that reached the disk before a crash, chosen
+    /// by `rng`, and returns how much that was (for the trace).
+    pub(crate) fn save_torn(&self, persist: &Persist, rng: &mut Rng) -> Result<String, String> {
+        let (torn, what) = torn_prefix(persist, rng);
+        self.save(&torn)?;
+        Ok(what)
+    }
+
+    /// What a restarting server reads back.
+    pub(crate) fn load(&self) -> InitialState {
+        // MemoryStorage::load cannot fail.
+        self.stored.load().unwrap_or_default()
+    }
+}
+
+/// The prefix of `persist`'s steps that a crash let through.
+fn torn_prefix(persist: &Persist, rng: &mut Rng) -> (Persist, String) {
+    // Steps in FileStorage's order; the crash falls before step `cut`, or
+    // inside the log step.
+    let mut steps = Vec::new();
+    if persist.hard_state.is_some() {
+        steps.push("hardstate");
+    }
+    if persist.snapshot.is_some() {
+        steps.push("snapshot");
+    }
+    let records = persist.log.as_ref().map_or(0, |w| w.entries.len().max(1));
+    let cut = rng.range(0, steps.len() as u64 + 1) as usize;
+    let mut torn = Persist::default();
+    if cut >= 1 && persist.hard_state.is_some() {
+        torn.hard_state = persist.hard_state;
+    }
+    let snapshot_step = usize::from(persist.hard_state.is_some()) + 1;
+    if cut >= snapshot_step && persist.snapshot.is_some() {
+        torn.snapshot = persist.snapshot.clone();
+    }
+    let mut what = format!("{} of {} file steps", cut, steps.len());
+    if cut == steps.len() {
+        if let Some(write) = &persist.log {
+            // A prefix of the appended records reached the disk.
+            let kept = rng.range(0, records as u64 + 1) as usize;
+            if kept > 0 {
+                torn.log = Some(LogWrite {
+                    first_index: write.first_index,
+                    entries: write.entries[..kept.min(write.entries.len())].to_vec(),
+                });
+            }
+            what = format!("{what}, {kept} of {records} log records");
+        }
+    }
+    (torn, what)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::raft::messages::Entry;
+    use crate::raft::HardState;
+
+    fn persist() -> Persist {
+        Persist {
+            hard_state: Some(HardState {
+                current_term: 2,
+                voted_for: Some(1),
+            }),
+            snapshot: None,
+            log: Some(LogWrite {
+                first_index: 1,
+                entries: (0..4)
+                    .map(|i| Entry {
+                        term: 2,
+                        command: vec![i],
+                    })
+                    .collect(),
+            }),
+        }
+    }
+
+    #[test]
+    fn a_torn_save_keeps_a_prefix_in_file_storage_order() {
+        let mut rng = Rng::new(3);
+        let mut seen_partial_log = false;
+        for _ in 0..200 {
+            let (torn, _) = torn_prefix(&persist(), &mut rng);
+            if torn.log.is_some() {
+                assert!(
+                    torn.hard_state.is_some(),
+                    "the log never lands before the term"
+                );
+            }
+            let kept = torn.log.map_or(0, |w| w.entries.len());
+            seen_partial_log |= (1..4).contains(&kept);
+        }
+        assert!(seen_partial_log);
+    }
+
+    #[test]
+    fn a_completed_save_is_what_load_returns() {
+        let disk = SimDisk::default();
+        disk.save(&persist()).unwrap();
+        let loaded = disk.load();
+        assert_eq!(loaded.entries.len(), 4);
+        assert_eq!(loaded.hard_state.current_term, 2);
+    }
+}

@@ -1,0 +1,262 @@
+//! What one seed decides: the cluster's shape, the workload and which faults run.
+//!
+//! Swarm testing (Groce et al., ISSTA 2012): rather than every fault at a
+//! uniform rate, each seed switches a random subset of fault kinds off and
+//! draws its own rates, because some faults hide others (constant crashes
+//! prevent the long-lived leaders that Figure 8 needs). [`Options`] are what a
+//! person sets on the command line; they override or restrict the draw.
+
+use std::fmt;
+
+use super::{Time, MS, SECOND};
+use crate::raft::rng::Rng;
+use crate::raft::Bug;
+
+/// A kind of fault the schedule may inject.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum FaultKind {
+    /// A server stops at once (possibly in the middle of a save, between
+    /// saving and sending, or between sending and applying) and later restarts
+    /// from its disk.
+    Crash,
+    /// The servers split into two groups that cannot talk (both ways).
+    Partition,
+    /// Messages from one group to the other are lost, the other way works.
+    OneWay,
+    /// Two groups that cannot talk, plus one server that talks to both.
+    Bridge,
+    /// A server's clock stops: it neither ticks nor handles messages.
+    Pause,
+    /// A server's clock runs fast, so its timers fire early.
+    FastClock,
+}
+
+impl FaultKind {
+    /// Every kind, in a fixed order.
+    pub const ALL: [FaultKind; 6] = [
+        FaultKind::Crash,
+        FaultKind::Partition,
+        FaultKind::OneWay,
+        FaultKind::Bridge,
+        FaultKind::Pause,
+        FaultKind::FastClock,
+    ];
+
+    /// The name used on command lines and in traces.
+    pub fn name(self) -> &'static str {
+        match self {
+            FaultKind::Crash => "crash",
+            FaultKind::Partition => "partition",
+            FaultKind::OneWay => "one-way",
+            FaultKind::Bridge => "bridge",
+            FaultKind::Pause => "pause",
+            FaultKind::FastClock => "fast-clock",
+        }
+    }
+
+    /// The kind called `name`, if any.
+    pub fn parse(name: &str) -> Option<FaultKind> {
+        FaultKind::ALL.into_iter().find(|k| k.name() == name)
+    }
+}
+
+/// Choices a person makes for a run; everything else comes from the seed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    /// Number of servers; drawn from {3, 5, 7} if `None`.
+    pub nodes: Option<usize>,
+    /// Number of clients; drawn from 1..=6 if `None`.
+    pub clients: Option<usize>,
+    /// Virtual time during which faults are injected.
+    pub fault_time: Time,
+    /// After the faults stop and everything heals, how long the cluster has to
+    /// elect a leader and finish every pending request (the liveness bound).
+    pub liveness_time: Time,
+    /// The fault kinds a seed may draw from (a seed switches some off).
+    pub faults: Vec<FaultKind>,
+    /// Whether the network may drop and duplicate messages.
+    pub lossy: bool,
+    /// A rule of the paper to break on purpose (see [`Bug`]).
+    pub bug: Option<Bug>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            nodes: None,
+            clients: None,
+            fault_time: 20 * SECOND,
+            liveness_time: 20 * SECOND,
+            faults: FaultKind::ALL.to_vec(),
+            lossy: true,
+            bug: None,
+        }
+    }
+}
+
+/// Every parameter of one schedule, drawn from its seed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Knobs {
+    /// Number of servers.
+    pub nodes: usize,
+    /// Number of clients.
+    pub clients: usize,
+    /// Number of distinct keys the clients use.
+    pub keys: usize,
+    /// Number of ledger accounts.
+    pub accounts: usize,
+    /// Shortest one-way message delay.
+    pub delay_min: Time,
+    /// Message delays are `delay_min` plus up to this much (uniform), and one
+    /// message in 20 up to ten times this much (reordering).
+    pub delay_spread: Time,
+    /// Messages dropped, per thousand.
+    pub drop_permille: u64,
+    /// Messages delivered twice, per thousand.
+    pub dup_permille: u64,
+    /// The fault kinds this seed injects.
+    pub faults: Vec<FaultKind>,
+    /// How often each kind of [`FaultKind::ALL`] is drawn, relative to the
+    /// others (1..=4; kinds switched off are drawn, then skipped).
+    pub fault_weights: [u64; 6],
+    /// Mean virtual time between two faults.
+    pub fault_gap: Time,
+    /// A server snapshots after applying this many entries (0: never).
+    pub snapshot_entries: u64,
+    /// How long a client waits between two operations, at most.
+    pub think_time: Time,
+    /// Relative weights of PUT, APPEND, GET, TRANSFER, AUDIT, BALANCE.
+    pub op_weights: [u64; 6],
+    /// How long a server holds a request waiting for its outcome.
+    pub request_timeout: Time,
+    /// How long a client waits for a reply before trying the next server.
+    pub client_timeout: Time,
+}
+
+impl Knobs {
+    /// Draws the knobs for `seed`, within what `options` allow.
+    pub fn draw(seed: u64, options: &Options) -> Knobs {
+        let mut rng = Rng::new(stream_seed(seed, Stream::Knobs));
+        let nodes = options.nodes.unwrap_or(match rng.range(0, 10) {
+            0..=3 => 3,
+            4..=8 => 5,
+            _ => 7,
+        });
+        let clients = options.clients.unwrap_or(rng.range(1, 7) as usize);
+        let keys = rng.range(1, 9) as usize;
+        let accounts = rng.range(2, 7) as usize;
+        let delay_min = rng.range(0, 6) * MS;
+        let delay_spread = rng.range(1, 41) * MS;
+        let mut rate = |off_in_ten: u64, max: u64| {
+            if !options.lossy || rng.range(0, 10) < off_in_ten {
+                0
+            } else {
+                rng.range(1, max + 1)
+            }
+        };
+        let drop_permille = rate(3, 200);
+        let dup_permille = rate(4, 200);
+        // Swarm: each allowed kind stays on with probability 7/10.
+        let faults = FaultKind::ALL
+            .into_iter()
+            .filter(|k| {
+                let on = rng.range(0, 10) < 7;
+                on && options.faults.contains(k)
+            })
+            .collect();
+        let mut fault_weights = [0; 6];
+        for w in fault_weights.iter_mut() {
+            *w = rng.range(1, 5);
+        }
+        let fault_gap = rng.range(200, 2001) * MS;
+        let snapshot_entries = [0, 8, 32, 128, 1024][rng.range(0, 5) as usize];
+        let think_time = rng.range(0, 51) * MS;
+        let mut op_weights = [0; 6];
+        for w in op_weights.iter_mut() {
+            *w = rng.range(0, 11);
+        }
+        if rng.range(0, 5) == 0 {
+            // Some seeds are KV only.
+            op_weights[3..].fill(0);
+        }
+        if op_weights.iter().sum::<u64>() == 0 {
+            op_weights[1] = 1;
+        }
+        Knobs {
+            nodes,
+            clients,
+            keys,
+            accounts,
+            delay_min,
+            delay_spread,
+            drop_permille,
+            dup_permille,
+            faults,
+            fault_weights,
+            fault_gap,
+            snapshot_entries,
+            think_time,
+            op_weights,
+            request_timeout: SECOND,
+            client_timeout: 1500 * MS,
+        }
+    }
+}
+
+impl fmt::Display for Knobs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let faults: Vec<String> = self
+            .faults
+            .iter()
+            .map(|&k| {
+                let i = FaultKind::ALL.iter().position(|&a| a == k).unwrap_or(0);
+                format!("{}x{}", k.name(), self.fault_weights[i])
+            })
+            .collect();
+        write!(
+            f,
+            "nodes={} clients={} keys={} accounts={} delay={}+{}ms drop={}‰ dup={}‰ \
+             faults=[{}] fault-gap={}ms snapshot-every={} think={}ms ops(put,append,get,transfer,audit,balance)={:?}",
+            self.nodes,
+            self.clients,
+            self.keys,
+            self.accounts,
+            self.delay_min / MS,
+            self.delay_spread / MS,
+            self.drop_permille,
+            self.dup_permille,
+            faults.join(","),
+            self.fault_gap / MS,
+            self.snapshot_entries,
+            self.think_time / MS,
+            self.op_weights
+        )
+    }
+}
+
+/// The independent random streams of one schedule. Each concern draws from its
+/// own stream, so that switching a fault kind off does not shift the network's
+/// draws or the clients' (which keeps shrinking meaningful).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Stream {
+    Knobs,
+    Network,
+    Faults,
+    Disk,
+    Client(usize),
+    Node(usize, u32),
+}
+
+/// The seed of stream `stream` of schedule `seed`.
+pub(crate) fn stream_seed(seed: u64, stream: Stream) -> u64 {
+    let tag = match stream {
+        Stream::Knobs => 1,
+        Stream::Network => 2,
+        Stream::Faults => 3,
+        Stream::Disk => 4,
+        Stream::Client(c) => 0x100 + c as u64,
+        Stream::Node(n, incarnation) => 0x1_0000 + ((n as u64) << 32) + u64::from(incarnation),
+    };
+    let mut rng = Rng::new(seed ^ tag.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    rng.next_u64()
+}
