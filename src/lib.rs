@@ -39,6 +39,7 @@
 pub mod client;
 pub mod codec;
 pub mod logger;
+pub mod metrics;
 pub mod node;
 pub mod raft;
 pub mod server;
