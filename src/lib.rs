@@ -38,6 +38,7 @@
 
 pub mod client;
 pub mod codec;
+pub mod http;
 pub mod logger;
 pub mod metrics;
 pub mod node;
