@@ -42,8 +42,6 @@ pub struct RaftMetrics {
     pub proposals_applied: Counter,
     /// Client proposals waiting for their outcome.
     pub proposals_pending: Gauge,
-    /// Proposals refused because this server was not the leader.
-    pub proposals_failed_not_leader: Counter,
     /// Proposals whose entry was replaced by another leader's.
     pub proposals_failed_leadership_lost: Counter,
     /// Proposals with no outcome before the request deadline.
@@ -108,7 +106,6 @@ impl RaftMetrics {
             proposals_committed: Counter::default(),
             proposals_applied: Counter::default(),
             proposals_pending: Gauge::default(),
-            proposals_failed_not_leader: Counter::default(),
             proposals_failed_leadership_lost: Counter::default(),
             proposals_failed_timeout: Counter::default(),
             peers,
