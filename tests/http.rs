@@ -153,11 +153,12 @@ fn every_endpoint_works_on_a_follower_with_the_documented_statuses() {
 
     // Status of this node, the cluster, the page, the metrics.
     let status = full.json();
-    assert_eq!(json_str(&status, "role"), "follower");
-    assert_eq!(
-        status.get("leader").and_then(Json::as_u64),
-        Some(leader as u64 + 1)
-    );
+    let me = (leader + 1) % 3 + 1;
+    let known = status.get("leader").and_then(Json::as_u64);
+    match json_str(&status, "role").as_str() {
+        "follower" => assert!(known.is_some_and(|l| l != me as u64), "{status}"),
+        role => assert_eq!((role, known), ("leader", Some(me as u64)), "{status}"),
+    }
     for field in [
         "term",
         "commit_index",
@@ -339,14 +340,21 @@ fn pipelined_requests_are_answered_in_order() {
 /// `/health` says why; a lone follower has no leader (503 + Retry-After).
 #[test]
 fn lost_quorum_gives_504_and_no_leader_gives_503_with_retry_after() {
-    let mut cluster = ProcCluster::start(3, &["-timeout-ms", "500"]);
-    let leader = cluster.wait_for_leader();
+    // Kill both followers. The leader keeps leading alone (there is no
+    // check-quorum); only an election between finding it and the kills could
+    // spoil that, and then the setup is simply repeated.
+    let (mut cluster, leader) = (0..3)
+        .find_map(|_| {
+            let mut cluster = ProcCluster::start(3, &["-timeout-ms", "500"]);
+            let leader = cluster.wait_for_leader();
+            for i in (0..3).filter(|&i| i != leader) {
+                cluster.kill9(i);
+            }
+            let role = get(&cluster.addr(leader), "/status").json();
+            (json_str(&role, "role") == "leader").then_some((cluster, leader))
+        })
+        .expect("a leader that stays leader");
     let addr = cluster.addr(leader);
-    for i in 0..3 {
-        if i != leader {
-            cluster.kill9(i);
-        }
-    }
     cluster.wait_for("the leader to notice", Duration::from_secs(10), || {
         get(&addr, "/health").status == 503
     });
@@ -500,10 +508,9 @@ fn the_page_shows_the_new_leader_within_seconds_of_killing_the_old_one() {
         return;
     };
     let mut cluster = ProcCluster::start(3, &[]);
-    let leader = cluster.wait_for_leader();
-    let old = (leader + 1).to_string();
+    let serving = cluster.wait_for_leader();
     let mut browser = Browser::launch(&chromium);
-    browser.open(&format!("http://{}/", cluster.addr(leader)));
+    browser.open(&format!("http://{}/", cluster.addr(serving)));
     let shown = |browser: &mut Browser| {
         browser.eval(
             "(() => { const s = document.getElementById('summary'); if (!s) return ''; \
@@ -527,11 +534,15 @@ fn the_page_shows_the_new_leader_within_seconds_of_killing_the_old_one() {
                 thread::sleep(Duration::from_millis(100));
             }
         };
-    let first = wait_until(&mut browser, "the leader", Duration::from_secs(20), &|s| {
-        s.starts_with(&format!("1 {old} "))
+    // Kill whichever node the page shows leading (normally the one serving
+    // the page, so the page must also switch to another member).
+    let first = wait_until(&mut browser, "a leader", Duration::from_secs(20), &|s| {
+        let mut words = s.split(' ');
+        words.next() == Some("1") && words.next().is_some_and(|l| !l.is_empty() && l != "0")
     });
+    let old = first.split(' ').nth(1).unwrap().to_string();
     assert!(first.contains(&format!("{old}=leader")), "{first}");
-
+    let leader: usize = old.parse::<usize>().unwrap() - 1;
     cluster.kill9(leader);
     let killed = Instant::now();
     let after = wait_until(
@@ -615,7 +626,7 @@ fn tool(name: &str) -> Option<String> {
     });
     match found {
         Some(path) => Some(path.display().to_string()),
-        None if std::env::var_os("CI").is_some() => {
+        None if std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false") => {
             panic!("{name} is not installed; .ci/run installs it")
         }
         None => {
