@@ -142,6 +142,18 @@ fn every_endpoint_works_on_a_follower_with_the_documented_statuses() {
     assert_eq!((r.status, r.header("allow")), (405, Some("GET, HEAD")));
     let r = c.request("POST", "/command", Some(b"FWD PUT k v"));
     assert_eq!(r.status, 400, "peer lines are refused");
+    let preflight = c.request("OPTIONS", "/command", None);
+    assert_eq!(preflight.status, 204);
+    let origins = preflight
+        .headers
+        .iter()
+        .filter(|(n, _)| n == "access-control-allow-origin")
+        .count();
+    assert_eq!(origins, 1, "{:?}", preflight.headers);
+    assert_eq!(
+        preflight.header("access-control-allow-methods"),
+        Some("POST")
+    );
 
     // HEAD: GET's headers without the body, and the connection stays in sync.
     let full = c.request("GET", "/status", None);

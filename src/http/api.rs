@@ -71,7 +71,7 @@ pub fn handle(head: &Head, body: &[u8], ctx: &Context) -> (&'static str, Respons
         },
     };
     let cross_origin = matches!(route, "/status" | "/cluster" | "/health" | "/command");
-    if cross_origin {
+    if cross_origin && response.header("Access-Control-Allow-Origin").is_none() {
         // The page polls every member directly, which is another origin.
         return (route, response.with("Access-Control-Allow-Origin", "*"));
     }
