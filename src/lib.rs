@@ -14,6 +14,9 @@
 //! 4. [`raft::ready`]: what the core asks of the world: persist → send → apply.
 //! 5. [`node`]: the runtime that does it, with [`transport`] and [`storage`].
 //! 6. [`codec`]: the binary encoding of everything on the wire and on disk.
+//! 7. [`service`] and [`server`]: the KV store and ledger on top, and the one
+//!    TCP port for peers, text clients and [`http`] (JSON API, `/metrics` from
+//!    [`metrics`], the live cluster page).
 //!
 //! # Threads of one server
 //! ```text
@@ -38,7 +41,9 @@
 
 pub mod client;
 pub mod codec;
+pub mod http;
 pub mod logger;
+pub mod metrics;
 pub mod node;
 pub mod raft;
 pub mod server;

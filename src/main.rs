@@ -20,6 +20,8 @@ usage: raftkv [flags]
   -snapshot-bytes N   snapshot after N bytes of applied commands (default 4194304)
   -timeout-ms N       how long a client request may wait (default 3000)
   -max-conns N        most open connections (default 1024)
+  -http-read-timeout-ms N
+                      how long one HTTP request may take to arrive (default 10000)
   -v                  log detail (elections, rejections, forwarding)
   -h                  print this help
 
@@ -36,6 +38,7 @@ struct Flags {
     snapshot_bytes: usize,
     timeout_ms: u64,
     max_conns: usize,
+    http_read_timeout_ms: u64,
     verbose: bool,
     help: bool,
 }
@@ -58,6 +61,7 @@ fn parse_flags(args: &[String]) -> Result<Flags, String> {
         snapshot_bytes: 4 << 20,
         timeout_ms: 3000,
         max_conns: 1024,
+        http_read_timeout_ms: 10_000,
         verbose: false,
         help: false,
     };
@@ -116,6 +120,7 @@ fn parse_flags(args: &[String]) -> Result<Flags, String> {
             "snapshot-bytes" => flags.snapshot_bytes = number(&value)? as usize,
             "timeout-ms" => flags.timeout_ms = number(&value)?,
             "max-conns" => flags.max_conns = number(&value)? as usize,
+            "http-read-timeout-ms" => flags.http_read_timeout_ms = number(&value)?,
             _ => return Err(format!("unknown flag -{name}")),
         }
     }
@@ -146,6 +151,7 @@ fn server_config(flags: Flags) -> Result<ServerConfig, String> {
     config.snapshot_bytes = flags.snapshot_bytes.max(1);
     config.request_timeout = Duration::from_millis(flags.timeout_ms.max(1));
     config.max_connections = flags.max_conns.max(1);
+    config.http_read_timeout = Duration::from_millis(flags.http_read_timeout_ms.max(1));
     Ok(config)
 }
 

@@ -10,6 +10,9 @@
 //! anything else               a client line, answered by `service::frontend`
 //! ```
 //!
+//! A connection whose first line is an HTTP request line (`GET /status
+//! HTTP/1.1`) is HTTP from then on, served by [`crate::http`].
+//!
 //! A follower forwards client commands to the leader it knows and relays the
 //! reply, so any node accepts any command.
 
@@ -21,9 +24,11 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use crate::codec::{Decode, Encode};
+use crate::http;
+use crate::metrics::CounterVec;
 use crate::node::Node;
 use crate::raft::messages::{NodeId, Request};
 use crate::raft::Config as RaftConfig;
@@ -56,6 +61,8 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// The Raft clock's tick.
     pub tick: Duration,
+    /// How long one HTTP request's headers and body may take to arrive.
+    pub http_read_timeout: Duration,
     /// Links to pretend are cut (demonstrations only).
     pub partition: Arc<Partition>,
 }
@@ -76,6 +83,7 @@ impl ServerConfig {
             request_timeout: Duration::from_secs(3),
             max_connections: 1024,
             tick: Duration::from_millis(10),
+            http_read_timeout: Duration::from_secs(10),
             partition: Arc::new(Partition::default()),
         }
     }
@@ -91,6 +99,10 @@ struct Shared {
     open: Mutex<HashMap<u64, TcpStream>>,
     /// Idle connections to other servers, for forwarding.
     forward_pool: Mutex<BTreeMap<NodeId, Vec<BufReader<TcpStream>>>>,
+    /// HTTP requests answered, by method, route and status.
+    http_requests: CounterVec,
+    /// When the server started.
+    started: SystemTime,
 }
 
 /// A running server.
@@ -149,6 +161,8 @@ impl Server {
             stopping: AtomicBool::new(false),
             open: Mutex::new(HashMap::new()),
             forward_pool: Mutex::new(BTreeMap::new()),
+            http_requests: CounterVec::default(),
+            started: SystemTime::now(),
         });
         let accept_shared = Arc::clone(&shared);
         let listener = thread::Builder::new()
@@ -251,6 +265,7 @@ fn handle_connection(stream: TcpStream, shared: &Shared) {
     };
     let mut writer = io::BufWriter::new(write_half);
     let mut reader = BufReader::new(stream);
+    let mut first = true;
     loop {
         let line = match read_line(&mut reader, line_limit) {
             Ok(line) => line,
@@ -261,6 +276,12 @@ fn handle_connection(stream: TcpStream, shared: &Shared) {
             }
             Err(_) => return,
         };
+        if first {
+            if http::request::is_request_line(&line) {
+                return serve_http(line, reader, writer, shared);
+            }
+            first = line.iter().all(u8::is_ascii_whitespace);
+        }
         let (reply, close) = match std::str::from_utf8(&line) {
             Ok(text) if text.trim().is_empty() => continue,
             Ok(text) => dispatch(text, shared),
@@ -276,6 +297,27 @@ fn handle_connection(stream: TcpStream, shared: &Shared) {
             return;
         }
     }
+}
+
+/// Serves a connection that began with an HTTP request line.
+fn serve_http(
+    line: Vec<u8>,
+    reader: BufReader<TcpStream>,
+    writer: io::BufWriter<TcpStream>,
+    shared: &Shared,
+) {
+    let forward = |l: &str| forward(l, shared);
+    let ctx = http::Context {
+        id: shared.config.id,
+        peers: &shared.config.peers,
+        frontend: &shared.frontend,
+        forward: &forward,
+        open_connections: &shared.connections,
+        requests: &shared.http_requests,
+        started: shared.started,
+        read_timeout: shared.config.http_read_timeout,
+    };
+    http::serve(line, reader, writer, &ctx);
 }
 
 /// Answers one request line; the flag says whether to close the connection.

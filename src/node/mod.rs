@@ -26,6 +26,10 @@
 //! Trade-off: one thread owns the core instead of a mutex shared by many (the
 //! course's usual shape). Every input is a message, so there is no lock to hold
 //! while delivering to a channel, and no way to forget to persist before replying.
+//!
+//! Each event worth measuring is one call on [`RaftMetrics`]: a storage write,
+//! an executed `Ready` (from which elections and leader changes are derived),
+//! a peer call returning, a peer's RPC arriving.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -35,6 +39,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use crate::metrics::raft::RaftMetrics;
 use crate::raft::core::{Config, Raft, Role, Status};
 use crate::raft::messages::{Index, NodeId, Request, Response, Term};
 use crate::raft::ready::ApplyMsg;
@@ -96,6 +101,7 @@ pub enum Event {
 struct Shared {
     status: Mutex<Status>,
     killed: AtomicBool,
+    metrics: Arc<RaftMetrics>,
 }
 
 /// A running Raft server: the handle the service and the transport use.
@@ -121,9 +127,11 @@ impl Node {
         let id = config.id;
         let peers: Vec<NodeId> = config.peers.iter().copied().filter(|&p| p != id).collect();
         let raft = Raft::new(config, initial);
+        let metrics = Arc::new(RaftMetrics::new(&peers));
         let shared = Arc::new(Shared {
             status: Mutex::new(raft.status()),
             killed: AtomicBool::new(false),
+            metrics: Arc::clone(&metrics),
         });
         let (events_tx, events_rx) = mpsc::channel();
         let (apply_tx, apply_rx) = mpsc::channel();
@@ -139,7 +147,8 @@ impl Node {
                     };
                     let _ = lock(&events).send(event);
                 };
-                let sender = PeerSender::new(p, Arc::clone(&transport), Box::new(on_reply));
+                let (transport, metrics) = (Arc::clone(&transport), Arc::clone(&metrics));
+                let sender = PeerSender::new(p, transport, Box::new(on_reply), metrics);
                 (p, sender)
             })
             .collect();
@@ -203,6 +212,11 @@ impl Node {
         self.lock_status().clone()
     }
 
+    /// What this server has measured about itself (for `/metrics` and `/status`).
+    pub fn metrics(&self) -> &RaftMetrics {
+        &self.shared.metrics
+    }
+
     /// The service has applied everything through `index` and `data` is its state
     /// there: Raft may discard the log up to `index`. Safe to call from the thread
     /// that consumes the apply channel.
@@ -215,6 +229,7 @@ impl Node {
     /// Handles a request from peer `from` and returns the reply, once the state
     /// it depends on is durable. `None` if the node was killed meanwhile.
     pub fn handle_rpc(&self, from: NodeId, request: Request) -> Option<Response> {
+        self.shared.metrics.heard_from(from);
         let (reply, rx) = mpsc::channel();
         self.send_event(Event::Request {
             from,
@@ -360,7 +375,12 @@ impl NodeLoop {
     fn execute_ready(&mut self) -> io::Result<()> {
         let ready = self.raft.ready();
         if !ready.persist.is_empty() {
+            let started = Instant::now();
             self.storage.save(&ready.persist)?;
+            let with_snapshot = ready.persist.snapshot.is_some();
+            self.shared
+                .metrics
+                .persisted(with_snapshot, started.elapsed());
         }
         for (reply, response) in self.pending_replies.drain(..) {
             let _ = reply.send(response);
@@ -373,7 +393,9 @@ impl NodeLoop {
         if !ready.apply.is_empty() {
             let _ = self.applier.send(ready.apply);
         }
-        *lock(&self.shared.status) = self.raft.status();
+        let status = self.raft.status();
+        self.shared.metrics.observe(&status);
+        *lock(&self.shared.status) = status;
         Ok(())
     }
 }

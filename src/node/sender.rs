@@ -14,6 +14,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use crate::metrics::raft::RaftMetrics;
 use crate::raft::messages::{NodeId, Request, Response};
 use crate::transport::Transporter;
 
@@ -38,6 +39,7 @@ struct Shared {
     peer: NodeId,
     transport: Arc<dyn Transporter>,
     on_reply: OnReply,
+    metrics: Arc<RaftMetrics>,
     state: Mutex<QueueState>,
     wakeup: Condvar,
 }
@@ -53,13 +55,20 @@ struct QueueState {
 }
 
 impl PeerSender {
-    /// A sender for `peer` that hands every reply to `on_reply`.
-    pub fn new(peer: NodeId, transport: Arc<dyn Transporter>, on_reply: OnReply) -> Self {
+    /// A sender for `peer` that hands every reply to `on_reply` and times
+    /// every call in `metrics`.
+    pub fn new(
+        peer: NodeId,
+        transport: Arc<dyn Transporter>,
+        on_reply: OnReply,
+        metrics: Arc<RaftMetrics>,
+    ) -> Self {
         Self {
             shared: Arc::new(Shared {
                 peer,
                 transport,
                 on_reply,
+                metrics,
                 state: Mutex::new(QueueState::default()),
                 wakeup: Condvar::new(),
             }),
@@ -133,7 +142,10 @@ impl Shared {
                 let started = Instant::now();
                 state.busy_since.push(started);
                 drop(state);
-                if let Ok(response) = self.transport.call(self.peer, &request) {
+                let result = self.transport.call(self.peer, &request);
+                let took = started.elapsed();
+                self.metrics.peer_call(self.peer, took, result.is_ok());
+                if let Ok(response) = result {
                     (self.on_reply)(request, response);
                 }
                 state = self.lock();

@@ -4,10 +4,16 @@
 //! Keys, accounts and txids are 1..=1024 bytes without whitespace; a value is
 //! the rest of the line after the key (it may contain spaces); amounts are
 //! decimals with at most two fraction digits, kept as integer cents.
+//!
+//! `CMD <base64>` carries any command in its binary encoding, for names with
+//! whitespace that a plain line cannot hold (the HTTP API sends it for such
+//! keys; [`to_line`] picks the form). Names and values never contain CR or LF:
+//! replies are lines too.
 
 use std::fmt;
 
 use crate::codec::{Decode, DecodeError, Decoder, Encode, Encoder};
+use crate::transport::line::{base64_decode, base64_encode};
 
 /// Longest key, account name or txid, in bytes.
 pub const MAX_NAME: usize = 1024;
@@ -95,7 +101,7 @@ fn bad(message: impl Into<String>) -> ParseError {
 
 /// The one-line reply to `HELP`.
 pub const HELP: &str = "commands: PUT k v | APPEND k v | DEL k | GET k | OPEN acct amount | \
-TRANSFER txid from to amount | BALANCE acct | AUDIT | STATUS | PING | HELP | QUIT";
+TRANSFER txid from to amount | BALANCE acct | AUDIT | STATUS | PING | HELP | QUIT | CMD base64";
 
 /// Parses one request line (without its line ending). Blank lines are the
 /// caller's to skip.
@@ -165,6 +171,14 @@ pub fn parse(line: &str) -> Result<Request, ParseError> {
             exact(0, "AUDIT")?;
             Command::Audit
         }
+        "CMD" => {
+            exact(1, "CMD <base64 of an encoded command>")?;
+            let bytes = base64_decode(args[0].as_bytes()).ok_or_else(|| bad("invalid base64"))?;
+            let command =
+                Command::decode(&bytes).map_err(|e| bad(format!("undecodable command: {e}")))?;
+            check(&command)?;
+            command
+        }
         _ => {
             let shown: String = word.chars().take(32).collect();
             return Err(ParseError {
@@ -188,7 +202,87 @@ fn name(s: &str, what: &str) -> Result<String, ParseError> {
     if s.is_empty() || s.len() > MAX_NAME {
         return Err(bad(format!("{what} must be 1..={MAX_NAME} bytes")));
     }
+    if s.contains(['\r', '\n']) {
+        return Err(bad(format!("{what} must not contain a line break")));
+    }
     Ok(s.to_string())
+}
+
+/// Checks a decoded command against the rules a parsed line obeys.
+fn check(command: &Command) -> Result<(), ParseError> {
+    match command {
+        Command::Put(k, v) | Command::Append(k, v) => {
+            name(k, "key")?;
+            if v.contains(['\r', '\n']) {
+                return Err(bad("value must not contain a line break"));
+            }
+        }
+        Command::Del(k) | Command::Get(k) => {
+            name(k, "key")?;
+        }
+        Command::Open(a, _) | Command::Balance(a) => {
+            name(a, "account")?;
+        }
+        Command::Transfer(t) => {
+            name(&t.txid, "txid")?;
+            name(&t.from, "account")?;
+            name(&t.to, "account")?;
+            if t.cents == 0 {
+                return Err(bad("amount must be positive"));
+            }
+            if t.from == t.to {
+                return Err(bad("from and to are the same account"));
+            }
+        }
+        Command::Audit => {}
+    }
+    Ok(())
+}
+
+/// The request line that [`parse`] reads back as `command`: the plain form
+/// when every name is a nonempty word and the value has no line break, else
+/// `CMD <base64>`.
+pub fn to_line(command: &Command) -> String {
+    let word = |s: &str| !s.is_empty() && !s.contains(char::is_whitespace);
+    let plain = match command {
+        Command::Put(k, v) | Command::Append(k, v) => word(k) && !v.contains(['\r', '\n']),
+        Command::Del(k) | Command::Get(k) | Command::Open(k, _) | Command::Balance(k) => word(k),
+        Command::Transfer(t) => word(&t.txid) && word(&t.from) && word(&t.to),
+        Command::Audit => true,
+    };
+    if !plain {
+        return format!("CMD {}", base64_encode(&command.encode()));
+    }
+    match command {
+        Command::Put(k, v) => format!("PUT {k} {v}"),
+        Command::Append(k, v) => format!("APPEND {k} {v}"),
+        Command::Del(k) => format!("DEL {k}"),
+        Command::Get(k) => format!("GET {k}"),
+        Command::Open(a, cents) => format!("OPEN {a} {}", format_cents(*cents)),
+        Command::Transfer(t) => format!(
+            "TRANSFER {} {} {} {}",
+            t.txid,
+            t.from,
+            t.to,
+            format_cents(t.cents)
+        ),
+        Command::Balance(a) => format!("BALANCE {a}"),
+        Command::Audit => "AUDIT".into(),
+    }
+}
+
+/// The command's word in lowercase (`put`, `transfer`, ...), for metrics.
+pub fn word(command: &Command) -> &'static str {
+    match command {
+        Command::Put(..) => "put",
+        Command::Append(..) => "append",
+        Command::Del(_) => "del",
+        Command::Get(_) => "get",
+        Command::Open(..) => "open",
+        Command::Transfer(_) => "transfer",
+        Command::Balance(_) => "balance",
+        Command::Audit => "audit",
+    }
 }
 
 /// Parses `900`, `900.5` or `900.50` into cents; no sign, at most 2 decimals.
@@ -363,6 +457,57 @@ mod tests {
             code(&format!("GET {}", "k".repeat(1025))),
             Some("BAD_REQUEST")
         );
+    }
+
+    #[test]
+    fn to_line_reads_back_as_the_same_command_whatever_the_names() {
+        let t = |txid: &str, from: &str, to: &str| {
+            Command::Transfer(Transfer {
+                txid: txid.into(),
+                from: from.into(),
+                to: to.into(),
+                cents: 1050,
+            })
+        };
+        let all = [
+            Command::Put("k".into(), "  spaced value\t".into()),
+            Command::Put("a b/ü%?#+".into(), "v".into()),
+            Command::Put("k".into(), "".into()),
+            Command::Append("tab\tkey".into(), "x".into()),
+            Command::Del("\u{a0}nbsp".into()),
+            Command::Get("k".into()),
+            Command::Get("two words".into()),
+            Command::Open("alice smith".into(), 90050),
+            Command::Open("alice".into(), 7),
+            t("t1", "alice", "bob"),
+            t("t 2", "alice", "bob smith"),
+            Command::Balance("bob".into()),
+            Command::Audit,
+        ];
+        for c in all {
+            let line = to_line(&c);
+            assert_eq!(parse(&line), Ok(Request::Command(c.clone())), "{line}");
+        }
+        assert_eq!(to_line(&Command::Get("k".into())), "GET k");
+        assert!(to_line(&Command::Get("a b".into())).starts_with("CMD "));
+    }
+
+    #[test]
+    fn encoded_commands_obey_the_rules_of_plain_lines() {
+        let code = |c: Command| parse(&format!("CMD {}", base64_encode(&c.encode()))).err();
+        assert!(code(Command::Get(String::new())).is_some());
+        assert!(code(Command::Get("a\nb".into())).is_some());
+        assert!(code(Command::Put("k".into(), "line\r\nbreak".into())).is_some());
+        assert!(code(Command::Get("k".repeat(MAX_NAME + 1))).is_some());
+        let same = Transfer {
+            txid: "t".into(),
+            from: "a".into(),
+            to: "a".into(),
+            cents: 5,
+        };
+        assert!(code(Command::Transfer(same)).is_some());
+        assert!(parse("CMD !!!!").is_err());
+        assert!(parse("CMD AAAA").is_err());
     }
 
     #[test]

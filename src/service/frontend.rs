@@ -4,18 +4,24 @@
 //! exactly the same request handling. A line is an optional `FWD ` (forwarded by
 //! a follower; never forwarded again), an optional `CLIENT <id> <seq> ` session
 //! prefix, then a command (see [`super::command`]).
+//!
+//! It also counts the requests it answers by command and result, for
+//! `/metrics`; a forwarded request is counted by the server the client talked to.
 
 use std::time::Duration;
 
 use super::command::{self, Local, HELP};
 use super::replica::{ExecError, Replica};
 use super::state_machine::Op;
+use crate::metrics::CounterVec;
 
 /// Answers client lines for one server.
 pub struct Frontend {
     replica: Replica,
     request_timeout: Duration,
     peers: usize,
+    /// Requests answered, by command word and result code.
+    requests: CounterVec,
 }
 
 impl Frontend {
@@ -26,7 +32,14 @@ impl Frontend {
             replica,
             request_timeout,
             peers,
+            requests: CounterVec::default(),
         }
+    }
+
+    /// Requests answered so far, by command word (`put`, `ping`, ...,
+    /// `invalid`) and result (`OK`, `NOT_FOUND`, or the error code).
+    pub fn requests(&self) -> &CounterVec {
+        &self.requests
     }
 
     /// The replica behind this frontend.
@@ -42,23 +55,39 @@ impl Frontend {
             Some(rest) => (true, rest),
             None => (false, line),
         };
+        let (reply, close, word) = self.respond(line, forwarded, forward);
+        if !forwarded {
+            self.requests.inc(&[word, result_code(&reply)]);
+        }
+        (reply, close)
+    }
+
+    /// Answers a line without its `FWD` prefix; also names the command, for
+    /// the request counters.
+    fn respond(
+        &self,
+        line: &str,
+        forwarded: bool,
+        forward: &dyn Fn(&str) -> String,
+    ) -> (String, bool, &'static str) {
         let (client_id, seq, command_line) = match strip_word(line, "CLIENT") {
             Some(rest) => match parse_session(rest) {
                 Some(parsed) => parsed,
                 None => {
                     let e = "ERR BAD_REQUEST usage: CLIENT <id> <seq> <command>";
-                    return (e.into(), false);
+                    return (e.into(), false, "invalid");
                 }
             },
             None => (0, 0, line),
         };
         match command::parse(command_line) {
-            Err(e) => (e.to_string(), false),
-            Ok(command::Request::Local(Local::Ping)) => ("PONG".into(), false),
-            Ok(command::Request::Local(Local::Help)) => (HELP.into(), false),
-            Ok(command::Request::Local(Local::Quit)) => ("BYE".into(), true),
-            Ok(command::Request::Local(Local::Status)) => (self.status_line(), false),
+            Err(e) => (e.to_string(), false, "invalid"),
+            Ok(command::Request::Local(Local::Ping)) => ("PONG".into(), false, "ping"),
+            Ok(command::Request::Local(Local::Help)) => (HELP.into(), false, "help"),
+            Ok(command::Request::Local(Local::Quit)) => ("BYE".into(), true, "quit"),
+            Ok(command::Request::Local(Local::Status)) => (self.status_line(), false, "status"),
             Ok(command::Request::Command(command)) => {
+                let word = command::word(&command);
                 let op = Op {
                     client_id,
                     seq,
@@ -70,7 +99,7 @@ impl Frontend {
                     Err(ExecError::NotLeader) => "ERR NO_LEADER not the leader; retry".into(),
                     Err(ExecError::Timeout) => "ERR TIMEOUT outcome unknown".into(),
                 };
-                (reply, false)
+                (reply, false, word)
             }
         }
     }
@@ -90,6 +119,15 @@ impl Frontend {
             s.last_log_index,
             self.peers
         )
+    }
+}
+
+/// `OK` for a success, `NOT_FOUND`, or the code of an `ERR <CODE> ...` reply.
+fn result_code(reply: &str) -> &str {
+    match reply.strip_prefix("ERR ") {
+        Some(rest) => rest.split(' ').next().unwrap_or("ERR"),
+        None if reply == "NOT_FOUND" => "NOT_FOUND",
+        None => "OK",
     }
 }
 

@@ -42,6 +42,12 @@ impl Kv {
         }
     }
 
+    /// Number of keys and bytes of keys plus values.
+    pub fn size(&self) -> (usize, usize) {
+        let bytes = self.map.iter().map(|(k, v)| k.len() + v.len()).sum();
+        (self.map.len(), bytes)
+    }
+
     /// Appends the store's encoding: count, then key/value pairs in key order.
     pub fn encode_to(&self, e: &mut Encoder) {
         e.put_uvarint(self.map.len() as u64);

@@ -99,6 +99,15 @@ impl Ledger {
         format!("AUDIT accounts={} total={total}", self.accounts.len())
     }
 
+    /// Number of accounts, the money in them (cents), and transfers remembered.
+    pub fn size(&self) -> (usize, i128, usize) {
+        (
+            self.accounts.len(),
+            self.total_cents(),
+            self.transfers.len(),
+        )
+    }
+
     /// Appends the ledger's encoding.
     pub fn encode_to(&self, e: &mut Encoder) {
         e.put_uvarint(self.accounts.len() as u64);

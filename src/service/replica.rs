@@ -15,10 +15,10 @@
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::applier::{Applier, Outcome};
-use super::state_machine::Op;
+use super::state_machine::{Op, Stats};
 use crate::codec::Encode;
 use crate::node::Node;
 use crate::raft::messages::Index;
@@ -68,18 +68,30 @@ impl Replica {
 
     /// Proposes `op` and waits up to `timeout` for its reply.
     pub fn execute(&self, op: &Op, timeout: Duration) -> Result<String, ExecError> {
+        let metrics = self.node.metrics();
+        // Not the leader: no proposal was made (the frontend forwards instead).
         let (index, term) = self.node.start(op.encode()).ok_or(ExecError::NotLeader)?;
+        metrics.proposals_pending.inc();
         let (tx, rx) = mpsc::channel();
         let early = lock(&self.applied).wait_for(index, term, tx);
-        let outcome = match early {
-            Some(outcome) => outcome,
-            None => rx.recv_timeout(timeout).map_err(|_| ExecError::Timeout)?,
-        };
+        let outcome = early.or_else(|| rx.recv_timeout(timeout).ok());
+        metrics.proposals_pending.dec();
         match outcome {
-            Outcome::Reply(reply) => Ok(reply),
-            Outcome::Replaced => Err(ExecError::NotLeader),
-            Outcome::Unknown => Err(ExecError::Timeout),
+            Some(Outcome::Reply(reply)) => Ok(reply),
+            Some(Outcome::Replaced) => {
+                metrics.proposals_failed_leadership_lost.inc();
+                Err(ExecError::NotLeader)
+            }
+            Some(Outcome::Unknown) | None => {
+                metrics.proposals_failed_timeout.inc();
+                Err(ExecError::Timeout)
+            }
         }
+    }
+
+    /// Sizes of the state machine as of the last applied entry.
+    pub fn stats(&self) -> Stats {
+        lock(&self.applied).state_machine().stats()
     }
 
     /// The index applied last and the state machine's encoding at that point
@@ -122,6 +134,7 @@ fn run_apply_loop(
                 command,
             } => {
                 since_snapshot += command.len();
+                node.metrics().proposals_applied.inc();
                 let mut state = lock(applied);
                 if let (_, Some((waiter, outcome))) = state.apply(index, term, &command) {
                     let _ = waiter.send(outcome);
@@ -135,7 +148,11 @@ fn run_apply_loop(
             }
             ApplyMsg::Snapshot(snapshot) => {
                 let covered = snapshot.last_included_index;
+                let started = Instant::now();
                 let restored = lock(applied).restore(covered, &snapshot.data);
+                node.metrics()
+                    .snapshot_install
+                    .observe_duration(started.elapsed());
                 match restored {
                     // Proposals the snapshot covers have unknown outcomes.
                     Ok(waiters) => {

@@ -42,6 +42,21 @@ impl Decode for Op {
     }
 }
 
+/// Sizes of a [`StateMachine`]'s parts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Keys in the KV store.
+    pub keys: usize,
+    /// Bytes of keys plus values.
+    pub kv_bytes: usize,
+    /// Ledger accounts.
+    pub accounts: usize,
+    /// Money in all accounts, in cents.
+    pub total_cents: i128,
+    /// Transfers remembered (one per txid).
+    pub transfers: usize,
+}
+
 /// The service's whole replicated state.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StateMachine {
@@ -88,6 +103,19 @@ impl StateMachine {
     /// The ledger.
     pub fn ledger(&self) -> &Ledger {
         &self.ledger
+    }
+
+    /// Sizes of the state, for metrics.
+    pub fn stats(&self) -> Stats {
+        let (keys, kv_bytes) = self.kv.size();
+        let (accounts, total_cents, transfers) = self.ledger.size();
+        Stats {
+            keys,
+            kv_bytes,
+            accounts,
+            total_cents,
+            transfers,
+        }
     }
 
     /// The whole state as bytes, for a Raft snapshot.
