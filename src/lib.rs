@@ -14,6 +14,8 @@
 //! 4. [`raft::ready`]: what the core asks of the world: persist → send → apply.
 //! 5. [`node`]: the runtime that does it, with [`transport`] and [`storage`].
 //! 6. [`codec`]: the binary encoding of everything on the wire and on disk.
+//! 7. [`sim`]: the deterministic simulator that runs the core and the service
+//!    under thousands of fault schedules and checks the paper's properties.
 //! 7. [`service`] and [`server`]: the KV store and ledger on top, and the one
 //!    TCP port for peers, text clients and [`http`] (JSON API, `/metrics` from
 //!    [`metrics`], the live cluster page).

@@ -164,7 +164,8 @@ impl Raft {
         // 4. Append any new entries not already in the log. Matching entries are
         //    left alone, so a delayed, shorter AppendEntries never truncates.
         let last_new_index = prev_log_index + entries.len() as Index;
-        if self.has_bug(Bug::TruncateWithoutConflict) && self.log.last_index() > prev_log_index {
+        let replaces_suffix = !entries.is_empty() && self.log.last_index() > prev_log_index;
+        if self.has_bug(Bug::TruncateWithoutConflict) && replaces_suffix {
             self.log.truncate_from(prev_log_index + 1);
             self.mark_unstable(prev_log_index + 1);
         }

@@ -12,7 +12,10 @@
 //! for conserved money.
 
 use super::knobs::Knobs;
-use super::linearizability::{Input, Operation};
+use super::network::Endpoint;
+use super::packets::Body;
+use super::trace::show;
+use super::world::{Event, World};
 use super::{Time, MS};
 use crate::raft::messages::Index;
 use crate::raft::rng::Rng;
@@ -186,29 +189,107 @@ pub(crate) fn is_retryable(reply: &str) -> bool {
         || reply.starts_with("ERR BUSY")
 }
 
-/// The KV operations of a history, for the linearizability checker.
-pub(crate) fn kv_operations(history: &[Record]) -> Vec<Operation> {
-    history
-        .iter()
-        .filter_map(|r| {
-            let input = match &r.op.command {
-                Command::Put(k, v) => Input::Put(k.clone(), v.clone()),
-                Command::Append(k, v) => Input::Append(k.clone(), v.clone()),
-                Command::Get(k) => Input::Get(k.clone()),
-                _ => return None,
-            };
-            let output = r
-                .reply
-                .as_deref()
-                .and_then(|reply| reply.strip_prefix("VALUE "))
-                .map(String::from);
-            Some(Operation {
-                client: r.client,
-                input,
-                output,
-                call: r.call,
-                ret: r.ret,
-            })
-        })
-        .collect()
+impl World {
+    pub(super) fn wake_client(&mut self, client: usize, after: Time) {
+        let c = &mut self.clients[client];
+        c.token += 1;
+        let token = c.token;
+        self.schedule(after, Event::ClientWake { client, token });
+    }
+
+    pub(super) fn on_client_wake(&mut self, client: usize) {
+        match self.clients[client].state {
+            ClientState::Idle => {
+                let c = &mut self.clients[client];
+                if c.final_ops == Some(0) {
+                    c.state = ClientState::Done;
+                    self.clients_done += 1;
+                    return;
+                }
+                if let Some(left) = c.final_ops.as_mut() {
+                    *left -= 1;
+                }
+                let op = c.next_op(&self.knobs);
+                self.history.push(Record {
+                    client,
+                    op,
+                    call: self.now,
+                    ret: None,
+                    reply: None,
+                    index: None,
+                });
+                self.clients[client].current = Some(self.history.len() - 1);
+                self.send_attempt(client);
+            }
+            ClientState::Waiting { .. } => {
+                // No reply in time: try the next server.
+                let pause = self.clients[client].rotate(self.knobs.nodes);
+                self.clients[client].state = ClientState::Backoff;
+                self.wake_client(client, pause);
+            }
+            ClientState::Backoff => self.send_attempt(client),
+            ClientState::Done => {}
+        }
+    }
+
+    pub(super) fn send_attempt(&mut self, client: usize) {
+        let Some(current) = self.clients[client].current else {
+            return;
+        };
+        let c = &mut self.clients[client];
+        let attempt = c.next_attempt();
+        c.state = ClientState::Waiting { attempt };
+        let server = c.server;
+        let op = self.history[current].op.clone();
+        if self.trace.on() {
+            self.trace.sim(
+                &format!("client {client}"),
+                format_args!("-> node {} {} (attempt {attempt})", server + 1, show(&op)),
+            );
+        }
+        self.send(
+            Endpoint::Client(client),
+            Endpoint::Node(server),
+            Body::ClientRequest { attempt, op },
+        );
+        let timeout = self.knobs.client_timeout;
+        self.wake_client(client, timeout);
+    }
+
+    pub(super) fn on_client_reply(
+        &mut self,
+        client: usize,
+        attempt: u64,
+        reply: String,
+        index: Option<Index>,
+    ) {
+        if self.clients[client].state != (ClientState::Waiting { attempt }) {
+            return; // a reply to an attempt it gave up on
+        }
+        if self.trace.on() {
+            self.trace.sim(
+                &format!("client {client}"),
+                format_args!("<- {reply} (attempt {attempt})"),
+            );
+        }
+        if is_retryable(&reply) {
+            let pause = self.clients[client].rotate(self.knobs.nodes);
+            self.clients[client].state = ClientState::Backoff;
+            self.wake_client(client, pause);
+            return;
+        }
+        if let Some(current) = self.clients[client].current.take() {
+            let record = &mut self.history[current];
+            record.ret = Some(self.now);
+            record.reply = Some(reply);
+            record.index = index;
+            self.stats.ops_ok += 1;
+        }
+        if let Some(index) = index {
+            self.max_acked = self.max_acked.max(index);
+        }
+        self.clients[client].state = ClientState::Idle;
+        let think = self.clients[client].think(&self.knobs);
+        self.wake_client(client, think);
+    }
 }

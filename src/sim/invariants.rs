@@ -111,6 +111,8 @@ struct Shadow {
 pub struct Checker {
     /// The leader of each term.
     leaders: BTreeMap<Term, NodeId>,
+    /// The candidate each server voted for, per term, as its replies said.
+    votes: BTreeMap<(NodeId, Term), NodeId>,
     /// Chain hash of every `(index, term)` ever held by any server.
     entries: BTreeMap<(Index, Term), u64>,
     /// Chain hash of every committed index, and the term in which it was
@@ -183,10 +185,11 @@ impl Checker {
 
     /// Server `node` crashed.
     pub fn on_crash(&mut self, node: usize) {
-        let shadow = &mut self.shadows[node];
-        let applied = shadow.last_applied;
-        let hash = shadow.chain.at(applied).map(|(_, h)| h);
-        shadow.applied_at_crash = Some((applied, hash));
+        let applied = self.shadows[node].last_applied;
+        // The entry as committed (the in-memory log may already be past a
+        // snapshot the crash keeps from reaching the disk).
+        let hash = self.committed.get(&applied).map(|&(h, _)| h);
+        self.shadows[node].applied_at_crash = Some((applied, hash));
     }
 
     /// The chain hash of `(index, term)` as some server held it (index 0 is
@@ -323,6 +326,26 @@ impl Checker {
             self.extend(node, chain, &write.entries)?;
         }
         Ok(())
+    }
+
+    /// §5.2: "each server will vote for at most one candidate in a given term,
+    /// on a first-come-first-served basis", even across a crash (Figure 2:
+    /// votedFor is persistent). Checked on every vote a server sends.
+    pub fn on_vote_granted(
+        &mut self,
+        node: usize,
+        term: Term,
+        candidate: NodeId,
+    ) -> Result<(), Violation> {
+        let voter = Self::id(node);
+        match self.votes.insert((voter, term), candidate) {
+            Some(first) if first != candidate => Err(violation(
+                "vote_once_per_term",
+                "§5.2 and Figure 2: votedFor is persistent",
+                format!("node {voter} voted for {first} and then for {candidate} in term {term}"),
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// §5.2, Election Safety: at most one leader can be elected in a given term.
@@ -463,7 +486,12 @@ impl Checker {
             return Ok(());
         };
         let chain = &shadow.chain;
-        let kept = applied <= chain.base_index || chain.at(applied).map(|(_, h)| h) == hash;
+        let held = chain.at(applied).map(|(_, h)| h);
+        let kept = applied <= chain.base_index
+            || match hash {
+                Some(h) => held == Some(h),
+                None => held.is_some(),
+            };
         if !kept {
             return Err(violation(
                 "restart_keeps_applied_entries",

@@ -168,7 +168,9 @@ impl Knobs {
         for w in fault_weights.iter_mut() {
             *w = rng.range(1, 5);
         }
-        let fault_gap = rng.range(200, 2001) * MS;
+        // Mean gaps from 50 ms to 3.2 s, spread evenly on a log scale.
+        let fault_gap = (50 * MS) << rng.range(0, 6);
+        let fault_gap = fault_gap + rng.range(0, fault_gap + 1);
         let snapshot_entries = [0, 8, 32, 128, 1024][rng.range(0, 5) as usize];
         let think_time = rng.range(0, 51) * MS;
         let mut op_weights = [0; 6];

@@ -235,10 +235,28 @@ fn check_one_key(ops: &[&Operation], budget: &mut u64) -> Verdict {
         }
     }
     let is_call = |nodes: &[Node], id: usize| nodes[id].matching != NIL;
-    // Without a Put, a key's value only grows: every read still to come must
-    // see the current value as a prefix. Checking the read that must come
-    // first prunes orders of concurrent appends long before the end.
-    let grows_only = !ops.iter().any(|op| matches!(op.input, Input::Put(..)));
+    // Pruning: between two Puts a key's value only grows. So once a write is
+    // linearized, a read still to come can return its value `o` only if the
+    // current value is a prefix of `o`, or a Put still to come has a value that
+    // is. Checking the read that must come first cuts orders of concurrent
+    // writes that no later read could have seen, long before the search would
+    // reach that read. `puts_under[r]`: the Puts whose value read `r`'s output
+    // starts with.
+    let puts_under: Vec<Vec<usize>> = ops
+        .iter()
+        .map(|read| match (&read.input, &read.output) {
+            (Input::Get(_), Some(out)) => ops
+                .iter()
+                .enumerate()
+                .filter(
+                    |(_, p)| matches!(&p.input, Input::Put(_, v) if out.starts_with(v.as_str())),
+                )
+                .map(|(i, _)| i)
+                .collect(),
+            _ => Vec::new(),
+        })
+        .collect();
+    let mut done = vec![false; ops.len()];
     let first_pending_read = |nodes: &[Node]| {
         let mut id = nodes[0].next;
         while id != NIL {
@@ -278,9 +296,11 @@ fn check_one_key(ops: &[&Operation], budget: &mut u64) -> Verdict {
             let op = nodes[entry].op;
             let stepped = state.step(ops[op]);
             let stepped = match stepped {
-                Some(undo) if grows_only && !matches!(ops[op].input, Input::Get(_)) => {
-                    let readable = first_pending_read(&nodes)
-                        .is_none_or(|read| state.is_prefix_of(&ops[read].output));
+                Some(undo) if !matches!(ops[op].input, Input::Get(_)) => {
+                    let readable = first_pending_read(&nodes).is_none_or(|read| {
+                        state.is_prefix_of(&ops[read].output)
+                            || puts_under[read].iter().any(|&p| p != op && !done[p])
+                    });
                     if readable {
                         Some(undo)
                     } else {
@@ -294,6 +314,7 @@ fn check_one_key(ops: &[&Operation], budget: &mut u64) -> Verdict {
                 let (hash, len) = state.key();
                 if seen.insert((linearized ^ zobrist[op], hash, len)) {
                     linearized ^= zobrist[op];
+                    done[op] = true;
                     stack.push((entry, undo));
                     lift(&mut nodes, entry);
                     entry = nodes[0].next;
@@ -309,6 +330,7 @@ fn check_one_key(ops: &[&Operation], budget: &mut u64) -> Verdict {
                 return Verdict::Illegal;
             };
             linearized ^= zobrist[nodes[call].op];
+            done[nodes[call].op] = false;
             state.undo(undo);
             unlift(&mut nodes, call);
             entry = nodes[call].next;
@@ -483,5 +505,44 @@ mod tests {
             op(2, get("k"), Some("acb"), 40, 50),
         ];
         assert_eq!(check_kv(&legal, T), Verdict::Linearizable);
+    }
+
+    /// A Put, then waves of concurrent appends revealed only by a final read:
+    /// without pruning, the search tries every order of every wave before it
+    /// reaches the read.
+    fn waves_with_one_read() -> (Vec<Operation>, String) {
+        let mut h = vec![op(0, put("k", "P"), None, 0, 10)];
+        let mut value = String::from("P");
+        for wave in 1..30u64 {
+            let (call, ret) = (wave * 100, wave * 100 + 50);
+            for i in 0..6usize {
+                let c = (i * 5 + wave as usize) % 6;
+                let v = format!("[{c}.{wave}]");
+                h.push(op(c, append("k", &v), None, call, ret));
+                value.push_str(&v);
+            }
+        }
+        (h, value)
+    }
+
+    #[test]
+    fn orders_no_later_read_could_see_are_pruned() {
+        let (mut h, value) = waves_with_one_read();
+        h.push(op(9, get("k"), Some(&value), 5000, 5100));
+        assert_eq!(check_kv(&h, 20_000), Verdict::Linearizable);
+        let (mut h, mut value) = waves_with_one_read();
+        value.push_str("[0.29]");
+        h.push(op(9, get("k"), Some(&value), 5000, 5100));
+        assert_eq!(check_kv(&h, 20_000), Verdict::Illegal);
+    }
+
+    #[test]
+    fn running_out_of_steps_is_unknown_not_linearizable() {
+        let h = vec![
+            op(0, put("x", "1"), None, 0, 10),
+            op(1, get("x"), Some("1"), 20, 30),
+        ];
+        assert_eq!(check_kv(&h, 1), Verdict::Unknown);
+        assert_eq!(check_kv(&h, 100), Verdict::Linearizable);
     }
 }

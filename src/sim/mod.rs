@@ -32,11 +32,14 @@
 mod clients;
 mod disk;
 mod faults;
+mod history;
 pub mod invariants;
 pub mod knobs;
 pub mod linearizability;
 mod network;
+mod packets;
 pub mod runner;
+mod server;
 pub mod trace;
 mod world;
 

@@ -11,8 +11,13 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::rc::Rc;
 
+use super::network::Endpoint;
 use super::{format_time, Time};
 use crate::logger::{self, Level};
+use crate::raft::messages::Request;
+use crate::raft::Persist;
+use crate::service::command::Command;
+use crate::service::state_machine::Op;
 
 /// Where trace lines go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,4 +131,67 @@ impl Drop for Trace {
     fn drop(&mut self) {
         logger::capture(Level::Quiet, None);
     }
+}
+
+pub(super) fn show_endpoint(e: Endpoint) -> String {
+    match e {
+        Endpoint::Node(i) => format!("node {}", i + 1),
+        Endpoint::Client(c) => format!("client {c}"),
+    }
+}
+
+/// A command as the text protocol writes it.
+pub(super) fn show(op: &Op) -> String {
+    match &op.command {
+        Command::Put(k, v) => format!("PUT {k} {v}"),
+        Command::Append(k, v) => format!("APPEND {k} {v}"),
+        Command::Del(k) => format!("DEL {k}"),
+        Command::Get(k) => format!("GET {k}"),
+        Command::Open(a, c) => format!("OPEN {a} {c}"),
+        Command::Transfer(t) => format!("TRANSFER {} {} {} {}", t.txid, t.from, t.to, t.cents),
+        Command::Balance(a) => format!("BALANCE {a}"),
+        Command::Audit => "AUDIT".into(),
+    }
+}
+
+pub(super) fn show_request(request: &Request) -> String {
+    match request {
+        Request::RequestVote(a) => format!(
+            "RequestVote term={} last={}@{}",
+            a.term, a.last_log_index, a.last_log_term
+        ),
+        Request::AppendEntries(a) => format!(
+            "AppendEntries term={} prev={}@{} entries={} commit={}",
+            a.term,
+            a.prev_log_index,
+            a.prev_log_term,
+            a.entries.len(),
+            a.leader_commit
+        ),
+        Request::InstallSnapshot(a) => format!(
+            "InstallSnapshot term={} last={}@{} ({} bytes)",
+            a.term,
+            a.last_included_index,
+            a.last_included_term,
+            a.data.len()
+        ),
+    }
+}
+
+pub(super) fn show_persist(p: &Persist) -> String {
+    let mut parts = Vec::new();
+    if let Some(hs) = p.hard_state {
+        parts.push(format!("term={} vote={:?}", hs.current_term, hs.voted_for));
+    }
+    if let Some(s) = &p.snapshot {
+        parts.push(format!("snapshot through {}", s.last_included_index));
+    }
+    if let Some(w) = &p.log {
+        parts.push(format!(
+            "log from {} ({} entries)",
+            w.first_index,
+            w.entries.len()
+        ));
+    }
+    parts.join(", ")
 }

@@ -1,0 +1,126 @@
+//! The end-of-run checks on what the clients saw.
+//!
+//! The KV operations must be linearizable (§8; the checker in
+//! [`super::linearizability`]), with a final read of every key from the server
+//! that applied the most, so a lost write cannot hide. Each APPEND must have
+//! taken effect at most once, an acknowledged one exactly once (thesis §6.3).
+
+use std::collections::BTreeMap;
+
+use super::clients::Record;
+use super::invariants::Violation;
+use super::linearizability::{check_kv, Input, Operation, Verdict};
+use super::world::World;
+use crate::service::command::Command;
+
+/// Search steps the end-of-run linearizability check may take.
+const LINEARIZABILITY_STEPS: u64 = 50_000_000;
+
+impl World {
+    /// The history checks: linearizable KV operations (with a final read of
+    /// every key at the end), and appends applied exactly once.
+    pub(super) fn final_checks(&mut self) -> Result<(), Violation> {
+        self.stats.virtual_time = self.now;
+        self.stats.ops_unknown = self.history.iter().filter(|r| r.ret.is_none()).count() as u64;
+        let Some((node, _)) = self.most_applied() else {
+            return Ok(());
+        };
+        let Some(running) = self.nodes[node].running.as_ref() else {
+            return Ok(());
+        };
+        let kv = running.applier.state_machine().kv();
+        let mut operations = kv_operations(&self.history);
+        let reader = self.clients.len();
+        let keys: Vec<String> = (0..self.knobs.keys).map(|k| format!("k{k}")).collect();
+        for key in &keys {
+            operations.push(Operation {
+                client: reader,
+                input: Input::Get(key.clone()),
+                output: kv.value(key).map(String::from),
+                call: self.now,
+                ret: Some(self.now),
+            });
+        }
+        for key in &keys {
+            appends_apply_once(key, kv.value(key).unwrap_or(""), &self.history)?;
+        }
+        match check_kv(&operations, LINEARIZABILITY_STEPS) {
+            Verdict::Linearizable => Ok(()),
+            verdict => Err(Violation {
+                invariant: "linearizability",
+                rule: "§8: every operation appears to take effect once, between its call and its reply",
+                evidence: format!(
+                    "the checker says {verdict:?} for {} KV operations (final reads from node {})",
+                    operations.len(),
+                    node + 1
+                ),
+            }),
+        }
+    }
+}
+
+/// Thesis §6.3: each APPEND a client made takes effect at most once, and an
+/// acknowledged one exactly once (unless a PUT of the key may have erased it).
+fn appends_apply_once(key: &str, value: &str, history: &[Record]) -> Result<(), Violation> {
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for token in value.split_terminator(';') {
+        *counts.entry(token).or_default() += 1;
+    }
+    let overwritten = history
+        .iter()
+        .any(|r| matches!(&r.op.command, Command::Put(k, _) if k == key));
+    for record in history {
+        let Command::Append(k, v) = &record.op.command else {
+            continue;
+        };
+        if k != key {
+            continue;
+        }
+        let token = v.trim_end_matches(';');
+        let seen = counts.get(token).copied().unwrap_or(0);
+        let acked = record.reply.as_deref() == Some("OK");
+        if seen > 1 || (acked && seen == 0 && !overwritten) {
+            return Err(Violation {
+                invariant: "appends_apply_once",
+                rule: "thesis §6.3: exactly-once client commands",
+                evidence: format!(
+                    "APPEND {key} {v} (client {}, {}) appears {seen} times in the final value",
+                    record.client,
+                    if acked {
+                        "acknowledged"
+                    } else {
+                        "outcome unknown"
+                    }
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The KV operations of a history, for the linearizability checker.
+pub(crate) fn kv_operations(history: &[Record]) -> Vec<Operation> {
+    history
+        .iter()
+        .filter_map(|r| {
+            let input = match &r.op.command {
+                Command::Put(k, v) => Input::Put(k.clone(), v.clone()),
+                Command::Append(k, v) => Input::Append(k.clone(), v.clone()),
+                Command::Get(k) => Input::Get(k.clone()),
+                _ => return None,
+            };
+            let output = r
+                .reply
+                .as_deref()
+                .and_then(|reply| reply.strip_prefix("VALUE "))
+                .map(String::from);
+            Some(Operation {
+                client: r.client,
+                input,
+                output,
+                call: r.call,
+                ret: r.ret,
+            })
+        })
+        .collect()
+}
