@@ -7,17 +7,44 @@
 //! ```
 //!
 //! Commands go through the client library, so they are retried on another
-//! server if one is down, and apply exactly once.
+//! server if one is down, and apply exactly once. For servers started with
+//! `-client-token-file`, pass the token with `-token-file PATH` or in the
+//! `RAFTKV_TOKEN` environment variable:
+//!
+//! ```text
+//! cargo run --example cli -- -token-file client.token :8001,:8002,:8003
+//! RAFTKV_TOKEN=$(cat client.token) cargo run --example cli -- :8001,:8002,:8003
+//! ```
 
 use std::io::{self, BufRead, Write};
+use std::path::Path;
 
-use raftkv::client::Client;
+use raftkv::auth::keyfile::read_client_token;
+use raftkv::client::{Client, TOKEN_ENV};
 
 fn main() {
-    let arg = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| ":8001,:8002,:8003".to_string());
-    let addrs: Vec<String> = arg
+    let mut args = std::env::args().skip(1);
+    let mut servers = ":8001,:8002,:8003".to_string();
+    let mut token = std::env::var(TOKEN_ENV).ok().filter(|t| !t.is_empty());
+    while let Some(arg) = args.next() {
+        match arg.trim_start_matches('-') {
+            "token-file" => {
+                let Some(path) = args.next() else {
+                    eprintln!("-token-file needs a path");
+                    std::process::exit(2);
+                };
+                match read_client_token(Path::new(&path)) {
+                    Ok(secret) => token = Some(secret.value),
+                    Err(e) => {
+                        eprintln!("{e}");
+                        std::process::exit(2);
+                    }
+                }
+            }
+            _ => servers = arg,
+        }
+    }
+    let addrs: Vec<String> = servers
         .split(',')
         .filter(|a| !a.is_empty())
         .map(|a| {
@@ -28,10 +55,14 @@ fn main() {
             }
         })
         .collect();
-    let mut client = Client::new(addrs.clone());
+    let with_token = if token.is_some() {
+        ", with a token"
+    } else {
+        ""
+    };
+    let mut client = Client::with_token(addrs.clone(), token);
     eprintln!(
-        "raftkv client (session {}) for {}; HELP lists commands, QUIT exits",
-        client.id(),
+        "raftkv client for {}{with_token}; HELP lists commands, QUIT exits",
         addrs.join(",")
     );
     let stdin = io::stdin();

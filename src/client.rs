@@ -1,13 +1,21 @@
 //! The client library: talks to any server, retries until it gets an answer,
 //! and makes every command take effect exactly once.
 //!
-//! Each [`Client`] has a random session id and numbers its commands; it sends
-//! `CLIENT <id> <seq> <command>`. If a server is unreachable, has no leader, or
-//! cannot tell the outcome (`ERR TIMEOUT`), the client retries the same
-//! `(id, seq)` — on another server if need be — and the state machine's session
-//! table answers a retry of an already-applied command with its first reply.
-//! Any server accepts any command (followers forward to the leader), so leader
-//! discovery is just "try the next server".
+//! A [`Client`] opens a session before its first command (`REGISTER` →
+//! `SESSION <id>`; the state machine assigns the id) and numbers its commands:
+//! it sends `CLIENT <id> <seq> <command>`. If a server is unreachable, has no
+//! leader, or cannot tell the outcome (`ERR TIMEOUT`), the client retries the
+//! same `(id, seq)` — on another server if need be — and the state machine's
+//! session table answers a retry of an already-applied command with its first
+//! reply. If the session expired meanwhile (the table keeps the most recently
+//! used sessions), the command is not run again: [`Client::call`] reports the
+//! outcome as unknown, and the next command opens a new session. Any server
+//! accepts any command (followers forward to the leader), so leader discovery
+//! is just "try the next server".
+//!
+//! With a client token ([`TcpConnector::with_token`], or the `RAFTKV_TOKEN`
+//! environment variable in the examples), every new connection starts with
+//! `AUTH <token>`.
 
 use std::io::{self, BufReader, Write};
 use std::net::TcpStream;
@@ -26,16 +34,52 @@ pub trait Connector {
     fn call(&mut self, server: usize, line: &str) -> io::Result<String>;
 }
 
+/// The environment variable the examples read a client token from.
+pub const TOKEN_ENV: &str = "RAFTKV_TOKEN";
+
 /// Reaches servers over TCP, keeping one connection to the current server.
 pub struct TcpConnector {
     addrs: Vec<String>,
+    token: Option<String>,
     conn: Option<(usize, BufReader<TcpStream>)>,
 }
 
 impl TcpConnector {
     /// A connector for the servers at `addrs`.
     pub fn new(addrs: Vec<String>) -> Self {
-        Self { addrs, conn: None }
+        Self {
+            addrs,
+            token: None,
+            conn: None,
+        }
+    }
+
+    /// Presents `token` (`AUTH <token>`) on every new connection.
+    pub fn with_token(mut self, token: Option<String>) -> Self {
+        self.token = token;
+        self
+    }
+
+    /// A new connection to `server`, authorized if a token is set. A refused
+    /// token is a `PermissionDenied` error.
+    fn connect(&self, server: usize) -> io::Result<BufReader<TcpStream>> {
+        let addr = self
+            .addrs
+            .get(server)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no such server"))?;
+        let stream = dial(addr)?;
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        let mut conn = BufReader::new(stream);
+        if let Some(token) = &self.token {
+            let reply = send_line(&mut conn, &format!("AUTH {token}\n"))?;
+            if reply != "OK" {
+                return Err(io::Error::new(
+                    io::ErrorKind::PermissionDenied,
+                    format!("{addr} refused the client token: {reply}"),
+                ));
+            }
+        }
+        Ok(conn)
     }
 }
 
@@ -45,30 +89,49 @@ impl Connector for TcpConnector {
     }
 
     fn call(&mut self, server: usize, line: &str) -> io::Result<String> {
-        if self.conn.as_ref().map(|(s, _)| *s) != Some(server) {
-            let addr = self
-                .addrs
-                .get(server)
-                .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no such server"))?;
-            let stream = dial(addr)?;
-            stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-            self.conn = Some((server, BufReader::new(stream)));
+        let mut reused = false;
+        loop {
+            match self.conn.take() {
+                Some((s, conn)) if s == server => {
+                    self.conn = Some((s, conn));
+                    reused = true;
+                }
+                _ => self.conn = Some((server, self.connect(server)?)),
+            }
+            let result = match self.conn.as_mut() {
+                Some((_, conn)) => send_line(conn, line),
+                None => Err(io::Error::other("not connected")),
+            };
+            match result {
+                Ok(reply) => return Ok(reply),
+                Err(e) => {
+                    self.conn = None;
+                    // The server closed a kept connection (idle timeout, or a
+                    // restart): try once more on a new one. Retrying is safe:
+                    // a session's retry is answered without running twice.
+                    let closed = matches!(
+                        e.kind(),
+                        io::ErrorKind::ConnectionAborted
+                            | io::ErrorKind::ConnectionReset
+                            | io::ErrorKind::BrokenPipe
+                    );
+                    if reused && closed {
+                        reused = false;
+                        continue;
+                    }
+                    return Err(e);
+                }
+            }
         }
-        let result = match self.conn.as_mut() {
-            Some((_, conn)) => send_line(conn, line),
-            None => Err(io::Error::other("not connected")),
-        };
-        if result.is_err() {
-            self.conn = None;
-        }
-        result
     }
 }
 
 /// A client session with a cluster.
 pub struct Client<C: Connector = TcpConnector> {
     connector: C,
-    id: u64,
+    /// The session id, once registered.
+    session: Option<u64>,
+    /// The last sequence number used in the session.
     seq: u64,
     current: usize,
     /// Give up on a command after this long.
@@ -80,10 +143,17 @@ impl Client<TcpConnector> {
     pub fn new(addrs: Vec<String>) -> Self {
         Client::with_connector(TcpConnector::new(addrs))
     }
+
+    /// A client that presents `token` to servers started with
+    /// `-client-token-file`.
+    pub fn with_token(addrs: Vec<String>, token: Option<String>) -> Self {
+        Client::with_connector(TcpConnector::new(addrs).with_token(token))
+    }
 }
 
 impl<C: Connector> Client<C> {
-    /// A client reaching its servers through `connector`, with a fresh session id.
+    /// A client reaching its servers through `connector`. Its session is opened
+    /// with its first command.
     pub fn with_connector(connector: C) -> Self {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         let nanos = SystemTime::now()
@@ -91,20 +161,19 @@ impl<C: Connector> Client<C> {
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(0);
         let unique = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let id = (nanos ^ (u64::from(std::process::id()) << 32) ^ unique.rotate_left(17)) | 1;
         let current = ((nanos ^ unique) % connector.servers().max(1) as u64) as usize;
         Client {
             connector,
-            id,
+            session: None,
             seq: 0,
             current,
             deadline: Duration::from_secs(30),
         }
     }
 
-    /// This client's session id.
-    pub fn id(&self) -> u64 {
-        self.id
+    /// This client's session id, once it has one.
+    pub fn session(&self) -> Option<u64> {
+        self.session
     }
 
     /// Sends the next commands to server `i` first (e.g. the known leader).
@@ -122,16 +191,56 @@ impl<C: Connector> Client<C> {
                 "a command is one line",
             ));
         }
-        self.seq += 1;
-        let line = format!("CLIENT {} {} {}\n", self.id, self.seq, command);
         let give_up = Instant::now() + self.deadline;
+        let session = match self.session {
+            Some(id) => id,
+            None => {
+                let id = self.register(give_up)?;
+                self.session = Some(id);
+                self.seq = 0;
+                id
+            }
+        };
+        self.seq += 1;
+        let line = format!("CLIENT {session} {} {command}\n", self.seq);
+        let reply = self.send_until_definite(&line, command, give_up)?;
+        if reply.starts_with("ERR SESSION_EXPIRED") || reply.starts_with("ERR SESSION_UNKNOWN") {
+            // An earlier attempt may have been applied before the session
+            // expired: the outcome is unknown, and running it again could
+            // apply it twice. The next command opens a new session.
+            self.session = None;
+            return Err(io::Error::other(format!(
+                "outcome of '{command}' unknown: {reply}"
+            )));
+        }
+        Ok(reply)
+    }
+
+    /// Opens a session; returns its id. A retried `REGISTER` may open a second
+    /// session, which is harmless: the unused one is evicted in time.
+    fn register(&mut self, give_up: Instant) -> io::Result<u64> {
+        let reply = self.send_until_definite("REGISTER\n", "REGISTER", give_up)?;
+        reply
+            .strip_prefix("SESSION ")
+            .and_then(|id| id.parse().ok())
+            .ok_or_else(|| unexpected(&reply))
+    }
+
+    /// Sends `line` until a definite reply, trying the servers in turn.
+    fn send_until_definite(
+        &mut self,
+        line: &str,
+        command: &str,
+        give_up: Instant,
+    ) -> io::Result<String> {
         let mut pause = Duration::from_millis(10);
         loop {
-            match self.connector.call(self.current, &line) {
+            match self.connector.call(self.current, line) {
                 // The server we tried may be a deposed leader in a minority:
                 // try the next one (a follower forwards to the leader anyway).
                 Ok(reply) if is_retryable(&reply) => self.next_server(),
                 Ok(reply) => return Ok(reply),
+                Err(e) if e.kind() == io::ErrorKind::PermissionDenied => return Err(e),
                 Err(_) => self.next_server(),
             }
             if Instant::now() >= give_up {

@@ -40,6 +40,11 @@ pub enum Command {
     Balance(String),
     /// `AUDIT`: number of accounts and total money, at one point in the log.
     Audit,
+    /// `REGISTER`: open a client session; the reply is `SESSION <id>`.
+    Register,
+    /// Sets the space quota in force (proposed by a leader, never parsed from
+    /// a client line; see `service::quota`).
+    SetQuota(u64),
 }
 
 /// The fields of a transfer; the same txid must always come with the same fields.
@@ -101,7 +106,8 @@ fn bad(message: impl Into<String>) -> ParseError {
 
 /// The one-line reply to `HELP`.
 pub const HELP: &str = "commands: PUT k v | APPEND k v | DEL k | GET k | OPEN acct amount | \
-TRANSFER txid from to amount | BALANCE acct | AUDIT | STATUS | PING | HELP | QUIT | CMD base64";
+TRANSFER txid from to amount | BALANCE acct | AUDIT | REGISTER | CLIENT id seq command | \
+AUTH token | STATUS | PING | HELP | QUIT | CMD base64";
 
 /// Parses one request line (without its line ending). Blank lines are the
 /// caller's to skip.
@@ -179,6 +185,10 @@ pub fn parse(line: &str) -> Result<Request, ParseError> {
             check(&command)?;
             command
         }
+        "REGISTER" => {
+            exact(0, "REGISTER")?;
+            Command::Register
+        }
         _ => {
             let shown: String = word.chars().take(32).collect();
             return Err(ParseError {
@@ -234,21 +244,25 @@ fn check(command: &Command) -> Result<(), ParseError> {
                 return Err(bad("from and to are the same account"));
             }
         }
-        Command::Audit => {}
+        Command::Audit | Command::Register => {}
+        // Only a leader proposes it (see `service::quota`); never a client.
+        Command::SetQuota(_) => return Err(bad("SetQuota is not a client command")),
     }
     Ok(())
 }
 
 /// The request line that [`parse`] reads back as `command`: the plain form
 /// when every name is a nonempty word and the value has no line break, else
-/// `CMD <base64>`.
+/// `CMD <base64>`. (`SetQuota` has no line `parse` accepts: clients never
+/// send it.)
 pub fn to_line(command: &Command) -> String {
     let word = |s: &str| !s.is_empty() && !s.contains(char::is_whitespace);
     let plain = match command {
         Command::Put(k, v) | Command::Append(k, v) => word(k) && !v.contains(['\r', '\n']),
         Command::Del(k) | Command::Get(k) | Command::Open(k, _) | Command::Balance(k) => word(k),
         Command::Transfer(t) => word(&t.txid) && word(&t.from) && word(&t.to),
-        Command::Audit => true,
+        Command::Audit | Command::Register => true,
+        Command::SetQuota(_) => false,
     };
     if !plain {
         return format!("CMD {}", base64_encode(&command.encode()));
@@ -268,6 +282,8 @@ pub fn to_line(command: &Command) -> String {
         ),
         Command::Balance(a) => format!("BALANCE {a}"),
         Command::Audit => "AUDIT".into(),
+        Command::Register => "REGISTER".into(),
+        Command::SetQuota(_) => format!("CMD {}", base64_encode(&command.encode())),
     }
 }
 
@@ -282,6 +298,8 @@ pub fn word(command: &Command) -> &'static str {
         Command::Transfer(_) => "transfer",
         Command::Balance(_) => "balance",
         Command::Audit => "audit",
+        Command::Register => "register",
+        Command::SetQuota(_) => "set_quota",
     }
 }
 
@@ -326,6 +344,8 @@ const TAG_OPEN: u8 = 5;
 const TAG_TRANSFER: u8 = 6;
 const TAG_BALANCE: u8 = 7;
 const TAG_AUDIT: u8 = 8;
+const TAG_REGISTER: u8 = 9;
+const TAG_SET_QUOTA: u8 = 10;
 
 fn get_string(d: &mut Decoder<'_>) -> Result<String, DecodeError> {
     String::from_utf8(d.get_vec()?).map_err(|_| DecodeError::Corrupt("invalid UTF-8".into()))
@@ -372,6 +392,11 @@ impl Encode for Command {
                 e.put_uvarint(t.cents as u64);
             }
             Command::Audit => e.put_u8(TAG_AUDIT),
+            Command::Register => e.put_u8(TAG_REGISTER),
+            Command::SetQuota(bytes) => {
+                e.put_u8(TAG_SET_QUOTA);
+                e.put_uvarint(*bytes);
+            }
         }
     }
 }
@@ -392,6 +417,8 @@ impl Decode for Command {
             }),
             TAG_BALANCE => Command::Balance(get_string(d)?),
             TAG_AUDIT => Command::Audit,
+            TAG_REGISTER => Command::Register,
+            TAG_SET_QUOTA => Command::SetQuota(d.get_uvarint()?),
             tag => return Err(DecodeError::Corrupt(format!("unknown command tag {tag}"))),
         })
     }
@@ -506,6 +533,10 @@ mod tests {
             cents: 5,
         };
         assert!(code(Command::Transfer(same)).is_some());
+        assert!(
+            code(Command::SetQuota(1)).is_some(),
+            "only leaders set the quota"
+        );
         assert!(parse("CMD !!!!").is_err());
         assert!(parse("CMD AAAA").is_err());
     }
@@ -521,6 +552,8 @@ mod tests {
             cmd("TRANSFER t1 alice bob 5"),
             cmd("BALANCE bob"),
             cmd("AUDIT"),
+            cmd("REGISTER"),
+            Command::SetQuota(12345),
         ];
         for c in all {
             assert_eq!(Command::decode(&c.encode()), Ok(c));

@@ -1,19 +1,22 @@
 //! The client-facing side of a server: answers one request line at a time.
 //!
 //! Shared by the TCP server and the simulated-network test harness, so both run
-//! exactly the same request handling. A line is an optional `FWD ` (forwarded by
-//! a follower; never forwarded again), an optional `CLIENT <id> <seq> ` session
-//! prefix, then a command (see [`super::command`]).
+//! exactly the same request handling. A line is an optional `CLIENT <id> <seq> `
+//! session prefix, then a command (see [`super::command`]). Lines a follower
+//! forwards to the leader arrive through [`Frontend::answer_forwarded`] (on an
+//! authenticated peer link, never from a client) and are not forwarded again.
 //!
 //! It also counts the requests it answers by command and result, for
 //! `/metrics`; a forwarded request is counted by the server the client talked to.
 
 use std::time::Duration;
 
-use super::command::{self, Local, HELP};
+use super::command::{self, Command, Local, HELP};
+use super::quota::DEFAULT_QUOTA_BYTES;
 use super::replica::{ExecError, Replica};
 use super::state_machine::Op;
 use crate::metrics::CounterVec;
+use crate::raft::Role;
 
 /// Answers client lines for one server.
 pub struct Frontend {
@@ -22,6 +25,8 @@ pub struct Frontend {
     peers: usize,
     /// Requests answered, by command word and result code.
     requests: CounterVec,
+    /// The space quota this server asks for (`-quota-bytes`).
+    quota: u64,
 }
 
 impl Frontend {
@@ -33,6 +38,7 @@ impl Frontend {
             request_timeout,
             peers,
             requests: CounterVec::default(),
+            quota: DEFAULT_QUOTA_BYTES,
         }
     }
 
@@ -40,6 +46,13 @@ impl Frontend {
     /// `invalid`) and result (`OK`, `NOT_FOUND`, or the error code).
     pub fn requests(&self) -> &CounterVec {
         &self.requests
+    }
+
+    /// Sets the space quota this server asks for: as leader, it replicates
+    /// this value (a `SetQuota` entry) before its next command whenever the
+    /// quota in force differs.
+    pub fn set_quota(&mut self, bytes: u64) {
+        self.quota = bytes;
     }
 
     /// The replica behind this frontend.
@@ -51,24 +64,25 @@ impl Frontend {
     /// `forward` relays a command this server cannot execute (not the leader)
     /// and returns the leader's reply.
     pub fn answer(&self, line: &str, forward: &dyn Fn(&str) -> String) -> (String, bool) {
-        let (forwarded, line) = match strip_word(line, "FWD") {
-            Some(rest) => (true, rest),
-            None => (false, line),
-        };
-        let (reply, close, word) = self.respond(line, forwarded, forward);
-        if !forwarded {
-            self.requests.inc(&[word, result_code(&reply)]);
-        }
+        let (reply, close, word) = self.respond(line, Some(forward));
+        self.requests.inc(&[word, result_code(&reply)]);
         (reply, close)
     }
 
-    /// Answers a line without its `FWD` prefix; also names the command, for
-    /// the request counters.
+    /// Answers a line a follower forwarded; it is never forwarded again, so a
+    /// stale leader hint costs one `ERR NO_LEADER`, never a loop. Only call this
+    /// for lines from an authenticated peer. Not counted: the server the client
+    /// talked to counts it.
+    pub fn answer_forwarded(&self, line: &str) -> String {
+        self.respond(line, None).0
+    }
+
+    /// Answers a line, forwarding it if this server is not the leader and
+    /// `forward` is given; also names the command, for the request counters.
     fn respond(
         &self,
         line: &str,
-        forwarded: bool,
-        forward: &dyn Fn(&str) -> String,
+        forward: Option<&dyn Fn(&str) -> String>,
     ) -> (String, bool, &'static str) {
         let (client_id, seq, command_line) = match strip_word(line, "CLIENT") {
             Some(rest) => match parse_session(rest) {
@@ -87,21 +101,42 @@ impl Frontend {
             Ok(command::Request::Local(Local::Quit)) => ("BYE".into(), true, "quit"),
             Ok(command::Request::Local(Local::Status)) => (self.status_line(), false, "status"),
             Ok(command::Request::Command(command)) => {
+                self.maybe_replicate_quota();
                 let word = command::word(&command);
                 let op = Op {
                     client_id,
                     seq,
                     command,
                 };
-                let reply = match self.replica.execute(&op, self.request_timeout) {
-                    Ok(reply) => reply,
-                    Err(ExecError::NotLeader) if !forwarded => forward(line),
-                    Err(ExecError::NotLeader) => "ERR NO_LEADER not the leader; retry".into(),
-                    Err(ExecError::Timeout) => "ERR TIMEOUT outcome unknown".into(),
+                let reply = match (self.replica.execute(&op, self.request_timeout), forward) {
+                    (Ok(reply), _) => reply,
+                    (Err(ExecError::NotLeader), Some(forward)) => forward(line),
+                    (Err(ExecError::NotLeader), None) => {
+                        "ERR NO_LEADER not the leader; retry".into()
+                    }
+                    (Err(ExecError::Timeout), _) => "ERR TIMEOUT outcome unknown".into(),
                 };
                 (reply, false, word)
             }
         }
+    }
+
+    /// As leader, proposes this server's quota if the one in force differs.
+    /// Does nothing elsewhere: the leader decides. The outcome is not awaited
+    /// beyond the request timeout; a failure just means the next command tries
+    /// again.
+    fn maybe_replicate_quota(&self) {
+        if self.replica.with_state(|sm| sm.quota()) == self.quota
+            || self.replica.node().status().role != Role::Leader
+        {
+            return;
+        }
+        let op = Op {
+            client_id: 0,
+            seq: 0,
+            command: Command::SetQuota(self.quota),
+        };
+        let _ = self.replica.execute(&op, self.request_timeout);
     }
 
     /// The `STATUS` reply.

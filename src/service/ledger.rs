@@ -1,24 +1,35 @@
 //! The money ledger: accounts with balances in cents, and exactly-once transfers.
 //!
-//! Every transfer carries a caller-chosen txid. The ledger remembers each txid
-//! with its fields and outcome forever, so a retried transfer returns the first
-//! outcome and moves no money twice, and a txid reused with other fields is
-//! refused. Trade-off: that memory grows with the number of transfers; a real
-//! ledger would expire txids after a retention window agreed with its clients.
+//! Every transfer carries a caller-chosen txid. The ledger remembers the txids
+//! of the last [`TXID_RETENTION`] transfers with their fields and outcome, so a
+//! retried transfer returns the first outcome and moves no money twice, and a
+//! txid reused with other fields is refused. That is the exactly-once window
+//! for txids: once [`TXID_RETENTION`] newer transfers have been applied, a txid
+//! is forgotten, and the same transfer sent again would run again. (A client
+//! library retry within its session is deduplicated by the session table
+//! instead, whatever the txid.) The window counts transfers, not time, so it is
+//! the same on every replica.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use super::command::{format_cents, Transfer, MAX_CENTS};
 use super::kv::get_string;
+use super::quota::account_cost;
 use crate::codec::{DecodeError, Decoder, Encoder};
+
+/// How many of the most recent transfers' txids are remembered.
+pub const TXID_RETENTION: usize = 100_000;
 
 /// Accounts and the transfers applied to them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Ledger {
     /// Invariant: every balance is in `0..=MAX_CENTS * accounts`.
     accounts: BTreeMap<String, i64>,
-    /// Every transfer seen, with the reply it got.
-    transfers: BTreeMap<String, (Transfer, String)>,
+    /// The last `TXID_RETENTION` transfers, with the reply each got.
+    /// Invariant: exactly the txids in `order`.
+    transfers: HashMap<String, (Transfer, String)>,
+    /// Their txids, oldest first.
+    order: VecDeque<String>,
 }
 
 impl Ledger {
@@ -43,9 +54,35 @@ impl Ledger {
             );
         }
         let outcome = self.try_transfer(t);
-        self.transfers
-            .insert(t.txid.clone(), (t.clone(), outcome.clone()));
+        self.remember(t.clone(), outcome.clone());
         outcome
+    }
+
+    /// Records a transfer's outcome, forgetting the oldest beyond the window.
+    fn remember(&mut self, t: Transfer, outcome: String) {
+        if self.order.len() >= TXID_RETENTION {
+            if let Some(oldest) = self.order.pop_front() {
+                self.transfers.remove(&oldest);
+            }
+        }
+        self.order.push_back(t.txid.clone());
+        self.transfers.insert(t.txid.clone(), (t, outcome));
+        debug_assert_eq!(self.order.len(), self.transfers.len());
+    }
+
+    /// Whether `account` exists.
+    pub fn has_account(&self, account: &str) -> bool {
+        self.accounts.contains_key(account)
+    }
+
+    /// The accounts' size as the quota counts it.
+    pub fn account_bytes(&self) -> u64 {
+        self.accounts.keys().map(|a| account_cost(a)).sum()
+    }
+
+    /// How many txids are remembered.
+    pub fn remembered_txids(&self) -> usize {
+        self.order.len()
     }
 
     fn try_transfer(&mut self, t: &Transfer) -> String {
@@ -115,8 +152,12 @@ impl Ledger {
             e.put_bytes(a.as_bytes());
             e.put_uvarint(c as u64);
         }
-        e.put_uvarint(self.transfers.len() as u64);
-        for (t, outcome) in self.transfers.values() {
+        e.put_uvarint(self.order.len() as u64);
+        for (t, outcome) in self
+            .order
+            .iter()
+            .filter_map(|txid| self.transfers.get(txid))
+        {
             e.put_bytes(t.txid.as_bytes());
             e.put_bytes(t.from.as_bytes());
             e.put_bytes(t.to.as_bytes());
@@ -144,7 +185,10 @@ impl Ledger {
                 cents: cents(d)?,
             };
             let outcome = get_string(d)?;
-            ledger.transfers.insert(t.txid.clone(), (t, outcome));
+            if ledger.transfers.contains_key(&t.txid) {
+                return Err(DecodeError::Corrupt(format!("txid {} twice", t.txid)));
+            }
+            ledger.remember(t, outcome);
         }
         Ok(ledger)
     }
@@ -186,5 +230,28 @@ mod tests {
             .transfer(&t("t3", "a", "zed", 1))
             .starts_with("ERR NO_ACCOUNT"));
         assert_eq!(l.audit(), "AUDIT accounts=2 total=10.00");
+    }
+
+    #[test]
+    fn txids_are_remembered_for_the_last_retention_window_of_transfers() {
+        let mut l = Ledger::default();
+        l.open("a", 10 * TXID_RETENTION as i64);
+        l.open("b", 0);
+        assert_eq!(l.transfer(&t("first", "a", "b", 1)), "OK");
+        for i in 1..TXID_RETENTION {
+            l.transfer(&t(&format!("t{i}"), "a", "b", 1));
+        }
+        assert_eq!(l.remembered_txids(), TXID_RETENTION);
+        // Still inside the window: a retry moves nothing.
+        assert_eq!(l.transfer(&t("first", "a", "b", 1)), "OK");
+        assert_eq!(
+            l.balance("b"),
+            format!("BALANCE {}", format_cents(TXID_RETENTION as i64))
+        );
+        // One more transfer pushes "first" out of the window: it would run again.
+        l.transfer(&t("one-more", "a", "b", 1));
+        assert_eq!(l.remembered_txids(), TXID_RETENTION);
+        assert!(!l.transfers.contains_key("first"));
+        assert!(l.transfers.contains_key("t1"));
     }
 }

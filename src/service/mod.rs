@@ -1,13 +1,15 @@
 //! The replicated service: a key-value store and a money ledger on top of Raft.
 //!
 //! [`command`] parses the text protocol; [`state_machine`] applies commands
-//! deterministically ([`kv`], [`ledger`], [`session`] for exactly-once retries).
+//! deterministically ([`kv`], [`ledger`], [`session`] for exactly-once retries,
+//! [`quota`] for the size limit).
 
 pub mod applier;
 pub mod command;
 pub mod frontend;
 pub mod kv;
 pub mod ledger;
+pub mod quota;
 pub mod replica;
 pub mod session;
 pub mod state_machine;

@@ -18,7 +18,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use super::applier::{Applier, Outcome};
-use super::state_machine::{Op, Stats};
+use super::state_machine::{Op, StateMachine, Stats};
 use crate::codec::Encode;
 use crate::node::Node;
 use crate::raft::messages::Index;
@@ -92,6 +92,11 @@ impl Replica {
     /// Sizes of the state machine as of the last applied entry.
     pub fn stats(&self) -> Stats {
         lock(&self.applied).state_machine().stats()
+    }
+
+    /// Reads the state machine as of the last applied entry.
+    pub fn with_state<R>(&self, read: impl FnOnce(&StateMachine) -> R) -> R {
+        read(lock(&self.applied).state_machine())
     }
 
     /// The index applied last and the state machine's encoding at that point

@@ -1,57 +1,274 @@
-//! Client sessions: exactly-once execution of a client's retried requests.
+//! Client sessions: exactly-once execution of a client's retried requests, in
+//! a table of bounded size (Ongaro's thesis, §6.3).
 //!
-//! A client library numbers its requests (client id, sequence). A client has at
-//! most one request outstanding, so the state machine only remembers, per client,
-//! the last sequence number applied and its reply: a retry of that request gets
-//! the remembered reply instead of running twice (§8 of the paper). Sessions are
-//! part of snapshots, so deduplication survives restarts and leader changes.
+//! A client first registers (`REGISTER` → `SESSION <id>`); the state machine
+//! assigns ids in order, 1, 2, 3, ... Then it numbers its requests
+//! (`CLIENT <id> <seq> <command>`). A client has at most one request
+//! outstanding, so the table keeps, per session, the last sequence number
+//! applied and its reply: a retry of that request gets the remembered reply
+//! instead of running twice. Replies to reads are not kept (a retried read is
+//! simply run again, which is still linearizable), so a session costs a few
+//! dozen bytes plus one short write reply.
+//!
+//! Expiry is deterministic, as the thesis requires: the table keeps the
+//! [`MAX_SESSIONS`] most recently used sessions, "recently" counted in applied
+//! operations, never in wall-clock time. Registering one more evicts the least
+//! recently used. An id below the next id that is not in the table was
+//! therefore registered and evicted: its requests get `ERR SESSION_EXPIRED`
+//! and are not executed, so an old request can never run a second time.
+//! Sessions are part of snapshots, so all of this survives restarts.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::kv::get_string;
 use crate::codec::{DecodeError, Decoder, Encoder};
 
-/// The last request applied for each client.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// Sessions kept; registering beyond this evicts the least recently used.
+pub const MAX_SESSIONS: usize = 10_000;
+
+/// One client's session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Session {
+    /// The last sequence number applied.
+    last_seq: u64,
+    /// Its reply, if it was a write (`None`: a read, run again on retry).
+    reply: Option<String>,
+    /// When the session was last used, in `Sessions::clock` ticks.
+    last_used: u64,
+}
+
+/// What to do with a request that carries a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Execute it (a new request, or the retry of a read), then `record` it.
+    Execute,
+    /// Already applied: answer with this reply, execute nothing.
+    Answer(String),
+}
+
+/// The session table.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sessions {
-    last: BTreeMap<u64, (u64, String)>,
+    /// Invariant: every id is below `next_id`; at most `MAX_SESSIONS` entries.
+    table: BTreeMap<u64, Session>,
+    /// `(last_used, id)` of every session, least recently used first.
+    /// Invariant: exactly one entry per session in `table`.
+    by_use: BTreeSet<(u64, u64)>,
+    /// The id the next registration gets (ids start at 1; 0 means no session).
+    next_id: u64,
+    /// Counts uses; orders sessions by recency.
+    clock: u64,
+}
+
+impl Default for Sessions {
+    fn default() -> Self {
+        Sessions {
+            table: BTreeMap::new(),
+            by_use: BTreeSet::new(),
+            next_id: 1,
+            clock: 0,
+        }
+    }
 }
 
 impl Sessions {
-    /// The remembered reply if `(client, seq)` was already applied.
-    pub fn duplicate(&self, client: u64, seq: u64) -> Option<String> {
-        match self.last.get(&client) {
-            Some((last_seq, reply)) if seq == *last_seq => Some(reply.clone()),
-            Some((last_seq, _)) if seq < *last_seq => {
-                Some("ERR BAD_REQUEST request superseded by a newer one".into())
+    /// Opens a session and returns its id, evicting the least recently used
+    /// session if the table is full.
+    pub fn register(&mut self) -> u64 {
+        if self.table.len() >= MAX_SESSIONS {
+            if let Some((_, evicted)) = self.by_use.pop_first() {
+                self.table.remove(&evicted);
             }
-            _ => None,
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        self.clock += 1;
+        self.table.insert(
+            id,
+            Session {
+                last_seq: 0,
+                reply: None,
+                last_used: self.clock,
+            },
+        );
+        self.by_use.insert((self.clock, id));
+        self.check_invariants();
+        id
+    }
+
+    /// Decides what to do with request `seq` of session `client`, and marks
+    /// the session used.
+    pub fn check(&mut self, client: u64, seq: u64) -> Verdict {
+        let verdict = self.peek(client, seq);
+        if let Some(session) = self.table.get_mut(&client) {
+            self.by_use.remove(&(session.last_used, client));
+            self.clock += 1;
+            session.last_used = self.clock;
+            self.by_use.insert((self.clock, client));
+        }
+        verdict
+    }
+
+    /// What [`Sessions::check`] decides, without marking the session used.
+    pub fn peek(&self, client: u64, seq: u64) -> Verdict {
+        let Some(session) = self.table.get(&client) else {
+            return Verdict::Answer(if client < self.next_id {
+                format!(
+                    "ERR SESSION_EXPIRED session {client} expired (only the {MAX_SESSIONS} most \
+                     recently used sessions are kept); outcome unknown, register a new session"
+                )
+            } else {
+                format!("ERR SESSION_UNKNOWN no session {client}; open one with REGISTER")
+            });
+        };
+        if seq < session.last_seq {
+            return Verdict::Answer("ERR BAD_REQUEST request superseded by a newer one".into());
+        }
+        match (&session.reply, seq == session.last_seq) {
+            (Some(reply), true) => Verdict::Answer(reply.clone()),
+            _ => Verdict::Execute,
         }
     }
 
-    /// Remembers `reply` as the outcome of `(client, seq)`.
-    pub fn record(&mut self, client: u64, seq: u64, reply: &str) {
-        self.last.insert(client, (seq, reply.to_string()));
+    /// Remembers the outcome of request `seq` of `client`: the reply of a
+    /// write, nothing for a read. Does nothing for an unknown session.
+    pub fn record(&mut self, client: u64, seq: u64, reply: Option<&str>) {
+        if let Some(session) = self.table.get_mut(&client) {
+            session.last_seq = seq;
+            session.reply = reply.map(str::to_string);
+        }
     }
 
-    /// Appends the sessions' encoding.
+    /// How many sessions are open.
+    pub fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    /// Whether no session is open.
+    pub fn is_empty(&self) -> bool {
+        self.table.is_empty()
+    }
+
+    fn check_invariants(&self) {
+        debug_assert!(self.table.len() <= MAX_SESSIONS);
+        debug_assert_eq!(self.table.len(), self.by_use.len());
+    }
+
+    /// Appends the table's encoding: next id, clock, then each session in id
+    /// order (id, last seq, last used, reply as 0 or 1 + bytes).
     pub fn encode_to(&self, e: &mut Encoder) {
-        e.put_uvarint(self.last.len() as u64);
-        for (&client, (seq, reply)) in &self.last {
-            e.put_uvarint(client);
-            e.put_uvarint(*seq);
-            e.put_bytes(reply.as_bytes());
+        e.put_uvarint(self.next_id);
+        e.put_uvarint(self.clock);
+        e.put_uvarint(self.table.len() as u64);
+        for (&id, s) in &self.table {
+            e.put_uvarint(id);
+            e.put_uvarint(s.last_seq);
+            e.put_uvarint(s.last_used);
+            match &s.reply {
+                Some(reply) => {
+                    e.put_bool(true);
+                    e.put_bytes(reply.as_bytes());
+                }
+                None => e.put_bool(false),
+            }
         }
     }
 
-    /// Reads sessions written by [`Sessions::encode_to`].
+    /// Reads a table written by [`Sessions::encode_to`], checking its invariants.
     pub fn decode_from(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
-        let mut last = BTreeMap::new();
-        for _ in 0..d.get_len(d.remaining())? {
-            let client = d.get_uvarint()?;
-            let seq = d.get_uvarint()?;
-            last.insert(client, (seq, get_string(d)?));
+        let corrupt = |why: &str| DecodeError::Corrupt(format!("sessions: {why}"));
+        let mut sessions = Sessions {
+            next_id: d.get_uvarint()?,
+            clock: d.get_uvarint()?,
+            ..Sessions::default()
+        };
+        let count = d.get_len(d.remaining())?;
+        if count > MAX_SESSIONS {
+            return Err(corrupt("too many sessions"));
         }
-        Ok(Sessions { last })
+        for _ in 0..count {
+            let id = d.get_uvarint()?;
+            let last_seq = d.get_uvarint()?;
+            let last_used = d.get_uvarint()?;
+            let reply = if d.get_bool()? {
+                Some(get_string(d)?)
+            } else {
+                None
+            };
+            if id == 0 || id >= sessions.next_id || last_used > sessions.clock {
+                return Err(corrupt("session id or use out of range"));
+            }
+            if !sessions.by_use.insert((last_used, id)) || sessions.table.contains_key(&id) {
+                return Err(corrupt("duplicate session"));
+            }
+            sessions.table.insert(
+                id,
+                Session {
+                    last_seq,
+                    reply,
+                    last_used,
+                },
+            );
+        }
+        Ok(sessions)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_assigned_in_order_and_retries_get_the_first_reply() {
+        let mut s = Sessions::default();
+        assert_eq!(s.register(), 1);
+        assert_eq!(s.register(), 2);
+        assert_eq!(s.check(1, 1), Verdict::Execute);
+        s.record(1, 1, Some("OK"));
+        assert_eq!(s.check(1, 1), Verdict::Answer("OK".into()));
+        assert_eq!(s.check(1, 2), Verdict::Execute);
+        s.record(1, 2, None);
+        assert_eq!(s.check(1, 2), Verdict::Execute, "a retried read runs again");
+        assert!(matches!(s.check(1, 1), Verdict::Answer(r) if r.contains("superseded")));
+    }
+
+    #[test]
+    fn the_least_recently_used_session_is_evicted_and_then_reported_expired() {
+        let mut s = Sessions::default();
+        for _ in 0..MAX_SESSIONS {
+            s.register();
+        }
+        // Use session 1, so session 2 is now the least recently used.
+        assert_eq!(s.check(1, 1), Verdict::Execute);
+        s.record(1, 1, Some("OK"));
+        let newest = s.register();
+        assert_eq!(newest, MAX_SESSIONS as u64 + 1);
+        assert_eq!(s.len(), MAX_SESSIONS);
+        assert_eq!(s.check(1, 1), Verdict::Answer("OK".into()), "1 was kept");
+        assert!(
+            matches!(s.check(2, 1), Verdict::Answer(r) if r.starts_with("ERR SESSION_EXPIRED"))
+        );
+        assert!(matches!(
+            s.check(newest + 1, 1),
+            Verdict::Answer(r) if r.starts_with("ERR SESSION_UNKNOWN")
+        ));
+    }
+
+    #[test]
+    fn the_table_round_trips_and_corrupt_tables_are_refused() {
+        let mut s = Sessions::default();
+        for i in 1..=5 {
+            let id = s.register();
+            s.check(id, i);
+            s.record(id, i, (i % 2 == 0).then_some("OK"));
+        }
+        let mut e = Encoder::new();
+        s.encode_to(&mut e);
+        let bytes = e.finish();
+        let mut d = Decoder::new(&bytes);
+        assert_eq!(Sessions::decode_from(&mut d), Ok(s));
+        // next_id 1, clock 9, one session with id 1 (not below next_id).
+        let mut d = Decoder::new(&[1, 9, 1, 1, 0, 0, 0]);
+        assert!(Sessions::decode_from(&mut d).is_err());
     }
 }

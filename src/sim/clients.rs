@@ -1,7 +1,8 @@
 //! Simulated clients: a closed-loop workload that retries exactly as `src/client.rs` does.
 //!
-//! Each client has a session id and numbers its operations; a retry reuses the
-//! same `(id, seq)`, so the state machine's session table applies it at most
+//! Each client first registers a session (`REGISTER`; the state machine
+//! assigns the id), then numbers its operations; a retry reuses the same
+//! `(id, seq)`, so the state machine's session table applies it at most
 //! once. On `ERR NO_LEADER`, `ERR TIMEOUT` or no reply within its timeout, the
 //! client tries the next server after a backoff (10 ms doubling to 200 ms),
 //! forever: a simulated client never gives up, so every operation ends with a
@@ -59,7 +60,7 @@ pub(crate) struct Record {
 /// One simulated client.
 pub(crate) struct SimClient {
     pub(crate) index: usize,
-    /// The session id (nonzero).
+    /// The session id; 0 until the client's `REGISTER` is answered.
     pub(crate) session: u64,
     seq: u64,
     rng: Rng,
@@ -92,7 +93,7 @@ impl SimClient {
         };
         SimClient {
             index,
-            session: index as u64 + 1,
+            session: 0,
             seq: 0,
             rng,
             server,
@@ -111,10 +112,18 @@ impl SimClient {
         self.rng.range(0, knobs.think_time + 1)
     }
 
-    /// The next operation of the workload, with a fresh sequence number.
+    /// The next operation of the workload, with a fresh sequence number; a
+    /// `REGISTER` first, until the client has a session.
     pub(crate) fn next_op(&mut self, knobs: &Knobs) -> Op {
-        self.seq += 1;
         self.backoff = 10 * MS;
+        if self.session == 0 {
+            return Op {
+                client_id: 0,
+                seq: 0,
+                command: Command::Register,
+            };
+        }
+        self.seq += 1;
         let (c, n) = (self.index, self.seq);
         let command = if let Some(account) = self.to_open.pop() {
             Command::Open(account_name(account), OPENING_CENTS)
@@ -146,6 +155,16 @@ impl SimClient {
             client_id: self.session,
             seq: self.seq,
             command,
+        }
+    }
+
+    /// Takes the reply to a `REGISTER`: `SESSION <id>`.
+    pub(crate) fn registered(&mut self, reply: &str) {
+        if let Some(id) = reply
+            .strip_prefix("SESSION ")
+            .and_then(|id| id.parse().ok())
+        {
+            self.session = id;
         }
     }
 
@@ -279,6 +298,9 @@ impl World {
             return;
         }
         if let Some(current) = self.clients[client].current.take() {
+            if self.history[current].op.command == Command::Register {
+                self.clients[client].registered(&reply);
+            }
             let record = &mut self.history[current];
             record.ret = Some(self.now);
             record.reply = Some(reply);

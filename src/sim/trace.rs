@@ -151,6 +151,8 @@ pub(super) fn show(op: &Op) -> String {
         Command::Transfer(t) => format!("TRANSFER {} {} {} {}", t.txid, t.from, t.to, t.cents),
         Command::Balance(a) => format!("BALANCE {a}"),
         Command::Audit => "AUDIT".into(),
+        Command::Register => "REGISTER".into(),
+        Command::SetQuota(q) => format!("SET_QUOTA {q}"),
     }
 }
 
