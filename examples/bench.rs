@@ -11,6 +11,8 @@
 //! its share of N commands one at a time, starting at the leader: `PUT` of a
 //! 16-byte key and a 64-byte value, or, in `transfer` mode, `TRANSFER` between
 //! 64 accounts. Prints ops/s and latency percentiles per client count.
+//! The cluster it starts authenticates peers with a fresh key file; against a
+//! `-target` cluster started with `-client-token-file`, set `RAFTKV_TOKEN`.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
@@ -20,7 +22,8 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use raftkv::client::Client;
+use raftkv::auth::keyfile::os_random;
+use raftkv::client::{Client, TOKEN_ENV};
 
 struct Options {
     clients: Vec<usize>,
@@ -116,9 +119,17 @@ fn start_cluster() -> Result<(LocalCluster, Vec<String>), String> {
         children: Vec::new(),
         dir: dir.clone(),
     };
+    let mut key = [0u8; 32];
+    os_random(&mut key).map_err(|e| e.to_string())?;
+    let key_file = dir.join("cluster.key");
+    std::fs::create_dir_all(&dir)
+        .and_then(|_| std::fs::write(&key_file, key))
+        .map_err(|e| e.to_string())?;
     for id in 1..=3 {
         let child = Command::new(&bin)
             .args(["-id", &id.to_string(), "-peers", &addrs.join(",")])
+            .arg("-cluster-key-file")
+            .arg(&key_file)
             .arg("-data")
             .arg(dir.join(format!("n{id}")))
             .stdin(Stdio::null())
@@ -140,9 +151,17 @@ fn find_leader(addrs: &[String]) -> Option<usize> {
                 continue;
             };
             let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
+            let request = match token() {
+                Some(t) => format!("AUTH {t}\nSTATUS\n"),
+                None => "STATUS\n".to_string(),
+            };
+            let mut reader = BufReader::new(s.try_clone().ok()?);
             let mut line = String::new();
-            if s.write_all(b"STATUS\n").is_ok()
-                && BufReader::new(s).read_line(&mut line).is_ok()
+            if s.write_all(request.as_bytes()).is_ok()
+                && (0..request.lines().count()).all(|_| {
+                    line.clear();
+                    reader.read_line(&mut line).is_ok()
+                })
                 && line.contains("role=leader")
             {
                 return Some(i);
@@ -151,6 +170,11 @@ fn find_leader(addrs: &[String]) -> Option<usize> {
         thread::sleep(Duration::from_millis(50));
     }
     None
+}
+
+/// The client token from `RAFTKV_TOKEN`, if set.
+fn token() -> Option<String> {
+    std::env::var(TOKEN_ENV).ok().filter(|t| !t.is_empty())
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -177,7 +201,7 @@ fn run_level(
         .map(|c| {
             let (addrs, barrier) = (addrs.to_vec(), Arc::clone(&barrier));
             thread::spawn(move || {
-                let mut client = Client::new(addrs);
+                let mut client = Client::with_token(addrs, token());
                 client.prefer(leader);
                 // One unmeasured command opens the connection and the session.
                 let _ = client.call("PING");
@@ -250,7 +274,7 @@ fn main() {
         std::process::exit(1);
     };
     if options.transfer {
-        let mut client = Client::new(addrs.clone());
+        let mut client = Client::with_token(addrs.clone(), token());
         for a in 0..64 {
             let _ = client.call(&format!("OPEN a{a} 1000000"));
         }

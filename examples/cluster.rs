@@ -8,13 +8,16 @@
 //! Console commands: `status`, `kill N`, `restart N`, `partition 1,2 3`, `heal`,
 //! `quit`. Meanwhile talk to the nodes with `nc 127.0.0.1 8001` (or
 //! `cargo run --example cli`) and watch leadership move. Each node stores its
-//! state under `data/cluster/n<id>`, so `restart` recovers from disk.
+//! state under `data/cluster/n<id>`, so `restart` recovers from disk. The nodes
+//! authenticate each other with a cluster key made fresh from `/dev/urandom`
+//! at every start (it only has to be shared inside this process).
 
 use std::io::{self, BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::Duration;
 
+use raftkv::auth::keyfile::{os_random, Hidden};
 use raftkv::raft::NodeId;
 use raftkv::server::{Server, ServerConfig};
 use raftkv::transport::tcp::Partition;
@@ -27,9 +30,15 @@ fn main() {
         .map(|i| format!("127.0.0.1:{}", base + i as u16))
         .collect();
     let partition = Arc::new(Partition::default());
+    let mut key = vec![0u8; 32];
+    if let Err(e) = os_random(&mut key) {
+        eprintln!("cannot make a cluster key: {e}");
+        std::process::exit(1);
+    }
     let config = |id: usize| {
         let mut c = ServerConfig::new(id as NodeId, peers.clone(), format!("data/cluster/n{id}"));
         c.partition = Arc::clone(&partition);
+        c.cluster_key = Some(Hidden(key.clone()));
         c
     };
     let mut servers: Vec<Option<Server>> = (1..=n)

@@ -1,29 +1,40 @@
 //! The `raftkv` server: parses Go-style flags and runs one node.
 //!
 //! ```text
-//! raftkv -id 1 -addr :8001 -peers :8001,:8002,:8003 -data data/n1
+//! raftkv -id 1 -addr :8001 -peers :8001,:8002,:8003 -data data/n1 -cluster-key-file cluster.key
 //! ```
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use raftkv::server::{Server, ServerConfig};
+use raftkv::auth::keyfile::{read_client_token, read_cluster_key, Hidden};
+use raftkv::auth::peer::{check_cluster_id, DEFAULT_CLUSTER_ID};
+use raftkv::info;
+use raftkv::server::{Server, ServerConfig, DEFAULT_IDLE_TIMEOUT};
+use raftkv::service::quota::DEFAULT_QUOTA_BYTES;
 
 const USAGE: &str = "\
 usage: raftkv [flags]
 
-  -id N               this node's 1-based position in -peers (default 1)
-  -addr HOST:PORT     address to listen on (default: this node's entry in -peers, else :8001)
-  -peers A,B,C        every node's address, this one included (default: -addr alone)
-  -data DIR           directory for Raft state (default data/node<id>)
-  -snapshot-bytes N   snapshot after N bytes of applied commands (default 4194304)
-  -timeout-ms N       how long a client request may wait (default 3000)
-  -max-conns N        most open connections (default 1024)
-  -http-read-timeout-ms N
-                      how long one HTTP request may take to arrive (default 10000)
-  -v                  log detail (elections, rejections, forwarding)
-  -h                  print this help
+  -id N                    this node's 1-based position in -peers (default 1)
+  -addr HOST:PORT          address to listen on (default: this node's entry in -peers, else :8001)
+  -peers A,B,C             every node's address, this one included (default: -addr alone)
+  -data DIR                directory for Raft state (default data/node<id>)
+  -cluster-key-file PATH   the cluster key peers authenticate with: the file's bytes, at least 16
+                           (make one: head -c 32 /dev/urandom > cluster.key && chmod 600 cluster.key);
+                           required unless every address is loopback
+  -cluster-id NAME         names the cluster in every peer tag (default raftkv)
+  -client-token-file PATH  clients must send AUTH <token> first (token: the file's text)
+  -idle-timeout D          close a client connection that sends no whole line within D
+                           (e.g. 300s, 500ms, 5m; default 300s)
+  -quota-bytes N           refuse writes that would grow the state beyond N bytes (default 2147483648)
+  -snapshot-bytes N        snapshot after N bytes of applied commands (default 4194304)
+  -timeout-ms N            how long a client request may wait (default 3000)
+  -max-conns N             most open connections (default 1024)
+  -http-read-timeout-ms N  how long one HTTP request may take to arrive (default 10000)
+  -v                       log detail (elections, rejections, forwarding)
+  -h                       print this help
 
 Flags may be written -flag value, --flag value or -flag=value.
 \":PORT\" means 127.0.0.1:PORT.";
@@ -39,6 +50,11 @@ struct Flags {
     timeout_ms: u64,
     max_conns: usize,
     http_read_timeout_ms: u64,
+    cluster_key_file: Option<PathBuf>,
+    cluster_id: String,
+    client_token_file: Option<PathBuf>,
+    idle_timeout: Duration,
+    quota_bytes: u64,
     verbose: bool,
     help: bool,
 }
@@ -62,6 +78,11 @@ fn parse_flags(args: &[String]) -> Result<Flags, String> {
         timeout_ms: 3000,
         max_conns: 1024,
         http_read_timeout_ms: 10_000,
+        cluster_key_file: None,
+        cluster_id: DEFAULT_CLUSTER_ID.to_string(),
+        client_token_file: None,
+        idle_timeout: DEFAULT_IDLE_TIMEOUT,
+        quota_bytes: DEFAULT_QUOTA_BYTES,
         verbose: false,
         help: false,
     };
@@ -121,10 +142,60 @@ fn parse_flags(args: &[String]) -> Result<Flags, String> {
             "timeout-ms" => flags.timeout_ms = number(&value)?,
             "max-conns" => flags.max_conns = number(&value)? as usize,
             "http-read-timeout-ms" => flags.http_read_timeout_ms = number(&value)?,
+            "cluster-key-file" => flags.cluster_key_file = Some(PathBuf::from(value)),
+            "cluster-id" => {
+                check_cluster_id(&value).map_err(|e| format!("-cluster-id: {e}"))?;
+                flags.cluster_id = value;
+            }
+            "client-token-file" => flags.client_token_file = Some(PathBuf::from(value)),
+            "idle-timeout" => {
+                flags.idle_timeout = parse_duration(&value).ok_or(format!(
+                    "-idle-timeout: '{value}' is not a positive duration like 300s, 500ms or 5m"
+                ))?
+            }
+            "quota-bytes" => flags.quota_bytes = number(&value)?,
             _ => return Err(format!("unknown flag -{name}")),
         }
     }
     Ok(flags)
+}
+
+/// `300s`, `500ms`, `5m`, `1h`, or a bare number of seconds; zero is refused.
+fn parse_duration(text: &str) -> Option<Duration> {
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let n: u64 = digits.parse().ok()?;
+    let d = match unit {
+        "ms" => Duration::from_millis(n),
+        "" | "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n.checked_mul(60)?),
+        "h" => Duration::from_secs(n.checked_mul(3600)?),
+        _ => return None,
+    };
+    (!d.is_zero()).then_some(d)
+}
+
+/// Reads the key and token files named by the flags into `config`; returns
+/// warnings to log (files others can read).
+fn read_secrets(
+    config: &mut ServerConfig,
+    key: Option<&Path>,
+    token: Option<&Path>,
+) -> Result<Vec<String>, String> {
+    let mut warnings = Vec::new();
+    if let Some(path) = key {
+        let key = read_cluster_key(path)?;
+        warnings.extend(key.warning);
+        config.cluster_key = Some(Hidden(key.value));
+    }
+    if let Some(path) = token {
+        let token = read_client_token(path)?;
+        warnings.extend(token.warning);
+        config.client_token = Some(Hidden(token.value));
+    }
+    Ok(warnings)
 }
 
 /// Fills in defaults and checks the flags fit together.
@@ -152,6 +223,9 @@ fn server_config(flags: Flags) -> Result<ServerConfig, String> {
     config.request_timeout = Duration::from_millis(flags.timeout_ms.max(1));
     config.max_connections = flags.max_conns.max(1);
     config.http_read_timeout = Duration::from_millis(flags.http_read_timeout_ms.max(1));
+    config.cluster_id = flags.cluster_id;
+    config.idle_timeout = flags.idle_timeout;
+    config.quota_bytes = flags.quota_bytes;
     Ok(config)
 }
 
@@ -169,7 +243,11 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     raftkv::logger::set_verbose(flags.verbose);
-    let config = match server_config(flags) {
+    let (key_file, token_file) = (
+        flags.cluster_key_file.clone(),
+        flags.client_token_file.clone(),
+    );
+    let mut config = match server_config(flags) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("raftkv: {e}\n\n{USAGE}");
@@ -177,6 +255,20 @@ fn main() -> ExitCode {
         }
     };
     let id = config.id;
+    match read_secrets(&mut config, key_file.as_deref(), token_file.as_deref()) {
+        Ok(warnings) => {
+            for w in warnings {
+                info!(id, 0, "warning: {w}");
+            }
+        }
+        Err(e) => {
+            eprintln!(
+                "{} node {id} [term 0] failed to start: {e}",
+                raftkv::logger::timestamp()
+            );
+            return ExitCode::from(1);
+        }
+    }
     let _server = match Server::start(config) {
         Ok(s) => s,
         Err(e) => {
@@ -225,8 +317,39 @@ mod tests {
     }
 
     #[test]
+    fn security_flags_parse() {
+        let f = parse_flags(&args(
+            "-cluster-key-file k -cluster-id prod-1 -client-token-file t -idle-timeout 500ms \
+             -quota-bytes 1000",
+        ))
+        .unwrap();
+        assert_eq!(f.cluster_key_file, Some(PathBuf::from("k")));
+        assert_eq!(f.client_token_file, Some(PathBuf::from("t")));
+        let c = server_config(f).unwrap();
+        assert_eq!(c.cluster_id, "prod-1");
+        assert_eq!(c.idle_timeout, Duration::from_millis(500));
+        assert_eq!(c.quota_bytes, 1000);
+        assert_eq!(parse_duration("300"), Some(Duration::from_secs(300)));
+        assert_eq!(parse_duration("5m"), Some(Duration::from_secs(300)));
+        assert_eq!(parse_duration("1h"), Some(Duration::from_secs(3600)));
+        for bad in ["0", "0s", "", "s", "5x", "-1s", "1.5s"] {
+            assert_eq!(parse_duration(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
     fn bad_flags_are_errors() {
-        for bad in ["-bogus 1", "-id", "-id x", "stray", "-v=maybe", "-peers ,"] {
+        for bad in [
+            "-bogus 1",
+            "-id",
+            "-id x",
+            "stray",
+            "-v=maybe",
+            "-peers ,",
+            "-idle-timeout 0",
+            "-cluster-id has/no\x7fdel",
+            "-quota-bytes -5",
+        ] {
             assert!(parse_flags(&args(bad)).is_err(), "{bad} accepted");
         }
         assert!(server_config(parse_flags(&args("-id 4 -peers :1,:2")).unwrap()).is_err());

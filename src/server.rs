@@ -3,44 +3,63 @@
 //! Like mini-redis's `Listener`/`Handler` split: the listener thread accepts
 //! connections (refusing with `ERR BUSY` beyond the limit) and hands each to a
 //! handler thread, which reads one request line, writes one response line, and
-//! repeats. A line's first word says what it is:
+//! repeats. The first line says who is calling:
 //!
 //! ```text
-//! RAFT <from> <base64>        peer RPC                → OK <base64>
-//! anything else               a client line, answered by `service::frontend`
+//! PEER <cluster-id> <from> <to> <nonce>   a peer: handshake, then tagged RAFT and FWD lines (server/peer.rs)
+//! anything else                           a client: `AUTH` if a token is configured, then commands (server/client.rs)
 //! ```
 //!
 //! A connection whose first line is an HTTP request line (`GET /status
-//! HTTP/1.1`) is HTTP from then on, served by [`crate::http`].
+//! HTTP/1.1`) is HTTP from then on, served by [`crate::http`], which asks for
+//! the same client token (`Authorization: Bearer <token>`).
 //!
-//! A follower forwards client commands to the leader it knows and relays the
-//! reply, so any node accepts any command.
+//! A follower forwards client commands to the leader it knows, on an
+//! authenticated link, and relays the reply, so any node accepts any command.
+//! A line must arrive whole within the idle timeout (`-idle-timeout` for
+//! clients, [`PEER_IDLE_TIMEOUT`] for peers), so neither an idle connection nor
+//! a half-written line holds a thread for longer.
+
+mod client;
+mod peer;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{self, BufReader, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
-use crate::codec::{Decode, Encode};
+use crate::auth::keyfile::{Hidden, MAKE_KEY};
+use crate::auth::limit::LogThrottle;
+use crate::auth::peer::{PeerAuth, DEFAULT_CLUSTER_ID};
+use crate::auth::token::ClientAuth;
 use crate::http;
 use crate::metrics::CounterVec;
 use crate::node::Node;
-use crate::raft::messages::{NodeId, Request};
+use crate::raft::messages::NodeId;
 use crate::raft::Config as RaftConfig;
 use crate::service::frontend::Frontend;
 use crate::service::replica::Replica;
+use crate::service::state_machine::DEFAULT_QUOTA_BYTES;
 use crate::storage::file::FileStorage;
-use crate::transport::line::{base64_decode, base64_encode, read_line, LineError};
-use crate::transport::tcp::{dial, Partition, TcpTransport, MAX_PEER_LINE};
+use crate::transport::line::{read_line_before, LineError};
+use crate::transport::link::PeerLink;
+use crate::transport::tcp::{Partition, TcpTransport};
 use crate::{debug, info};
+
+pub use crate::transport::tcp::PEER_IDLE_TIMEOUT;
 
 /// Longest client request line.
 pub const MAX_CLIENT_LINE: usize = 1 << 20;
+/// How long a client connection may stay idle, or take to send one line, by
+/// default.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+/// How long a reply may wait for a client that does not read.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Everything needed to run one server.
 #[derive(Debug, Clone)]
@@ -65,6 +84,21 @@ pub struct ServerConfig {
     pub http_read_timeout: Duration,
     /// Links to pretend are cut (demonstrations only).
     pub partition: Arc<Partition>,
+    /// The cluster key peers authenticate with. Without one, a cluster of more
+    /// than one server starts only if every address is loopback.
+    pub cluster_key: Option<Hidden<Vec<u8>>>,
+    /// Names the cluster in every peer tag, so clusters sharing a key cannot
+    /// talk to each other by mistake.
+    pub cluster_id: String,
+    /// The token clients must present with `AUTH` (none: no `AUTH` needed).
+    pub client_token: Option<Hidden<String>>,
+    /// A client connection is closed when a whole line does not arrive within
+    /// this long (idle, or half-written).
+    pub idle_timeout: Duration,
+    /// The state machine's size limit this server asks for (see
+    /// `service::quota`); writes that would grow the state beyond it get
+    /// `ERR NOSPACE`.
+    pub quota_bytes: u64,
 }
 
 impl ServerConfig {
@@ -85,8 +119,44 @@ impl ServerConfig {
             tick: Duration::from_millis(10),
             http_read_timeout: Duration::from_secs(10),
             partition: Arc::new(Partition::default()),
+            cluster_key: None,
+            cluster_id: DEFAULT_CLUSTER_ID.to_string(),
+            client_token: None,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            quota_bytes: DEFAULT_QUOTA_BYTES,
         }
     }
+}
+
+/// Without a key, peer tags prove nothing, so every address of a multi-server
+/// cluster must be loopback: then only processes on this machine can speak
+/// Raft to it. An address that does not resolve counts as not loopback.
+fn check_unkeyed(config: &ServerConfig) -> io::Result<()> {
+    for addr in config.peers.iter().chain([&config.listen]) {
+        let loopback = addr
+            .to_socket_addrs()
+            .map(|mut ips| {
+                let mut any = false;
+                let all = ips.all(|a| {
+                    any = true;
+                    a.ip().is_loopback()
+                });
+                any && all
+            })
+            .unwrap_or(false);
+        if !loopback {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "refusing to start without a cluster key: {addr} is not a loopback \
+                     address, and without a key anyone who can reach a node can speak Raft \
+                     to it. Make a key ({MAKE_KEY}), copy it to every node, and pass \
+                     -cluster-key-file cluster.key"
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// What every connection handler shares.
@@ -97,8 +167,14 @@ struct Shared {
     stopping: AtomicBool,
     /// Open client connections, to close them at shutdown.
     open: Mutex<HashMap<u64, TcpStream>>,
-    /// Idle connections to other servers, for forwarding.
-    forward_pool: Mutex<BTreeMap<NodeId, Vec<BufReader<TcpStream>>>>,
+    /// Idle links to other servers, for forwarding.
+    forward_pool: Mutex<BTreeMap<NodeId, Vec<PeerLink>>>,
+    /// The cluster key and id, for peer connections both ways.
+    auth: Arc<PeerAuth>,
+    /// The client token check.
+    clients: ClientAuth,
+    /// Limits the log lines about refused peer messages.
+    refusals: LogThrottle,
     /// HTTP requests answered, by method, route and status.
     http_requests: CounterVec,
     /// When the server started.
@@ -126,6 +202,13 @@ impl Server {
                 ),
             ));
         }
+        let key = config.cluster_key.as_ref().map(|k| k.0.as_slice());
+        if key.is_none() && config.peers.len() > 1 {
+            check_unkeyed(&config)?;
+        }
+        let auth = PeerAuth::new(key, &config.cluster_id)
+            .map(Arc::new)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let listener = TcpListener::bind(&config.listen)?;
         let addr = listener.local_addr()?;
         let storage = Arc::new(FileStorage::open(&config.data_dir)?);
@@ -134,6 +217,7 @@ impl Server {
             id,
             addrs.clone(),
             Arc::clone(&config.partition),
+            Arc::clone(&auth),
         ));
         let mut raft_config = RaftConfig::new(id, addrs.keys().copied().collect());
         raft_config.seed = clock_seed() ^ id;
@@ -147,13 +231,24 @@ impl Server {
         )?);
         let replica = Replica::start(node, apply_rx, config.snapshot_bytes);
         let term = replica.node().status().term;
-        let frontend = Frontend::new(replica, config.request_timeout, config.peers.len());
+        let mut frontend = Frontend::new(replica, config.request_timeout, config.peers.len());
+        frontend.set_quota(config.quota_bytes);
         info!(
             id,
             term,
-            "listening on {addr}, peers {}",
-            config.peers.join(",")
+            "listening on {addr}, peers {}, cluster id {}",
+            config.peers.join(","),
+            config.cluster_id
         );
+        if !auth.is_keyed() && config.peers.len() > 1 {
+            info!(
+                id,
+                term,
+                "warning: no cluster key; peers are not authenticated (allowed because every \
+                 address is loopback; use -cluster-key-file for anything else)"
+            );
+        }
+        let clients = ClientAuth::new(config.client_token.as_ref().map(|t| t.0.as_str()));
         let shared = Arc::new(Shared {
             config,
             frontend,
@@ -161,6 +256,9 @@ impl Server {
             stopping: AtomicBool::new(false),
             open: Mutex::new(HashMap::new()),
             forward_pool: Mutex::new(BTreeMap::new()),
+            auth,
+            clients,
+            refusals: LogThrottle::new(Duration::from_secs(5)),
             http_requests: CounterVec::default(),
             started: SystemTime::now(),
         });
@@ -250,43 +348,50 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     }
 }
 
-/// Peer lines may carry whole snapshots; client lines are capped lower.
-fn line_limit(start: &[u8]) -> usize {
-    if start.starts_with(b"RAFT ") {
-        MAX_PEER_LINE
-    } else {
-        MAX_CLIENT_LINE
-    }
-}
-
 fn handle_connection(stream: TcpStream, shared: &Shared) {
+    let Ok(remote) = stream.peer_addr() else {
+        return;
+    };
+    let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
     let Ok(write_half) = stream.try_clone() else {
         return;
     };
     let mut writer = io::BufWriter::new(write_half);
     let mut reader = BufReader::new(stream);
+    let mut conn = client::ClientConn::new(remote);
     let mut first = true;
     loop {
-        let line = match read_line(&mut reader, line_limit) {
+        let limit = conn.line_limit(shared);
+        let deadline = Instant::now() + shared.config.idle_timeout;
+        let line = match read_line_before(&mut reader, |_| limit, deadline) {
             Ok(line) => line,
             Err(LineError::TooLong) => {
-                let _ = writeln!(writer, "ERR TOO_LONG line exceeds {MAX_CLIENT_LINE} bytes");
+                let _ = writeln!(writer, "ERR TOO_LONG line exceeds {limit} bytes");
                 let _ = writer.flush();
+                return;
+            }
+            Err(e) if e.is_timeout() => {
+                debug!(
+                    shared.config.id,
+                    0,
+                    "closing the connection from {remote}: no whole line within {:?}",
+                    shared.config.idle_timeout
+                );
                 return;
             }
             Err(_) => return,
         };
         if first {
+            if line.starts_with(b"PEER ") {
+                return peer::serve(&line, reader, writer, remote, shared);
+            }
             if http::request::is_request_line(&line) {
-                return serve_http(line, reader, writer, shared);
+                return serve_http(line, reader, writer, remote, shared);
             }
             first = line.iter().all(u8::is_ascii_whitespace);
         }
-        let (reply, close) = match std::str::from_utf8(&line) {
-            Ok(text) if text.trim().is_empty() => continue,
-            Ok(text) => dispatch(text, shared),
-            Err(_) => ("ERR BAD_REQUEST line is not valid UTF-8".to_string(), false),
-        };
+        let (reply, close) = conn.answer(&line, shared);
+        let Some(reply) = reply else { continue };
         if writer
             .write_all(reply.as_bytes())
             .and_then(|_| writer.write_all(b"\n"))
@@ -304,9 +409,10 @@ fn serve_http(
     line: Vec<u8>,
     reader: BufReader<TcpStream>,
     writer: io::BufWriter<TcpStream>,
+    remote: SocketAddr,
     shared: &Shared,
 ) {
-    let forward = |l: &str| forward(l, shared);
+    let forward = |l: &str| peer::forward(l, shared);
     let ctx = http::Context {
         id: shared.config.id,
         peers: &shared.config.peers,
@@ -316,95 +422,8 @@ fn serve_http(
         requests: &shared.http_requests,
         started: shared.started,
         read_timeout: shared.config.http_read_timeout,
+        clients: &shared.clients,
+        remote: remote.ip(),
     };
     http::serve(line, reader, writer, &ctx);
-}
-
-/// Answers one request line; the flag says whether to close the connection.
-fn dispatch(line: &str, shared: &Shared) -> (String, bool) {
-    match line.strip_prefix("RAFT ") {
-        Some(rest) => (handle_peer_rpc(rest, shared), false),
-        None => shared.frontend.answer(line, &|l| forward(l, shared)),
-    }
-}
-
-fn handle_peer_rpc(rest: &str, shared: &Shared) -> String {
-    let Some((from, payload)) = rest.split_once(' ') else {
-        return "ERR BAD_REQUEST usage: RAFT <from> <base64>".into();
-    };
-    let Ok(from) = from.parse::<NodeId>() else {
-        return "ERR BAD_REQUEST bad peer id".into();
-    };
-    if from == 0 || from as usize > shared.config.peers.len() || from == shared.config.id {
-        return format!("ERR BAD_REQUEST {from} is not a peer");
-    }
-    if !shared.config.partition.allows(from, shared.config.id) {
-        return "ERR NO_LEADER partitioned".into();
-    }
-    let Some(bytes) = base64_decode(payload.as_bytes()) else {
-        return "ERR BAD_REQUEST invalid base64".into();
-    };
-    let request = match Request::decode(&bytes) {
-        Ok(r) => r,
-        Err(e) => return format!("ERR BAD_REQUEST {e}"),
-    };
-    match shared.frontend.replica().node().handle_rpc(from, request) {
-        Some(response) => format!("OK {}", base64_encode(&response.encode())),
-        None => "ERR NO_LEADER node stopped".into(),
-    }
-}
-
-/// Relays a client line to the leader this server knows of.
-fn forward(line: &str, shared: &Shared) -> String {
-    let me = shared.config.id;
-    let leader = match shared.frontend.replica().node().status().leader_id {
-        Some(l) if l != me => l,
-        _ => return "ERR NO_LEADER no leader known; retry".into(),
-    };
-    if !shared.config.partition.allows(me, leader) {
-        return "ERR NO_LEADER leader unreachable; retry".into();
-    }
-    let Some(addr) = shared.config.peers.get(leader as usize - 1) else {
-        return "ERR NO_LEADER no leader known; retry".into();
-    };
-    let request = format!("FWD {line}\n");
-    // A pooled connection may have been closed by a leader that restarted since;
-    // then the request never arrived and one retry on a fresh connection is safe.
-    let pooled = lock(&shared.forward_pool)
-        .get_mut(&leader)
-        .and_then(Vec::pop);
-    let attempts = [pooled.is_some(), false];
-    let mut pooled = pooled;
-    for from_pool in attempts {
-        let mut conn = match pooled.take() {
-            Some(c) => c,
-            None => match dial(addr) {
-                Ok(s) => {
-                    let _ = s.set_read_timeout(Some(shared.config.request_timeout * 2));
-                    BufReader::new(s)
-                }
-                Err(_) => return format!("ERR NO_LEADER leader {leader} unreachable; retry"),
-            },
-        };
-        if conn.get_mut().write_all(request.as_bytes()).is_err() {
-            if from_pool {
-                continue;
-            }
-            return format!("ERR NO_LEADER leader {leader} unreachable; retry");
-        }
-        match read_line(&mut conn, |_| MAX_CLIENT_LINE * 2) {
-            Ok(reply) => {
-                lock(&shared.forward_pool)
-                    .entry(leader)
-                    .or_default()
-                    .push(conn);
-                debug!(me, 0, "forwarded a request to leader {leader}");
-                return String::from_utf8(reply)
-                    .unwrap_or_else(|_| "ERR TIMEOUT outcome unknown".into());
-            }
-            Err(LineError::Closed) if from_pool => continue,
-            Err(_) => return "ERR TIMEOUT outcome unknown".into(),
-        }
-    }
-    format!("ERR NO_LEADER leader {leader} unreachable; retry")
 }

@@ -19,6 +19,16 @@ pub const MAX_TOKEN_LEN: usize = 256;
 /// How to make a key, for error messages and docs.
 pub const MAKE_KEY: &str = "head -c 32 /dev/urandom > cluster.key && chmod 600 cluster.key";
 
+/// A secret kept in a configuration: `Debug` never prints it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Hidden<T>(pub T);
+
+impl<T> std::fmt::Debug for Hidden<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Hidden(..)")
+    }
+}
+
 /// A secret read from a file, with a warning to log if the file is exposed.
 #[derive(Debug)]
 pub struct Secret<T> {

@@ -53,6 +53,14 @@ impl LogThrottle {
     }
 }
 
+/// The end of a rate-limited log line: how many like it were held back.
+pub fn held_back_note(held_back: u64) -> String {
+    match held_back {
+        0 => String::new(),
+        n => format!(" ({n} more like this not logged)"),
+    }
+}
+
 /// A token bucket of failures per remote IP address: `burst` failures at once,
 /// then one more per `refill`. While an address has no tokens left its
 /// attempts are refused without being checked, which caps guessing at one try

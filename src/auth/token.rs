@@ -77,14 +77,17 @@ impl ClientAuth {
         }
     }
 
-    /// Checks an HTTP `Authorization` header value (`Bearer <token>`); a missing
-    /// or malformed header is a wrong token.
+    /// Checks an HTTP `Authorization` header value (`Bearer <token>`); a
+    /// malformed header is a wrong token. A missing header is refused too, but
+    /// is not counted as a failed attempt (it is no guess).
     pub fn check_bearer(&self, from: IpAddr, header: Option<&str>) -> Result<(), TokenError> {
         if !self.required() {
             return Ok(());
         }
-        let token = header
-            .map(str::trim)
+        let Some(header) = header else {
+            return Err(TokenError::Wrong);
+        };
+        let token = Some(header.trim())
             .and_then(|h| h.split_once(' '))
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
             .map(|(_, t)| t.trim());

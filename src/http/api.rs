@@ -19,9 +19,15 @@
 //! with `Retry-After: 1` (nothing was applied: retry), `TIMEOUT` is 504 (the
 //! outcome is unknown). Money is a decimal string, never a JSON number.
 //!
+//! With a client token configured (`-client-token-file`), every request but
+//! `GET /` (the page), `GET /health` and CORS preflights must carry
+//! `Authorization: Bearer <token>`: 401 `NOAUTH` without it or with a wrong
+//! one, 429 once an address has sent too many wrong ones. It is the text
+//! protocol's `AUTH` check, [`crate::auth::token::ClientAuth`].
+//!
 //! Retries: HTTP requests carry no client session. `PUT` and `DELETE` are
-//! idempotent and a transfer applies once per txid, so retrying those after a
-//! 504 is safe; retrying `POST /accounts` after a 504 may answer 409 EXISTS if
+//! idempotent and a transfer applies once per txid (within the txid window,
+//! README "Exactly once"), so retrying those after a 504 is safe; retrying `POST /accounts` after a 504 may answer 409 EXISTS if
 //! the first attempt was applied.
 
 use super::cluster;
@@ -30,10 +36,16 @@ use super::page;
 use super::request::{Head, Method};
 use super::response::Response;
 use super::Context;
+use crate::auth::limit::held_back_note;
+use crate::auth::token::TokenError;
+use crate::info;
 use crate::service::command::{self, format_cents, parse_cents, Command, Transfer};
 
 /// Answers one request; also returns its route template, for metrics.
 pub fn handle(head: &Head, body: &[u8], ctx: &Context) -> (&'static str, Response) {
+    if let Some(denied) = authorize(head, ctx) {
+        return ("denied", denied.with("Access-Control-Allow-Origin", "*"));
+    }
     let path = head.path.as_str();
     let m = head.method;
     let (route, response) = match path {
@@ -41,7 +53,9 @@ pub fn handle(head: &Head, body: &[u8], ctx: &Context) -> (&'static str, Respons
         "/status" => ("/status", only(m, &[Method::Get], || cluster::status(ctx))),
         "/cluster" => (
             "/cluster",
-            only(m, &[Method::Get], || cluster::cluster(ctx)),
+            only(m, &[Method::Get], || {
+                cluster::cluster(ctx, head.header("authorization"))
+            }),
         ),
         "/health" => ("/health", only(m, &[Method::Get], || cluster::health(ctx))),
         "/metrics" => (
@@ -76,6 +90,53 @@ pub fn handle(head: &Head, body: &[u8], ctx: &Context) -> (&'static str, Respons
         return (route, response.with("Access-Control-Allow-Origin", "*"));
     }
     (route, response)
+}
+
+/// With a client token configured, refuses a request that lacks it (see the
+/// module docs for what is open).
+fn authorize(head: &Head, ctx: &Context) -> Option<Response> {
+    let read = matches!(head.method, Method::Get | Method::Head);
+    let open =
+        head.method == Method::Options || (read && matches!(head.path.as_str(), "/" | "/health"));
+    if open {
+        return None;
+    }
+    let presented = head.header("authorization");
+    let refused = match ctx.clients.check_bearer(ctx.remote, presented) {
+        Ok(()) => return None,
+        Err(TokenError::Wrong) if presented.is_none() => {
+            return Some(
+                Response::error(401, "NOAUTH", "send Authorization: Bearer <token>")
+                    .with("WWW-Authenticate", "Bearer realm=\"raftkv\""),
+            );
+        }
+        Err(TokenError::Wrong) => Response::error(401, "NOAUTH", "wrong token").with(
+            "WWW-Authenticate",
+            "Bearer realm=\"raftkv\", error=\"invalid_token\"",
+        ),
+        Err(TokenError::Throttled) => Response::error(
+            429,
+            "AUTH",
+            "too many wrong tokens from this address; retry later",
+        )
+        .with("Retry-After", "1"),
+    };
+    if let Some(held_back) = ctx.clients.admit_log_line() {
+        let term = ctx.frontend.replica().node().status().term;
+        info!(
+            ctx.id,
+            term,
+            "refused an HTTP client token from {}: {}{}",
+            ctx.remote,
+            if refused.status == 429 {
+                "too many wrong tokens"
+            } else {
+                "wrong token"
+            },
+            held_back_note(held_back)
+        );
+    }
+    Some(refused)
 }
 
 /// Answers with `f` if the method is one of `allowed` (HEAD goes with GET),

@@ -83,14 +83,15 @@ fn addr(ctx: &Context, id: NodeId) -> String {
 }
 
 /// `GET /cluster`: every member, this one first-hand and the others by
-/// asking them.
-pub fn cluster(ctx: &Context) -> Response {
+/// asking them (passing on the request's `Authorization`, if any, for members
+/// that require a client token).
+pub fn cluster(ctx: &Context, authorization: Option<&str>) -> Response {
     let fetched: Vec<(NodeId, Result<Json, String>)> = thread::scope(|scope| {
         let asks: Vec<_> = (1..=ctx.peers.len() as NodeId)
             .filter(|&id| id != ctx.id)
             .map(|id| {
                 let addr = addr(ctx, id);
-                (id, scope.spawn(move || fetch_status(&addr)))
+                (id, scope.spawn(move || fetch_status(&addr, authorization)))
             })
             .collect();
         asks.into_iter()
@@ -120,7 +121,7 @@ pub fn cluster(ctx: &Context) -> Response {
 }
 
 /// Asks the member at `addr` for its `/status`, within [`PEER_DEADLINE`].
-fn fetch_status(addr: &str) -> Result<Json, String> {
+fn fetch_status(addr: &str, authorization: Option<&str>) -> Result<Json, String> {
     let deadline = Instant::now() + PEER_DEADLINE;
     let left = || {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -139,7 +140,10 @@ fn fetch_status(addr: &str) -> Result<Json, String> {
     stream
         .set_write_timeout(Some(left()?))
         .map_err(|e| e.to_string())?;
-    let request = format!("GET /status HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    // A header value as parsed holds no line break, so it cannot split the request.
+    let auth = authorization.map_or(String::new(), |a| format!("Authorization: {a}\r\n"));
+    let request =
+        format!("GET /status HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n");
     stream
         .write_all(request.as_bytes())
         .map_err(|e| e.to_string())?;

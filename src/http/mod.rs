@@ -29,10 +29,11 @@ pub mod request;
 pub mod response;
 
 use std::io::{self, BufReader, BufWriter, Cursor, Read, Write};
-use std::net::{Shutdown, TcpStream};
+use std::net::{IpAddr, Shutdown, TcpStream};
 use std::sync::atomic::AtomicUsize;
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::auth::token::ClientAuth;
 use crate::metrics::CounterVec;
 use crate::raft::NodeId;
 use crate::service::frontend::Frontend;
@@ -68,6 +69,10 @@ pub struct Context<'a> {
     pub started: SystemTime,
     /// How long one request's headers and body may take to arrive.
     pub read_timeout: Duration,
+    /// The client token check, shared with the text protocol's `AUTH`.
+    pub clients: &'a ClientAuth,
+    /// The client's address (for throttling wrong tokens, and logs).
+    pub remote: IpAddr,
 }
 
 /// A socket whose reads fail with `TimedOut` once a deadline has passed.

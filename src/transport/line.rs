@@ -1,7 +1,10 @@
-//! Line framing shared by the peer and client protocols: bounded line reads, and
-//! base64 to carry binary RPC payloads on one text line.
+//! Line framing shared by the peer and client protocols: bounded line reads
+//! (in bytes, and on a socket also in time), and base64 to carry binary RPC
+//! payloads on one text line.
 
-use std::io::{self, BufRead};
+use std::io::{self, BufRead, BufReader};
+use std::net::TcpStream;
+use std::time::Instant;
 
 /// Why no line could be read.
 #[derive(Debug)]
@@ -22,8 +25,48 @@ pub fn read_line<R: BufRead>(
     reader: &mut R,
     limit: impl Fn(&[u8]) -> usize,
 ) -> Result<Vec<u8>, LineError> {
+    read_line_with(reader, limit, |_| Ok(()))
+}
+
+/// Like [`read_line`] on a socket, but the whole line must arrive before
+/// `deadline`. A socket's read timeout bounds each `read` call, not the line:
+/// a sender trickling one byte at a time would hold the thread forever. So
+/// before each read the timeout shrinks to the time left, and a line not
+/// complete at the deadline fails with a `TimedOut` I/O error.
+pub fn read_line_before(
+    reader: &mut BufReader<TcpStream>,
+    limit: impl Fn(&[u8]) -> usize,
+    deadline: Instant,
+) -> Result<Vec<u8>, LineError> {
+    read_line_with(reader, limit, |r: &mut BufReader<TcpStream>| {
+        if !r.buffer().is_empty() {
+            return Ok(());
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        r.get_ref().set_read_timeout(Some(left))
+    })
+}
+
+impl LineError {
+    /// Whether the read gave up waiting (a deadline or a socket timeout).
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, LineError::Io(e)
+            if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut))
+    }
+}
+
+/// The loop of [`read_line`], calling `before_read` before each refill.
+fn read_line_with<R: BufRead>(
+    reader: &mut R,
+    limit: impl Fn(&[u8]) -> usize,
+    mut before_read: impl FnMut(&mut R) -> io::Result<()>,
+) -> Result<Vec<u8>, LineError> {
     let mut line = Vec::new();
     loop {
+        before_read(reader).map_err(LineError::Io)?;
         let available = match reader.fill_buf() {
             Ok(b) => b,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -135,5 +178,38 @@ mod tests {
         assert!(matches!(read_line(&mut r, |_| 5), Err(LineError::TooLong)));
         let mut r = io::Cursor::new(b"partial".to_vec());
         assert!(matches!(read_line(&mut r, |_| 100), Err(LineError::Closed)));
+    }
+
+    /// A sender that trickles a byte every 20 ms, never finishing the line, is
+    /// cut off at the deadline although every single read succeeds in time.
+    #[test]
+    fn a_trickled_line_times_out_at_the_deadline() {
+        use std::io::Write;
+        use std::net::TcpListener;
+        use std::time::Duration;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let trickler = std::thread::spawn(move || {
+            let mut s = TcpStream::connect(addr).unwrap();
+            for _ in 0..100 {
+                if s.write_all(b"x").is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        let (stream, _) = listener.accept().unwrap();
+        let mut reader = BufReader::new(stream);
+        let start = Instant::now();
+        let err = read_line_before(&mut reader, |_| 1 << 20, start + Duration::from_millis(300))
+            .unwrap_err();
+        assert!(err.is_timeout(), "{err:?}");
+        let took = start.elapsed();
+        assert!(
+            took >= Duration::from_millis(300) && took < Duration::from_millis(1500),
+            "{took:?}"
+        );
+        drop(reader);
+        trickler.join().unwrap();
     }
 }

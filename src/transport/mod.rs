@@ -1,10 +1,12 @@
-//! How peer RPCs travel: the [`Transporter`] trait, and its TCP implementation.
+//! How peer RPCs travel: the [`Transporter`] trait, and its TCP implementation
+//! on authenticated links.
 //!
 //! Raft's runtime sends every peer request through a `Transporter` and feeds the
 //! reply back to the core. Tests substitute an in-process network that drops,
 //! delays, reorders and partitions (see `tests/common/network.rs`).
 
 pub mod line;
+pub mod link;
 pub mod tcp;
 
 use std::fmt;

@@ -1,25 +1,31 @@
-//! The TCP [`Transporter`]: one request line out, one response line back.
+//! The TCP [`Transporter`]: Raft RPCs on authenticated peer links.
 //!
-//! A peer RPC is the line `RAFT <from> <base64(request)>`, answered by
-//! `OK <base64(response)>` (or `ERR <CODE> <message>`). It shares the server's
-//! one port with client commands. Connections are kept and reused, one RPC at a
-//! time per connection, with a small pool per peer so a slow call does not hold
-//! up the next. A peer that refuses connections is retried with exponential
-//! backoff (50 ms doubling to 1 s) rather than dialed for every RPC.
+//! A peer RPC travels on a [`PeerLink`]: the encoded request in a tagged `RAFT`
+//! line, the encoded reply in a tagged `OK` line (`auth::peer` has the
+//! protocol). It shares the server's one port with client commands. Links are
+//! kept and reused, one RPC at a time per link, with a small pool per peer so a
+//! slow call does not hold up the next. A peer that refuses connections is
+//! retried with exponential backoff (50 ms doubling to 1 s) rather than dialed
+//! for every RPC.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufReader, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
-use super::line::{base64_decode, base64_encode, read_line, LineError};
+use super::link::{LinkError, PeerLink};
 use super::{TransportError, Transporter};
+use crate::auth::limit::{held_back_note, LogThrottle};
+use crate::auth::peer::{Kind, PeerAuth};
 use crate::codec::{Decode, Encode};
+use crate::info;
 use crate::raft::messages::{NodeId, Request, Response};
 
 /// Largest peer message line (snapshots travel whole in one line).
 pub const MAX_PEER_LINE: usize = 64 << 20;
+/// A server closes a peer connection idle this long; the transport stops
+/// reusing a link after half of it, so it rarely picks one being closed.
+pub const PEER_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long to wait for a connection to open.
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 /// How long to wait for a reply (covers the peer's fsync).
@@ -66,7 +72,7 @@ impl Partition {
 
 #[derive(Default)]
 struct Peer {
-    idle: Vec<BufReader<TcpStream>>,
+    idle: Vec<PeerLink>,
     failures: u32,
     retry_at: Option<Instant>,
 }
@@ -77,16 +83,27 @@ pub struct TcpTransport {
     addrs: BTreeMap<NodeId, String>,
     peers: Mutex<BTreeMap<NodeId, Peer>>,
     partition: Arc<Partition>,
+    auth: Arc<PeerAuth>,
+    /// Limits the log lines about peers refusing our messages.
+    refusals: LogThrottle,
 }
 
 impl TcpTransport {
-    /// A transport for server `me`, reaching each peer id at its address.
-    pub fn new(me: NodeId, addrs: BTreeMap<NodeId, String>, partition: Arc<Partition>) -> Self {
+    /// A transport for server `me`, reaching each peer id at its address and
+    /// authenticating with `auth`.
+    pub fn new(
+        me: NodeId,
+        addrs: BTreeMap<NodeId, String>,
+        partition: Arc<Partition>,
+        auth: Arc<PeerAuth>,
+    ) -> Self {
         Self {
             me,
             addrs,
             peers: Mutex::new(BTreeMap::new()),
             partition,
+            auth,
+            refusals: LogThrottle::new(Duration::from_secs(5)),
         }
     }
 
@@ -94,67 +111,61 @@ impl TcpTransport {
         self.peers.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// An idle connection to `to`, or a new one unless backing off.
-    fn connection(&self, to: NodeId) -> Result<BufReader<TcpStream>, TransportError> {
+    /// A pooled link to `to` (and `true`), or a new one unless backing off.
+    fn link(&self, to: NodeId) -> Result<(PeerLink, bool), LinkError> {
         {
             let mut peers = self.peers();
             let peer = peers.entry(to).or_default();
-            if let Some(conn) = peer.idle.pop() {
-                return Ok(conn);
+            while let Some(link) = peer.idle.pop() {
+                if link.idle_for() < PEER_IDLE_TIMEOUT / 2 {
+                    return Ok((link, true));
+                }
             }
             if peer.retry_at.is_some_and(|t| Instant::now() < t) {
-                return Err(TransportError::Unreachable(format!(
+                return Err(LinkError::Io(std::io::Error::other(format!(
                     "backing off from {to}"
-                )));
+                ))));
             }
         }
         let addr = self
             .addrs
             .get(&to)
-            .ok_or_else(|| TransportError::Unreachable(format!("no address for {to}")))?;
-        match dial(addr) {
-            Ok(stream) => {
-                let mut peers = self.peers();
-                let peer = peers.entry(to).or_default();
+            .ok_or_else(|| LinkError::Io(std::io::Error::other(format!("no address for {to}"))))?;
+        let opened = PeerLink::open(addr, Arc::clone(&self.auth), self.me, to);
+        let mut peers = self.peers();
+        let peer = peers.entry(to).or_default();
+        match opened {
+            Ok(link) => {
                 peer.failures = 0;
                 peer.retry_at = None;
-                Ok(BufReader::new(stream))
+                Ok((link, false))
             }
             Err(e) => {
-                let mut peers = self.peers();
-                let peer = peers.entry(to).or_default();
                 let backoff = BACKOFF_MIN
                     .saturating_mul(1 << peer.failures.min(5))
                     .min(BACKOFF_MAX);
                 peer.failures += 1;
                 peer.retry_at = Some(Instant::now() + backoff);
-                Err(TransportError::Unreachable(format!("{addr}: {e}")))
+                Err(e)
             }
         }
     }
 
-    fn exchange(conn: &mut BufReader<TcpStream>, line: &[u8]) -> Result<Response, TransportError> {
-        let io = |e: std::io::Error| TransportError::Unreachable(e.to_string());
-        conn.get_mut().write_all(line).map_err(io)?;
-        let reply = read_line(conn, |_| MAX_PEER_LINE).map_err(|e| match e {
-            LineError::Io(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
-                TransportError::Timeout
-            }
-            LineError::Io(e) => io(e),
-            LineError::Closed => TransportError::Unreachable("connection closed".into()),
-            LineError::TooLong => TransportError::BadReply("reply too long".into()),
-        })?;
-        let payload = reply.strip_prefix(b"OK ").ok_or_else(|| {
-            TransportError::BadReply(String::from_utf8_lossy(&reply).chars().take(200).collect())
-        })?;
-        let bytes = base64_decode(payload)
-            .ok_or_else(|| TransportError::BadReply("invalid base64".into()))?;
-        Response::decode(&bytes).map_err(|e| TransportError::BadReply(e.to_string()))
+    /// Logs (rate-limited) a peer refusing our messages or answering with a
+    /// reply that fails authentication: both mean the keys differ or someone
+    /// is tampering.
+    fn report(&self, to: NodeId, request: &Request, e: &LinkError) {
+        if !(e.is_auth_refusal() || matches!(e, LinkError::Forged(_))) {
+            return;
+        }
+        if let Some(held_back) = self.refusals.admit() {
+            info!(
+                self.me,
+                request.term(),
+                "cannot authenticate with node {to}: {e}{}",
+                held_back_note(held_back)
+            );
+        }
     }
 }
 
@@ -163,19 +174,41 @@ impl Transporter for TcpTransport {
         if !self.partition.allows(self.me, to) {
             return Err(TransportError::Unreachable("partitioned".into()));
         }
-        let mut line = format!("RAFT {} ", self.me).into_bytes();
-        line.extend_from_slice(base64_encode(&request.encode()).as_bytes());
-        line.push(b'\n');
-        let mut conn = self.connection(to)?;
-        let result = Self::exchange(&mut conn, &line);
-        if result.is_ok() {
-            let mut peers = self.peers();
-            let peer = peers.entry(to).or_default();
-            if peer.idle.len() < MAX_IDLE {
-                peer.idle.push(conn);
+        let payload = request.encode();
+        loop {
+            let (mut link, pooled) = self.link(to).map_err(|e| {
+                self.report(to, request, &e);
+                to_transport_error(e)
+            })?;
+            match link.call(Kind::Raft, &payload) {
+                Ok(bytes) => {
+                    let response = Response::decode(&bytes)
+                        .map_err(|e| TransportError::BadReply(e.to_string()))?;
+                    let mut peers = self.peers();
+                    let peer = peers.entry(to).or_default();
+                    if peer.idle.len() < MAX_IDLE {
+                        peer.idle.push(link);
+                    }
+                    return Ok(response);
+                }
+                // The peer closed this pooled link while it was idle: the
+                // request never arrived; try a new link.
+                Err(e) if pooled && e.is_closed() => continue,
+                Err(e) => {
+                    self.report(to, request, &e);
+                    return Err(to_transport_error(e));
+                }
             }
         }
-        result
+    }
+}
+
+fn to_transport_error(e: LinkError) -> TransportError {
+    match e {
+        LinkError::Io(e) => TransportError::Unreachable(e.to_string()),
+        LinkError::Timeout => TransportError::Timeout,
+        LinkError::Refused(line) => TransportError::BadReply(line),
+        LinkError::Forged(why) => TransportError::BadReply(why),
     }
 }
 

@@ -1,9 +1,13 @@
 //! Real `raftkv` processes on loopback, for end-to-end tests.
+//!
+//! Every cluster authenticates its peers with a fresh random key (written to
+//! `cluster.key` in the cluster's directory, mode 600), as a real deployment
+//! should; with [`ProcCluster::start_with_token`] clients must also `AUTH`.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
@@ -15,6 +19,27 @@ pub struct ProcCluster {
     ports: Vec<u16>,
     children: Vec<Option<Child>>,
     extra: Vec<String>,
+    /// Flags for one node only, after the shared ones (a later flag wins).
+    node_flags: Vec<Vec<String>>,
+    /// The client token, sent as `AUTH` before every request when set.
+    token: Option<String>,
+}
+
+/// Writes a secret file only its owner can read.
+pub fn write_secret(path: &Path, bytes: &[u8]) {
+    std::fs::write(path, bytes).expect("write secret");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    }
+}
+
+/// 32 random bytes, written to `path` as a cluster key.
+pub fn write_random_key(path: &Path) {
+    let mut key = [0u8; 32];
+    raftkv::auth::keyfile::os_random(&mut key).expect("/dev/urandom");
+    write_secret(path, &key);
 }
 
 /// A free loopback port (the OS picks; another process could take it, rarely).
@@ -30,12 +55,33 @@ impl ProcCluster {
     /// A port picked as free can be taken by someone else before the node binds
     /// it; then the whole start is retried on new ports.
     pub fn start(n: usize, extra: &[&str]) -> ProcCluster {
+        Self::start_inner(n, extra, None)
+    }
+
+    /// Like [`ProcCluster::start`], with `-client-token-file` holding `token`.
+    pub fn start_with_token(n: usize, extra: &[&str], token: &str) -> ProcCluster {
+        Self::start_inner(n, extra, Some(token))
+    }
+
+    fn start_inner(n: usize, extra: &[&str], token: Option<&str>) -> ProcCluster {
         for _attempt in 0..3 {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let key = dir.path().join("cluster.key");
+            write_random_key(&key);
+            let mut flags = vec!["-cluster-key-file".to_string(), key.display().to_string()];
+            if let Some(token) = token {
+                let file = dir.path().join("client.token");
+                write_secret(&file, token.as_bytes());
+                flags.extend(["-client-token-file".to_string(), file.display().to_string()]);
+            }
+            flags.extend(extra.iter().map(|s| s.to_string()));
             let mut cluster = ProcCluster {
-                dir: tempfile::tempdir().expect("temp dir"),
+                dir,
                 ports: (0..n).map(|_| free_port()).collect(),
                 children: (0..n).map(|_| None).collect(),
-                extra: extra.iter().map(|s| s.to_string()).collect(),
+                extra: flags,
+                node_flags: vec![Vec::new(); n],
+                token: token.map(str::to_string),
             };
             for i in 0..n {
                 cluster.spawn(i);
@@ -88,9 +134,31 @@ impl ProcCluster {
             .arg("-data")
             .arg(self.data_dir(i))
             .args(&self.extra)
+            .args(&self.node_flags[i])
             .stdin(Stdio::null())
             .stdout(Stdio::null());
         cmd
+    }
+
+    /// Flags given to node `i` only (from its next start), after the shared
+    /// ones, so they override them.
+    pub fn set_node_flags(&mut self, i: usize, flags: &[&str]) {
+        self.node_flags[i] = flags.iter().map(|s| s.to_string()).collect();
+    }
+
+    /// The path of the cluster key file.
+    pub fn key_file(&self) -> PathBuf {
+        self.dir.path().join("cluster.key")
+    }
+
+    /// Everything node `i` has logged so far.
+    pub fn log(&self, i: usize) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("n{}.log", i + 1))).unwrap_or_default()
+    }
+
+    /// The client token, if the cluster has one.
+    pub fn token(&self) -> Option<String> {
+        self.token.clone()
     }
 
     /// Starts node `i` (its stderr goes to a log file beside its data).
@@ -132,6 +200,14 @@ impl ProcCluster {
         let mut reader = BufReader::new(stream.try_clone()?);
         let mut writer = stream;
         let mut replies = Vec::new();
+        if let Some(token) = &self.token {
+            writer.write_all(format!("AUTH {token}\n").as_bytes())?;
+            let mut reply = String::new();
+            reader.read_line(&mut reply)?;
+            if reply.trim_end() != "OK" {
+                return Err(std::io::Error::other(format!("AUTH refused: {reply}")));
+            }
+        }
         for line in lines {
             writer.write_all(format!("{line}\n").as_bytes())?;
             let mut reply = String::new();
