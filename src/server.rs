@@ -175,6 +175,8 @@ struct Shared {
     clients: ClientAuth,
     /// Limits the log lines about refused peer messages.
     refusals: LogThrottle,
+    /// Limits the log lines about peer lines sent on client connections.
+    stray_peer_lines: LogThrottle,
     /// HTTP requests answered, by method, route and status.
     http_requests: CounterVec,
     /// When the server started.
@@ -259,6 +261,7 @@ impl Server {
             auth,
             clients,
             refusals: LogThrottle::new(Duration::from_secs(5)),
+            stray_peer_lines: LogThrottle::new(Duration::from_secs(5)),
             http_requests: CounterVec::default(),
             started: SystemTime::now(),
         });

@@ -106,7 +106,7 @@ impl ClientConn {
     }
 
     fn refuse_peer_traffic(&self, word: &str, shared: &Shared) {
-        if let Some(held_back) = shared.refusals.admit() {
+        if let Some(held_back) = shared.stray_peer_lines.admit() {
             let status = shared.frontend.replica().node().status();
             info!(
                 status.id,

@@ -43,7 +43,7 @@ pub fn write_random_key(path: &Path) {
 }
 
 /// A free loopback port (the OS picks; another process could take it, rarely).
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -55,16 +55,28 @@ impl ProcCluster {
     /// A port picked as free can be taken by someone else before the node binds
     /// it; then the whole start is retried on new ports.
     pub fn start(n: usize, extra: &[&str]) -> ProcCluster {
-        Self::start_inner(n, extra, None)
+        Self::start_inner(n, extra, None, None)
     }
 
     /// Like [`ProcCluster::start`], with `-client-token-file` holding `token`.
     pub fn start_with_token(n: usize, extra: &[&str], token: &str) -> ProcCluster {
-        Self::start_inner(n, extra, Some(token))
+        Self::start_inner(n, extra, Some(token), None)
     }
 
-    fn start_inner(n: usize, extra: &[&str], token: Option<&str>) -> ProcCluster {
-        for _attempt in 0..3 {
+    /// Starts nodes that listen on `listen[i]` while everyone (peers and the
+    /// test) reaches them at `reach[i]`: a proxy in between, say.
+    pub fn start_behind(reach: &[u16], listen: &[u16], extra: &[&str]) -> ProcCluster {
+        Self::start_inner(listen.len(), extra, None, Some((reach, listen)))
+    }
+
+    fn start_inner(
+        n: usize,
+        extra: &[&str],
+        token: Option<&str>,
+        layout: Option<(&[u16], &[u16])>,
+    ) -> ProcCluster {
+        let attempts = if layout.is_some() { 1 } else { 3 };
+        for _attempt in 0..attempts {
             let dir = tempfile::tempdir().expect("temp dir");
             let key = dir.path().join("cluster.key");
             write_random_key(&key);
@@ -75,12 +87,22 @@ impl ProcCluster {
                 flags.extend(["-client-token-file".to_string(), file.display().to_string()]);
             }
             flags.extend(extra.iter().map(|s| s.to_string()));
+            let (ports, node_flags) = match layout {
+                Some((reach, listen)) => (
+                    reach.to_vec(),
+                    listen
+                        .iter()
+                        .map(|p| vec!["-addr".to_string(), format!("127.0.0.1:{p}")])
+                        .collect(),
+                ),
+                None => ((0..n).map(|_| free_port()).collect(), vec![Vec::new(); n]),
+            };
             let mut cluster = ProcCluster {
                 dir,
-                ports: (0..n).map(|_| free_port()).collect(),
+                ports,
                 children: (0..n).map(|_| None).collect(),
                 extra: flags,
-                node_flags: vec![Vec::new(); n],
+                node_flags,
                 token: token.map(str::to_string),
             };
             for i in 0..n {
