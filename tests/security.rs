@@ -21,6 +21,7 @@ use raftkv::raft::messages::{
     Request, RequestVoteArgs, RequestVoteReply, Response,
 };
 use raftkv::service::command::Command;
+use raftkv::service::ledger::TXID_RETENTION;
 use raftkv::service::session::MAX_SESSIONS;
 use raftkv::service::state_machine::{Op, StateMachine};
 use raftkv::transport::line::base64_encode;
@@ -746,4 +747,40 @@ fn forged_replies_from_an_impostor_are_rejected() {
         assert!(term < 1000, "node {} adopted the impostor's term", i + 1);
     }
     assert_eq!(cluster.request(leader, &["PUT still ok"]), ["OK"]);
+}
+
+/// The ledger remembers the txids of the last `TXID_RETENTION` transfers: a
+/// transfer sent again after `TXID_RETENTION - 1` newer ones is still answered
+/// from memory; after one more it is forgotten and would run again (the
+/// documented edge of the exactly-once window).
+#[test]
+fn txids_are_remembered_for_exactly_the_retention_window() {
+    let cluster = ProcCluster::start(1, &[]);
+    cluster.wait_for_leader();
+    let addr = cluster.addr(0);
+    let first = "TRANSFER first a b 1";
+    assert_eq!(
+        cluster.request(0, &["OPEN a 1000000", "OPEN b 0", first]),
+        ["OK"; 3]
+    );
+    let others: Vec<String> = (1..TXID_RETENTION)
+        .map(|i| format!("TRANSFER t{i} a b 1"))
+        .collect();
+    let replies = pipelined(&addr, others, 8);
+    assert!(
+        replies.iter().all(|r| r == "OK"),
+        "{:?}",
+        replies.iter().find(|r| *r != "OK")
+    );
+    let balance = format!("BALANCE {}.00", TXID_RETENTION);
+    assert_eq!(
+        cluster.request(0, &[first, "BALANCE b"]),
+        ["OK".to_string(), balance.clone()]
+    );
+    assert_eq!(
+        cluster.request(0, &["TRANSFER one-more a b 1", first]),
+        ["OK", "OK"]
+    );
+    let moved_again = format!("BALANCE {}.00", TXID_RETENTION + 2);
+    assert_eq!(cluster.request(0, &["BALANCE b"]), [moved_again]);
 }
