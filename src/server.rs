@@ -72,7 +72,8 @@ pub struct ServerConfig {
     pub listen: String,
     /// Directory for Raft state.
     pub data_dir: PathBuf,
-    /// Snapshot once this many command bytes were applied since the last one.
+    /// Snapshot once this many bytes of log (commands plus 64 per entry) were
+    /// applied since the last one.
     pub snapshot_bytes: usize,
     /// How long a client request may wait for its outcome.
     pub request_timeout: Duration,

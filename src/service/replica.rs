@@ -46,7 +46,10 @@ pub struct Replica {
 
 impl Replica {
     /// Starts applying what `node` delivers on `apply`, snapshotting whenever
-    /// more than `snapshot_bytes` of commands were applied since the last one.
+    /// more than `snapshot_bytes` of log were applied since the last one: the
+    /// commands' bytes plus [`ENTRY_COST`] per entry, so that a flood of tiny
+    /// commands (`REGISTER` is 3 bytes) cannot grow the in-memory log to
+    /// millions of entries before a snapshot.
     pub fn start(node: Arc<Node>, apply: Receiver<ApplyMsg>, snapshot_bytes: usize) -> Replica {
         let applied = Arc::new(Mutex::new(Applied::default()));
         let (loop_node, loop_applied) = (Arc::clone(&node), Arc::clone(&applied));
@@ -120,6 +123,10 @@ impl Replica {
     }
 }
 
+/// What one log entry costs beyond its command's bytes, in memory and on disk
+/// (its term, index, record header, allocation), for the snapshot threshold.
+pub const ENTRY_COST: usize = 64;
+
 fn lock(applied: &Mutex<Applied>) -> MutexGuard<'_, Applied> {
     applied.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -138,7 +145,7 @@ fn run_apply_loop(
                 term,
                 command,
             } => {
-                since_snapshot += command.len();
+                since_snapshot += command.len() + ENTRY_COST;
                 node.metrics().proposals_applied.inc();
                 let mut state = lock(applied);
                 if let (_, Some((waiter, outcome))) = state.apply(index, term, &command) {
