@@ -12,10 +12,12 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::http::{Conn, Reply};
 use common::procs::{free_port, write_random_key, ProcCluster};
 use raftkv::auth::peer::{Dialer, Kind, PeerAuth};
 use raftkv::client::Client;
 use raftkv::codec::{Decode, Encode};
+use raftkv::http::json::Json;
 use raftkv::raft::messages::{
     AppendEntriesArgs, AppendEntriesReply, Entry, InstallSnapshotArgs, InstallSnapshotReply,
     Request, RequestVoteArgs, RequestVoteReply, Response,
@@ -783,4 +785,100 @@ fn txids_are_remembered_for_exactly_the_retention_window() {
     );
     let moved_again = format!("BALANCE {}.00", TXID_RETENTION + 2);
     assert_eq!(cluster.request(0, &["BALANCE b"]), [moved_again]);
+}
+
+/// One HTTP request with an optional `Authorization` header, on a new
+/// connection.
+fn http_with(addr: &str, method: &str, path: &str, auth: Option<&str>, body: &[u8]) -> Reply {
+    let mut conn = Conn::open(addr);
+    let auth = auth.map_or(String::new(), |a| format!("Authorization: {a}\r\n"));
+    let mut bytes = format!(
+        "{method} {path} HTTP/1.1\r\nHost: test\r\n{auth}Content-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    bytes.extend_from_slice(body);
+    conn.send(&bytes);
+    conn.read_reply(method == "HEAD").expect("a reply")
+}
+
+/// HTTP asks for the same token as the text protocol, as
+/// `Authorization: Bearer <token>`, everywhere but the page, `/health` and
+/// CORS preflights; `/cluster` passes it on to the members it asks; wrong
+/// tokens are throttled.
+#[test]
+fn http_requests_need_the_bearer_token_when_one_is_configured() {
+    let token = "http-token-0123456789";
+    let bearer = format!("Bearer {token}");
+    let cluster = ProcCluster::start_with_token(3, &[], token);
+    let leader = cluster.wait_for_leader();
+    let follower = cluster.addr((leader + 1) % 3);
+    for (method, path) in [
+        ("GET", "/status"),
+        ("GET", "/cluster"),
+        ("GET", "/metrics"),
+        ("GET", "/kv/k"),
+        ("PUT", "/kv/k"),
+        ("POST", "/command"),
+        ("GET", "/audit"),
+    ] {
+        let reply = http_with(&follower, method, path, None, b"x");
+        assert_eq!(reply.status, 401, "{method} {path}: {}", reply.text());
+        assert_eq!(reply.error_code(), "NOAUTH");
+        assert!(reply
+            .header("www-authenticate")
+            .is_some_and(|h| h.starts_with("Bearer")));
+    }
+    assert_eq!(http_with(&follower, "GET", "/", None, b"").status, 200);
+    assert_ne!(
+        http_with(&follower, "GET", "/health", None, b"").status,
+        401
+    );
+    assert_eq!(
+        http_with(&follower, "OPTIONS", "/status", None, b"").status,
+        204
+    );
+    let wrong = http_with(
+        &follower,
+        "PUT",
+        "/kv/k",
+        Some("Bearer not-the-token-000"),
+        b"v",
+    );
+    assert_eq!(wrong.status, 401);
+    let put = http_with(&follower, "PUT", "/kv/k", Some(&bearer), b"through http");
+    assert_eq!(put.status, 200, "{}", put.text());
+    let get = http_with(&follower, "GET", "/kv/k", Some(&bearer), b"");
+    assert_eq!(
+        get.json().get("value").and_then(Json::as_str),
+        Some("through http")
+    );
+    assert_eq!(cluster.request(leader, &["GET k"]), ["VALUE through http"]);
+    let whole = http_with(&follower, "GET", "/cluster", Some(&bearer), b"").json();
+    let Some(Json::Array(members)) = whole.get("members") else {
+        panic!("no members in {whole:?}");
+    };
+    assert_eq!(members.len(), 3);
+    for m in members {
+        assert_eq!(m.get("reachable"), Some(&Json::Bool(true)), "{m:?}");
+    }
+    // Wrong tokens from this address: soon refused unchecked, with 429.
+    let mut statuses = Vec::new();
+    for _ in 0..10 {
+        statuses.push(
+            http_with(
+                &follower,
+                "GET",
+                "/status",
+                Some("Bearer wrong-wrong-wrong"),
+                b"",
+            )
+            .status,
+        );
+    }
+    assert!(statuses.contains(&429), "{statuses:?}");
+    assert_eq!(
+        http_with(&follower, "GET", "/status", Some(&bearer), b"").status,
+        429
+    );
 }
