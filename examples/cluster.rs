@@ -6,6 +6,7 @@
 //! ```
 //!
 //! Console commands: `status`, `kill N`, `restart N`, `partition 1,2 3`, `heal`,
+//! `transfer N` (hand leadership to node N),
 //! `quit`. Meanwhile talk to the nodes with `nc 127.0.0.1 8001` (or
 //! `cargo run --example cli`) and watch leadership move. Each node stores its
 //! state under `data/cluster/n<id>`, so `restart` recovers from disk. The nodes
@@ -51,7 +52,7 @@ fn main() {
         })
         .collect();
     println!("cluster of {n} on {}", peers.join(","));
-    println!("commands: status | kill N | restart N | partition 1,2 3 | heal | quit");
+    println!("commands: status | kill N | restart N | partition 1,2 3 | heal | transfer N | quit");
     let stdin = io::stdin();
     loop {
         print!("cluster> ");
@@ -113,6 +114,18 @@ fn main() {
                 partition.heal();
                 println!("healed");
             }
+            Some("transfer") => match node(words.get(1)) {
+                // Any node takes LEADER: a follower forwards it to the leader.
+                Some(i) => {
+                    let reply = peers
+                        .iter()
+                        .map(|addr| ask(addr, &format!("LEADER {i}")))
+                        .find(|r| !r.starts_with("down"))
+                        .unwrap_or_else(|| "every node is down".into());
+                    println!("transfer to {i}: {reply}");
+                }
+                None => println!("usage: transfer N (1..={n})"),
+            },
             Some("quit") | Some("exit") => break,
             Some(other) => println!("unknown command {other}"),
         }
@@ -123,13 +136,18 @@ fn main() {
 }
 
 fn status(addr: &str) -> String {
+    ask(addr, "STATUS")
+}
+
+/// Sends one line to the node at `addr` and returns its reply line.
+fn ask(addr: &str, request: &str) -> String {
     let ask = || -> io::Result<String> {
         let mut s = TcpStream::connect_timeout(
             &addr.parse().map_err(io::Error::other)?,
             Duration::from_millis(300),
         )?;
-        s.set_read_timeout(Some(Duration::from_secs(1)))?;
-        s.write_all(b"STATUS\n")?;
+        s.set_read_timeout(Some(Duration::from_secs(5)))?;
+        s.write_all(format!("{request}\n").as_bytes())?;
         let mut line = String::new();
         BufReader::new(s).read_line(&mut line)?;
         Ok(line.trim().to_string())

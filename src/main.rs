@@ -34,6 +34,9 @@ usage: raftkv [flags]
   -timeout-ms N            how long a client request may wait (default 3000)
   -max-conns N             most open connections (default 1024)
   -http-read-timeout-ms N  how long one HTTP request may take to arrive (default 10000)
+  -pre-vote=BOOL           ask for pre-votes before an election (thesis §9.6; default true)
+  -check-quorum=BOOL       a leader that loses its majority steps down, and followers that
+                           hear a leader ignore vote requests (thesis §6.2, §4.2.3; default true)
   -v                       log detail (elections, rejections, forwarding)
   -h                       print this help
 
@@ -56,6 +59,8 @@ struct Flags {
     client_token_file: Option<PathBuf>,
     idle_timeout: Duration,
     quota_bytes: u64,
+    pre_vote: bool,
+    check_quorum: bool,
     verbose: bool,
     help: bool,
 }
@@ -84,6 +89,8 @@ fn parse_flags(args: &[String]) -> Result<Flags, String> {
         client_token_file: None,
         idle_timeout: DEFAULT_IDLE_TIMEOUT,
         quota_bytes: DEFAULT_QUOTA_BYTES,
+        pre_vote: true,
+        check_quorum: true,
         verbose: false,
         help: false,
     };
@@ -98,16 +105,18 @@ fn parse_flags(args: &[String]) -> Result<Flags, String> {
             Some((n, v)) => (n, Some(v.to_string())),
             None => (stripped, None),
         };
-        if matches!(name, "v" | "h" | "help") {
+        if matches!(name, "v" | "h" | "help" | "pre-vote" | "check-quorum") {
+            // Go's boolean flags: `-v` or `-v=true` turn one on, `-v=false` off.
             let on = match inline.as_deref() {
                 None | Some("true") => true,
                 Some("false") => false,
-                Some(v) => return Err(format!("-{name} takes no value, got '{v}'")),
+                Some(v) => return Err(format!("-{name} is true or false, got '{v}'")),
             };
-            if name == "v" {
-                flags.verbose = on;
-            } else {
-                flags.help = on;
+            match name {
+                "v" => flags.verbose = on,
+                "pre-vote" => flags.pre_vote = on,
+                "check-quorum" => flags.check_quorum = on,
+                _ => flags.help = on,
             }
             continue;
         }
@@ -227,6 +236,8 @@ fn server_config(flags: Flags) -> Result<ServerConfig, String> {
     config.cluster_id = flags.cluster_id;
     config.idle_timeout = flags.idle_timeout;
     config.quota_bytes = flags.quota_bytes;
+    config.pre_vote = flags.pre_vote;
+    config.check_quorum = flags.check_quorum;
     Ok(config)
 }
 

@@ -100,6 +100,10 @@ pub struct ServerConfig {
     /// `service::quota`); writes that would grow the state beyond it get
     /// `ERR NOSPACE`.
     pub quota_bytes: u64,
+    /// Ask for pre-votes before an election (thesis §9.6).
+    pub pre_vote: bool,
+    /// Leaders step down without a majority; followers are sticky (§6.2, §4.2.3).
+    pub check_quorum: bool,
 }
 
 impl ServerConfig {
@@ -125,6 +129,8 @@ impl ServerConfig {
             client_token: None,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             quota_bytes: DEFAULT_QUOTA_BYTES,
+            pre_vote: true,
+            check_quorum: true,
         }
     }
 }
@@ -224,6 +230,8 @@ impl Server {
         ));
         let mut raft_config = RaftConfig::new(id, addrs.keys().copied().collect());
         raft_config.seed = clock_seed() ^ id;
+        raft_config.pre_vote = config.pre_vote;
+        raft_config.check_quorum = config.check_quorum;
         let (apply_tx, apply_rx) = mpsc::sync_channel(1024);
         let node = Arc::new(Node::new(
             raft_config,

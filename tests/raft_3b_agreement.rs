@@ -192,7 +192,7 @@ fn concurrent_starts_3b() {
                 let node = Arc::clone(&node);
                 let indexes = Arc::clone(&indexes);
                 thread::spawn(move || {
-                    if let Some((index, term1)) = node.start(cmd(100 + ii)) {
+                    if let Ok((index, term1)) = node.start(cmd(100 + ii)) {
                         if term1 == term {
                             indexes.lock().unwrap().push(index);
                         }

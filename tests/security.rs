@@ -84,6 +84,8 @@ fn forged_requests(from: u64) -> Vec<Request> {
             candidate_id: from,
             last_log_index: 1_000_000,
             last_log_term: 999,
+            pre_vote: false,
+            leadership_transfer: false,
         }),
         Request::AppendEntries(AppendEntriesArgs {
             term: 1000,

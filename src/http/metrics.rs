@@ -77,7 +77,12 @@ pub fn render(ctx: &Context) -> String {
         Kind::Gauge,
         "1 for this server's role, 0 for the others.",
     );
-    for role in [Role::Follower, Role::Candidate, Role::Leader] {
+    for role in [
+        Role::Follower,
+        Role::PreCandidate,
+        Role::Candidate,
+        Role::Leader,
+    ] {
         let name = role.to_string();
         e.sample("raftkv_raft_role", &[("role", &name)], flag(s.role == role));
     }

@@ -235,6 +235,7 @@ mod tests {
             last_applied: 0,
             snapshot_index: 0,
             last_log_index: commit,
+            transferring_to: None,
         }
     }
 

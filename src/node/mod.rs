@@ -35,7 +35,7 @@ use std::collections::BTreeMap;
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -43,6 +43,7 @@ use crate::metrics::raft::RaftMetrics;
 use crate::raft::core::{Config, Raft, Role, Status};
 use crate::raft::messages::{Index, NodeId, Request, Response, Term};
 use crate::raft::ready::ApplyMsg;
+use crate::raft::{ProposeError, TransferError};
 use crate::storage::Storage;
 use crate::transport::Transporter;
 use crate::{debug, info};
@@ -81,8 +82,15 @@ pub enum Event {
     Propose {
         /// The command.
         command: Vec<u8>,
-        /// Receives the entry's index and term, or `None` if not leader.
-        reply: Sender<Option<(Index, Term)>>,
+        /// Receives the entry's index and term, or why it was refused.
+        reply: Sender<Result<(Index, Term), ProposeError>>,
+    },
+    /// The service asks to hand leadership to `target` (thesis §3.10).
+    TransferLeadership {
+        /// The server that should lead.
+        target: NodeId,
+        /// Receives whether the transfer started.
+        reply: Sender<Result<(), TransferError>>,
     },
     /// The service has snapshotted its state through `index`.
     Snapshot {
@@ -100,6 +108,8 @@ pub enum Event {
 /// State shared between the node's threads and its handle.
 struct Shared {
     status: Mutex<Status>,
+    /// Notified whenever `status` changes.
+    status_changed: Condvar,
     killed: AtomicBool,
     metrics: Arc<RaftMetrics>,
 }
@@ -130,6 +140,7 @@ impl Node {
         let metrics = Arc::new(RaftMetrics::new(&peers));
         let shared = Arc::new(Shared {
             status: Mutex::new(raft.status()),
+            status_changed: Condvar::new(),
             killed: AtomicBool::new(false),
             metrics: Arc::clone(&metrics),
         });
@@ -193,12 +204,21 @@ impl Node {
     }
 
     /// Asks the leader to replicate `command`. Returns the index and term the
-    /// entry will have if it commits, or `None` if this server is not the leader
-    /// (or was killed). Returns at once; commitment is reported on the apply channel.
-    pub fn start(&self, command: Vec<u8>) -> Option<(Index, Term)> {
+    /// entry will have if it commits, or why it was refused (not the leader,
+    /// killed, or handing leadership over). Returns at once; commitment is
+    /// reported on the apply channel.
+    pub fn start(&self, command: Vec<u8>) -> Result<(Index, Term), ProposeError> {
         let (reply, rx) = mpsc::channel();
         self.send_event(Event::Propose { command, reply });
-        rx.recv().ok().flatten()
+        rx.recv().unwrap_or(Err(ProposeError::NotLeader))
+    }
+
+    /// Asks the leader to hand leadership to `target` (thesis §3.10). Returns
+    /// once the transfer has started; watch [`Node::status`] for the outcome.
+    pub fn transfer_leadership(&self, target: NodeId) -> Result<(), TransferError> {
+        let (reply, rx) = mpsc::channel();
+        self.send_event(Event::TransferLeadership { target, reply });
+        rx.recv().unwrap_or(Err(TransferError::NotLeader))
     }
 
     /// The current term and whether this server believes it is the leader.
@@ -210,6 +230,29 @@ impl Node {
     /// A summary of the server's state, as of its last handled event.
     pub fn status(&self) -> Status {
         self.lock_status().clone()
+    }
+
+    /// Waits up to `timeout` for the status to satisfy `done`; returns the
+    /// status that did, or `None` on timeout.
+    pub fn wait_for_status(
+        &self,
+        timeout: Duration,
+        done: impl Fn(&Status) -> bool,
+    ) -> Option<Status> {
+        let deadline = Instant::now() + timeout;
+        let mut status = self.lock_status();
+        loop {
+            if done(&status) {
+                return Some(status.clone());
+            }
+            let left = deadline.checked_duration_since(Instant::now())?;
+            status = self
+                .shared
+                .status_changed
+                .wait_timeout(status, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
     }
 
     /// What this server has measured about itself (for `/metrics` and `/status`).
@@ -363,6 +406,9 @@ impl NodeLoop {
             Event::Propose { command, reply } => {
                 let _ = reply.send(self.raft.propose(command));
             }
+            Event::TransferLeadership { target, reply } => {
+                let _ = reply.send(self.raft.transfer_leadership(target));
+            }
             Event::Snapshot { index, data, done } => {
                 let _ = done.send(self.raft.snapshot(index, data));
             }
@@ -395,7 +441,11 @@ impl NodeLoop {
         }
         let status = self.raft.status();
         self.shared.metrics.observe(&status);
-        *lock(&self.shared.status) = status;
+        let mut shared = lock(&self.shared.status);
+        if *shared != status {
+            *shared = status;
+            self.shared.status_changed.notify_all();
+        }
         Ok(())
     }
 }

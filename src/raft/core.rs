@@ -16,6 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use super::bugs::Bug;
+use super::leadership::Transfer;
 use super::log::RaftLog;
 use super::messages::{Index, NodeId, Request, Response, Term};
 use super::progress::Progress;
@@ -41,13 +42,20 @@ pub struct Config {
     pub max_append_bytes: usize,
     /// Seed for the election timeout generator.
     pub seed: u64,
+    /// Thesis §9.6: ask for pre-votes before starting a real election, so a
+    /// server that cannot win (cut off, or behind) never bumps the term.
+    pub pre_vote: bool,
+    /// Thesis §6.2: a leader that has not heard from a majority within an
+    /// election timeout steps down; followers that hear from a live leader
+    /// ignore vote requests (stickiness, thesis §4.2.3).
+    pub check_quorum: bool,
     /// A rule to break on purpose, for the simulator only (see [`Bug`]).
     pub bug: Option<Bug>,
 }
 
 impl Config {
     /// Defaults sized for a 10 ms tick: heartbeats every 100 ms, elections after
-    /// 300–600 ms of silence.
+    /// 300–600 ms of silence, pre-vote and check-quorum on.
     pub fn new(id: NodeId, peers: Vec<NodeId>) -> Self {
         Self {
             id,
@@ -56,16 +64,20 @@ impl Config {
             heartbeat_ticks: 10,
             max_append_bytes: 256 * 1024,
             seed: id,
+            pre_vote: true,
+            check_quorum: true,
             bug: None,
         }
     }
 }
 
-/// The three roles of §5.1.
+/// The three roles of §5.1, and the pre-candidate of thesis §9.6.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
     /// Passive: answers leaders and candidates.
     Follower,
+    /// Asking whether it could win an election, before starting one (§9.6).
+    PreCandidate,
     /// Trying to become leader.
     Candidate,
     /// Handles client requests and replicates the log.
@@ -76,6 +88,7 @@ impl fmt::Display for Role {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Role::Follower => "follower",
+            Role::PreCandidate => "pre-candidate",
             Role::Candidate => "candidate",
             Role::Leader => "leader",
         })
@@ -112,6 +125,8 @@ pub struct Status {
     pub snapshot_index: Index,
     /// Index of the last log entry.
     pub last_log_index: Index,
+    /// The server a leadership transfer is handing over to, while one runs.
+    pub transferring_to: Option<NodeId>,
 }
 
 /// One Raft server's consensus state (Figure 2), with no I/O of its own.
@@ -145,13 +160,16 @@ pub struct Raft {
     /// The leader of `current_term`, once known.
     pub(super) leader_id: Option<NodeId>,
 
-    // ---- Volatile state on candidates ----
-    /// Servers (self included) that granted their vote in `current_term`.
+    // ---- Volatile state on candidates and pre-candidates ----
+    /// Servers (self included) that granted their vote in `current_term`, or
+    /// their pre-vote for `current_term + 1`.
     pub(super) votes_granted: BTreeSet<NodeId>,
 
     // ---- Volatile state on leaders (reinitialized after election) ----
     /// `nextIndex[]` and `matchIndex[]` for every other server.
     pub(super) progress: BTreeMap<NodeId, Progress>,
+    /// A leadership transfer in progress (thesis §3.10).
+    pub(super) transfer: Option<Transfer>,
 
     // ---- Timers, counted in ticks ----
     /// Ticks since the last heartbeat received or vote granted (followers, candidates).
@@ -160,6 +178,8 @@ pub struct Raft {
     pub(super) election_timeout: u32,
     /// Ticks since the last heartbeat broadcast (leaders).
     pub(super) heartbeat_elapsed: u32,
+    /// Ticks since the leader last checked it hears from a quorum (§6.2).
+    pub(super) check_quorum_elapsed: u32,
     /// Source of election timeouts.
     pub(super) rng: Rng,
 
@@ -209,9 +229,11 @@ impl Raft {
             leader_id: None,
             votes_granted: BTreeSet::new(),
             progress: BTreeMap::new(),
+            transfer: None,
             election_elapsed: 0,
             election_timeout: 0,
             heartbeat_elapsed: 0,
+            check_quorum_elapsed: 0,
             messages: Vec::new(),
             hard_state_changed: false,
             snapshot_changed: false,
@@ -226,14 +248,25 @@ impl Raft {
     /// election, leaders towards the next heartbeat.
     pub fn tick(&mut self) {
         match self.role {
-            Role::Leader => self.tick_heartbeat(),
-            Role::Follower | Role::Candidate => self.tick_election(),
+            Role::Leader => {
+                self.tick_heartbeat();
+                self.tick_check_quorum();
+                self.tick_transfer();
+            }
+            Role::Follower | Role::PreCandidate | Role::Candidate => self.tick_election(),
         }
     }
 
     /// Handles one RPC from a peer and returns the reply. The reply may be sent
     /// only after the next [`Ready`]'s `persist` is durable.
     pub fn handle_request(&mut self, from: NodeId, request: Request) -> Response {
+        if let Request::RequestVote(args) = &request {
+            // Neither a vote request ignored for stickiness nor a pre-vote
+            // changes this server's term (thesis §4.2.3, §9.6).
+            if self.ignores_vote_request(args) || args.pre_vote {
+                return Response::RequestVote(self.handle_pre_vote_or_ignore(args));
+            }
+        }
         self.observe_term(request.term());
         match request {
             Request::RequestVote(args) => Response::RequestVote(self.handle_request_vote(args)),
@@ -243,15 +276,33 @@ impl Raft {
             Request::InstallSnapshot(args) => {
                 Response::InstallSnapshot(self.handle_install_snapshot(args))
             }
+            Request::TimeoutNow(args) => Response::TimeoutNow(self.handle_timeout_now(args)),
         }
     }
 
     /// Handles the reply to a request this server sent earlier.
     pub fn handle_response(&mut self, from: NodeId, request: &Request, response: Response) {
+        if let (Request::RequestVote(args), Response::RequestVote(reply)) = (request, &response) {
+            if args.pre_vote {
+                // A granted pre-vote carries the term proposed, not a newer
+                // term to adopt (§9.6); a refusal may carry one.
+                if !reply.vote_granted {
+                    self.observe_term(reply.term);
+                }
+                self.handle_pre_vote_reply(from, args, reply);
+                return;
+            }
+        }
         self.observe_term(response.term());
         if request.term() != self.current_term {
             // Sent in an earlier term: whatever it answers no longer matters.
             return;
+        }
+        if self.role == Role::Leader {
+            // §6.2: any reply in this term shows the follower is alive and ours.
+            if let Some(progress) = self.progress.get_mut(&from) {
+                progress.recent_active = true;
+            }
         }
         match (request, response) {
             (Request::RequestVote(_), Response::RequestVote(reply)) => {
@@ -263,6 +314,7 @@ impl Raft {
             (Request::InstallSnapshot(args), Response::InstallSnapshot(_)) => {
                 self.handle_install_snapshot_reply(from, args)
             }
+            (Request::TimeoutNow(_), Response::TimeoutNow(_)) => {}
             _ => crate::debug!(
                 self.id,
                 self.current_term,
@@ -343,6 +395,7 @@ impl Raft {
             last_applied: self.last_applied,
             snapshot_index: self.log.snapshot_index(),
             last_log_index: self.log.last_index(),
+            transferring_to: self.transfer.as_ref().map(|t| t.target),
         }
     }
 
@@ -350,6 +403,9 @@ impl Raft {
     /// currentTerm = T, convert to follower." Every RPC passes through here first.
     fn observe_term(&mut self, term: Term) {
         if term > self.current_term {
+            if self.role == Role::Leader {
+                info!(self.id, self.current_term, "stepped down: saw term {term}");
+            }
             self.become_follower(term, None);
         }
     }
@@ -365,12 +421,10 @@ impl Raft {
         }
         let previous = self.role;
         self.role = Role::Follower;
-        if previous == Role::Leader {
-            info!(self.id, term, "stepped down: saw a newer term");
-        }
         if previous != Role::Follower {
             self.progress.clear();
             self.votes_granted.clear();
+            self.transfer = None;
             self.reset_election_timer();
         }
         if leader.is_some() && self.leader_id != leader {

@@ -1,5 +1,9 @@
 //! One test per rule of the paper, asserting the core's exact output
 //! (in the spirit of etcd's `raft_paper_test.go`). No threads, no clocks.
+//!
+//! These servers run the paper's rules as the paper states them: pre-vote and
+//! check-quorum, the thesis' extensions, are off here and tested in
+//! `leadership_tests.rs`.
 
 use super::core::{Config, InitialState, Raft, Role};
 use super::messages::*;
@@ -14,6 +18,8 @@ fn server_from(id: NodeId, n: u64, initial: InitialState) -> Raft {
     let mut config = Config::new(id, (1..=n).collect());
     config.election_ticks = 10;
     config.heartbeat_ticks = 3;
+    config.pre_vote = false;
+    config.check_quorum = false;
     Raft::new(config, initial)
 }
 
@@ -120,6 +126,8 @@ fn follower_starts_an_election_after_the_timeout() {
             candidate_id: 1,
             last_log_index: 2,
             last_log_term: 4,
+            pre_vote: false,
+            leadership_transfer: false,
         }),
     };
     assert_eq!(ready.messages, vec![expected(2), expected(3)]);
@@ -202,6 +210,8 @@ fn a_server_votes_at_most_once_per_term() {
             candidate_id,
             last_log_index: 0,
             last_log_term: 0,
+            pre_vote: false,
+            leadership_transfer: false,
         })
     };
     let granted = |r: Response| matches!(r, Response::RequestVote(v) if v.vote_granted);
@@ -243,6 +253,8 @@ fn votes_are_denied_to_candidates_with_older_logs() {
                 candidate_id: 2,
                 last_log_index,
                 last_log_term,
+                pre_vote: false,
+                leadership_transfer: false,
             }),
         );
         assert_eq!(
@@ -380,7 +392,7 @@ fn the_leader_commits_an_entry_stored_on_a_majority() {
         );
     }
     raft.ready();
-    assert_eq!(raft.propose(b"x".to_vec()), Some((1, 1)));
+    assert_eq!(raft.propose(b"x".to_vec()), Ok((1, 1)));
     let ready = raft.ready();
     assert_eq!(
         ready.persist.log,
@@ -447,7 +459,7 @@ fn leader_only_commits_entries_from_its_own_term() {
         "§5.4.2: must not count replicas of a term-2 entry"
     );
     // Once an entry of term 4 is on a majority, both commit.
-    raft.propose(b"y".to_vec());
+    raft.propose(b"y".to_vec()).expect("leader");
     raft.handle_response(2, &append(4, (1, 2), &[4], 0), ok);
     assert_eq!(raft.commit_index, 2);
 }
@@ -503,7 +515,7 @@ fn a_follower_behind_the_snapshot_gets_install_snapshot() {
         conflict_index: 0,
     });
     for i in 1..=3u64 {
-        raft.propose(vec![i as u8]);
+        raft.propose(vec![i as u8]).expect("leader");
         raft.handle_response(
             2,
             &append(1, (i - 1, u64::from(i > 1)), &[1], 0),
@@ -639,7 +651,7 @@ fn a_single_server_is_its_own_majority() {
     let mut raft = server(1, 1);
     tick_until_candidate_or_leader(&mut raft);
     assert_eq!(raft.role, Role::Leader);
-    raft.propose(b"solo".to_vec());
+    raft.propose(b"solo".to_vec()).expect("leader");
     assert_eq!(raft.commit_index, 1);
     assert_eq!(raft.ready().apply.len(), 1);
 }

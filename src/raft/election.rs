@@ -1,9 +1,15 @@
-//! Leader election: §5.2, with the election restriction of §5.4.1.
+//! Leader election: §5.2, with the election restriction of §5.4.1 and the
+//! pre-vote of thesis §9.6.
 //!
 //! A follower that hears nothing for an election timeout becomes a candidate,
 //! votes for itself and asks everyone else for votes. A server grants at most one
 //! vote per term, and only to a candidate whose log is at least as up-to-date as
 //! its own, so any leader already holds every committed entry (§5.4.1).
+//!
+//! With pre-vote, the follower first becomes a pre-candidate and asks whether it
+//! *could* win the next term, changing nobody's term or vote; only a majority of
+//! yeses lets it start the real election. A server cut off from the majority
+//! therefore never raises the term, and cannot depose the leader when it returns.
 
 use super::bugs::Bug;
 use super::core::{Raft, Role};
@@ -17,13 +23,103 @@ impl Raft {
     pub(super) fn tick_election(&mut self) {
         self.election_elapsed += 1;
         if self.election_elapsed >= self.election_timeout {
-            self.become_candidate();
+            if self.config.pre_vote {
+                self.become_pre_candidate();
+            } else {
+                self.become_candidate(false);
+            }
+        }
+    }
+
+    /// Thesis §9.6: before a real election, ask the others whether they would
+    /// vote for this server in the next term. Nothing is changed or persisted.
+    pub(super) fn become_pre_candidate(&mut self) {
+        self.role = Role::PreCandidate;
+        // Forget the old leader: a pre-candidate that still trusted it would
+        // refuse its peers' pre-votes, and nobody would ever be elected
+        // (etcd-io/etcd#8334).
+        self.leader_id = None;
+        self.progress.clear();
+        self.votes_granted.clear();
+        self.votes_granted.insert(self.id);
+        self.reset_election_timer();
+        info!(
+            self.id,
+            self.current_term,
+            "election timeout: asking for pre-votes for term {} (last log {} at term {})",
+            self.current_term + 1,
+            self.log.last_index(),
+            self.log.last_term()
+        );
+        if self.votes_granted.len() >= self.quorum() {
+            self.become_candidate(false);
+            return;
+        }
+        self.broadcast_vote_request(true, false);
+    }
+
+    /// Thesis §9.6, the voter's side of a pre-vote (and the answer to a vote
+    /// request ignored for stickiness, §4.2.3): grant if the proposed term is
+    /// newer than ours and the candidate's log is up to date, without changing
+    /// term, vote or election timer. A refusal carries our term, so a server
+    /// behind in terms learns it (dropping it would strand that server,
+    /// etcd-io/etcd#8243).
+    pub(super) fn handle_pre_vote_or_ignore(&mut self, args: &RequestVoteArgs) -> RequestVoteReply {
+        let reject = RequestVoteReply {
+            term: self.current_term,
+            vote_granted: false,
+        };
+        if self.ignores_vote_request(args) {
+            debug!(
+                self.id,
+                self.current_term,
+                "ignored {}vote request from {} for term {}: leader {:?} is alive",
+                if args.pre_vote { "pre-" } else { "" },
+                args.candidate_id,
+                args.term,
+                self.leader_id
+            );
+            return reject;
+        }
+        let up_to_date = self
+            .log
+            .is_up_to_date(args.last_log_index, args.last_log_term)
+            || self.has_bug(Bug::NoElectionRestriction);
+        if args.term <= self.current_term || !up_to_date {
+            return reject;
+        }
+        debug!(
+            self.id,
+            self.current_term, "granted a pre-vote to {} for term {}", args.candidate_id, args.term
+        );
+        RequestVoteReply {
+            term: args.term,
+            vote_granted: true,
+        }
+    }
+
+    /// Counts a pre-vote; a majority lets this pre-candidate start the real
+    /// election (§9.6).
+    pub(super) fn handle_pre_vote_reply(
+        &mut self,
+        from: NodeId,
+        args: &RequestVoteArgs,
+        reply: &RequestVoteReply,
+    ) {
+        let current = self.role == Role::PreCandidate && args.term == self.current_term + 1;
+        if !current || !reply.vote_granted {
+            return;
+        }
+        self.votes_granted.insert(from);
+        if self.votes_granted.len() >= self.quorum() {
+            self.become_candidate(false);
         }
     }
 
     /// §5.2: increment currentTerm, vote for self, reset the election timer, send
-    /// RequestVote to all other servers.
-    pub(super) fn become_candidate(&mut self) {
+    /// RequestVote to all other servers. `leadership_transfer` marks an election
+    /// the old leader asked for (§3.10).
+    pub(super) fn become_candidate(&mut self, leadership_transfer: bool) {
         self.current_term += 1;
         self.voted_for = Some(self.id);
         self.hard_state_changed = true;
@@ -33,10 +129,17 @@ impl Raft {
         self.votes_granted.clear();
         self.votes_granted.insert(self.id);
         self.reset_election_timer();
+        let why = if leadership_transfer {
+            "leadership transfer"
+        } else if self.config.pre_vote {
+            "won the pre-vote"
+        } else {
+            "election timeout"
+        };
         info!(
             self.id,
             self.current_term,
-            "election timeout: became candidate (last log {} at term {})",
+            "{why}: became candidate (last log {} at term {})",
             self.log.last_index(),
             self.log.last_term()
         );
@@ -44,11 +147,19 @@ impl Raft {
             self.become_leader();
             return;
         }
+        self.broadcast_vote_request(false, leadership_transfer);
+    }
+
+    /// Sends every other server a RequestVote for this term (or a pre-vote for
+    /// the next one).
+    fn broadcast_vote_request(&mut self, pre_vote: bool, leadership_transfer: bool) {
         let args = RequestVoteArgs {
-            term: self.current_term,
+            term: self.current_term + u64::from(pre_vote),
             candidate_id: self.id,
             last_log_index: self.log.last_index(),
             last_log_term: self.log.last_term(),
+            pre_vote,
+            leadership_transfer,
         };
         for peer in self.peers.clone() {
             self.send(peer, Request::RequestVote(args.clone()));
@@ -62,6 +173,7 @@ impl Raft {
         self.role = Role::Leader;
         self.leader_id = Some(self.id);
         self.heartbeat_elapsed = 0;
+        self.check_quorum_elapsed = 0;
         let last = self.log.last_index();
         self.progress = self
             .peers

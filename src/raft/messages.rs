@@ -15,7 +15,7 @@ pub type Term = u64;
 pub type Index = u64;
 
 /// Version byte opening every encoded request and reply.
-pub const WIRE_VERSION: u8 = 1;
+pub const WIRE_VERSION: u8 = 2;
 
 /// One log entry: the leader's term when it was created, and an opaque command.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +37,12 @@ pub struct RequestVoteArgs {
     pub last_log_index: Index,
     /// Term of the candidate's last log entry (§5.4).
     pub last_log_term: Term,
+    /// Thesis §9.6: a pre-vote asks "would you vote for me in `term`?" without
+    /// changing anyone's term or vote; `term` is the candidate's current term + 1.
+    pub pre_vote: bool,
+    /// Thesis §3.10: sent by the target of a leadership transfer, so voters who
+    /// still hear from the old leader grant it anyway.
+    pub leadership_transfer: bool,
 }
 
 /// RequestVote reply.
@@ -102,6 +108,23 @@ pub struct InstallSnapshotReply {
     pub term: Term,
 }
 
+/// TimeoutNow arguments: the leader tells the target of a leadership transfer,
+/// now fully caught up, to start an election at once (thesis §3.10).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimeoutNowArgs {
+    /// Leader's term.
+    pub term: Term,
+    /// The leader handing over.
+    pub leader_id: NodeId,
+}
+
+/// TimeoutNow reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimeoutNowReply {
+    /// The target's current term (already the new election's term if it campaigned).
+    pub term: Term,
+}
+
 /// Any peer request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
@@ -111,6 +134,8 @@ pub enum Request {
     AppendEntries(AppendEntriesArgs),
     /// §7 InstallSnapshot.
     InstallSnapshot(InstallSnapshotArgs),
+    /// Thesis §3.10 TimeoutNow.
+    TimeoutNow(TimeoutNowArgs),
 }
 
 /// Any peer reply; its kind always matches the request's.
@@ -122,6 +147,8 @@ pub enum Response {
     AppendEntries(AppendEntriesReply),
     /// Reply to [`Request::InstallSnapshot`].
     InstallSnapshot(InstallSnapshotReply),
+    /// Reply to [`Request::TimeoutNow`].
+    TimeoutNow(TimeoutNowReply),
 }
 
 impl Request {
@@ -131,6 +158,7 @@ impl Request {
             Request::RequestVote(a) => a.term,
             Request::AppendEntries(a) => a.term,
             Request::InstallSnapshot(a) => a.term,
+            Request::TimeoutNow(a) => a.term,
         }
     }
 }
@@ -142,6 +170,7 @@ impl Response {
             Response::RequestVote(r) => r.term,
             Response::AppendEntries(r) => r.term,
             Response::InstallSnapshot(r) => r.term,
+            Response::TimeoutNow(r) => r.term,
         }
     }
 }
@@ -165,6 +194,7 @@ impl Decode for Entry {
 const TAG_REQUEST_VOTE: u8 = 1;
 const TAG_APPEND_ENTRIES: u8 = 2;
 const TAG_INSTALL_SNAPSHOT: u8 = 3;
+const TAG_TIMEOUT_NOW: u8 = 4;
 
 fn get_version_and_tag(d: &mut Decoder<'_>) -> Result<u8, DecodeError> {
     let version = d.get_u8()?;
@@ -190,6 +220,8 @@ impl Encode for Request {
                 e.put_uvarint(a.candidate_id);
                 e.put_uvarint(a.last_log_index);
                 e.put_uvarint(a.last_log_term);
+                e.put_bool(a.pre_vote);
+                e.put_bool(a.leadership_transfer);
             }
             Request::AppendEntries(a) => {
                 e.put_u8(TAG_APPEND_ENTRIES);
@@ -208,6 +240,11 @@ impl Encode for Request {
                 e.put_uvarint(a.last_included_term);
                 e.put_bytes(&a.data);
             }
+            Request::TimeoutNow(a) => {
+                e.put_u8(TAG_TIMEOUT_NOW);
+                e.put_uvarint(a.term);
+                e.put_uvarint(a.leader_id);
+            }
         }
     }
 }
@@ -220,6 +257,8 @@ impl Decode for Request {
                 candidate_id: d.get_uvarint()?,
                 last_log_index: d.get_uvarint()?,
                 last_log_term: d.get_uvarint()?,
+                pre_vote: d.get_bool()?,
+                leadership_transfer: d.get_bool()?,
             }),
             TAG_APPEND_ENTRIES => Request::AppendEntries(AppendEntriesArgs {
                 term: d.get_uvarint()?,
@@ -235,6 +274,10 @@ impl Decode for Request {
                 last_included_index: d.get_uvarint()?,
                 last_included_term: d.get_uvarint()?,
                 data: d.get_vec()?,
+            }),
+            TAG_TIMEOUT_NOW => Request::TimeoutNow(TimeoutNowArgs {
+                term: d.get_uvarint()?,
+                leader_id: d.get_uvarint()?,
             }),
             tag => return Err(unknown_tag(tag)),
         })
@@ -262,6 +305,10 @@ impl Encode for Response {
                 e.put_u8(TAG_INSTALL_SNAPSHOT);
                 e.put_uvarint(r.term);
             }
+            Response::TimeoutNow(r) => {
+                e.put_u8(TAG_TIMEOUT_NOW);
+                e.put_uvarint(r.term);
+            }
         }
     }
 }
@@ -282,6 +329,9 @@ impl Decode for Response {
             TAG_INSTALL_SNAPSHOT => Response::InstallSnapshot(InstallSnapshotReply {
                 term: d.get_uvarint()?,
             }),
+            TAG_TIMEOUT_NOW => Response::TimeoutNow(TimeoutNowReply {
+                term: d.get_uvarint()?,
+            }),
             tag => return Err(unknown_tag(tag)),
         })
     }
@@ -298,6 +348,8 @@ mod tests {
                 candidate_id: 3,
                 last_log_index: 300,
                 last_log_term: 6,
+                pre_vote: true,
+                leadership_transfer: false,
             }),
             Request::AppendEntries(AppendEntriesArgs {
                 term: 7,
@@ -323,6 +375,10 @@ mod tests {
                 last_included_term: 8,
                 data: vec![0, 1, 2, 255],
             }),
+            Request::TimeoutNow(TimeoutNowArgs {
+                term: 9,
+                leader_id: 2,
+            }),
         ];
         let responses = vec![
             Response::RequestVote(RequestVoteReply {
@@ -342,6 +398,7 @@ mod tests {
                 conflict_index: 0,
             }),
             Response::InstallSnapshot(InstallSnapshotReply { term: 9 }),
+            Response::TimeoutNow(TimeoutNowReply { term: 10 }),
         ];
         (requests, responses)
     }

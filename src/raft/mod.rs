@@ -2,8 +2,10 @@
 //!
 //! Reading order: [`messages`] (the RPCs of Figure 2), [`log`] (the log with a
 //! snapshot offset), [`core`] (Figure 2's state and the term rule), then the
-//! rules by section: `election.rs` (§5.2, §5.4.1), `replication.rs` (§5.3,
-//! §5.4.2), `snapshot.rs` (§7). [`ready`] is the core's output; the runtime in
+//! rules by section: `election.rs` (§5.2, §5.4.1, pre-vote §9.6),
+//! `replication.rs` (§5.3, §5.4.2), `snapshot.rs` (§7), `leadership.rs`
+//! (check-quorum §6.2, stickiness §4.2.3, leadership transfer §3.10; thesis
+//! sections). [`ready`] is the core's output; the runtime in
 //! [`crate::node`] persists, sends and applies it, and the simulator
 //! (`src/sim/`) does the same on virtual time.
 //!
@@ -13,18 +15,23 @@
 pub mod bugs;
 pub mod core;
 mod election;
+pub mod leadership;
 pub mod log;
 pub mod messages;
 pub mod progress;
 pub mod ready;
-mod replication;
+pub mod replication;
 pub mod rng;
 mod snapshot;
 
 #[cfg(test)]
 mod core_tests;
+#[cfg(test)]
+mod leadership_tests;
 
 pub use self::bugs::Bug;
 pub use self::core::{Config, InitialState, Raft, Role, Status};
+pub use self::leadership::TransferError;
 pub use self::messages::{Entry, Index, NodeId, Term};
 pub use self::ready::{ApplyMsg, HardState, Persist, Ready, Snapshot};
+pub use self::replication::ProposeError;

@@ -24,6 +24,9 @@ pub struct Progress {
     pub next_index: Index,
     /// Whether sends are probing or streaming.
     pub state: ReplicationState,
+    /// Whether the follower replied since the leader's last check-quorum round
+    /// (thesis §6.2).
+    pub recent_active: bool,
 }
 
 impl Progress {
@@ -33,6 +36,7 @@ impl Progress {
             match_index: 0,
             next_index: last_log_index + 1,
             state: ReplicationState::Probe,
+            recent_active: false,
         }
     }
 

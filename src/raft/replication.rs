@@ -12,14 +12,38 @@ use super::messages::{AppendEntriesArgs, AppendEntriesReply, Entry, Index, NodeI
 use super::progress::ReplicationState;
 use crate::debug;
 
+/// Why a proposal was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProposeError {
+    /// This server is not the leader.
+    NotLeader,
+    /// Leadership is being handed to this server (thesis §3.10).
+    Transferring(NodeId),
+}
+
+impl std::fmt::Display for ProposeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ProposeError::NotLeader => write!(f, "not the leader"),
+            ProposeError::Transferring(to) => {
+                write!(f, "leadership is being transferred to {to}")
+            }
+        }
+    }
+}
+
 impl Raft {
     /// Appends `command` to the leader's log (§5.3: "the leader appends the
     /// command to its log as a new entry, then issues AppendEntries RPCs in
-    /// parallel"). Returns the entry's index and term, or `None` if this server
-    /// is not the leader. The entry is not committed yet.
-    pub fn propose(&mut self, command: Vec<u8>) -> Option<(Index, Term)> {
+    /// parallel"). Returns the entry's index and term; it is not committed yet.
+    /// Refused if this server is not the leader, or is handing leadership over
+    /// (thesis §3.10: proposals pause during a transfer).
+    pub fn propose(&mut self, command: Vec<u8>) -> Result<(Index, Term), ProposeError> {
         if self.role != Role::Leader {
-            return None;
+            return Err(ProposeError::NotLeader);
+        }
+        if let Some(transfer) = &self.transfer {
+            return Err(ProposeError::Transferring(transfer.target));
         }
         let term = self.current_term;
         let index = self.log.append(Entry { term, command });
@@ -27,7 +51,7 @@ impl Raft {
         // Sent at the next `ready()`, so a burst of proposals shares one message.
         self.replicate_pending = true;
         self.maybe_commit();
-        Some((index, term))
+        Ok((index, term))
     }
 
     /// Leaders send a heartbeat every `heartbeat_ticks` to keep followers from
@@ -214,6 +238,9 @@ impl Raft {
             let matched = args.prev_log_index + args.entries.len() as Index;
             if progress.maybe_advance(matched) {
                 self.maybe_commit();
+            }
+            if self.maybe_send_timeout_now(from) {
+                return;
             }
         } else {
             // Replies can be reordered: a rejection of something older than what

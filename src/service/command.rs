@@ -71,6 +71,8 @@ pub enum Local {
     Quit,
     /// `STATUS`.
     Status,
+    /// `LEADER id`: hand leadership to server `id` (thesis §3.10).
+    Leader(u64),
 }
 
 /// Any parsed request line.
@@ -107,7 +109,7 @@ fn bad(message: impl Into<String>) -> ParseError {
 /// The one-line reply to `HELP`.
 pub const HELP: &str = "commands: PUT k v | APPEND k v | DEL k | GET k | OPEN acct amount | \
 TRANSFER txid from to amount | BALANCE acct | AUDIT | REGISTER | CLIENT id seq command | \
-AUTH token | STATUS | PING | HELP | QUIT | CMD base64";
+AUTH token | STATUS | LEADER id | PING | HELP | QUIT | CMD base64";
 
 /// Parses one request line (without its line ending). Blank lines are the
 /// caller's to skip.
@@ -128,6 +130,15 @@ pub fn parse(line: &str) -> Result<Request, ParseError> {
         "HELP" => return exact(0, "HELP").map(|_| Request::Local(Local::Help)),
         "QUIT" => return exact(0, "QUIT").map(|_| Request::Local(Local::Quit)),
         "STATUS" => return exact(0, "STATUS").map(|_| Request::Local(Local::Status)),
+        "LEADER" => {
+            exact(1, "LEADER id")?;
+            let id = args[0]
+                .parse::<u64>()
+                .ok()
+                .filter(|&id| id != 0)
+                .ok_or_else(|| bad("usage: LEADER id (a server id, 1 or more)"))?;
+            return Ok(Request::Local(Local::Leader(id)));
+        }
         "PUT" | "APPEND" => {
             let (key, value) = split_word(rest.trim_start());
             let value = value.strip_prefix([' ', '\t']).unwrap_or(value);

@@ -16,7 +16,7 @@ use super::quota::DEFAULT_QUOTA_BYTES;
 use super::replica::{ExecError, Replica};
 use super::state_machine::Op;
 use crate::metrics::CounterVec;
-use crate::raft::Role;
+use crate::raft::{Role, Status, TransferError};
 
 /// Answers client lines for one server.
 pub struct Frontend {
@@ -100,6 +100,14 @@ impl Frontend {
             Ok(command::Request::Local(Local::Help)) => (HELP.into(), false, "help"),
             Ok(command::Request::Local(Local::Quit)) => ("BYE".into(), true, "quit"),
             Ok(command::Request::Local(Local::Status)) => (self.status_line(), false, "status"),
+            Ok(command::Request::Local(Local::Leader(target))) => {
+                let reply = match (self.transfer_leadership(target), forward) {
+                    (Some(reply), _) => reply,
+                    (None, Some(forward)) => forward(line),
+                    (None, None) => "ERR NO_LEADER not the leader; retry".into(),
+                };
+                (reply, false, "leader")
+            }
             Ok(command::Request::Command(command)) => {
                 self.maybe_replicate_quota();
                 let word = command::word(&command);
@@ -115,6 +123,9 @@ impl Frontend {
                         "ERR NO_LEADER not the leader; retry".into()
                     }
                     (Err(ExecError::Timeout), _) => "ERR TIMEOUT outcome unknown".into(),
+                    (Err(ExecError::Transferring(to)), _) => {
+                        format!("ERR NO_LEADER leadership is moving to {to}; retry")
+                    }
                 };
                 (reply, false, word)
             }
@@ -137,6 +148,44 @@ impl Frontend {
             command: Command::SetQuota(self.quota),
         };
         let _ = self.replica.execute(&op, self.request_timeout);
+    }
+
+    /// `LEADER <target>` on this server: hands leadership over (thesis §3.10)
+    /// and waits until `target` leads, the transfer aborts, or the request
+    /// times out. `None` if this server is not the leader (forward it).
+    fn transfer_leadership(&self, target: u64) -> Option<String> {
+        let node = self.replica.node();
+        match node.transfer_leadership(target) {
+            Ok(()) => {}
+            Err(TransferError::NotLeader) => return None,
+            Err(TransferError::ToSelf) => return Some("OK".into()),
+            Err(TransferError::UnknownServer(id)) => {
+                return Some(format!("ERR BAD_REQUEST no server with id {id}"))
+            }
+        }
+        let decided = |s: &Status| {
+            // The target leads (we follow it), another server won, or we are
+            // still leader with no transfer running: it was aborted.
+            s.leader_id.is_some_and(|l| l != node.id())
+                || (s.role == Role::Leader && s.transferring_to != Some(target))
+        };
+        // The node applies the transfer before its next status update: wait
+        // for that update, then for the outcome.
+        let started = node.wait_for_status(self.request_timeout, |s| {
+            s.transferring_to == Some(target) || s.role != Role::Leader
+        });
+        let outcome = started.and_then(|_| node.wait_for_status(self.request_timeout, decided));
+        Some(match outcome {
+            Some(s) if s.leader_id == Some(target) => "OK".into(),
+            Some(s) if s.role == Role::Leader => format!(
+                "ERR TIMEOUT leadership transfer to {target} aborted: it did not take over within an election timeout"
+            ),
+            Some(s) => format!(
+                "ERR NO_LEADER server {} won the election instead of {target}; retry",
+                s.leader_id.unwrap_or(0)
+            ),
+            None => format!("ERR TIMEOUT no outcome of the transfer to {target} yet"),
+        })
     }
 
     /// The `STATUS` reply.

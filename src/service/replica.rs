@@ -22,7 +22,8 @@ use super::state_machine::{Op, StateMachine, Stats};
 use crate::codec::Encode;
 use crate::node::Node;
 use crate::raft::messages::Index;
-use crate::raft::ApplyMsg;
+use crate::raft::messages::NodeId;
+use crate::raft::{ApplyMsg, ProposeError};
 use crate::{debug, info};
 
 /// Why an operation has no reply.
@@ -33,6 +34,9 @@ pub enum ExecError {
     NotLeader,
     /// No outcome within the deadline: it may or may not have been applied.
     Timeout,
+    /// This leader is handing leadership to this server (thesis §3.10): the
+    /// operation was not proposed. Safe to retry shortly.
+    Transferring(NodeId),
 }
 
 type Applied = Applier<Sender<Outcome>>;
@@ -73,7 +77,10 @@ impl Replica {
     pub fn execute(&self, op: &Op, timeout: Duration) -> Result<String, ExecError> {
         let metrics = self.node.metrics();
         // Not the leader: no proposal was made (the frontend forwards instead).
-        let (index, term) = self.node.start(op.encode()).ok_or(ExecError::NotLeader)?;
+        let (index, term) = self.node.start(op.encode()).map_err(|e| match e {
+            ProposeError::NotLeader => ExecError::NotLeader,
+            ProposeError::Transferring(to) => ExecError::Transferring(to),
+        })?;
         metrics.proposals_pending.inc();
         let (tx, rx) = mpsc::channel();
         let early = lock(&self.applied).wait_for(index, term, tx);

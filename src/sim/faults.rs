@@ -59,13 +59,16 @@ pub(crate) enum Fault {
         percent: u64,
         lasts: Time,
     },
+    /// Ask the leader, if any, to hand leadership to `node` (or the next
+    /// server, if `node` leads).
+    Transfer { node: usize },
 }
 
 /// Draws faults for one schedule.
 pub(crate) struct FaultPlan {
     rng: Rng,
     kinds: Vec<FaultKind>,
-    weights: [u64; 6],
+    weights: [u64; 7],
     gap: Time,
     nodes: usize,
 }
@@ -149,6 +152,7 @@ impl FaultPlan {
                 percent: 10 + draws[1] % 41,
                 lasts: duration(1000 * MS, 5000 * MS, draws[2]),
             },
+            FaultKind::Transfer => Fault::Transfer { node },
         })
     }
 }

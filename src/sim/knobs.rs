@@ -29,17 +29,20 @@ pub enum FaultKind {
     Pause,
     /// A server's clock runs fast, so its timers fire early.
     FastClock,
+    /// The leader is asked to hand leadership to another server (thesis §3.10).
+    Transfer,
 }
 
 impl FaultKind {
     /// Every kind, in a fixed order.
-    pub const ALL: [FaultKind; 6] = [
+    pub const ALL: [FaultKind; 7] = [
         FaultKind::Crash,
         FaultKind::Partition,
         FaultKind::OneWay,
         FaultKind::Bridge,
         FaultKind::Pause,
         FaultKind::FastClock,
+        FaultKind::Transfer,
     ];
 
     /// The name used on command lines and in traces.
@@ -51,6 +54,7 @@ impl FaultKind {
             FaultKind::Bridge => "bridge",
             FaultKind::Pause => "pause",
             FaultKind::FastClock => "fast-clock",
+            FaultKind::Transfer => "transfer",
         }
     }
 
@@ -78,6 +82,11 @@ pub struct Options {
     pub lossy: bool,
     /// A rule of the paper to break on purpose (see [`Bug`]).
     pub bug: Option<Bug>,
+    /// Pre-vote (thesis §9.6) on or off; drawn per seed if `None`.
+    pub pre_vote: Option<bool>,
+    /// Check-quorum and stickiness (thesis §6.2, §4.2.3) on or off; drawn per
+    /// seed if `None`.
+    pub check_quorum: Option<bool>,
 }
 
 impl Default for Options {
@@ -90,6 +99,8 @@ impl Default for Options {
             faults: FaultKind::ALL.to_vec(),
             lossy: true,
             bug: None,
+            pre_vote: None,
+            check_quorum: None,
         }
     }
 }
@@ -118,7 +129,7 @@ pub struct Knobs {
     pub faults: Vec<FaultKind>,
     /// How often each kind of [`FaultKind::ALL`] is drawn, relative to the
     /// others (1..=4; kinds switched off are drawn, then skipped).
-    pub fault_weights: [u64; 6],
+    pub fault_weights: [u64; 7],
     /// Mean virtual time between two faults.
     pub fault_gap: Time,
     /// A server snapshots after applying this many entries (0: never).
@@ -131,6 +142,10 @@ pub struct Knobs {
     pub request_timeout: Time,
     /// How long a client waits for a reply before trying the next server.
     pub client_timeout: Time,
+    /// Whether servers ask for pre-votes (thesis §9.6).
+    pub pre_vote: bool,
+    /// Whether leaders check their quorum and followers are sticky (§6.2).
+    pub check_quorum: bool,
 }
 
 impl Knobs {
@@ -164,7 +179,7 @@ impl Knobs {
                 on && options.faults.contains(k)
             })
             .collect();
-        let mut fault_weights = [0; 6];
+        let mut fault_weights = [0; 7];
         for w in fault_weights.iter_mut() {
             *w = rng.range(1, 5);
         }
@@ -184,6 +199,9 @@ impl Knobs {
         if op_weights.iter().sum::<u64>() == 0 {
             op_weights[1] = 1;
         }
+        // The servers' defaults are on; some seeds run the paper's rules alone.
+        let pre_vote = options.pre_vote.unwrap_or(rng.range(0, 4) != 0);
+        let check_quorum = options.check_quorum.unwrap_or(rng.range(0, 4) != 0);
         Knobs {
             nodes,
             clients,
@@ -201,6 +219,8 @@ impl Knobs {
             op_weights,
             request_timeout: SECOND,
             client_timeout: 1500 * MS,
+            pre_vote,
+            check_quorum,
         }
     }
 }
@@ -217,9 +237,11 @@ impl fmt::Display for Knobs {
             .collect();
         write!(
             f,
-            "nodes={} clients={} keys={} accounts={} delay={}+{}ms drop={}‰ dup={}‰ \
+            "nodes={} pre-vote={} check-quorum={} clients={} keys={} accounts={} delay={}+{}ms drop={}‰ dup={}‰ \
              faults=[{}] fault-gap={}ms snapshot-every={} think={}ms ops(put,append,get,transfer,audit,balance)={:?}",
             self.nodes,
+            self.pre_vote,
+            self.check_quorum,
             self.clients,
             self.keys,
             self.accounts,

@@ -39,6 +39,7 @@ pub mod linearizability;
 mod network;
 mod packets;
 pub mod runner;
+pub mod scenario;
 mod server;
 pub mod trace;
 mod world;

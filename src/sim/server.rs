@@ -19,7 +19,7 @@ use super::world::{Event, World};
 use super::{format_time, Time, MS};
 use crate::codec::{Decode, Encode};
 use crate::raft::messages::{Index, NodeId, Request, Response};
-use crate::raft::{ApplyMsg, Config, Raft, Role, Status};
+use crate::raft::{ApplyMsg, Config, Raft, Status};
 use crate::service::applier::{Applier, Outcome};
 use crate::service::command::Command;
 use crate::service::state_machine::Op;
@@ -63,6 +63,9 @@ pub(super) struct SimNode {
 /// What one step of a server is fed.
 pub(super) enum StepInput {
     Tick,
+    Transfer {
+        target: NodeId,
+    },
     Request {
         from: usize,
         request: Request,
@@ -101,6 +104,8 @@ impl World {
         n.paused_since = None;
         let mut config = Config::new(id, peers);
         config.seed = stream_seed(self.seed, Stream::Node(node, n.incarnation));
+        config.pre_vote = self.knobs.pre_vote;
+        config.check_quorum = self.knobs.check_quorum;
         config.bug = self.options.bug;
         self.trace.node(
             id,
@@ -172,6 +177,15 @@ impl World {
         match input {
             None => {}
             Some(StepInput::Tick) => running.raft.tick(),
+            Some(StepInput::Transfer { target }) => {
+                if let Err(refused) = running.raft.transfer_leadership(target) {
+                    self.trace.node(
+                        id,
+                        before.term,
+                        format_args!("refused to transfer leadership to {target}: {refused}"),
+                    );
+                }
+            }
             Some(StepInput::Request {
                 from,
                 request,
@@ -202,14 +216,13 @@ impl World {
                 op,
             }) => {
                 let waiter = Waiter { client, attempt };
-                let proposed = match before.role {
-                    Role::Leader => running.raft.propose(op.encode()),
-                    _ => None,
-                };
-                let Some((index, term)) = proposed else {
-                    let reply = "ERR NO_LEADER not the leader; retry".to_string();
-                    outgoing.push(client_reply(waiter, reply, None));
-                    return self.finish_step(node, before, outgoing);
+                let (index, term) = match running.raft.propose(op.encode()) {
+                    Ok(proposed) => proposed,
+                    Err(refused) => {
+                        let reply = format!("ERR NO_LEADER {refused}; retry");
+                        outgoing.push(client_reply(waiter, reply, None));
+                        return self.finish_step(node, before, outgoing);
+                    }
                 };
                 let early = running.applier.wait_for(index, term, waiter);
                 if self.trace.on() {
@@ -323,7 +336,7 @@ impl World {
                     ..
                 } = &body
                 {
-                    if reply.vote_granted {
+                    if reply.vote_granted && !args.pre_vote {
                         self.checker
                             .on_vote_granted(node, reply.term, args.candidate_id)?;
                     }

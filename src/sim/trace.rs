@@ -159,9 +159,18 @@ pub(super) fn show(op: &Op) -> String {
 pub(super) fn show_request(request: &Request) -> String {
     match request {
         Request::RequestVote(a) => format!(
-            "RequestVote term={} last={}@{}",
-            a.term, a.last_log_index, a.last_log_term
+            "{}RequestVote term={} last={}@{}{}",
+            if a.pre_vote { "Pre" } else { "" },
+            a.term,
+            a.last_log_index,
+            a.last_log_term,
+            if a.leadership_transfer {
+                " (leadership transfer)"
+            } else {
+                ""
+            }
         ),
+        Request::TimeoutNow(a) => format!("TimeoutNow term={}", a.term),
         Request::AppendEntries(a) => format!(
             "AppendEntries term={} prev={}@{} entries={} commit={}",
             a.term,

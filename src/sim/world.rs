@@ -24,7 +24,7 @@ use super::knobs::{stream_seed, Knobs, Options, Stream};
 use super::network::Network;
 use super::packets::Packet;
 use super::runner::RunStats;
-use super::server::{SimNode, Waiter, TICK};
+use super::server::{SimNode, StepInput, Waiter, TICK};
 use super::trace::Trace;
 use super::{format_time, Time, SECOND};
 use crate::raft::messages::Index;
@@ -176,8 +176,8 @@ impl World {
         self.now
     }
 
-    /// Runs the schedule to its end; `Err` at the first violation.
-    pub(crate) fn run(&mut self) -> Result<(), Violation> {
+    /// Starts every server and client.
+    pub(crate) fn begin(&mut self) -> Result<(), Violation> {
         self.trace
             .sim("sim", format_args!("seed {} {}", self.seed, self.knobs));
         for node in 0..self.nodes.len() {
@@ -186,6 +186,29 @@ impl World {
         for client in 0..self.clients.len() {
             self.wake_client(client, 0);
         }
+        Ok(())
+    }
+
+    /// Handles every event due up to virtual time `until`, then sets the clock
+    /// there (for scripted scenarios).
+    pub(crate) fn advance_to(&mut self, until: Time) -> Result<(), Violation> {
+        while self.queue.peek().is_some_and(|next| next.0.at <= until) {
+            let Some(Reverse(next)) = self.queue.pop() else {
+                break;
+            };
+            self.now = next.at;
+            self.trace.set_now(self.now);
+            self.stats.steps += 1;
+            self.handle(next.event)?;
+        }
+        self.now = self.now.max(until);
+        self.trace.set_now(self.now);
+        Ok(())
+    }
+
+    /// Runs the schedule to its end; `Err` at the first violation.
+    pub(crate) fn run(&mut self) -> Result<(), Violation> {
+        self.begin()?;
         let gap = self.faults.next_gap();
         self.schedule(gap, Event::Fault);
         self.schedule(self.options.fault_time, Event::EndFaults);
@@ -238,7 +261,7 @@ impl World {
             Event::Fault => {
                 if self.phase == Phase::Faults {
                     if let Some(fault) = self.faults.next_fault() {
-                        self.inject(fault);
+                        self.inject(fault)?;
                     }
                     let gap = self.faults.next_gap();
                     self.schedule(gap, Event::Fault);
@@ -283,7 +306,7 @@ impl World {
 
     // ---- Faults ----
 
-    pub(super) fn inject(&mut self, fault: Fault) {
+    pub(super) fn inject(&mut self, fault: Fault) -> Result<(), Violation> {
         self.stats.faults += 1;
         match fault {
             Fault::Crash {
@@ -293,7 +316,7 @@ impl World {
             } => {
                 let n = &mut self.nodes[node];
                 if n.running.is_none() || n.crash_point.is_some() {
-                    return;
+                    return Ok(());
                 }
                 n.down_for = down_for;
                 let id = node + 1;
@@ -357,7 +380,7 @@ impl World {
             Fault::Pause { node, lasts } => {
                 let n = &mut self.nodes[node];
                 if n.running.is_none() || n.paused_since.is_some() {
-                    return;
+                    return Ok(());
                 }
                 n.paused_since = Some(self.now);
                 let incarnation = n.incarnation;
@@ -371,6 +394,32 @@ impl World {
                 );
                 self.schedule(lasts, Event::Resume { node, incarnation });
             }
+            Fault::Transfer { node } => {
+                let leader = (0..self.nodes.len()).find(|&i| {
+                    self.nodes[i]
+                        .running
+                        .as_ref()
+                        .is_some_and(|r| r.raft.status().role == crate::raft::Role::Leader)
+                });
+                let Some(leader) = leader else {
+                    return Ok(());
+                };
+                let target = if node == leader {
+                    (node + 1) % self.nodes.len()
+                } else {
+                    node
+                };
+                self.trace.sim(
+                    "sim",
+                    format_args!(
+                        "FAULT ask leader {} to hand leadership to {}",
+                        leader + 1,
+                        target + 1
+                    ),
+                );
+                let target = target as u64 + 1;
+                self.step(leader, Some(StepInput::Transfer { target }))?;
+            }
             Fault::FastClock {
                 node,
                 percent,
@@ -378,7 +427,7 @@ impl World {
             } => {
                 let n = &mut self.nodes[node];
                 if n.running.is_none() {
-                    return;
+                    return Ok(());
                 }
                 n.tick_every = TICK * 100 / (100 + percent);
                 let incarnation = n.incarnation;
@@ -393,23 +442,30 @@ impl World {
                 self.schedule(lasts, Event::ClockNormal { node, incarnation });
             }
         }
+        Ok(())
     }
 
-    /// Server `node` stops: everything but its disk is lost.
+    /// Server `node` stops: everything but its disk is lost. It restarts after
+    /// the fault's downtime (at once once the faults have ended).
     pub(super) fn crash(&mut self, node: usize) {
+        self.stop(node);
+        let down_for = self.nodes[node].down_for;
+        if self.phase == Phase::Faults {
+            self.schedule(down_for, Event::Restart { node });
+        } else {
+            self.schedule(0, Event::Restart { node });
+        }
+    }
+
+    /// Server `node` stops, with no restart scheduled.
+    pub(crate) fn stop(&mut self, node: usize) {
         self.checker.on_crash(node);
         let n = &mut self.nodes[node];
         n.running = None;
         n.crash_point = None;
         n.paused_since = None;
         n.inbox.clear();
-        let down_for = n.down_for;
         self.stats.crashes += 1;
-        if self.phase == Phase::Faults {
-            self.schedule(down_for, Event::Restart { node });
-        } else {
-            self.schedule(0, Event::Restart { node });
-        }
     }
 
     /// The faults stop: every server runs, every link works, nothing is lost.

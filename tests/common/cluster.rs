@@ -406,7 +406,7 @@ impl Cluster {
 
     /// Offers `command` to server `i`; `Some((index, term))` if it is leader.
     pub fn start(&self, i: usize, command: Vec<u8>) -> Option<(u64, u64)> {
-        self.node(i)?.start(command)
+        self.node(i)?.start(command).ok()
     }
 
     /// Server `i`'s term and whether it thinks it leads.

@@ -4,5 +4,6 @@ pub mod chromium;
 pub mod cluster;
 pub mod http;
 pub mod kv;
+pub mod links;
 pub mod network;
 pub mod procs;

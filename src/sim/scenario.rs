@@ -1,0 +1,218 @@
+//! Scripted scenarios: a test drives the simulated cluster by hand.
+//!
+//! The same servers, network and invariant checks as a random schedule, but no
+//! random faults and no clients: the test isolates, partitions, crashes and
+//! heals servers itself, proposes commands, asks for leadership transfers, and
+//! lets virtual time pass. The network is reliable (1–3 ms per message) unless
+//! the test cuts links. Every step is still checked against the paper's safety
+//! properties, so a scenario fails on a violation as well as on its own
+//! assertions. Runs are deterministic: a scenario either always passes or
+//! always fails.
+//!
+//! ```
+//! use raftkv::sim::scenario::Scenario;
+//! use raftkv::sim::SECOND;
+//!
+//! let mut cluster = Scenario::new(3, 1);
+//! let leader = cluster.wait_for_leader(5 * SECOND).unwrap();
+//! assert!(cluster.status(leader).is_some());
+//! ```
+
+use super::invariants::Violation;
+use super::knobs::Options;
+use super::network::Network;
+use super::server::StepInput;
+use super::trace::{Trace, TraceMode};
+use super::world::World;
+use super::{Time, MS};
+use crate::codec::Encode;
+use crate::raft::messages::{Index, NodeId, Term};
+use crate::raft::rng::Rng;
+use crate::raft::{ProposeError, Role, Status, TransferError};
+use crate::service::command::Command;
+use crate::service::state_machine::Op;
+
+/// The servers' minimum election timeout in virtual time (30 ticks of 10 ms).
+pub const ELECTION_TIMEOUT: Time = 300 * MS;
+
+/// A cluster a test drives by hand.
+pub struct Scenario {
+    world: World,
+}
+
+impl Scenario {
+    /// `nodes` servers with the servers' defaults (pre-vote and check-quorum
+    /// on), started at time 0; `seed` decides election timeouts and delays.
+    pub fn new(nodes: usize, seed: u64) -> Scenario {
+        Scenario::with(nodes, seed, true, true)
+    }
+
+    /// As [`Scenario::new`], choosing pre-vote and check-quorum.
+    pub fn with(nodes: usize, seed: u64, pre_vote: bool, check_quorum: bool) -> Scenario {
+        let options = Options {
+            nodes: Some(nodes),
+            clients: Some(0),
+            faults: Vec::new(),
+            lossy: false,
+            pre_vote: Some(pre_vote),
+            check_quorum: Some(check_quorum),
+            ..Options::default()
+        };
+        let mut world = World::new(seed, &options, Trace::new(TraceMode::Off, false));
+        world.knobs.snapshot_entries = 0;
+        world.net = Network::new(Rng::new(seed ^ 0x5ce4a), nodes, MS, 2 * MS, 0, 0);
+        let mut scenario = Scenario { world };
+        scenario.fail_on(|w| w.begin());
+        scenario
+    }
+
+    fn fail_on<T>(&mut self, f: impl FnOnce(&mut World) -> Result<T, Violation>) -> T {
+        match f(&mut self.world) {
+            Ok(t) => t,
+            Err(v) => panic!(
+                "invariant broken at {}: {v}",
+                super::format_time(self.world.now())
+            ),
+        }
+    }
+
+    fn index(&self, id: NodeId) -> usize {
+        let index = id as usize - 1;
+        assert!(index < self.world.nodes.len(), "no server {id}");
+        index
+    }
+
+    /// The current virtual time.
+    pub fn now(&self) -> Time {
+        self.world.now()
+    }
+
+    /// Lets `duration` of virtual time pass. Panics if an invariant breaks.
+    pub fn run_for(&mut self, duration: Time) {
+        let until = self.now() + duration;
+        self.fail_on(|w| w.advance_to(until));
+    }
+
+    /// Lets time pass, a millisecond at a time, until `done` holds or `limit`
+    /// has passed; returns how long it took, or `None` on timeout.
+    pub fn run_until(&mut self, limit: Time, done: impl Fn(&Scenario) -> bool) -> Option<Time> {
+        let start = self.now();
+        while self.now() - start <= limit {
+            if done(self) {
+                return Some(self.now() - start);
+            }
+            self.run_for(MS);
+        }
+        None
+    }
+
+    /// Waits up to `limit` for a single leader and returns its id.
+    pub fn wait_for_leader(&mut self, limit: Time) -> Option<NodeId> {
+        self.run_until(limit, |s| s.leader().is_some())?;
+        self.leader()
+    }
+
+    /// Server `id`'s status, if it is running.
+    pub fn status(&self, id: NodeId) -> Option<Status> {
+        let node = &self.world.nodes[self.index(id)];
+        node.running.as_ref().map(|r| r.raft.status())
+    }
+
+    /// The leader of the highest term any running server leads in.
+    pub fn leader(&self) -> Option<NodeId> {
+        (1..=self.world.nodes.len() as NodeId)
+            .filter_map(|id| self.status(id))
+            .filter(|s| s.role == Role::Leader)
+            .max_by_key(|s| s.term)
+            .map(|s| s.id)
+    }
+
+    /// The highest term of any running server.
+    pub fn max_term(&self) -> Term {
+        (1..=self.world.nodes.len() as NodeId)
+            .filter_map(|id| self.status(id))
+            .map(|s| s.term)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Cuts every link between server `id` and the others, both ways.
+    pub fn isolate(&mut self, id: NodeId) {
+        let me = self.index(id);
+        let others: Vec<usize> = (0..self.world.nodes.len()).filter(|&i| i != me).collect();
+        self.world.net.cut(&[me], &others);
+        self.world.net.cut(&others, &[me]);
+    }
+
+    /// Cuts the links from every server in `from` to every server in `to`
+    /// (one way: the other direction still works).
+    pub fn cut(&mut self, from: &[NodeId], to: &[NodeId]) {
+        let from: Vec<usize> = from.iter().map(|&id| self.index(id)).collect();
+        let to: Vec<usize> = to.iter().map(|&id| self.index(id)).collect();
+        self.world.net.cut(&from, &to);
+    }
+
+    /// Restores every link.
+    pub fn heal(&mut self) {
+        self.world.net.heal();
+    }
+
+    /// Stops server `id` at once (it keeps its disk).
+    pub fn crash(&mut self, id: NodeId) {
+        let index = self.index(id);
+        self.world.stop(index);
+    }
+
+    /// Restarts a crashed server `id` from its disk.
+    pub fn restart(&mut self, id: NodeId) {
+        let index = self.index(id);
+        self.fail_on(|w| w.start(index));
+    }
+
+    /// Proposes `PUT key value` at server `id`, as the service would.
+    pub fn propose(
+        &mut self,
+        id: NodeId,
+        key: &str,
+        value: &str,
+    ) -> Result<(Index, Term), ProposeError> {
+        let index = self.index(id);
+        let op = Op {
+            client_id: 0,
+            seq: 0,
+            command: Command::Put(key.into(), value.into()),
+        };
+        let running = self.world.nodes[index]
+            .running
+            .as_mut()
+            .ok_or(ProposeError::NotLeader)?;
+        let before = running.raft.status();
+        let proposed = running.raft.propose(op.encode());
+        self.fail_on(|w| w.finish_step(index, before, Vec::new()));
+        proposed
+    }
+
+    /// Asks server `leader` to hand leadership to `target` (thesis §3.10).
+    pub fn transfer(&mut self, leader: NodeId, target: NodeId) -> Result<(), TransferError> {
+        let index = self.index(leader);
+        let running = self.world.nodes[index]
+            .running
+            .as_mut()
+            .ok_or(TransferError::NotLeader)?;
+        let result = running.raft.transfer_leadership(target);
+        self.fail_on(|w| w.step(index, None::<StepInput>));
+        result
+    }
+
+    /// The value of `key` in server `id`'s state machine.
+    pub fn value(&self, id: NodeId, key: &str) -> Option<String> {
+        let node = &self.world.nodes[self.index(id)];
+        let running = node.running.as_ref()?;
+        running
+            .applier
+            .state_machine()
+            .kv()
+            .value(key)
+            .map(String::from)
+    }
+}
