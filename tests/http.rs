@@ -350,14 +350,18 @@ fn pipelined_requests_are_answered_in_order() {
 
 /// Without a majority, a leader's writes time out (504, outcome unknown) and
 /// `/health` says why; a lone follower has no leader (503 + Retry-After).
+/// With check-quorum on (the default) such a leader steps down at once, so
+/// this scenario runs with `-check-quorum=false`, the paper's rules; the test
+/// after it shows the default.
 #[test]
 fn lost_quorum_gives_504_and_no_leader_gives_503_with_retry_after() {
-    // Kill both followers. The leader keeps leading alone (there is no
-    // check-quorum); only an election between finding it and the kills could
-    // spoil that, and then the setup is simply repeated.
+    // Kill both followers. The leader keeps leading alone (check-quorum is
+    // off); only an election between finding it and the kills could spoil
+    // that, and then the setup is simply repeated.
     let (mut cluster, leader) = (0..3)
         .find_map(|_| {
-            let mut cluster = ProcCluster::start(3, &["-timeout-ms", "500"]);
+            let flags = ["-timeout-ms", "500", "-check-quorum=false"];
+            let mut cluster = ProcCluster::start(3, &flags);
             let leader = cluster.wait_for_leader();
             for i in (0..3).filter(|&i| i != leader) {
                 cluster.kill9(i);
@@ -401,6 +405,27 @@ fn lost_quorum_gives_504_and_no_leader_gives_503_with_retry_after() {
         .collect();
     assert_eq!(unreachable.len(), 2, "{view}");
     assert!(unreachable.iter().all(|m| m.get("error").is_some()));
+}
+
+/// Thesis §6.2 (check-quorum, on by default): a leader whose followers all
+/// died steps down within two election timeouts, so `/health` says there is
+/// no leader and writes get 503 with `Retry-After` at once, not a 504 after
+/// the request timeout.
+#[test]
+fn a_leader_that_loses_its_majority_steps_down_and_writes_get_503() {
+    let mut cluster = ProcCluster::start(3, &[]);
+    let leader = cluster.wait_for_leader();
+    for i in (0..3).filter(|&i| i != leader) {
+        cluster.kill9(i);
+    }
+    let addr = cluster.addr(leader);
+    cluster.wait_for("the leader to step down", Duration::from_secs(10), || {
+        let h = get(&addr, "/health");
+        h.status == 503 && json_str(&h.json(), "reason") == "NO_LEADER"
+    });
+    let r = request(&addr, "PUT", "/kv/k", Some(b"v"));
+    assert_eq!((r.status, r.error_code()), (503, "NO_LEADER".into()));
+    assert_eq!(r.header("retry-after"), Some("1"));
 }
 
 /// `promtool check metrics` accepts `/metrics` from every node of a busy

@@ -417,27 +417,47 @@ impl NodeLoop {
         true
     }
 
-    /// Persist, then send (and reply), then apply: the order [`crate::raft::Ready`] demands.
-    fn execute_ready(&mut self) -> io::Result<()> {
-        let ready = self.raft.ready();
-        if !ready.persist.is_empty() {
-            let started = Instant::now();
-            self.storage.save(&ready.persist)?;
-            let with_snapshot = ready.persist.snapshot.is_some();
-            self.shared
-                .metrics
-                .persisted(with_snapshot, started.elapsed());
-        }
-        for (reply, response) in self.pending_replies.drain(..) {
-            let _ = reply.send(response);
-        }
-        for message in ready.messages {
+    /// Hands requests to the per-peer senders.
+    fn send(&self, messages: Option<Vec<crate::raft::ready::Outbound>>) {
+        for message in messages.into_iter().flatten() {
             if let Some(sender) = self.senders.get(&message.to) {
                 sender.send(message.request);
             }
         }
-        if !ready.apply.is_empty() {
-            let _ = self.applier.send(ready.apply);
+    }
+
+    /// Persist, then send (and reply), then apply: the order [`crate::raft::Ready`] demands.
+    fn execute_ready(&mut self) -> io::Result<()> {
+        // A durable write can let the leader commit (§10.2.1), which makes a
+        // new Ready: loop until there is nothing left to do.
+        loop {
+            let ready = self.raft.ready();
+            if ready.is_empty() && self.pending_replies.is_empty() {
+                break;
+            }
+            let mut messages = Some(ready.messages);
+            if ready.send_first {
+                // Followers start writing while the leader does (§10.2.1).
+                self.send(messages.take());
+            }
+            if !ready.persist.is_empty() {
+                let started = Instant::now();
+                self.storage.save(&ready.persist)?;
+                let with_snapshot = ready.persist.snapshot.is_some();
+                self.shared
+                    .metrics
+                    .persisted(with_snapshot, started.elapsed());
+                if let Some((index, term)) = ready.persist.log.as_ref().and_then(|w| w.last()) {
+                    self.raft.persisted(index, term);
+                }
+            }
+            for (reply, response) in self.pending_replies.drain(..) {
+                let _ = reply.send(response);
+            }
+            self.send(messages);
+            if !ready.apply.is_empty() {
+                let _ = self.applier.send(ready.apply);
+            }
         }
         let status = self.raft.status();
         self.shared.metrics.observe(&status);

@@ -196,6 +196,10 @@ pub struct Raft {
     pub(super) unstable_from: Option<Index>,
     /// The leader appended entries that streaming followers have not been sent.
     pub(super) replicate_pending: bool,
+    /// The highest log index the runtime reported durable on this server's
+    /// own disk ([`Raft::persisted`]).
+    /// Invariant: `persisted_index <= log.last_index()`.
+    pub(super) persisted_index: Index,
 }
 
 impl Raft {
@@ -239,7 +243,10 @@ impl Raft {
             snapshot_changed: false,
             unstable_from: None,
             replicate_pending: false,
+            persisted_index: 0,
         };
+        // What storage returned is on disk.
+        raft.persisted_index = raft.log.last_index();
         raft.reset_election_timer();
         raft
     }
@@ -347,6 +354,10 @@ impl Raft {
             });
         }
         ready.messages = std::mem::take(&mut self.messages);
+        // Thesis §10.2.1: a leader's AppendEntries may leave before its own
+        // write completes (it counts itself only once `persisted` says so).
+        // Anything that follows a change of term or vote must wait for it.
+        ready.send_first = self.role == Role::Leader && ready.persist.hard_state.is_none();
         if std::mem::take(&mut self.snapshot_to_apply) {
             ready.apply.push(ApplyMsg::Snapshot(self.snapshot.clone()));
         }
@@ -456,6 +467,30 @@ impl Raft {
     /// Queues a request for a peer.
     pub(super) fn send(&mut self, to: NodeId, request: Request) {
         self.messages.push(Outbound { to, request });
+    }
+
+    /// Drops every log entry at `index` or later (a follower resolving a
+    /// conflict, §5.3): they must go from disk too, and no longer count as
+    /// durable.
+    pub(super) fn truncate_log_from(&mut self, index: Index) {
+        self.log.truncate_from(index);
+        self.mark_unstable(index);
+        self.persisted_index = self.persisted_index.min(index - 1);
+    }
+
+    /// The runtime made this server's log durable through `index`, whose entry
+    /// has `term` (the last entry of a [`Ready`]'s log write). Thesis §10.2.1: a
+    /// leader may send AppendEntries before its own write completes, and counts
+    /// itself toward a majority only from here on. Reports about entries since
+    /// replaced are ignored.
+    pub fn persisted(&mut self, index: Index, term: Term) {
+        if index <= self.persisted_index || self.log.term(index) != Some(term) {
+            return;
+        }
+        self.persisted_index = index;
+        if self.role == Role::Leader {
+            self.maybe_commit();
+        }
     }
 
     /// Records that the stored log must be rewritten from `index` on.

@@ -81,6 +81,13 @@ fn leader(n: u64) -> Raft {
     raft
 }
 
+/// What the runtime does after a Ready's save: reports the log write durable.
+fn report_persisted(raft: &mut Raft, ready: &super::ready::Ready) {
+    if let Some((index, term)) = ready.persist.log.as_ref().and_then(|w| w.last()) {
+        raft.persisted(index, term);
+    }
+}
+
 fn append(term: Term, prev: (Index, Term), terms: &[Term], leader_commit: Index) -> Request {
     Request::AppendEntries(AppendEntriesArgs {
         term,
@@ -406,6 +413,7 @@ fn the_leader_commits_an_entry_stored_on_a_majority() {
     );
     assert_eq!(ready.messages.len(), 2);
     assert!(ready.apply.is_empty(), "not committed yet");
+    report_persisted(&mut raft, &ready);
     let sent = ready.messages[0].request.clone();
     raft.handle_response(
         2,
@@ -460,6 +468,8 @@ fn leader_only_commits_entries_from_its_own_term() {
     );
     // Once an entry of term 4 is on a majority, both commit.
     raft.propose(b"y".to_vec()).expect("leader");
+    let ready = raft.ready();
+    report_persisted(&mut raft, &ready);
     raft.handle_response(2, &append(4, (1, 2), &[4], 0), ok);
     assert_eq!(raft.commit_index, 2);
 }
@@ -516,6 +526,8 @@ fn a_follower_behind_the_snapshot_gets_install_snapshot() {
     });
     for i in 1..=3u64 {
         raft.propose(vec![i as u8]).expect("leader");
+        let ready = raft.ready();
+        report_persisted(&mut raft, &ready);
         raft.handle_response(
             2,
             &append(1, (i - 1, u64::from(i > 1)), &[1], 0),
@@ -652,8 +664,40 @@ fn a_single_server_is_its_own_majority() {
     tick_until_candidate_or_leader(&mut raft);
     assert_eq!(raft.role, Role::Leader);
     raft.propose(b"solo".to_vec()).expect("leader");
+    let ready = raft.ready();
+    assert_eq!(raft.commit_index, 0, "not before its own write is durable");
+    report_persisted(&mut raft, &ready);
     assert_eq!(raft.commit_index, 1);
     assert_eq!(raft.ready().apply.len(), 1);
+}
+
+/// Reference: thesis §10.2.1 — a leader may send AppendEntries before its own
+/// write completes, so it counts itself toward a majority only once the
+/// runtime reports the write durable.
+#[test]
+fn the_leader_counts_itself_only_once_its_write_is_durable() {
+    let mut raft = leader(5);
+    raft.propose(b"x".to_vec()).expect("leader");
+    let ready = raft.ready();
+    assert!(ready.send_first, "a leader's appends may precede its write");
+    let ok = Response::AppendEntries(AppendEntriesReply {
+        term: 1,
+        success: true,
+        conflict_term: None,
+        conflict_index: 0,
+    });
+    for peer in [2, 3] {
+        raft.handle_response(peer, &append(1, (0, 0), &[1], 0), ok.clone());
+    }
+    assert_eq!(
+        raft.commit_index, 0,
+        "two followers and an unwritten leader"
+    );
+    report_persisted(&mut raft, &ready);
+    assert_eq!(raft.commit_index, 1);
+    // A report for an entry no longer in the log changes nothing.
+    raft.persisted(9, 1);
+    assert_eq!(raft.persisted_index, 1);
 }
 
 fn tick_until_candidate_or_leader(raft: &mut Raft) {

@@ -7,6 +7,12 @@
 //! what makes the core's promises true: a vote or an appended entry is on disk
 //! before any peer can learn of it (Figure 2: "respond to RPCs only after updating
 //! stable storage"), and nothing is applied before it is durable locally.
+//!
+//! One exception, thesis §10.2.1: when `send_first` is set (a leader whose term
+//! and vote did not change), the messages may be sent before or while `persist`
+//! is written, so followers write in parallel with the leader. After the write
+//! the runtime reports it with [`super::Raft::persisted`]; the leader counts
+//! itself toward a majority only then. Replies to RPCs always wait for the write.
 
 use super::messages::{Entry, Index, NodeId, Request, Term};
 use crate::codec::{Decode, DecodeError, Decoder, Encode, Encoder};
@@ -78,6 +84,18 @@ pub struct LogWrite {
     pub entries: Vec<Entry>,
 }
 
+impl LogWrite {
+    /// Index and term of the last entry written, to report to
+    /// [`super::Raft::persisted`] once the write is durable.
+    pub fn last(&self) -> Option<(Index, Term)> {
+        let last = self.entries.last()?;
+        Some((
+            self.first_index + self.entries.len() as Index - 1,
+            last.term,
+        ))
+    }
+}
+
 /// State that must be durable before the rest of a [`Ready`] is executed.
 ///
 /// Storage applies the parts in this order: `hard_state`, `snapshot` (then drop
@@ -134,6 +152,9 @@ pub struct Ready {
     pub messages: Vec<Outbound>,
     /// 3. Then apply these to the state machine.
     pub apply: Vec<ApplyMsg>,
+    /// The messages may be sent before `persist` is durable (see the module
+    /// documentation).
+    pub send_first: bool,
 }
 
 impl Ready {

@@ -190,8 +190,7 @@ impl Raft {
         let last_new_index = prev_log_index + entries.len() as Index;
         let replaces_suffix = !entries.is_empty() && self.log.last_index() > prev_log_index;
         if self.has_bug(Bug::TruncateWithoutConflict) && replaces_suffix {
-            self.log.truncate_from(prev_log_index + 1);
-            self.mark_unstable(prev_log_index + 1);
+            self.truncate_log_from(prev_log_index + 1);
         }
         for (offset, entry) in entries.into_iter().enumerate() {
             let index = prev_log_index + 1 + offset as Index;
@@ -199,7 +198,7 @@ impl Raft {
                 Some(term) if term == entry.term => continue,
                 Some(_) => {
                     debug_assert!(index > self.commit_index, "truncating a committed entry");
-                    self.log.truncate_from(index);
+                    self.truncate_log_from(index);
                 }
                 None => {}
             }
@@ -284,11 +283,13 @@ impl Raft {
     /// Only entries of the current term are committed by counting replicas; older
     /// ones commit indirectly with them (Figure 8 shows why).
     pub(super) fn maybe_commit(&mut self) -> bool {
+        // Thesis §10.2.1: the leader's own log counts only once it is on disk,
+        // since the runtime may send AppendEntries before the leader's write.
         let mut matched: Vec<Index> = self
             .progress
             .values()
             .map(|p| p.match_index)
-            .chain([self.log.last_index()])
+            .chain([self.persisted_index])
             .collect();
         matched.sort_unstable_by(|a, b| b.cmp(a));
         let Some(&majority_index) = matched.get(self.quorum() - 1) else {

@@ -19,6 +19,7 @@ use super::world::{Event, World};
 use super::{format_time, Time, MS};
 use crate::codec::{Decode, Encode};
 use crate::raft::messages::{Index, NodeId, Request, Response};
+use crate::raft::ready::Outbound;
 use crate::raft::{ApplyMsg, Config, Raft, Status};
 use crate::service::applier::{Applier, Outcome};
 use crate::service::command::Command;
@@ -282,6 +283,8 @@ impl World {
         mut outgoing: Vec<(Endpoint, Body)>,
     ) -> Result<Crashed, Violation> {
         let id = node as NodeId + 1;
+        // A durable write can let the leader commit (§10.2.1), and a snapshot
+        // makes a save of its own: loop until the core has nothing to do.
         loop {
             let Some(running) = self.nodes[node].running.as_mut() else {
                 return Ok(Crashed::Yes);
@@ -290,7 +293,15 @@ impl World {
             let after = running.raft.status();
             self.checker
                 .on_step(node, &before, &after, &ready.persist)?;
+            if ready.is_empty() && outgoing.is_empty() {
+                return Ok(Crashed::No);
+            }
             let crash_point = self.nodes[node].crash_point;
+            let mut requests = Some(ready.messages);
+            if ready.send_first {
+                // Thesis §10.2.1: followers write while the leader does.
+                self.send_requests(node, after.term, requests.take());
+            }
 
             // 1. Persist.
             if !ready.persist.is_empty() {
@@ -317,10 +328,16 @@ impl World {
                         format_args!("persisted {}", show_persist(&ready.persist)),
                     );
                 }
+                let last = ready.persist.log.as_ref().and_then(|w| w.last());
+                if let (Some((index, term)), Some(running)) =
+                    (last, self.nodes[node].running.as_mut())
+                {
+                    running.raft.persisted(index, term);
+                }
             }
 
             // 2. Send (replies to the RPCs just handled, then the core's requests).
-            let sends = !outgoing.is_empty() || !ready.messages.is_empty();
+            let sends = !outgoing.is_empty() || requests.as_ref().is_some_and(|r| !r.is_empty());
             if sends && crash_point == Some(CrashPoint::BeforeSend) {
                 self.trace.sim(
                     "sim",
@@ -343,52 +360,56 @@ impl World {
                 }
                 self.send(Endpoint::Node(node), to, body);
             }
-            let incarnation = self.nodes[node].incarnation;
-            for message in ready.messages {
-                if self.trace.on() {
-                    self.trace.node(
-                        id,
-                        after.term,
-                        format_args!("-> {} {}", message.to, show_request(&message.request)),
-                    );
-                }
-                let to = Endpoint::Node((message.to - 1) as usize);
-                let body = Body::Request {
-                    request: message.request,
-                    requester_incarnation: incarnation,
-                };
-                self.send(Endpoint::Node(node), to, body);
-            }
+            self.send_requests(node, after.term, requests);
 
             // 3. Apply.
-            if ready.apply.is_empty() {
-                return Ok(Crashed::No);
-            }
-            if crash_point == Some(CrashPoint::BeforeApply) {
-                self.trace.sim(
-                    "sim",
-                    format_args!("FAULT node {id} crashed after sending, before applying"),
-                );
-                self.crash(node);
-                return Ok(Crashed::Yes);
-            }
-            for msg in ready.apply {
-                self.apply(node, msg)?;
+            if !ready.apply.is_empty() {
+                if crash_point == Some(CrashPoint::BeforeApply) {
+                    self.trace.sim(
+                        "sim",
+                        format_args!("FAULT node {id} crashed after sending, before applying"),
+                    );
+                    self.crash(node);
+                    return Ok(Crashed::Yes);
+                }
+                for msg in ready.apply {
+                    self.apply(node, msg)?;
+                }
             }
 
             // The service snapshots once enough entries were applied (src/service/replica.rs).
             let Some(running) = self.nodes[node].running.as_mut() else {
                 return Ok(Crashed::Yes);
             };
-            let threshold = self.knobs.snapshot_entries;
-            if threshold == 0 || running.since_snapshot < threshold {
-                return Ok(Crashed::No);
-            }
-            running.since_snapshot = 0;
-            let index = running.applier.last_applied();
-            let data = running.applier.state_machine().snapshot();
             before = running.raft.status();
-            running.raft.snapshot(index, data);
+            let threshold = self.knobs.snapshot_entries;
+            if threshold > 0 && running.since_snapshot >= threshold {
+                running.since_snapshot = 0;
+                let index = running.applier.last_applied();
+                let data = running.applier.state_machine().snapshot();
+                running.raft.snapshot(index, data);
+            }
+        }
+    }
+
+    /// Sends the core's requests from server `node` (in `term`, for the trace).
+    fn send_requests(&mut self, node: usize, term: u64, requests: Option<Vec<Outbound>>) {
+        let id = node as NodeId + 1;
+        let incarnation = self.nodes[node].incarnation;
+        for message in requests.into_iter().flatten() {
+            if self.trace.on() {
+                self.trace.node(
+                    id,
+                    term,
+                    format_args!("-> {} {}", message.to, show_request(&message.request)),
+                );
+            }
+            let to = Endpoint::Node((message.to - 1) as usize);
+            let body = Body::Request {
+                request: message.request,
+                requester_incarnation: incarnation,
+            };
+            self.send(Endpoint::Node(node), to, body);
         }
     }
 
