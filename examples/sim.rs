@@ -34,7 +34,7 @@ usage: sim [flags]
                     (default all; a seed switches some off); 'none' for none
   -lossless         never drop or duplicate messages
   -bug NAME         break one rule on purpose: figure8, no-election-restriction,
-                    unpersisted-vote, truncate-without-conflict
+                    unpersisted-vote, truncate-without-conflict, read-index-any-term
   -shrink           after a violation, look for fewer faults that still fail
   -keep-going       report every failing seed instead of stopping at the first
   -h                print this help";

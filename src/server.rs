@@ -232,6 +232,9 @@ impl Server {
         raft_config.seed = clock_seed() ^ id;
         raft_config.pre_vote = config.pre_vote;
         raft_config.check_quorum = config.check_quorum;
+        // Reads are served by ReadIndex, which needs a commit in each new
+        // leader's term (thesis §6.4).
+        raft_config.noop_on_election = true;
         let (apply_tx, apply_rx) = mpsc::sync_channel(1024);
         let node = Arc::new(Node::new(
             raft_config,

@@ -92,11 +92,9 @@ fn forged_requests(from: u64) -> Vec<Request> {
             leader_id: from,
             prev_log_index: 0,
             prev_log_term: 0,
-            entries: vec![Entry {
-                term: 1000,
-                command: put.encode(),
-            }],
+            entries: vec![Entry::command(1000, put.encode())],
             leader_commit: 1,
+            read_seq: 0,
         }),
         Request::InstallSnapshot(InstallSnapshotArgs {
             term: 1000,
@@ -326,7 +324,9 @@ fn a_replayed_peer_conversation_is_refused_and_changes_nothing() {
 
 /// A node restarted with another cluster key can neither vote, append nor
 /// disrupt: its ever higher terms never reach the others, its log stays
-/// behind, and both sides say so in their logs.
+/// behind, and both sides say so in their logs. The outsider runs without
+/// pre-vote, so it campaigns with ever higher terms, the strongest attempt to
+/// disrupt (with pre-vote it would never raise its term at all).
 #[test]
 fn a_node_with_another_key_cannot_vote_append_or_disrupt_and_says_so() {
     let mut cluster = ProcCluster::start(3, &[]);
@@ -337,7 +337,11 @@ fn a_node_with_another_key_cannot_vote_append_or_disrupt_and_says_so() {
     cluster.kill9(outsider);
     cluster.set_node_flags(
         outsider,
-        &["-cluster-key-file", other_key.to_str().unwrap()],
+        &[
+            "-cluster-key-file",
+            other_key.to_str().unwrap(),
+            "-pre-vote=false",
+        ],
     );
     cluster.spawn(outsider);
     cluster.wait_until_up(outsider);
@@ -617,7 +621,8 @@ fn requests_in_expired_sessions_are_refused_not_reexecuted() {
     );
     library.put("lib", "3").unwrap();
     assert_eq!(library.get("lib").unwrap().as_deref(), Some("3"));
-    let unknown = cluster.request(0, &["CLIENT 99999999 1 GET log"]);
+    // (A read needs no session: it is served by ReadIndex, outside the log.)
+    let unknown = cluster.request(0, &["CLIENT 99999999 1 PUT log y"]);
     assert!(unknown[0].starts_with("ERR SESSION_UNKNOWN"), "{unknown:?}");
 }
 

@@ -85,6 +85,13 @@ pub enum Event {
         /// Receives the entry's index and term, or why it was refused.
         reply: Sender<Result<(Index, Term), ProposeError>>,
     },
+    /// The service asks to serve read `id` by ReadIndex (thesis §6.4).
+    ReadIndex {
+        /// The service's read id.
+        id: u64,
+        /// Receives whether Raft took the read.
+        reply: Sender<Result<(), ProposeError>>,
+    },
     /// The service asks to hand leadership to `target` (thesis §3.10).
     TransferLeadership {
         /// The server that should lead.
@@ -210,6 +217,15 @@ impl Node {
     pub fn start(&self, command: Vec<u8>) -> Result<(Index, Term), ProposeError> {
         let (reply, rx) = mpsc::channel();
         self.send_event(Event::Propose { command, reply });
+        rx.recv().unwrap_or(Err(ProposeError::NotLeader))
+    }
+
+    /// Asks the leader to serve read `id` without a log entry (thesis §6.4).
+    /// Returns at once; `ApplyMsg::Read { id, .. }` arrives on the apply
+    /// channel when the read may be answered, or `ApplyMsg::ReadFailed`.
+    pub fn read_index(&self, id: u64) -> Result<(), ProposeError> {
+        let (reply, rx) = mpsc::channel();
+        self.send_event(Event::ReadIndex { id, reply });
         rx.recv().unwrap_or(Err(ProposeError::NotLeader))
     }
 
@@ -405,6 +421,9 @@ impl NodeLoop {
             } => self.raft.handle_response(from, &request, response),
             Event::Propose { command, reply } => {
                 let _ = reply.send(self.raft.propose(command));
+            }
+            Event::ReadIndex { id, reply } => {
+                let _ = reply.send(self.raft.read_index(id));
             }
             Event::TransferLeadership { target, reply } => {
                 let _ = reply.send(self.raft.transfer_leadership(target));

@@ -192,6 +192,7 @@ fn merge(a: &Request, b: &Request) -> Option<Request> {
     let mut merged = a.clone();
     merged.entries.extend(b.entries.iter().cloned());
     merged.leader_commit = a.leader_commit.max(b.leader_commit);
+    merged.read_seq = a.read_seq.max(b.read_seq);
     Some(Request::AppendEntries(merged))
 }
 
@@ -206,14 +207,9 @@ mod tests {
             leader_id: 1,
             prev_log_index: prev,
             prev_log_term: 2,
-            entries: vec![
-                Entry {
-                    term: 2,
-                    command: vec![7]
-                };
-                n
-            ],
+            entries: vec![Entry::command(2, vec![7]); n],
             leader_commit: commit,
+            read_seq: 0,
         })
     }
 

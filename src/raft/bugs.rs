@@ -25,15 +25,19 @@ pub enum Bug {
     /// `prev_log_index` even when the entries there match, so a delayed, shorter
     /// AppendEntries erases entries it already acknowledged.
     TruncateWithoutConflict,
+    /// Thesis §6.4 off: a new leader serves reads before it has committed an
+    /// entry of its own term, with a commit index that may be stale.
+    ReadIndexAnyTerm,
 }
 
 impl Bug {
     /// Every bug, in a fixed order.
-    pub const ALL: [Bug; 4] = [
+    pub const ALL: [Bug; 5] = [
         Bug::Figure8,
         Bug::NoElectionRestriction,
         Bug::UnpersistedVote,
         Bug::TruncateWithoutConflict,
+        Bug::ReadIndexAnyTerm,
     ];
 
     /// The name used on command lines (`-bug figure8`).
@@ -43,6 +47,7 @@ impl Bug {
             Bug::NoElectionRestriction => "no-election-restriction",
             Bug::UnpersistedVote => "unpersisted-vote",
             Bug::TruncateWithoutConflict => "truncate-without-conflict",
+            Bug::ReadIndexAnyTerm => "read-index-any-term",
         }
     }
 
@@ -56,6 +61,9 @@ impl Bug {
             Bug::UnpersistedVote => "Figure 2: persist currentTerm and votedFor before replying",
             Bug::TruncateWithoutConflict => {
                 "Figure 2, AppendEntries step 3: truncate only on a conflicting entry"
+            }
+            Bug::ReadIndexAnyTerm => {
+                "thesis §6.4: serve reads only after committing an entry of the current term"
             }
         }
     }

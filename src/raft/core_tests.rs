@@ -27,10 +27,7 @@ fn entries(terms: &[Term]) -> Vec<Entry> {
     terms
         .iter()
         .enumerate()
-        .map(|(i, &term)| Entry {
-            term,
-            command: format!("c{}", i + 1).into_bytes(),
-        })
+        .map(|(i, &term)| Entry::command(term, format!("c{}", i + 1).into_bytes()))
         .collect()
 }
 
@@ -96,12 +93,10 @@ fn append(term: Term, prev: (Index, Term), terms: &[Term], leader_commit: Index)
         prev_log_term: prev.1,
         entries: terms
             .iter()
-            .map(|&t| Entry {
-                term: t,
-                command: b"x".to_vec(),
-            })
+            .map(|&t| Entry::command(t, b"x".to_vec()))
             .collect(),
         leader_commit,
+        read_seq: 0,
     })
 }
 
@@ -373,7 +368,7 @@ fn followers_commit_up_to_what_they_have_verified() {
         .iter()
         .map(|m| match m {
             ApplyMsg::Command { index, .. } => *index,
-            ApplyMsg::Snapshot(_) => 0,
+            _ => 0,
         })
         .collect();
     assert_eq!(applied, vec![1, 2]);
@@ -407,6 +402,7 @@ fn the_leader_commits_an_entry_stored_on_a_majority() {
             first_index: 1,
             entries: vec![Entry {
                 term: 1,
+                kind: EntryKind::Command,
                 command: b"x".to_vec()
             }]
         })

@@ -13,7 +13,7 @@
 
 use super::bugs::Bug;
 use super::core::{Raft, Role};
-use super::messages::{NodeId, Request, RequestVoteArgs, RequestVoteReply};
+use super::messages::{Entry, NodeId, Request, RequestVoteArgs, RequestVoteReply};
 use super::progress::Progress;
 use crate::{debug, info};
 
@@ -180,6 +180,12 @@ impl Raft {
             .iter()
             .map(|&p| (p, Progress::new(last)))
             .collect();
+        if self.config.noop_on_election {
+            // §8: commit an entry of this term at once, which settles which
+            // earlier entries are committed (and lets reads be served, §6.4).
+            let index = self.log.append(Entry::noop(self.current_term));
+            self.mark_unstable(index);
+        }
         let voters: Vec<String> = self.votes_granted.iter().map(|v| v.to_string()).collect();
         info!(
             self.id,

@@ -22,10 +22,7 @@ fn server_at(id: NodeId, n: u64, term: Term, terms: &[Term]) -> Raft {
     assert!(config.pre_vote && config.check_quorum, "on by default");
     let entries = terms
         .iter()
-        .map(|&t| Entry {
-            term: t,
-            command: vec![t as u8],
-        })
+        .map(|&t| Entry::command(t, vec![t as u8]))
         .collect();
     let initial = InitialState {
         hard_state: HardState {
@@ -101,6 +98,7 @@ fn follower_of_2(id: NodeId, term: Term) -> Raft {
         prev_log_term: 0,
         entries: vec![],
         leader_commit: 0,
+        read_seq: 0,
     });
     raft.handle_request(2, heartbeat);
     assert_eq!(raft.leader_id, Some(2));

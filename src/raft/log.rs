@@ -159,10 +159,7 @@ mod tests {
     fn log_with_terms(snapshot_index: Index, snapshot_term: Term, terms: &[Term]) -> RaftLog {
         let entries = terms
             .iter()
-            .map(|&term| Entry {
-                term,
-                command: vec![term as u8],
-            })
+            .map(|&term| Entry::command(term, vec![term as u8]))
             .collect();
         RaftLog::new(snapshot_index, snapshot_term, entries)
     }
@@ -198,10 +195,7 @@ mod tests {
     fn entries_from_respects_the_byte_budget_but_takes_at_least_one() {
         let mut log = RaftLog::default();
         for _ in 0..5 {
-            log.append(Entry {
-                term: 1,
-                command: vec![0; 100],
-            });
+            log.append(Entry::command(1, vec![0; 100]));
         }
         assert_eq!(log.entries_from(1, 250).len(), 2);
         assert_eq!(log.entries_from(1, 10).len(), 1);

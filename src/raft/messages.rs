@@ -15,15 +15,47 @@ pub type Term = u64;
 pub type Index = u64;
 
 /// Version byte opening every encoded request and reply.
-pub const WIRE_VERSION: u8 = 2;
+pub const WIRE_VERSION: u8 = 3;
 
-/// One log entry: the leader's term when it was created, and an opaque command.
+/// What a log entry is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryKind {
+    /// A client's command for the state machine (opaque to Raft).
+    Command,
+    /// An empty entry a new leader appends to commit an entry of its own term
+    /// at once (§8, thesis §6.4); the state machine ignores it.
+    Noop,
+}
+
+/// One log entry: the leader's term when it was created, and what it carries.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
     /// Term in which the leader received the command.
     pub term: Term,
-    /// The state machine command; Raft never looks inside.
+    /// Whether it is a client's command or Raft's own.
+    pub kind: EntryKind,
+    /// The state machine command; Raft never looks inside (empty for a no-op).
     pub command: Vec<u8>,
+}
+
+impl Entry {
+    /// A client command in `term`.
+    pub fn command(term: Term, command: Vec<u8>) -> Self {
+        Entry {
+            term,
+            kind: EntryKind::Command,
+            command,
+        }
+    }
+
+    /// A leader's no-op in `term`.
+    pub fn noop(term: Term) -> Self {
+        Entry {
+            term,
+            kind: EntryKind::Noop,
+            command: Vec::new(),
+        }
+    }
 }
 
 /// RequestVote arguments, sent by candidates to gather votes (§5.2).
@@ -69,6 +101,9 @@ pub struct AppendEntriesArgs {
     pub entries: Vec<Entry>,
     /// Leader's commit index.
     pub leader_commit: Index,
+    /// The leader's ReadIndex heartbeat round when it sent this (thesis §6.4):
+    /// the reply acknowledges that round.
+    pub read_seq: u64,
 }
 
 /// AppendEntries reply, with the hints for fast log backtracking (§5.3, last paragraphs).
@@ -175,17 +210,31 @@ impl Response {
     }
 }
 
+const KIND_COMMAND: u8 = 0;
+const KIND_NOOP: u8 = 1;
+
 impl Encode for Entry {
     fn encode_to(&self, e: &mut Encoder) {
         e.put_uvarint(self.term);
+        e.put_u8(match self.kind {
+            EntryKind::Command => KIND_COMMAND,
+            EntryKind::Noop => KIND_NOOP,
+        });
         e.put_bytes(&self.command);
     }
 }
 
 impl Decode for Entry {
     fn decode_from(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
+        let term = d.get_uvarint()?;
+        let kind = match d.get_u8()? {
+            KIND_COMMAND => EntryKind::Command,
+            KIND_NOOP => EntryKind::Noop,
+            other => return Err(DecodeError::Corrupt(format!("unknown entry kind {other}"))),
+        };
         Ok(Entry {
-            term: d.get_uvarint()?,
+            term,
+            kind,
             command: d.get_vec()?,
         })
     }
@@ -231,6 +280,7 @@ impl Encode for Request {
                 e.put_uvarint(a.prev_log_term);
                 e.put_seq(&a.entries);
                 e.put_uvarint(a.leader_commit);
+                e.put_uvarint(a.read_seq);
             }
             Request::InstallSnapshot(a) => {
                 e.put_u8(TAG_INSTALL_SNAPSHOT);
@@ -267,6 +317,7 @@ impl Decode for Request {
                 prev_log_term: d.get_uvarint()?,
                 entries: d.get_seq()?,
                 leader_commit: d.get_uvarint()?,
+                read_seq: d.get_uvarint()?,
             }),
             TAG_INSTALL_SNAPSHOT => Request::InstallSnapshot(InstallSnapshotArgs {
                 term: d.get_uvarint()?,
@@ -357,16 +408,11 @@ mod tests {
                 prev_log_index: 41,
                 prev_log_term: 5,
                 entries: vec![
-                    Entry {
-                        term: 7,
-                        command: b"put x 1".to_vec(),
-                    },
-                    Entry {
-                        term: 7,
-                        command: vec![],
-                    },
+                    Entry::command(7, b"put x 1".to_vec()),
+                    Entry::command(7, vec![]),
                 ],
                 leader_commit: 40,
+                read_seq: 0,
             }),
             Request::InstallSnapshot(InstallSnapshotArgs {
                 term: 9,

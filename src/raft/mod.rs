@@ -19,6 +19,7 @@ pub mod leadership;
 pub mod log;
 pub mod messages;
 pub mod progress;
+mod read_index;
 pub mod ready;
 pub mod replication;
 pub mod rng;
@@ -28,6 +29,8 @@ mod snapshot;
 mod core_tests;
 #[cfg(test)]
 mod leadership_tests;
+#[cfg(test)]
+mod read_index_tests;
 
 pub use self::bugs::Bug;
 pub use self::core::{Config, InitialState, Raft, Role, Status};

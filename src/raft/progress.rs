@@ -27,6 +27,8 @@ pub struct Progress {
     /// Whether the follower replied since the leader's last check-quorum round
     /// (thesis §6.2).
     pub recent_active: bool,
+    /// The last ReadIndex heartbeat round the follower answered (thesis §6.4).
+    pub read_ack: u64,
 }
 
 impl Progress {
@@ -37,6 +39,7 @@ impl Progress {
             next_index: last_log_index + 1,
             state: ReplicationState::Probe,
             recent_active: false,
+            read_ack: 0,
         }
     }
 

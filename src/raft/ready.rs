@@ -132,6 +132,29 @@ pub enum ApplyMsg {
     /// Replace the whole state with this snapshot; later commands continue from
     /// `last_included_index + 1`. Never moves the state machine backwards.
     Snapshot(Snapshot),
+    /// A committed entry Raft wrote for itself (a leader's no-op): nothing to
+    /// apply, but it takes its index.
+    Internal {
+        /// The entry's log index.
+        index: Index,
+        /// The entry's term.
+        term: Term,
+    },
+    /// The read admitted as `id` by [`super::Raft::read_index`] is confirmed:
+    /// every entry through `index` precedes this message, so answering it from
+    /// the state machine now is linearizable (thesis §6.4).
+    Read {
+        /// The caller's read id.
+        id: u64,
+        /// The read index: the leader's commit index when the read arrived.
+        index: Index,
+    },
+    /// The read admitted as `id` cannot be confirmed: this server stopped
+    /// being leader first. Nothing was read; retry elsewhere.
+    ReadFailed {
+        /// The caller's read id.
+        id: u64,
+    },
 }
 
 /// A request for the runtime to deliver to a peer.

@@ -46,7 +46,7 @@ impl Raft {
             return Err(ProposeError::Transferring(transfer.target));
         }
         let term = self.current_term;
-        let index = self.log.append(Entry { term, command });
+        let index = self.log.append(Entry::command(term, command));
         self.mark_unstable(index);
         // Sent at the next `ready()`, so a burst of proposals shares one message.
         self.replicate_pending = true;
@@ -117,6 +117,7 @@ impl Raft {
             prev_log_term,
             entries,
             leader_commit: self.commit_index,
+            read_seq: self.reads.seq,
         };
         self.send(peer, Request::AppendEntries(args));
     }
@@ -227,6 +228,8 @@ impl Raft {
         if self.role != Role::Leader {
             return;
         }
+        // Any answer in this term acknowledges the leader's read round (§6.4).
+        self.acknowledge_read_round(from, args.read_seq);
         let last_index = self.log.last_index();
         let next_after_rejection = self.next_index_after_rejection(&reply);
         let Some(progress) = self.progress.get_mut(&from) else {
@@ -302,6 +305,7 @@ impl Raft {
                 self.id,
                 self.current_term, "committed up to {majority_index}"
             );
+            self.admit_waiting_reads();
             return true;
         }
         false

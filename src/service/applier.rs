@@ -7,9 +7,14 @@
 //! outcome is **unknown**. This logic has no threads and no clock, so the
 //! threaded [`super::replica::Replica`] and the simulator share it: whatever
 //! the simulator checks about outcomes is what the server does.
+//!
+//! Reads served by ReadIndex (thesis §6.4) wait here too, by the read id given
+//! to Raft: when Raft confirms the read, every entry it must see has been
+//! applied, and the read is answered from the state machine as it is then.
 
 use std::collections::{BTreeMap, VecDeque};
 
+use super::command::Command;
 use super::state_machine::{Op, StateMachine};
 use crate::codec::{Decode, DecodeError};
 use crate::raft::messages::{Index, Term};
@@ -38,8 +43,11 @@ pub struct Applier<W> {
     last_applied: Index,
     /// Proposals waiting for their index to be applied, with their term.
     waiters: BTreeMap<Index, (Term, W)>,
-    /// Outcomes of the last [`RECENT_OUTCOMES`] applied entries.
-    recent: VecDeque<(Index, Term, String)>,
+    /// Outcomes of the last [`RECENT_OUTCOMES`] applied entries (`None` for
+    /// an entry Raft wrote for itself).
+    recent: VecDeque<(Index, Term, Option<String>)>,
+    /// Reads waiting for Raft to confirm them, by read id.
+    reads: BTreeMap<u64, (Command, W)>,
 }
 
 impl<W> Default for Applier<W> {
@@ -49,6 +57,7 @@ impl<W> Default for Applier<W> {
             last_applied: 0,
             waiters: BTreeMap::new(),
             recent: VecDeque::with_capacity(RECENT_OUTCOMES),
+            reads: BTreeMap::new(),
         }
     }
 }
@@ -78,7 +87,7 @@ impl<W> Applier<W> {
         }
         let seen = self.recent.iter().rev().find(|(i, ..)| *i == index);
         Some(match seen {
-            Some((_, t, reply)) if *t == term => Outcome::Reply(reply.clone()),
+            Some((_, t, Some(reply))) if *t == term => Outcome::Reply(reply.clone()),
             Some(_) => Outcome::Replaced,
             None => Outcome::Unknown,
         })
@@ -97,11 +106,7 @@ impl<W> Applier<W> {
             Ok(op) => self.sm.apply(&op),
             Err(e) => format!("ERR BAD_REQUEST undecodable entry: {e}"),
         };
-        self.last_applied = index;
-        if self.recent.len() == RECENT_OUTCOMES {
-            self.recent.pop_front();
-        }
-        self.recent.push_back((index, term, reply.clone()));
+        self.remember(index, term, Some(reply.clone()));
         let woken = self.waiters.remove(&index).map(|(waiter_term, waiter)| {
             // Another leader's entry took this index: ours was never applied.
             let outcome = if waiter_term == term {
@@ -112,6 +117,52 @@ impl<W> Applier<W> {
             (waiter, outcome)
         });
         (reply, woken)
+    }
+
+    /// Records the outcome of the entry just applied at `index`.
+    fn remember(&mut self, index: Index, term: Term, reply: Option<String>) {
+        self.last_applied = index;
+        if self.recent.len() == RECENT_OUTCOMES {
+            self.recent.pop_front();
+        }
+        self.recent.push_back((index, term, reply));
+    }
+
+    /// Applies an entry Raft wrote for itself (a leader's no-op): the state
+    /// machine does nothing, but a proposal waiting on its index was replaced.
+    pub fn skip(&mut self, index: Index, term: Term) -> Option<(W, Outcome)> {
+        debug_assert_eq!(index, self.last_applied + 1, "applies are consecutive");
+        self.remember(index, term, None);
+        self.waiters
+            .remove(&index)
+            .map(|(_, waiter)| (waiter, Outcome::Replaced))
+    }
+
+    /// Registers `waiter` for read `id` of `command`, before the read is
+    /// handed to Raft (so its confirmation cannot arrive first).
+    pub fn wait_read(&mut self, id: u64, command: Command, waiter: W) {
+        self.reads.insert(id, (command, waiter));
+    }
+
+    /// Forgets read `id` (Raft refused it), returning its waiter.
+    pub fn cancel_read(&mut self, id: u64) -> Option<W> {
+        self.reads.remove(&id).map(|(_, waiter)| waiter)
+    }
+
+    /// Raft confirmed read `id`: answers it from the state machine now.
+    pub fn read(&mut self, id: u64) -> Option<(W, Outcome)> {
+        let (command, waiter) = self.reads.remove(&id)?;
+        let reply = self
+            .sm
+            .read(&command)
+            .unwrap_or_else(|| "ERR BAD_REQUEST not a read".into());
+        Some((waiter, Outcome::Reply(reply)))
+    }
+
+    /// Raft could not confirm read `id` (leadership was lost): nothing was read.
+    pub fn read_failed(&mut self, id: u64) -> Option<(W, Outcome)> {
+        self.cancel_read(id)
+            .map(|waiter| (waiter, Outcome::Replaced))
     }
 
     /// Replaces the state with a snapshot's through `index`. Proposals at or

@@ -298,6 +298,14 @@ pub fn to_line(command: &Command) -> String {
     }
 }
 
+impl Command {
+    /// Whether the command only reads (`GET`, `BALANCE`, `AUDIT`): such
+    /// commands are served by ReadIndex, not through the log (thesis §6.4).
+    pub fn is_read(&self) -> bool {
+        matches!(self, Command::Get(_) | Command::Balance(_) | Command::Audit)
+    }
+}
+
 /// The command's word in lowercase (`put`, `transfer`, ...), for metrics.
 pub fn word(command: &Command) -> &'static str {
     match command {

@@ -7,11 +7,15 @@
 //! wakes the waiting request, and snapshots once the log has grown past a
 //! threshold.
 //!
-//! Linearizability: every command, reads included, goes through the log, so a
-//! reply reflects exactly the operations committed before it. A deposed leader
-//! cannot answer: its proposal either never commits or is replaced, and the
-//! waiter learns that from the entry applied at its index.
+//! Linearizability: every write goes through the log, so a reply reflects
+//! exactly the operations committed before it; a deposed leader cannot answer,
+//! since its proposal either never commits or is replaced, and the waiter
+//! learns that from the entry applied at its index. Reads (`GET`, `BALANCE`,
+//! `AUDIT`) skip the log: Raft confirms with one heartbeat round that this
+//! server still leads, then the read is answered once the state machine has
+//! applied the read index (ReadIndex, thesis §6.4).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
@@ -46,6 +50,8 @@ pub struct Replica {
     node: Arc<Node>,
     applied: Arc<Mutex<Applied>>,
     apply_loop: Mutex<Option<JoinHandle<()>>>,
+    /// The next ReadIndex read id.
+    next_read: AtomicU64,
 }
 
 impl Replica {
@@ -65,6 +71,7 @@ impl Replica {
             node,
             applied,
             apply_loop: Mutex::new(apply_loop),
+            next_read: AtomicU64::new(1),
         }
     }
 
@@ -73,14 +80,15 @@ impl Replica {
         &self.node
     }
 
-    /// Proposes `op` and waits up to `timeout` for its reply.
+    /// Executes `op` and waits up to `timeout` for its reply: a write is
+    /// proposed through the log, a read is served by ReadIndex.
     pub fn execute(&self, op: &Op, timeout: Duration) -> Result<String, ExecError> {
+        if op.command.is_read() {
+            return self.read(op, timeout);
+        }
         let metrics = self.node.metrics();
         // Not the leader: no proposal was made (the frontend forwards instead).
-        let (index, term) = self.node.start(op.encode()).map_err(|e| match e {
-            ProposeError::NotLeader => ExecError::NotLeader,
-            ProposeError::Transferring(to) => ExecError::Transferring(to),
-        })?;
+        let (index, term) = self.node.start(op.encode()).map_err(refused)?;
         metrics.proposals_pending.inc();
         let (tx, rx) = mpsc::channel();
         let early = lock(&self.applied).wait_for(index, term, tx);
@@ -94,6 +102,29 @@ impl Replica {
             }
             Some(Outcome::Unknown) | None => {
                 metrics.proposals_failed_timeout.inc();
+                Err(ExecError::Timeout)
+            }
+        }
+    }
+
+    /// Thesis §6.4: a read without a log entry. Registers the read, asks Raft
+    /// to confirm this server still leads, and answers once the state machine
+    /// has applied the read index. A session's read is not recorded in its
+    /// session (reads change nothing, so retrying one is harmless).
+    fn read(&self, op: &Op, timeout: Duration) -> Result<String, ExecError> {
+        let id = self.next_read.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = mpsc::channel();
+        lock(&self.applied).wait_read(id, op.command.clone(), tx);
+        if let Err(e) = self.node.read_index(id) {
+            lock(&self.applied).cancel_read(id);
+            return Err(refused(e));
+        }
+        let outcome = rx.recv_timeout(timeout).ok();
+        match outcome {
+            Some(Outcome::Reply(reply)) => Ok(reply),
+            Some(Outcome::Replaced) => Err(ExecError::NotLeader),
+            Some(Outcome::Unknown) | None => {
+                lock(&self.applied).cancel_read(id);
                 Err(ExecError::Timeout)
             }
         }
@@ -130,6 +161,14 @@ impl Replica {
     }
 }
 
+/// Why Raft refused to take a proposal or a read.
+fn refused(e: ProposeError) -> ExecError {
+    match e {
+        ProposeError::NotLeader => ExecError::NotLeader,
+        ProposeError::Transferring(to) => ExecError::Transferring(to),
+    }
+}
+
 /// What one log entry costs beyond its command's bytes, in memory and on disk
 /// (its term, index, record header, allocation), for the snapshot threshold.
 pub const ENTRY_COST: usize = 64;
@@ -163,6 +202,22 @@ fn run_apply_loop(
                     drop(state);
                     since_snapshot = 0;
                     node.snapshot(index, data);
+                }
+            }
+            ApplyMsg::Internal { index, term } => {
+                since_snapshot += ENTRY_COST;
+                if let Some((waiter, outcome)) = lock(applied).skip(index, term) {
+                    let _ = waiter.send(outcome);
+                }
+            }
+            ApplyMsg::Read { id, .. } => {
+                if let Some((waiter, outcome)) = lock(applied).read(id) {
+                    let _ = waiter.send(outcome);
+                }
+            }
+            ApplyMsg::ReadFailed { id } => {
+                if let Some((waiter, outcome)) = lock(applied).read_failed(id) {
+                    let _ = waiter.send(outcome);
                 }
             }
             ApplyMsg::Snapshot(snapshot) => {

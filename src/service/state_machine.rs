@@ -109,10 +109,22 @@ impl StateMachine {
         }
         let reply = self.execute(&op.command);
         if op.client_id != 0 {
-            let kept = (!is_read(&op.command)).then_some(reply.as_str());
+            let kept = (!op.command.is_read()).then_some(reply.as_str());
             self.sessions.record(op.client_id, op.seq, kept);
         }
         reply
+    }
+
+    /// Answers a read-only command (`GET`, `BALANCE`, `AUDIT`) without
+    /// changing anything, for reads served outside the log by ReadIndex
+    /// (thesis §6.4). `None` for a command that writes.
+    pub fn read(&self, command: &Command) -> Option<String> {
+        match command {
+            Command::Get(k) => Some(self.kv.get(k)),
+            Command::Balance(a) => Some(self.ledger.balance(a)),
+            Command::Audit => Some(self.ledger.audit()),
+            _ => None,
+        }
     }
 
     fn execute(&mut self, command: &Command) -> String {
@@ -226,12 +238,6 @@ impl StateMachine {
 }
 
 /// Reads change nothing: their replies are not kept for retries.
-fn is_read(command: &Command) -> bool {
-    matches!(
-        command,
-        Command::Get(_) | Command::Balance(_) | Command::Audit
-    )
-}
 
 #[cfg(test)]
 mod tests {

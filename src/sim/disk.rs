@@ -95,12 +95,7 @@ mod tests {
             snapshot: None,
             log: Some(LogWrite {
                 first_index: 1,
-                entries: (0..4)
-                    .map(|i| Entry {
-                        term: 2,
-                        command: vec![i],
-                    })
-                    .collect(),
+                entries: (0..4).map(|i| Entry::command(2, vec![i])).collect(),
             }),
         }
     }

@@ -537,6 +537,32 @@ impl Checker {
         Ok(())
     }
 
+    /// Records that server `node` applied an entry Raft wrote for itself (a
+    /// leader's no-op) at `index`.
+    pub fn on_skip(&mut self, node: usize, index: Index, term: Term) -> Result<(), Violation> {
+        // A no-op's "command" hashes as the empty string with its own tag.
+        self.state_machine_safety(node, index, term, b"\0noop")?;
+        self.shadows[node].last_applied = index;
+        Ok(())
+    }
+
+    /// Records that server `node` answered a read (ReadIndex, thesis §6.4)
+    /// with `reply`, from its state at applied index `applied`: an AUDIT must
+    /// show all the money opened through that index.
+    pub fn on_read(
+        &mut self,
+        node: usize,
+        reply: &str,
+        applied: Index,
+        sm: &StateMachine,
+    ) -> Result<(), Violation> {
+        self.money_is_conserved(node, applied, sm)?;
+        if reply.starts_with("AUDIT ") {
+            self.audits_see_all_money(node, applied, reply)?;
+        }
+        Ok(())
+    }
+
     /// Records that server `node` replaced its state with a snapshot through
     /// `index`.
     pub fn on_restore(

@@ -146,6 +146,12 @@ pub struct Knobs {
     pub pre_vote: bool,
     /// Whether leaders check their quorum and followers are sticky (§6.2).
     pub check_quorum: bool,
+    /// Whether a new leader appends a no-op (§8) and reads are served by
+    /// ReadIndex (thesis §6.4), as in the server. Without the no-op a read
+    /// could wait for ever for a write in the new leader's term, so those
+    /// seeds read through the log instead (the paper's original design, under
+    /// which Figure 8's bug is visible: a prompt no-op hides it).
+    pub noop_on_election: bool,
 }
 
 impl Knobs {
@@ -202,6 +208,7 @@ impl Knobs {
         // The servers' defaults are on; some seeds run the paper's rules alone.
         let pre_vote = options.pre_vote.unwrap_or(rng.range(0, 4) != 0);
         let check_quorum = options.check_quorum.unwrap_or(rng.range(0, 4) != 0);
+        let noop_on_election = rng.range(0, 4) != 0;
         Knobs {
             nodes,
             clients,
@@ -221,6 +228,7 @@ impl Knobs {
             client_timeout: 1500 * MS,
             pre_vote,
             check_quorum,
+            noop_on_election,
         }
     }
 }
@@ -237,11 +245,12 @@ impl fmt::Display for Knobs {
             .collect();
         write!(
             f,
-            "nodes={} pre-vote={} check-quorum={} clients={} keys={} accounts={} delay={}+{}ms drop={}‰ dup={}‰ \
+            "nodes={} pre-vote={} check-quorum={} noop={} clients={} keys={} accounts={} delay={}+{}ms drop={}‰ dup={}‰ \
              faults=[{}] fault-gap={}ms snapshot-every={} think={}ms ops(put,append,get,transfer,audit,balance)={:?}",
             self.nodes,
             self.pre_vote,
             self.check_quorum,
+            self.noop_on_election,
             self.clients,
             self.keys,
             self.accounts,

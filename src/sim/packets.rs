@@ -13,6 +13,9 @@ use super::server::StepInput;
 use super::trace::show_endpoint;
 use super::world::{Event, World};
 use super::Time;
+
+/// The client index a scripted scenario's own requests come from.
+pub(super) const SCRIPT_CLIENT: usize = usize::MAX;
 use crate::raft::messages::{Index, Request, Response};
 use crate::service::state_machine::Op;
 
@@ -50,6 +53,15 @@ pub(super) enum Body {
 
 impl World {
     pub(super) fn send(&mut self, from: Endpoint, to: Endpoint, body: Body) {
+        if let (Endpoint::Client(SCRIPT_CLIENT), Body::ClientReply { attempt, reply, .. }) =
+            (to, &body)
+        {
+            // A scripted scenario's request: its first answer is kept, not sent.
+            self.script_replies
+                .entry(*attempt)
+                .or_insert_with(|| reply.clone());
+            return;
+        }
         let delays = self.net.delays();
         if delays.is_empty() && self.trace.on() {
             self.trace.sim(

@@ -21,6 +21,7 @@
 use super::invariants::Violation;
 use super::knobs::Options;
 use super::network::Network;
+use super::packets::SCRIPT_CLIENT;
 use super::server::StepInput;
 use super::trace::{Trace, TraceMode};
 use super::world::World;
@@ -38,6 +39,8 @@ pub const ELECTION_TIMEOUT: Time = 300 * MS;
 /// A cluster a test drives by hand.
 pub struct Scenario {
     world: World,
+    /// The last request number handed out.
+    requests: u64,
 }
 
 impl Scenario {
@@ -61,7 +64,7 @@ impl Scenario {
         let mut world = World::new(seed, &options, Trace::new(TraceMode::Off, false));
         world.knobs.snapshot_entries = 0;
         world.net = Network::new(Rng::new(seed ^ 0x5ce4a), nodes, MS, 2 * MS, 0, 0);
-        let mut scenario = Scenario { world };
+        let mut scenario = Scenario { world, requests: 0 };
         scenario.fail_on(|w| w.begin());
         scenario
     }
@@ -202,6 +205,31 @@ impl Scenario {
         let result = running.raft.transfer_leadership(target);
         self.fail_on(|w| w.step(index, None::<StepInput>));
         result
+    }
+
+    /// Sends `GET key` to server `id` as a client would (a read served by
+    /// ReadIndex, thesis §6.4), and returns a ticket for [`Scenario::reply`].
+    pub fn get(&mut self, id: NodeId, key: &str) -> u64 {
+        self.requests += 1;
+        let ticket = self.requests;
+        let index = self.index(id);
+        let input = StepInput::Client {
+            client: SCRIPT_CLIENT,
+            attempt: ticket,
+            op: Op {
+                client_id: 0,
+                seq: 0,
+                command: Command::Get(key.into()),
+            },
+        };
+        self.fail_on(|w| w.step(index, Some(input)));
+        ticket
+    }
+
+    /// The reply to request `ticket`, once there is one (a server also
+    /// answers `ERR TIMEOUT` after its request timeout).
+    pub fn reply(&self, ticket: u64) -> Option<&str> {
+        self.world.script_replies.get(&ticket).map(String::as_str)
     }
 
     /// The value of `key` in server `id`'s state machine.

@@ -42,6 +42,8 @@ pub(super) struct Running {
     pub(super) raft: Raft,
     pub(super) applier: Applier<Waiter>,
     pub(super) since_snapshot: u64,
+    /// The last ReadIndex read id this server handed out.
+    pub(super) next_read: u64,
 }
 
 /// A server slot: its disk survives crashes; the rest does not.
@@ -107,6 +109,7 @@ impl World {
         config.seed = stream_seed(self.seed, Stream::Node(node, n.incarnation));
         config.pre_vote = self.knobs.pre_vote;
         config.check_quorum = self.knobs.check_quorum;
+        config.noop_on_election = self.knobs.noop_on_election;
         config.bug = self.options.bug;
         self.trace.node(
             id,
@@ -121,6 +124,7 @@ impl World {
             raft: Raft::new(config, initial),
             applier: Applier::default(),
             since_snapshot: 0,
+            next_read: 0,
         });
         let incarnation = n.incarnation;
         self.schedule(TICK, Event::Tick { node, incarnation });
@@ -217,6 +221,20 @@ impl World {
                 op,
             }) => {
                 let waiter = Waiter { client, attempt };
+                if op.command.is_read() && self.knobs.noop_on_election {
+                    // Thesis §6.4: a read is not proposed; Raft confirms it.
+                    running.next_read += 1;
+                    let read = running.next_read;
+                    running.applier.wait_read(read, op.command.clone(), waiter);
+                    if let Err(refused) = running.raft.read_index(read) {
+                        running.applier.cancel_read(read);
+                        let reply = format!("ERR NO_LEADER {refused}; retry");
+                        outgoing.push(client_reply(waiter, reply, None));
+                        return self.finish_step(node, before, outgoing);
+                    }
+                    self.schedule_request_timeout(node, waiter);
+                    return self.finish_step(node, before, outgoing);
+                }
                 let (index, term) = match running.raft.propose(op.encode()) {
                     Ok(proposed) => proposed,
                     Err(refused) => {
@@ -239,20 +257,24 @@ impl World {
                         let (reply, index) = describe_outcome(outcome, index);
                         outgoing.push(client_reply(waiter, reply, index));
                     }
-                    None => {
-                        let incarnation = self.nodes[node].incarnation;
-                        let timeout = self.knobs.request_timeout;
-                        let event = Event::RequestTimeout {
-                            node,
-                            incarnation,
-                            waiter,
-                        };
-                        self.schedule(timeout, event);
-                    }
+                    None => self.schedule_request_timeout(node, waiter),
                 }
             }
         }
         self.finish_step(node, before, outgoing)
+    }
+
+    /// A server holds a request at most the request timeout, then answers
+    /// `ERR TIMEOUT` (as `src/service/frontend.rs` does).
+    fn schedule_request_timeout(&mut self, node: usize, waiter: Waiter) {
+        let incarnation = self.nodes[node].incarnation;
+        let timeout = self.knobs.request_timeout;
+        let event = Event::RequestTimeout {
+            node,
+            incarnation,
+            waiter,
+        };
+        self.schedule(timeout, event);
     }
 
     /// Executes the step's `Ready`; a crash scheduled for this step strikes at
@@ -459,6 +481,47 @@ impl World {
                 }
                 if let Some((waiter, outcome)) = woken {
                     let (reply, index) = describe_outcome(outcome, index);
+                    self.reply_to_client(node, waiter, reply, index);
+                }
+            }
+            ApplyMsg::Internal { index, term } => {
+                running.since_snapshot += 1;
+                let woken = running.applier.skip(index, term);
+                self.checker.on_skip(node, index, term)?;
+                if let Some((waiter, outcome)) = woken {
+                    let (reply, index) = describe_outcome(outcome, index);
+                    self.reply_to_client(node, waiter, reply, index);
+                }
+            }
+            ApplyMsg::Read { id: read, index } => {
+                let Some((waiter, outcome)) = running.applier.read(read) else {
+                    return Ok(());
+                };
+                let applied = running.applier.last_applied();
+                if applied < index {
+                    return Err(Violation {
+                        invariant: "reads_see_their_read_index",
+                        rule: "thesis §6.4: serve a read once its read index is applied",
+                        evidence: format!(
+                            "node {id} answered read {read} at applied index {applied}, below its read index {index}"
+                        ),
+                    });
+                }
+                let (reply, _) = describe_outcome(outcome, index);
+                self.checker
+                    .on_read(node, &reply, applied, running.applier.state_machine())?;
+                if self.trace.on() {
+                    self.trace.node(
+                        id,
+                        0,
+                        format_args!("read {read} confirmed at read index {index}: {reply}"),
+                    );
+                }
+                self.reply_to_client(node, waiter, reply, Some(applied));
+            }
+            ApplyMsg::ReadFailed { id: read } => {
+                if let Some((waiter, outcome)) = running.applier.read_failed(read) {
+                    let (reply, index) = describe_outcome(outcome, 0);
                     self.reply_to_client(node, waiter, reply, index);
                 }
             }

@@ -95,6 +95,14 @@ pub(super) enum Phase {
     Liveness,
 }
 
+/// Events a schedule may handle beyond [`STEPS_PER_OP`] per completed client
+/// operation. A schedule usually handles 10-60 thousand, and a busy one
+/// (a 1 ms network, clients that never pause) about 20 per operation; a broken
+/// rule can set off a message storm that makes no progress, which this stops.
+const MAX_IDLE_STEPS: u64 = 200_000;
+/// Events allowed per completed client operation.
+const STEPS_PER_OP: u64 = 100;
+
 /// The whole simulated cluster and its clients.
 pub(crate) struct World {
     pub(super) seed: u64,
@@ -115,6 +123,8 @@ pub(crate) struct World {
     /// Highest index any definite reply came from.
     pub(super) max_acked: Index,
     pub(super) clients_done: usize,
+    /// Answers to a scripted scenario's requests, by request number.
+    pub(super) script_replies: std::collections::BTreeMap<u64, String>,
     pub(crate) trace: Trace,
     pub(crate) stats: RunStats,
 }
@@ -166,6 +176,7 @@ impl World {
             partition_generation: 0,
             max_acked: 0,
             clients_done: 0,
+            script_replies: std::collections::BTreeMap::new(),
             trace,
             stats: RunStats::default(),
         }
@@ -220,6 +231,18 @@ impl World {
             self.now = next.at;
             self.trace.set_now(self.now);
             self.stats.steps += 1;
+            if self.stats.steps > MAX_IDLE_STEPS + STEPS_PER_OP * self.stats.ops_ok {
+                return Err(Violation {
+                    invariant: "step_budget",
+                    rule: "a schedule makes progress: at most 200,000 events plus 100 per client operation",
+                    evidence: format!(
+                        "{} events by {} for {} client operations: a message storm",
+                        self.stats.steps,
+                        format_time(self.now),
+                        self.stats.ops_ok
+                    ),
+                });
+            }
             self.handle(next.event)?;
             if self.phase == Phase::Liveness && self.finished() {
                 return self.final_checks();

@@ -39,7 +39,7 @@ use crate::raft::ready::{HardState, LogWrite, Persist, Snapshot};
 
 const HARDSTATE_MAGIC: &[u8; 8] = b"RKVHS01\n";
 const SNAPSHOT_MAGIC: &[u8; 8] = b"RKVSN01\n";
-const LOG_MAGIC: &[u8; 8] = b"RKVLG01\n";
+const LOG_MAGIC: &[u8; 8] = b"RKVLG02\n";
 /// Largest record accepted when reading (bounds allocation on corrupt input).
 const MAX_RECORD: usize = 256 << 20;
 
@@ -430,10 +430,7 @@ mod tests {
     use super::*;
 
     fn entry(term: Term, command: &str) -> Entry {
-        Entry {
-            term,
-            command: command.as_bytes().to_vec(),
-        }
+        Entry::command(term, command.as_bytes().to_vec())
     }
 
     fn write(first_index: Index, entries: Vec<Entry>) -> Persist {

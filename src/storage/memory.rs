@@ -104,10 +104,7 @@ mod tests {
     use crate::raft::ready::LogWrite;
 
     fn entry(term: u64, command: &[u8]) -> Entry {
-        Entry {
-            term,
-            command: command.to_vec(),
-        }
+        Entry::command(term, command.to_vec())
     }
 
     #[test]

@@ -376,6 +376,8 @@ impl Cluster {
                     ApplyMsg::Snapshot(snapshot) => {
                         state.apply_snapshot(i, snapshot.last_included_index, &snapshot.data)
                     }
+                    // These servers neither append no-ops nor serve reads.
+                    other => state.fail(format!("server {i} delivered {other:?}")),
                 }
             }
         }));

@@ -173,6 +173,8 @@ impl KvCluster {
         let mut servers = self.servers();
         let storage = Arc::clone(&servers.storages[i]);
         let mut config = Config::new(id, (1..=self.n as NodeId).collect());
+        // As the server: reads are served by ReadIndex (thesis §6.4).
+        config.noop_on_election = true;
         config.seed = fresh_seed() ^ id;
         let (apply_tx, apply_rx) = sync_channel(1024);
         let node = Node::new(config, TICK, transport, storage, apply_tx).expect("node starts");
