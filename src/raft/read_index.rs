@@ -150,7 +150,7 @@ impl Raft {
     /// A leader that steps down fails every read it has not confirmed.
     pub(super) fn fail_reads(&mut self) {
         let reads = &mut self.reads;
-        reads.failed.extend(reads.before_commit.drain(..));
+        reads.failed.append(&mut reads.before_commit);
         reads.failed.extend(reads.pending.drain(..).map(|r| r.id));
         reads.round_pending = false;
     }

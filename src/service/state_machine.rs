@@ -237,8 +237,6 @@ impl StateMachine {
     }
 }
 
-/// Reads change nothing: their replies are not kept for retries.
-
 #[cfg(test)]
 mod tests {
     use super::*;
