@@ -1,312 +1,315 @@
-//! Throughput and latency of a 3-node cluster of real processes on loopback,
-//! with fsync on (the servers' normal mode).
+//! Throughput, latency and server CPU of 3-node clusters of real `raftkv`
+//! processes on loopback, with fsync on (the servers' normal mode); two
+//! server binaries side by side if asked.
 //!
 //! ```text
 //! cargo build --release && cargo run --release --example bench
-//! cargo run --release --example bench -- -clients 1,64 -ops 20000 -mode transfer
-//! cargo run --release --example bench -- -target :8001,:8002,:8003   # an existing cluster
+//! cargo run --release --example bench -- -mode get,mixed -clients 1,64 -ops 20000
+//! cargo run --release --example bench -- -mode mixed -read-pct 50
+//! cargo run --release --example bench -- -target :8001,:8002,:8003 -mode get   # a running cluster
 //! ```
 //!
-//! Each of C clients (threads, each with its own connection and session) sends
-//! its share of N commands one at a time, starting at the leader: `PUT` of a
-//! 16-byte key and a 64-byte value, or, in `transfer` mode, `TRANSFER` between
-//! 64 accounts. Prints ops/s and latency percentiles per client count.
-//! The cluster it starts authenticates peers with a fresh key file; against a
-//! `-target` cluster started with `-client-token-file`, set `RAFTKV_TOKEN`.
+//! **A/B.** `-a OLD -b NEW` runs every row (mode × client count) on a fresh
+//! cluster of A, then on a fresh cluster of B (`-repeat N`: A,B,A,B,...,
+//! pooled), and prints both with B/A ratios of throughput, p50, p99 and server
+//! CPU. Issue 10's baseline is commit 31182bf:
+//!
+//! ```text
+//! git worktree add /tmp/raftkv-base 31182bf
+//! cargo build --release --manifest-path /tmp/raftkv-base/Cargo.toml
+//! cargo build --release
+//! cargo run --release --example bench -- -a /tmp/raftkv-base/target/release/raftkv \
+//!     -b target/release/raftkv -mode put,get,mixed -clients 1,16,64,256 -ops 40000 -repeat 2
+//! ```
+//!
+//! The bench adapts to each binary: it starts a cluster with
+//! `-cluster-key-file` only if `BIN -h` lists it, and opens sessions with
+//! `REGISTER`, or with a self-chosen id if the server answers
+//! `ERR UNKNOWN_COMMAND` (31182bf predates both).
+//!
+//! **What runs.** Each row starts a fresh cluster (so snapshots and log
+//! length do not carry over), waits for a leader, preloads what the mode
+//! reads, then C clients (threads, one connection and one session each) share
+//! the row's commands, one at a time each, sent to the leader: `put`: `PUT` of
+//! a new 16-byte key with a 64-byte value; `get`: `GET` of one of `-keys`
+//! preloaded keys at random; `mixed`: `-read-pct` GETs, the rest PUTs to the
+//! same keys; `transfer`: `TRANSFER` of 0.01 between two of 64 accounts.
+//!
+//! **What it prints.** First the floors measured on this machine (loopback
+//! round trip, 4 KiB append + fdatasync in `-dir`, and issue 10's PUT floor:
+//! 2 round trips + 1 fdatasync). Then one table line per row and binary:
+//! successful ops, ops/s, latency p50/p95/p99/p99.9/max, server CPU seconds
+//! per 1,000 ops (utime + stime of the three servers from `/proc/<pid>/stat`,
+//! before and after the row), the same for the bench itself (its load costs
+//! the servers' cores too), errors, and retries (a command sent again after
+//! `ERR NO_LEADER`/`ERR TIMEOUT` or a lost connection; its latency includes
+//! them). Against `-target` (set `RAFTKV_TOKEN` if the cluster wants a client
+//! token) there is no server CPU column.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Barrier};
-use std::thread;
-use std::time::{Duration, Instant};
+mod cluster;
+mod floors;
+mod load;
+mod options;
+mod protocol;
+mod report;
 
-use raftkv::auth::keyfile::os_random;
-use raftkv::client::{Client, TOKEN_ENV};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
 
-struct Options {
-    clients: Vec<usize>,
-    ops: usize,
-    transfer: bool,
-    target: Option<Vec<String>>,
-}
+use cluster::{find_leader, Binary, LocalCluster};
+use floors::Floors;
+use load::{prepare, run_row, RowResult, Workload};
+use options::{Mode, Options, USAGE};
+use protocol::{detect_sessions, Target};
+use raftkv::client::TOKEN_ENV;
+use report::{ms, Stats, HEADER};
 
-fn parse_options() -> Result<Options, String> {
-    let mut o = Options {
-        clients: vec![1, 16, 64, 256],
-        ops: 20_000,
-        transfer: false,
-        target: None,
-    };
+fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let mut i = 0;
-    while i < args.len() {
-        let flag = args[i].trim_start_matches('-');
-        let (name, value) = match flag.split_once('=') {
-            Some((n, v)) => (n.to_string(), v.to_string()),
-            None => {
-                i += 1;
-                let v = args.get(i).ok_or(format!("-{flag} needs a value"))?;
-                (flag.to_string(), v.clone())
-            }
-        };
-        i += 1;
-        match name.as_str() {
-            "clients" => {
-                o.clients = value
-                    .split(',')
-                    .map(|c| c.parse().map_err(|_| format!("bad client count {c}")))
-                    .collect::<Result<_, _>>()?
-            }
-            "ops" => o.ops = value.parse().map_err(|_| "bad -ops")?,
-            "mode" => o.transfer = value == "transfer",
-            "target" => {
-                o.target = Some(
-                    value
-                        .split(',')
-                        .map(|a| {
-                            if a.starts_with(':') {
-                                format!("127.0.0.1{a}")
-                            } else {
-                                a.to_string()
-                            }
-                        })
-                        .collect(),
-                )
-            }
-            _ => return Err(format!("unknown flag -{name}")),
-        }
-    }
-    Ok(o)
-}
-
-/// Three `raftkv` processes in a temporary directory, killed on drop.
-struct LocalCluster {
-    children: Vec<Child>,
-    dir: PathBuf,
-}
-
-impl Drop for LocalCluster {
-    fn drop(&mut self) {
-        for c in &mut self.children {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn start_cluster() -> Result<(LocalCluster, Vec<String>), String> {
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let bin = exe
-        .parent()
-        .and_then(|examples| examples.parent())
-        .map(|dir| dir.join("raftkv"))
-        .filter(|p| p.exists())
-        .ok_or("raftkv binary not found next to the examples: run `cargo build --release` first")?;
-    let ports: Vec<u16> = (0..3)
-        .map(|_| {
-            TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .map(|a| a.port())
-        })
-        .collect::<Result<_, _>>()
-        .map_err(|e| e.to_string())?;
-    let addrs: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
-    let dir = std::env::temp_dir().join(format!("raftkv-bench-{}", std::process::id()));
-    let mut cluster = LocalCluster {
-        children: Vec::new(),
-        dir: dir.clone(),
-    };
-    let mut key = [0u8; 32];
-    os_random(&mut key).map_err(|e| e.to_string())?;
-    let key_file = dir.join("cluster.key");
-    std::fs::create_dir_all(&dir)
-        .and_then(|_| std::fs::write(&key_file, key))
-        .map_err(|e| e.to_string())?;
-    for id in 1..=3 {
-        let child = Command::new(&bin)
-            .args(["-id", &id.to_string(), "-peers", &addrs.join(",")])
-            .arg("-cluster-key-file")
-            .arg(&key_file)
-            .arg("-data")
-            .arg(dir.join(format!("n{id}")))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("{}: {e}", bin.display()))?;
-        cluster.children.push(child);
-    }
-    Ok((cluster, addrs))
-}
-
-/// Asks every server for STATUS until one says it leads.
-fn find_leader(addrs: &[String]) -> Option<usize> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        for (i, addr) in addrs.iter().enumerate() {
-            let Ok(mut s) = TcpStream::connect(addr) else {
-                continue;
-            };
-            let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
-            let request = match token() {
-                Some(t) => format!("AUTH {t}\nSTATUS\n"),
-                None => "STATUS\n".to_string(),
-            };
-            let mut reader = BufReader::new(s.try_clone().ok()?);
-            let mut line = String::new();
-            if s.write_all(request.as_bytes()).is_ok()
-                && (0..request.lines().count()).all(|_| {
-                    line.clear();
-                    reader.read_line(&mut line).is_ok()
-                })
-                && line.contains("role=leader")
-            {
-                return Some(i);
-            }
-        }
-        thread::sleep(Duration::from_millis(50));
-    }
-    None
-}
-
-/// The client token from `RAFTKV_TOKEN`, if set.
-fn token() -> Option<String> {
-    std::env::var(TOKEN_ENV).ok().filter(|t| !t.is_empty())
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted.get(i).copied().unwrap_or_default()
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.2}", d.as_secs_f64() * 1000.0)
-}
-
-/// Runs one load level; returns (ops/s, sorted latencies, errors).
-fn run_level(
-    addrs: &[String],
-    leader: usize,
-    clients: usize,
-    ops: usize,
-    transfer: bool,
-    level: usize,
-) -> (f64, Vec<Duration>, usize) {
-    let per_client = (ops / clients).max(20);
-    let barrier = Arc::new(Barrier::new(clients + 1));
-    let workers: Vec<_> = (0..clients)
-        .map(|c| {
-            let (addrs, barrier) = (addrs.to_vec(), Arc::clone(&barrier));
-            thread::spawn(move || {
-                let mut client = Client::with_token(addrs, token());
-                client.prefer(leader);
-                // One unmeasured command opens the connection and the session.
-                let _ = client.call("PING");
-                let value = "v".repeat(64);
-                let mut latencies = Vec::with_capacity(per_client);
-                let mut errors = 0;
-                barrier.wait();
-                for n in 0..per_client {
-                    let command = if transfer {
-                        let from = (c * 7 + n) % 64;
-                        let to = (from + 1 + n % 63) % 64;
-                        format!("TRANSFER b{level}c{c}n{n} a{from} a{to} 0.01")
-                    } else {
-                        format!("PUT k{:015} {value}", (c * per_client + n) % 1_000_000)
-                    };
-                    let started = Instant::now();
-                    match client.call(&command) {
-                        Ok(r) if r == "OK" || r.starts_with("ERR INSUFFICIENT") => {
-                            latencies.push(started.elapsed())
-                        }
-                        _ => errors += 1,
-                    }
-                }
-                (latencies, errors)
-            })
-        })
-        .collect();
-    barrier.wait();
-    let started = Instant::now();
-    let mut latencies = Vec::new();
-    let mut errors = 0;
-    for w in workers {
-        if let Ok((l, e)) = w.join() {
-            latencies.extend(l);
-            errors += e;
-        }
-    }
-    let elapsed = started.elapsed();
-    latencies.sort();
-    (
-        latencies.len() as f64 / elapsed.as_secs_f64(),
-        latencies,
-        errors,
-    )
-}
-
-fn main() {
-    let options = match parse_options() {
+    let options = match options::parse(&args) {
         Ok(o) => o,
         Err(e) => {
+            eprintln!("bench: {e}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    if options.help {
+        println!("{USAGE}");
+        return ExitCode::SUCCESS;
+    }
+    match run(&options) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
             eprintln!("bench: {e}");
-            eprintln!(
-                "usage: bench [-clients 1,16,64,256] [-ops N] [-mode put|transfer] [-target A,B,C]"
-            );
-            std::process::exit(2);
-        }
-    };
-    let (_cluster, addrs) = match &options.target {
-        Some(addrs) => (None, addrs.clone()),
-        None => match start_cluster() {
-            Ok((c, a)) => (Some(c), a),
-            Err(e) => {
-                eprintln!("bench: {e}");
-                std::process::exit(1);
-            }
-        },
-    };
-    let Some(leader) = find_leader(&addrs) else {
-        eprintln!("bench: no leader among {}", addrs.join(","));
-        std::process::exit(1);
-    };
-    if options.transfer {
-        let mut client = Client::with_token(addrs.clone(), token());
-        for a in 0..64 {
-            let _ = client.call(&format!("OPEN a{a} 1000000"));
+            ExitCode::FAILURE
         }
     }
-    let mode = if options.transfer {
-        "TRANSFER"
-    } else {
-        "PUT (16 B key, 64 B value)"
-    };
+}
+
+/// The run's data directory; removed at the end.
+struct RunDir(PathBuf);
+
+impl Drop for RunDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+fn run(o: &Options) -> Result<(), String> {
+    let dir = RunDir(o.dir.join(format!("raftkv-bench-{}", std::process::id())));
+    fs::create_dir_all(&dir.0).map_err(|e| format!("{}: {e}", dir.0.display()))?;
+    // Ask for the clock tick now: it runs `getconf`, which a row should not pay for.
+    let ticks = cluster::clock_ticks();
+    let floors = Floors::measure(&dir.0).map_err(|e| format!("measuring the floors: {e}"))?;
     println!(
-        "3 nodes on loopback, fsync on; {mode}; leader {}",
-        addrs[leader]
+        "raftkv bench: 3 servers on loopback, fsync on; data under {}",
+        dir.0.display()
     );
-    println!("| clients | ops | ops/s | p50 ms | p95 ms | p99 ms | max ms | errors |");
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for (level, &clients) in options.clients.iter().enumerate() {
-        let (rate, lat, errors) = run_level(
-            &addrs,
-            leader,
-            clients,
-            options.ops,
-            options.transfer,
-            level,
-        );
-        println!(
-            "| {clients} | {} | {:.0} | {} | {} | {} | {} | {errors} |",
-            lat.len(),
-            rate,
-            ms(percentile(&lat, 0.50)),
-            ms(percentile(&lat, 0.95)),
-            ms(percentile(&lat, 0.99)),
-            ms(lat.last().copied().unwrap_or_default()),
-        );
+    println!("{}", floors.describe());
+    for &mode in &o.modes {
+        println!("{}: {}", mode.name(), describe(o, mode));
     }
+    match &o.target {
+        Some(addrs) => run_target(o, addrs)?,
+        None => run_local(o, &dir.0, &floors)?,
+    }
+    // Other load on the machine (a disk shared with other work, above all)
+    // moves the floors; a second measurement shows whether they held.
+    let after = Floors::measure(&dir.0).map_err(|e| format!("measuring the floors: {e}"))?;
+    println!("floors again after the run: {}", after.summary());
+    println!(
+        "CPU: utime + stime from /proc/<pid>/stat at {ticks} ticks/s, so ±{} s per process \
+         and row; per 1,000 successful ops. The bench's own CPU is on the same cores.",
+        1.0 / ticks as f64
+    );
+    Ok(())
+}
+
+/// What one command of `mode` is.
+fn describe(o: &Options, mode: Mode) -> String {
+    let reads = if o.plain_reads {
+        "as plain lines"
+    } else {
+        "inside the session"
+    };
+    match mode {
+        Mode::Put => "PUT of a new 16-byte key with a 64-byte value".into(),
+        Mode::Get => format!("GET of one of {} preloaded keys at random, {reads}", o.keys),
+        Mode::Mixed => format!(
+            "{}% GETs ({reads}), {}% PUTs, over {} preloaded keys",
+            o.read_pct,
+            100 - o.read_pct,
+            o.keys
+        ),
+        Mode::Transfer => "TRANSFER of 0.01 between two of 64 accounts".into(),
+    }
+}
+
+fn workload(o: &Options, mode: Mode) -> Workload {
+    Workload {
+        mode,
+        read_pct: o.read_pct,
+        keys: o.keys,
+        plain_reads: o.plain_reads,
+    }
+}
+
+/// Rows on fresh clusters of each binary.
+fn run_local(o: &Options, dir: &Path, floors: &Floors) -> Result<(), String> {
+    let paths = match o.binaries.is_empty() {
+        true => vec![Binary::default_path()?],
+        false => o.binaries.clone(),
+    };
+    let bins: Vec<Binary> = ["A", "B"]
+        .into_iter()
+        .zip(paths)
+        .map(|(label, path)| Binary::probe(label, path))
+        .collect::<Result<_, _>>()?;
+    for bin in &bins {
+        println!("{}", bin.describe());
+    }
+    println!(
+        "each row: a fresh cluster, {} ops shared by the clients, run {} time(s) per binary{}\n",
+        o.ops,
+        o.repeat,
+        if bins.len() > 1 {
+            ", A and B in turn"
+        } else {
+            ""
+        }
+    );
+    println!("{HEADER}");
+    let mut notes = Vec::new();
+    let mut clusters = 0;
+    for &mode in &o.modes {
+        let work = workload(o, mode);
+        for &clients in &o.clients {
+            let mut runs: Vec<Vec<RowResult>> = bins.iter().map(|_| Vec::new()).collect();
+            for round in 1..=o.repeat {
+                for (bin, runs) in bins.iter().zip(&mut runs) {
+                    clusters += 1;
+                    eprintln!(
+                        "bench: {} × {clients} clients on {} ({round}/{})",
+                        mode.name(),
+                        bin.label,
+                        o.repeat
+                    );
+                    let cluster_dir = dir.join(format!("cluster{clusters}"));
+                    runs.push(run_fresh(bin, &cluster_dir, &work, clients, o.ops)?);
+                }
+            }
+            let stats: Vec<Stats> = runs.iter().map(|r| Stats::merge(r)).collect();
+            for (bin, s) in bins.iter().zip(&stats) {
+                println!("{}", report::line(mode.name(), clients, bin.label, s));
+                if let Some(e) = &s.first_error {
+                    notes.push(format!(
+                        "{} {} × {clients}: first error: {e}",
+                        bin.label,
+                        mode.name()
+                    ));
+                }
+                if mode == Mode::Put && clients == 1 {
+                    notes.push(format!(
+                        "{}: PUT p50 at 1 client {} ms = {:.2} × the PUT floor (target ≤ 1.30)",
+                        bin.label,
+                        ms(s.p50),
+                        s.p50 as f64 / floors.put_floor() as f64
+                    ));
+                }
+            }
+            if let [a, b] = &stats[..] {
+                println!("{}", report::ratio_line(mode.name(), clients, a, b));
+            }
+        }
+    }
+    println!();
+    for bin in &bins {
+        if let Some(kind) = bin.sessions.get() {
+            println!("{}: {}", bin.label, kind.describe());
+        }
+    }
+    for note in notes {
+        println!("{note}");
+    }
+    Ok(())
+}
+
+/// One row on a fresh cluster of `bin` with its data in `dir`.
+fn run_fresh(
+    bin: &Binary,
+    dir: &Path,
+    work: &Workload,
+    clients: usize,
+    ops: usize,
+) -> Result<RowResult, String> {
+    let mut cluster = LocalCluster::start(bin, dir)?;
+    let Some(leader) = find_leader(&cluster.addrs, None) else {
+        return Err(format!(
+            "no leader among {}'s servers within 10 s{}",
+            bin.label,
+            cluster.diagnose()
+        ));
+    };
+    let sessions = match bin.sessions.get() {
+        Some(kind) => kind,
+        None => {
+            let kind = detect_sessions(&cluster.addrs, leader, None)
+                .map_err(|e| format!("{}: detecting sessions: {e}", bin.label))?;
+            bin.sessions.set(Some(kind));
+            kind
+        }
+    };
+    let target = Arc::new(Target {
+        addrs: cluster.addrs.clone(),
+        leader,
+        token: None,
+        sessions,
+    });
+    prepare(&target, work).map_err(|e| format!("{}: preloading: {e}", bin.label))?;
+    run_row(&target, work, clients, ops, &cluster.pids()).map_err(|e| format!("{}: {e}", bin.label))
+}
+
+/// Rows on a running cluster.
+fn run_target(o: &Options, addrs: &[String]) -> Result<(), String> {
+    let token = std::env::var(TOKEN_ENV).ok().filter(|t| !t.is_empty());
+    let leader = find_leader(addrs, token.as_deref())
+        .ok_or_else(|| format!("no leader among {}", addrs.join(",")))?;
+    let sessions = detect_sessions(addrs, leader, token.clone())
+        .map_err(|e| format!("detecting sessions: {e}"))?;
+    println!(
+        "target = {} (leader {}; {})\n",
+        addrs.join(","),
+        addrs[leader],
+        sessions.describe()
+    );
+    println!("{HEADER}");
+    let target = Arc::new(Target {
+        addrs: addrs.to_vec(),
+        leader,
+        token,
+        sessions,
+    });
+    let mut notes = Vec::new();
+    for &mode in &o.modes {
+        let work = workload(o, mode);
+        prepare(&target, &work).map_err(|e| format!("preloading: {e}"))?;
+        for &clients in &o.clients {
+            let runs = (0..o.repeat)
+                .map(|_| run_row(&target, &work, clients, o.ops, &[]))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| e.to_string())?;
+            let s = Stats::merge(&runs);
+            println!("{}", report::line(mode.name(), clients, "target", &s));
+            if let Some(e) = &s.first_error {
+                notes.push(format!("{} × {clients}: first error: {e}", mode.name()));
+            }
+        }
+    }
+    println!();
+    for note in notes {
+        println!("{note}");
+    }
+    Ok(())
 }
