@@ -120,9 +120,10 @@ fn run(o: &Options) -> Result<(), String> {
     let after = Floors::measure(&dir.0).map_err(|e| format!("measuring the floors: {e}"))?;
     println!("floors again after the run: {}", after.summary());
     println!(
-        "CPU: utime + stime from /proc/<pid>/stat at {ticks} ticks/s, so ±{} s per process \
-         and row; per 1,000 successful ops. The bench's own CPU is on the same cores.",
-        1.0 / ticks as f64
+        "CPU: utime + stime from /proc/<pid>/stat in ticks of 1/{ticks} s, each rounded, so \
+         ±{} s per process and row; per 1,000 successful ops. The bench's own CPU is on the \
+         same cores.",
+        2.0 / ticks as f64
     );
     Ok(())
 }
