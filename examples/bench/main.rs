@@ -103,10 +103,11 @@ fn run(o: &Options) -> Result<(), String> {
     // Ask for the clock tick now: it runs `getconf`, which a row should not pay for.
     let ticks = cluster::clock_ticks();
     let floors = Floors::measure(&dir.0).map_err(|e| format!("measuring the floors: {e}"))?;
-    println!(
-        "raftkv bench: 3 servers on loopback, fsync on; data under {}",
-        dir.0.display()
-    );
+    let what = match &o.target {
+        Some(addrs) => format!("the running cluster {}", addrs.join(",")),
+        None => "3 servers on loopback, fsync on".into(),
+    };
+    println!("raftkv bench: {what}; data under {}", dir.0.display());
     println!("{}", floors.describe());
     for &mode in &o.modes {
         println!("{}: {}", mode.name(), describe(o, mode));
@@ -191,14 +192,21 @@ fn run_local(o: &Options, dir: &Path, floors: &Floors) -> Result<(), String> {
             for round in 1..=o.repeat {
                 for (bin, runs) in bins.iter().zip(&mut runs) {
                     clusters += 1;
-                    eprintln!(
-                        "bench: {} × {clients} clients on {} ({round}/{})",
+                    let progress = format!(
+                        "{} × {clients} clients on {} ({round}/{})",
                         mode.name(),
                         bin.label,
                         o.repeat
                     );
                     let cluster_dir = dir.join(format!("cluster{clusters}"));
-                    runs.push(run_fresh(bin, &cluster_dir, &work, clients, o.ops)?);
+                    runs.push(run_fresh(
+                        bin,
+                        &cluster_dir,
+                        &work,
+                        clients,
+                        o.ops,
+                        &progress,
+                    )?);
                 }
             }
             let stats: Vec<Stats> = runs.iter().map(|r| Stats::merge(r)).collect();
@@ -237,15 +245,21 @@ fn run_local(o: &Options, dir: &Path, floors: &Floors) -> Result<(), String> {
     Ok(())
 }
 
-/// One row on a fresh cluster of `bin` with its data in `dir`.
+/// One row on a fresh cluster of `bin` with its data in `dir`; `progress`
+/// says which, on stderr.
 fn run_fresh(
     bin: &Binary,
     dir: &Path,
     work: &Workload,
     clients: usize,
     ops: usize,
+    progress: &str,
 ) -> Result<RowResult, String> {
     let mut cluster = LocalCluster::start(bin, dir)?;
+    // The servers outlive an interrupted bench (std cannot catch SIGINT):
+    // name them, so they can be killed by pid.
+    let pids: Vec<String> = cluster.pids().iter().map(u32::to_string).collect();
+    eprintln!("bench: {progress}, servers {}", pids.join(","));
     let Some(leader) = find_leader(&cluster.addrs, None) else {
         return Err(format!(
             "no leader among {}'s servers within 10 s{}",

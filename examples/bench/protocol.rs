@@ -41,7 +41,6 @@ impl SessionKind {
 }
 
 /// Where and how clients reach the cluster.
-#[derive(Clone)]
 pub struct Target {
     /// The servers' addresses.
     pub addrs: Vec<String>,
@@ -86,6 +85,8 @@ impl Conn {
             match self.exchange(request) {
                 Ok(()) if !is_retryable(&self.reply) => return Ok(&self.reply),
                 Ok(()) => {}
+                // A refused client token will not be accepted on a retry.
+                Err(e) if e.kind() == io::ErrorKind::PermissionDenied => return Err(e),
                 Err(e) if Instant::now() >= give_up => return Err(e),
                 Err(_) => self.stream = None,
             }
