@@ -94,6 +94,17 @@ impl Encoder {
     pub fn finish(self) -> Vec<u8> {
         self.buf
     }
+
+    /// The bytes written so far, leaving them in place (for an encoder used as
+    /// a write buffer: read them, then [`Encoder::clear`]).
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf
+    }
+
+    /// Forgets the bytes written so far, keeping the allocation.
+    pub fn clear(&mut self) {
+        self.buf.clear();
+    }
 }
 
 /// Reads primitives from untrusted bytes, front to back.

@@ -8,10 +8,11 @@
 //! ([`Arc::make_mut`]).
 
 use std::collections::BTreeMap;
+use std::io::{self, Read, Write};
 use std::sync::Arc;
 
 use super::quota::kv_cost;
-use crate::codec::{DecodeError, Decoder, Encoder};
+use super::snapshot_stream::{corrupt, SnapshotReader, SnapshotWriter};
 
 /// Keys and values are text (the protocol is line-based UTF-8).
 ///
@@ -102,30 +103,32 @@ impl Kv {
         (self.map.len(), bytes)
     }
 
-    /// Appends the store's encoding: count, then key/value pairs in key order.
-    pub fn encode_to(&self, e: &mut Encoder) {
-        e.put_uvarint(self.map.len() as u64);
+    /// Writes the store's encoding: count, then key/value pairs in key order.
+    pub fn write_to<W: Write>(&self, w: &mut SnapshotWriter<W>) -> io::Result<()> {
+        w.put_uvarint(self.map.len() as u64)?;
         for (k, v) in &self.map {
-            e.put_bytes(k.as_bytes());
-            e.put_bytes(v.as_bytes());
+            w.put_bytes(k.as_bytes())?;
+            w.put_bytes(v.as_bytes())?;
         }
+        Ok(())
     }
 
-    /// Reads a store written by [`Kv::encode_to`].
-    pub fn decode_from(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
-        let n = d.get_len(d.remaining())?;
+    /// Reads a store written by [`Kv::write_to`]; a key twice is corrupt.
+    pub fn read_from<R: Read>(r: &mut SnapshotReader<R>) -> io::Result<Self> {
         let mut kv = Kv::default();
-        for _ in 0..n {
-            let (key, value) = (get_string(d)?, get_string(d)?);
-            kv.put(&key, &value);
+        for _ in 0..r.get_uvarint()? {
+            let (key, value) = (r.get_string()?, r.get_string()?);
+            kv.bytes += kv_cost(&key, value.len());
+            if kv
+                .map
+                .insert(Arc::from(key.as_str()), Arc::new(value))
+                .is_some()
+            {
+                return Err(corrupt(format!("key {key} twice")));
+            }
         }
         Ok(kv)
     }
-}
-
-/// Reads a length-prefixed UTF-8 string.
-pub fn get_string(d: &mut Decoder<'_>) -> Result<String, DecodeError> {
-    String::from_utf8(d.get_vec()?).map_err(|_| DecodeError::Corrupt("invalid UTF-8".into()))
 }
 
 #[cfg(test)]

@@ -14,12 +14,12 @@
 //! snapshot copies the maps' structure and pointers, not the strings in them.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::io::{self, Read, Write};
 use std::sync::Arc;
 
 use super::command::{format_cents, Transfer, MAX_CENTS};
-use super::kv::get_string;
 use super::quota::account_cost;
-use crate::codec::{DecodeError, Decoder, Encoder};
+use super::snapshot_stream::{corrupt, SnapshotReader, SnapshotWriter};
 
 /// How many of the most recent transfers' txids are remembered.
 pub const TXID_RETENTION: usize = 100_000;
@@ -155,48 +155,57 @@ impl Ledger {
         )
     }
 
-    /// Appends the ledger's encoding.
-    pub fn encode_to(&self, e: &mut Encoder) {
-        e.put_uvarint(self.accounts.len() as u64);
+    /// Writes the ledger's encoding: count, then accounts (name, cents) in
+    /// name order; count, then remembered transfers (txid, from, to, cents,
+    /// outcome), oldest first.
+    pub fn write_to<W: Write>(&self, w: &mut SnapshotWriter<W>) -> io::Result<()> {
+        w.put_uvarint(self.accounts.len() as u64)?;
         for (a, &c) in &self.accounts {
-            e.put_bytes(a.as_bytes());
-            e.put_uvarint(c as u64);
+            w.put_bytes(a.as_bytes())?;
+            w.put_uvarint(c as u64)?;
         }
-        e.put_uvarint(self.order.len() as u64);
+        w.put_uvarint(self.order.len() as u64)?;
         for (t, outcome) in self
             .order
             .iter()
             .filter_map(|txid| self.transfers.get(txid).map(|r| &**r))
         {
-            e.put_bytes(t.txid.as_bytes());
-            e.put_bytes(t.from.as_bytes());
-            e.put_bytes(t.to.as_bytes());
-            e.put_uvarint(t.cents as u64);
-            e.put_bytes(outcome.as_bytes());
+            w.put_bytes(t.txid.as_bytes())?;
+            w.put_bytes(t.from.as_bytes())?;
+            w.put_bytes(t.to.as_bytes())?;
+            w.put_uvarint(t.cents as u64)?;
+            w.put_bytes(outcome.as_bytes())?;
         }
+        Ok(())
     }
 
-    /// Reads a ledger written by [`Ledger::encode_to`].
-    pub fn decode_from(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
-        let cents = |d: &mut Decoder<'_>| {
-            i64::try_from(d.get_uvarint()?)
-                .map_err(|_| DecodeError::Corrupt("balance out of range".into()))
+    /// Reads a ledger written by [`Ledger::write_to`].
+    pub fn read_from<R: Read>(r: &mut SnapshotReader<R>) -> io::Result<Self> {
+        let cents = |r: &mut SnapshotReader<R>| {
+            i64::try_from(r.get_uvarint()?).map_err(|_| corrupt("balance out of range"))
         };
         let mut ledger = Ledger::default();
-        for _ in 0..d.get_len(d.remaining())? {
-            let account = get_string(d)?;
-            ledger.accounts.insert(Arc::from(account), cents(d)?);
+        for _ in 0..r.get_uvarint()? {
+            let account = r.get_string()?;
+            let balance = cents(r)?;
+            if ledger
+                .accounts
+                .insert(Arc::from(account.as_str()), balance)
+                .is_some()
+            {
+                return Err(corrupt(format!("account {account} twice")));
+            }
         }
-        for _ in 0..d.get_len(d.remaining())? {
+        for _ in 0..r.get_uvarint()? {
             let t = Transfer {
-                txid: get_string(d)?,
-                from: get_string(d)?,
-                to: get_string(d)?,
-                cents: cents(d)?,
+                txid: r.get_string()?,
+                from: r.get_string()?,
+                to: r.get_string()?,
+                cents: cents(r)?,
             };
-            let outcome = get_string(d)?;
+            let outcome = r.get_string()?;
             if ledger.transfers.contains_key(t.txid.as_str()) {
-                return Err(DecodeError::Corrupt(format!("txid {} twice", t.txid)));
+                return Err(corrupt(format!("txid {} twice", t.txid)));
             }
             ledger.remember(t, outcome);
         }
