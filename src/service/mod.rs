@@ -13,5 +13,6 @@ pub mod ledger;
 pub mod quota;
 pub mod replica;
 pub mod session;
+pub mod snapshot_file;
 pub mod snapshot_stream;
 pub mod state_machine;
