@@ -9,13 +9,17 @@
 //! library retry within its session is deduplicated by the session table
 //! instead, whatever the txid.) The window counts transfers, not time, so it is
 //! the same on every replica.
+//!
+//! Names and transfer records are shared (`Arc`), so cloning the ledger for a
+//! snapshot copies the maps' structure and pointers, not the strings in them.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::io::{self, Read, Write};
+use std::sync::Arc;
 
 use super::command::{format_cents, Transfer, MAX_CENTS};
-use super::kv::get_string;
 use super::quota::account_cost;
-use crate::codec::{DecodeError, Decoder, Encoder};
+use super::snapshot_stream::{corrupt, SnapshotReader, SnapshotWriter};
 
 /// How many of the most recent transfers' txids are remembered.
 pub const TXID_RETENTION: usize = 100_000;
@@ -24,12 +28,12 @@ pub const TXID_RETENTION: usize = 100_000;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Ledger {
     /// Invariant: every balance is in `0..=MAX_CENTS * accounts`.
-    accounts: BTreeMap<String, i64>,
+    accounts: BTreeMap<Arc<str>, i64>,
     /// The last `TXID_RETENTION` transfers, with the reply each got.
     /// Invariant: exactly the txids in `order`.
-    transfers: HashMap<String, (Transfer, String)>,
+    transfers: HashMap<Arc<str>, Arc<(Transfer, String)>>,
     /// Their txids, oldest first.
-    order: VecDeque<String>,
+    order: VecDeque<Arc<str>>,
 }
 
 impl Ledger {
@@ -38,13 +42,13 @@ impl Ledger {
         if self.accounts.contains_key(account) {
             return format!("ERR EXISTS account {account} already exists");
         }
-        self.accounts.insert(account.to_string(), cents);
+        self.accounts.insert(Arc::from(account), cents);
         "OK".into()
     }
 
     /// Applies a transfer once per txid; retries get the first outcome.
     pub fn transfer(&mut self, t: &Transfer) -> String {
-        if let Some((first, outcome)) = self.transfers.get(&t.txid) {
+        if let Some((first, outcome)) = self.transfers.get(t.txid.as_str()).map(|r| &**r) {
             if first == t {
                 return outcome.clone();
             }
@@ -65,8 +69,9 @@ impl Ledger {
                 self.transfers.remove(&oldest);
             }
         }
-        self.order.push_back(t.txid.clone());
-        self.transfers.insert(t.txid.clone(), (t, outcome));
+        let txid: Arc<str> = Arc::from(t.txid.as_str());
+        self.order.push_back(Arc::clone(&txid));
+        self.transfers.insert(txid, Arc::new((t, outcome)));
         debug_assert_eq!(self.order.len(), self.transfers.len());
     }
 
@@ -86,9 +91,11 @@ impl Ledger {
     }
 
     fn try_transfer(&mut self, t: &Transfer) -> String {
-        let (Some(&from), Some(&to)) = (self.accounts.get(&t.from), self.accounts.get(&t.to))
-        else {
-            let missing = if self.accounts.contains_key(&t.from) {
+        let (Some(&from), Some(&to)) = (
+            self.accounts.get(t.from.as_str()),
+            self.accounts.get(t.to.as_str()),
+        ) else {
+            let missing = if self.accounts.contains_key(t.from.as_str()) {
                 &t.to
             } else {
                 &t.from
@@ -106,8 +113,11 @@ impl Ledger {
         let Some(new_to) = to.checked_add(t.cents).filter(|&v| v <= MAX_CENTS) else {
             return format!("ERR BAD_REQUEST {} would exceed the largest balance", t.to);
         };
-        self.accounts.insert(t.from.clone(), from - t.cents);
-        self.accounts.insert(t.to.clone(), new_to);
+        for (account, cents) in [(&t.from, from - t.cents), (&t.to, new_to)] {
+            if let Some(balance) = self.accounts.get_mut(account.as_str()) {
+                *balance = cents;
+            }
+        }
         "OK".into()
     }
 
@@ -145,48 +155,57 @@ impl Ledger {
         )
     }
 
-    /// Appends the ledger's encoding.
-    pub fn encode_to(&self, e: &mut Encoder) {
-        e.put_uvarint(self.accounts.len() as u64);
+    /// Writes the ledger's encoding: count, then accounts (name, cents) in
+    /// name order; count, then remembered transfers (txid, from, to, cents,
+    /// outcome), oldest first.
+    pub fn write_to<W: Write>(&self, w: &mut SnapshotWriter<W>) -> io::Result<()> {
+        w.put_uvarint(self.accounts.len() as u64)?;
         for (a, &c) in &self.accounts {
-            e.put_bytes(a.as_bytes());
-            e.put_uvarint(c as u64);
+            w.put_bytes(a.as_bytes())?;
+            w.put_uvarint(c as u64)?;
         }
-        e.put_uvarint(self.order.len() as u64);
+        w.put_uvarint(self.order.len() as u64)?;
         for (t, outcome) in self
             .order
             .iter()
-            .filter_map(|txid| self.transfers.get(txid))
+            .filter_map(|txid| self.transfers.get(txid).map(|r| &**r))
         {
-            e.put_bytes(t.txid.as_bytes());
-            e.put_bytes(t.from.as_bytes());
-            e.put_bytes(t.to.as_bytes());
-            e.put_uvarint(t.cents as u64);
-            e.put_bytes(outcome.as_bytes());
+            w.put_bytes(t.txid.as_bytes())?;
+            w.put_bytes(t.from.as_bytes())?;
+            w.put_bytes(t.to.as_bytes())?;
+            w.put_uvarint(t.cents as u64)?;
+            w.put_bytes(outcome.as_bytes())?;
         }
+        Ok(())
     }
 
-    /// Reads a ledger written by [`Ledger::encode_to`].
-    pub fn decode_from(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
-        let cents = |d: &mut Decoder<'_>| {
-            i64::try_from(d.get_uvarint()?)
-                .map_err(|_| DecodeError::Corrupt("balance out of range".into()))
+    /// Reads a ledger written by [`Ledger::write_to`].
+    pub fn read_from<R: Read>(r: &mut SnapshotReader<R>) -> io::Result<Self> {
+        let cents = |r: &mut SnapshotReader<R>| {
+            i64::try_from(r.get_uvarint()?).map_err(|_| corrupt("balance out of range"))
         };
         let mut ledger = Ledger::default();
-        for _ in 0..d.get_len(d.remaining())? {
-            let account = get_string(d)?;
-            ledger.accounts.insert(account, cents(d)?);
+        for _ in 0..r.get_uvarint()? {
+            let account = r.get_string()?;
+            let balance = cents(r)?;
+            if ledger
+                .accounts
+                .insert(Arc::from(account.as_str()), balance)
+                .is_some()
+            {
+                return Err(corrupt(format!("account {account} twice")));
+            }
         }
-        for _ in 0..d.get_len(d.remaining())? {
+        for _ in 0..r.get_uvarint()? {
             let t = Transfer {
-                txid: get_string(d)?,
-                from: get_string(d)?,
-                to: get_string(d)?,
-                cents: cents(d)?,
+                txid: r.get_string()?,
+                from: r.get_string()?,
+                to: r.get_string()?,
+                cents: cents(r)?,
             };
-            let outcome = get_string(d)?;
-            if ledger.transfers.contains_key(&t.txid) {
-                return Err(DecodeError::Corrupt(format!("txid {} twice", t.txid)));
+            let outcome = r.get_string()?;
+            if ledger.transfers.contains_key(t.txid.as_str()) {
+                return Err(corrupt(format!("txid {} twice", t.txid)));
             }
             ledger.remember(t, outcome);
         }
@@ -253,5 +272,39 @@ mod tests {
         assert_eq!(l.remembered_txids(), TXID_RETENTION);
         assert!(!l.transfers.contains_key("first"));
         assert!(l.transfers.contains_key("t1"));
+    }
+
+    /// A snapshot's clone shares the accounts' names and the transfer
+    /// records, and neither side sees the other's later transfers.
+    #[test]
+    fn a_clone_shares_records_and_is_unaffected_by_later_transfers_and_vice_versa() {
+        let mut original = Ledger::default();
+        original.open("a", 100);
+        original.open("b", 0);
+        original.transfer(&t("t1", "a", "b", 10));
+        let mut copy = original.clone();
+        assert!(Arc::ptr_eq(
+            &original.transfers["t1"],
+            &copy.transfers["t1"]
+        ));
+        let (name, _) = original.accounts.first_key_value().unwrap();
+        assert!(Arc::ptr_eq(
+            name,
+            copy.accounts.first_key_value().unwrap().0
+        ));
+        original.transfer(&t("t2", "a", "b", 1));
+        copy.transfer(&t("t3", "b", "a", 5));
+        copy.open("c", 7);
+        assert_eq!(
+            (original.balance("a"), copy.balance("a")),
+            ("BALANCE 0.89".into(), "BALANCE 0.95".into())
+        );
+        assert_eq!(original.remembered_txids(), 2);
+        assert!(original.transfers.contains_key("t2") && !copy.transfers.contains_key("t2"));
+        assert!(copy.transfers.contains_key("t3") && !original.transfers.contains_key("t3"));
+        assert_eq!(
+            (original.has_account("c"), copy.has_account("c")),
+            (false, true)
+        );
     }
 }

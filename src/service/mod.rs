@@ -2,7 +2,8 @@
 //!
 //! [`command`] parses the text protocol; [`state_machine`] applies commands
 //! deterministically ([`kv`], [`ledger`], [`session`] for exactly-once retries,
-//! [`quota`] for the size limit).
+//! [`quota`] for the size limit) and streams its snapshots
+//! ([`snapshot_stream`]).
 
 pub mod applier;
 pub mod command;
@@ -12,4 +13,6 @@ pub mod ledger;
 pub mod quota;
 pub mod replica;
 pub mod session;
+pub mod snapshot_file;
+pub mod snapshot_stream;
 pub mod state_machine;

@@ -7,6 +7,12 @@
 //! wakes the waiting request, and snapshots once the log has grown past a
 //! threshold.
 //!
+//! Snapshots never stall the apply loop for longer than a copy of the state's
+//! structure: the loop clones the state machine (cheap, its values are shared
+//! copy-on-write) and a background thread encodes the clone and hands it to
+//! Raft, which then compacts its log. One snapshot is written at a time; while
+//! one is, the loop keeps applying and starts the next once it is done.
+//!
 //! Linearizability: every write goes through the log, so a reply reflects
 //! exactly the operations committed before it; a deposed leader cannot answer,
 //! since its proposal either never commits or is replaced, and the waiter
@@ -45,6 +51,10 @@ pub enum ExecError {
 
 type Applied = Applier<Sender<Outcome>>;
 
+/// How a copy of the state becomes a snapshot's bytes (run off the apply
+/// thread): [`StateMachine::snapshot`], or in tests one that waits to be told.
+type SnapshotEncoder = Arc<dyn Fn(&StateMachine) -> Vec<u8> + Send + Sync>;
+
 /// The replicated service on one server.
 pub struct Replica {
     node: Arc<Node>,
@@ -61,11 +71,31 @@ impl Replica {
     /// commands (`REGISTER` is 3 bytes) cannot grow the in-memory log to
     /// millions of entries before a snapshot.
     pub fn start(node: Arc<Node>, apply: Receiver<ApplyMsg>, snapshot_bytes: usize) -> Replica {
+        Self::start_with(
+            node,
+            apply,
+            snapshot_bytes,
+            Arc::new(StateMachine::snapshot),
+        )
+    }
+
+    /// [`Replica::start`], encoding snapshots with `encode`.
+    fn start_with(
+        node: Arc<Node>,
+        apply: Receiver<ApplyMsg>,
+        snapshot_bytes: usize,
+        encode: SnapshotEncoder,
+    ) -> Replica {
         let applied = Arc::new(Mutex::new(Applied::default()));
         let (loop_node, loop_applied) = (Arc::clone(&node), Arc::clone(&applied));
+        let snapshots = Snapshots {
+            threshold: snapshot_bytes,
+            encode,
+            writing: None,
+        };
         let apply_loop = thread::Builder::new()
             .name(format!("service-{}", node.id()))
-            .spawn(move || run_apply_loop(&loop_node, &loop_applied, apply, snapshot_bytes))
+            .spawn(move || run_apply_loop(&loop_node, &loop_applied, apply, snapshots))
             .ok();
         Replica {
             node,
@@ -141,10 +171,13 @@ impl Replica {
     }
 
     /// The index applied last and the state machine's encoding at that point
-    /// (for comparing replicas).
+    /// (for comparing replicas). Encoded outside the lock, from a copy.
     pub fn applied_state(&self) -> (Index, Vec<u8>) {
-        let applied = lock(&self.applied);
-        (applied.last_applied(), applied.state_machine().snapshot())
+        let (index, state) = {
+            let applied = lock(&self.applied);
+            (applied.last_applied(), applied.state_machine().clone())
+        };
+        (index, state.snapshot())
     }
 
     /// Stops the node and waits for the apply loop to finish.
@@ -177,11 +210,75 @@ fn lock(applied: &Mutex<Applied>) -> MutexGuard<'_, Applied> {
     applied.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// When and how the apply loop snapshots, and the snapshot being written.
+struct Snapshots {
+    /// Bytes of applied log (commands plus [`ENTRY_COST`] each) between snapshots.
+    threshold: usize,
+    encode: SnapshotEncoder,
+    /// The thread writing a snapshot, if one was started. Invariant: at most one.
+    writing: Option<JoinHandle<()>>,
+}
+
+impl Snapshots {
+    /// Whether a snapshot is still being written (reaps a finished one).
+    fn busy(&mut self) -> bool {
+        if self.writing.as_ref().is_some_and(|w| !w.is_finished()) {
+            return true;
+        }
+        self.wait();
+        false
+    }
+
+    /// Encodes `state`, a copy of the state machine through `index`, on its
+    /// own thread, then hands it to Raft to compact the log. A snapshot that
+    /// Raft has overtaken meanwhile (one installed from the leader at a later
+    /// index) is refused by it and dropped.
+    fn start(&mut self, node: &Arc<Node>, index: Index, state: StateMachine, copied: Duration) {
+        debug_assert!(self.writing.is_none(), "one snapshot at a time");
+        let (node, encode, id) = (Arc::clone(node), Arc::clone(&self.encode), node.id());
+        let write = move || {
+            let started = Instant::now();
+            let data = encode(&state);
+            let (bytes, encoded) = (data.len(), started.elapsed());
+            let taken = node.snapshot(index, data);
+            debug!(
+                id,
+                0,
+                "snapshot through {index}: state copied in {copied:?} on the apply loop, \
+                 {bytes} bytes encoded in {encoded:?} beside it{}",
+                if taken { "" } else { "; Raft has a later one" }
+            );
+        };
+        match thread::Builder::new()
+            .name(format!("snapshot-{id}"))
+            .spawn(write)
+        {
+            Ok(handle) => self.writing = Some(handle),
+            // Retried after another threshold of log.
+            Err(e) => info!(id, 0, "no thread to write a snapshot through {index}: {e}"),
+        }
+    }
+
+    /// Waits for the snapshot being written, if any.
+    fn wait(&mut self) {
+        if let Some(writing) = self.writing.take() {
+            let _ = writing.join();
+        }
+    }
+}
+
+impl Drop for Snapshots {
+    /// The apply loop ends only after its snapshot is written (or refused).
+    fn drop(&mut self) {
+        self.wait();
+    }
+}
+
 fn run_apply_loop(
-    node: &Node,
+    node: &Arc<Node>,
     applied: &Mutex<Applied>,
     apply: Receiver<ApplyMsg>,
-    snapshot_bytes: usize,
+    mut snapshots: Snapshots,
 ) {
     let (id, mut since_snapshot) = (node.id(), 0usize);
     for msg in apply {
@@ -197,11 +294,14 @@ fn run_apply_loop(
                 if let (_, Some((waiter, outcome))) = state.apply(index, term, &command) {
                     let _ = waiter.send(outcome);
                 }
-                if since_snapshot >= snapshot_bytes {
-                    let data = state.state_machine().snapshot();
+                // Past the threshold while a snapshot is still being written:
+                // keep applying, and start the next one once it is done.
+                if since_snapshot >= snapshots.threshold && !snapshots.busy() {
+                    let started = Instant::now();
+                    let copy = state.state_machine().clone();
                     drop(state);
                     since_snapshot = 0;
-                    node.snapshot(index, data);
+                    snapshots.start(node, index, copy, started.elapsed());
                 }
             }
             ApplyMsg::Internal { index, term } => {
@@ -244,5 +344,104 @@ fn run_apply_loop(
                 debug!(id, 0, "restored state machine from snapshot at {covered}");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc::sync_channel;
+
+    use super::*;
+    use crate::raft::core::{Config, Role};
+    use crate::raft::messages::{Request, Response};
+    use crate::service::command::Command;
+    use crate::storage::memory::MemoryStorage;
+    use crate::transport::{TransportError, Transporter};
+
+    /// A one-server cluster has no one to call.
+    struct NoPeers;
+
+    impl Transporter for NoPeers {
+        fn call(&self, _: NodeId, _: &Request) -> Result<Response, TransportError> {
+            Err(TransportError::Unreachable("no peers".into()))
+        }
+    }
+
+    /// Long enough that only a stalled apply loop could miss it.
+    const PATIENCE: Duration = Duration::from_secs(10);
+
+    fn put(replica: &Replica, i: usize) -> Result<String, ExecError> {
+        let op = Op {
+            client_id: 0,
+            seq: 0,
+            command: Command::Put(format!("k{i}"), "v".repeat(100)),
+        };
+        replica.execute(&op, PATIENCE)
+    }
+
+    /// The snapshot encoder is held on a channel the test controls: while it
+    /// is held, the apply loop must keep applying (and start no second
+    /// snapshot); once released, Raft takes the snapshot. Reference: §7.
+    #[test]
+    fn the_apply_loop_keeps_applying_while_a_snapshot_is_being_written() {
+        let (apply_tx, apply_rx) = sync_channel(64);
+        let node = Node::new(
+            Config::new(1, vec![1]),
+            Duration::from_millis(5),
+            Arc::new(NoPeers),
+            Arc::new(MemoryStorage::new()),
+            apply_tx,
+        )
+        .unwrap();
+        let (started_tx, started) = mpsc::channel();
+        let (release, released) = mpsc::channel::<()>();
+        let (started_tx, released) = (Mutex::new(started_tx), Mutex::new(released));
+        let encode: SnapshotEncoder = Arc::new(move |sm: &StateMachine| {
+            let _ = lock_ignoring_poison(&started_tx).send(sm.stats().keys);
+            let _ = lock_ignoring_poison(&released).recv();
+            sm.snapshot()
+        });
+        // A snapshot about every 2 entries.
+        let replica = Replica::start_with(Arc::new(node), apply_rx, 300, encode);
+        let node = Arc::clone(replica.node());
+        assert!(node
+            .wait_for_status(PATIENCE, |s| s.role == Role::Leader)
+            .is_some());
+
+        // Applies entries until the first snapshot starts; returns the number
+        // of keys in the state it copied.
+        let mut i = 0;
+        let mut put_until_a_snapshot_starts = || loop {
+            assert_eq!(put(&replica, i), Ok("OK".into()));
+            i += 1;
+            if let Ok(keys) = started.try_recv() {
+                return keys;
+            }
+            assert!(i < 1000, "no snapshot started");
+        };
+        let first = put_until_a_snapshot_starts();
+        for j in 0..20 {
+            assert_eq!(
+                put(&replica, 1000 + j),
+                Ok("OK".into()),
+                "applied meanwhile"
+            );
+        }
+        assert!(started.try_recv().is_err(), "one snapshot at a time");
+        assert_eq!(node.status().snapshot_index, 0, "not written yet");
+
+        release.send(()).unwrap();
+        let status = node.wait_for_status(PATIENCE, |s| s.snapshot_index > 0);
+        assert!(status.is_some(), "the snapshot reached Raft");
+        // The next snapshot copies the state as it is now, with the entries
+        // applied while the first was held.
+        let second = put_until_a_snapshot_starts();
+        assert!(second > first + 20, "{first} keys, then {second}");
+        release.send(()).unwrap();
+        replica.shutdown();
+    }
+
+    fn lock_ignoring_poison<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+        m.lock().unwrap_or_else(|e| e.into_inner())
     }
 }

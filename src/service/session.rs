@@ -19,9 +19,9 @@
 //! Sessions are part of snapshots, so all of this survives restarts.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::io::{self, Read, Write};
 
-use super::kv::get_string;
-use crate::codec::{DecodeError, Decoder, Encoder};
+use super::snapshot_stream::{corrupt, SnapshotReader, SnapshotWriter};
 
 /// Sessions kept; registering beyond this evicts the least recently used.
 pub const MAX_SESSIONS: usize = 10_000;
@@ -154,52 +154,53 @@ impl Sessions {
         debug_assert_eq!(self.table.len(), self.by_use.len());
     }
 
-    /// Appends the table's encoding: next id, clock, then each session in id
+    /// Writes the table's encoding: next id, clock, then each session in id
     /// order (id, last seq, last used, reply as 0 or 1 + bytes).
-    pub fn encode_to(&self, e: &mut Encoder) {
-        e.put_uvarint(self.next_id);
-        e.put_uvarint(self.clock);
-        e.put_uvarint(self.table.len() as u64);
+    pub fn write_to<W: Write>(&self, w: &mut SnapshotWriter<W>) -> io::Result<()> {
+        w.put_uvarint(self.next_id)?;
+        w.put_uvarint(self.clock)?;
+        w.put_uvarint(self.table.len() as u64)?;
         for (&id, s) in &self.table {
-            e.put_uvarint(id);
-            e.put_uvarint(s.last_seq);
-            e.put_uvarint(s.last_used);
+            w.put_uvarint(id)?;
+            w.put_uvarint(s.last_seq)?;
+            w.put_uvarint(s.last_used)?;
             match &s.reply {
                 Some(reply) => {
-                    e.put_bool(true);
-                    e.put_bytes(reply.as_bytes());
+                    w.put_bool(true)?;
+                    w.put_bytes(reply.as_bytes())?;
                 }
-                None => e.put_bool(false),
+                None => w.put_bool(false)?,
             }
         }
+        Ok(())
     }
 
-    /// Reads a table written by [`Sessions::encode_to`], checking its invariants.
-    pub fn decode_from(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
-        let corrupt = |why: &str| DecodeError::Corrupt(format!("sessions: {why}"));
+    /// Reads a table written by [`Sessions::write_to`], checking its invariants.
+    pub fn read_from<R: Read>(r: &mut SnapshotReader<R>) -> io::Result<Self> {
+        let invalid = |why: &str| corrupt(format!("sessions: {why}"));
         let mut sessions = Sessions {
-            next_id: d.get_uvarint()?,
-            clock: d.get_uvarint()?,
+            next_id: r.get_uvarint()?,
+            clock: r.get_uvarint()?,
             ..Sessions::default()
         };
-        let count = d.get_len(d.remaining())?;
-        if count > MAX_SESSIONS {
-            return Err(corrupt("too many sessions"));
+        let count = r.get_uvarint()?;
+        if count > MAX_SESSIONS as u64 {
+            return Err(invalid("too many sessions"));
         }
         for _ in 0..count {
-            let id = d.get_uvarint()?;
-            let last_seq = d.get_uvarint()?;
-            let last_used = d.get_uvarint()?;
-            let reply = if d.get_bool()? {
-                Some(get_string(d)?)
+            let id = r.get_uvarint()?;
+            let last_seq = r.get_uvarint()?;
+            let last_used = r.get_uvarint()?;
+            let reply = if r.get_bool()? {
+                Some(r.get_string()?)
             } else {
                 None
             };
             if id == 0 || id >= sessions.next_id || last_used > sessions.clock {
-                return Err(corrupt("session id or use out of range"));
+                return Err(invalid("session id or use out of range"));
             }
             if !sessions.by_use.insert((last_used, id)) || sessions.table.contains_key(&id) {
-                return Err(corrupt("duplicate session"));
+                return Err(invalid("duplicate session"));
             }
             sessions.table.insert(
                 id,
@@ -262,13 +263,16 @@ mod tests {
             s.check(id, i);
             s.record(id, i, (i % 2 == 0).then_some("OK"));
         }
-        let mut e = Encoder::new();
-        s.encode_to(&mut e);
-        let bytes = e.finish();
-        let mut d = Decoder::new(&bytes);
-        assert_eq!(Sessions::decode_from(&mut d), Ok(s));
+        let mut bytes = Vec::new();
+        let mut w = SnapshotWriter::new(&mut bytes);
+        s.write_to(&mut w).unwrap();
+        w.finish().unwrap();
+        let mut r = SnapshotReader::new(bytes.as_slice());
+        assert_eq!(Sessions::read_from(&mut r).unwrap(), s);
+        r.finish().unwrap();
         // next_id 1, clock 9, one session with id 1 (not below next_id).
-        let mut d = Decoder::new(&[1, 9, 1, 1, 0, 0, 0]);
-        assert!(Sessions::decode_from(&mut d).is_err());
+        let mut r = SnapshotReader::new([1, 9, 1, 1, 0, 0, 0].as_slice());
+        let refused = Sessions::read_from(&mut r).unwrap_err();
+        assert_eq!(refused.kind(), io::ErrorKind::InvalidData, "{refused}");
     }
 }

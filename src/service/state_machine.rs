@@ -6,18 +6,24 @@
 //! the session table's size ([`super::session`]), the txid retention window
 //! ([`super::ledger`]) and the space quota ([`super::quota`]).
 
+use std::io::{self, Read, Write};
+
 use super::command::Command;
 use super::kv::Kv;
 use super::ledger::Ledger;
 use super::quota::{account_cost, nospace};
 use super::session::{Sessions, Verdict};
+use super::snapshot_stream::{corrupt, SnapshotReader, SnapshotWriter};
 use crate::codec::{Decode, DecodeError, Decoder, Encode, Encoder};
 
 pub use super::quota::DEFAULT_QUOTA_BYTES;
 
-/// Version byte of the snapshot encoding. Version 2 added registered
-/// sessions, the txid window and the quota; version 1 snapshots are refused.
-const SNAPSHOT_VERSION: u8 = 2;
+/// Version byte of the snapshot encoding. Version 3 added the CRC-32 trailer.
+/// Version 2 (registered sessions, the txid window and the quota) is the same
+/// without it, and is still read; version 1 snapshots are refused.
+const SNAPSHOT_VERSION: u8 = 3;
+/// The last version without a checksum.
+const SNAPSHOT_VERSION_UNCHECKED: u8 = 2;
 
 /// One log entry's payload: a command and who sent it.
 ///
@@ -203,37 +209,71 @@ impl StateMachine {
         self.ledger.remembered_txids()
     }
 
-    /// The whole state as bytes, for a Raft snapshot: version, quota, KV pairs,
-    /// accounts, remembered transfers (oldest first), sessions.
+    /// Writes the whole state to `w`, entry by entry, without building the
+    /// encoding in memory; returns the bytes written. The stream
+    /// ([`super::snapshot_stream`]) is: version byte, quota, KV pairs,
+    /// accounts, remembered transfers (oldest first), sessions, then the
+    /// CRC-32 of all of that.
+    ///
+    /// Taking a snapshot without stopping the apply loop: clone the state
+    /// (cheap: values are shared, see [`super::kv`]) and write the clone on
+    /// another thread.
+    pub fn write_snapshot(&self, w: &mut impl Write) -> io::Result<u64> {
+        let mut s = SnapshotWriter::new(w);
+        s.put_u8(SNAPSHOT_VERSION)?;
+        s.put_uvarint(self.quota)?;
+        self.kv.write_to(&mut s)?;
+        self.ledger.write_to(&mut s)?;
+        self.sessions.write_to(&mut s)?;
+        s.finish()
+    }
+
+    /// Reads a state written by [`StateMachine::write_snapshot`], holding at
+    /// most a buffer of the encoding at a time, and reading `r` to its end.
+    /// A truncated stream is [`io::ErrorKind::UnexpectedEof`]; a wrong
+    /// checksum, trailing bytes or any other corruption is
+    /// [`io::ErrorKind::InvalidData`].
+    pub fn read_snapshot(r: &mut impl Read) -> io::Result<StateMachine> {
+        let mut s = SnapshotReader::new(r);
+        let version = s.get_u8()?;
+        if version != SNAPSHOT_VERSION && version != SNAPSHOT_VERSION_UNCHECKED {
+            return Err(corrupt(format!(
+                "snapshot version {version} (this server reads versions \
+                 {SNAPSHOT_VERSION_UNCHECKED} and {SNAPSHOT_VERSION}; state written before \
+                 session registration cannot be read)"
+            )));
+        }
+        let quota = s.get_uvarint()?;
+        let sm = StateMachine {
+            kv: Kv::read_from(&mut s)?,
+            ledger: Ledger::read_from(&mut s)?,
+            sessions: Sessions::read_from(&mut s)?,
+            quota,
+        };
+        if version == SNAPSHOT_VERSION_UNCHECKED {
+            s.finish_unchecked()?;
+        } else {
+            s.finish()?;
+        }
+        Ok(sm)
+    }
+
+    /// The whole state as bytes, for a Raft snapshot: what
+    /// [`StateMachine::write_snapshot`] writes.
     pub fn snapshot(&self) -> Vec<u8> {
-        let mut e = Encoder::new();
-        e.put_u8(SNAPSHOT_VERSION);
-        e.put_uvarint(self.quota);
-        self.kv.encode_to(&mut e);
-        self.ledger.encode_to(&mut e);
-        self.sessions.encode_to(&mut e);
-        e.finish()
+        let mut bytes = Vec::new();
+        // Writing to a `Vec` cannot fail.
+        let written = self.write_snapshot(&mut bytes);
+        debug_assert_eq!(written.ok(), Some(bytes.len() as u64));
+        bytes
     }
 
     /// Rebuilds the state from [`StateMachine::snapshot`]'s bytes.
-    pub fn restore(bytes: &[u8]) -> Result<Self, DecodeError> {
-        let mut d = Decoder::new(bytes);
-        let version = d.get_u8()?;
-        if version != SNAPSHOT_VERSION {
-            return Err(DecodeError::Corrupt(format!(
-                "snapshot version {version} (this server reads version {SNAPSHOT_VERSION}; \
-                 state written before session registration cannot be read)"
-            )));
-        }
-        let quota = d.get_uvarint()?;
-        let sm = StateMachine {
-            kv: Kv::decode_from(&mut d)?,
-            ledger: Ledger::decode_from(&mut d)?,
-            sessions: Sessions::decode_from(&mut d)?,
-            quota,
-        };
-        d.finish()?;
-        Ok(sm)
+    pub fn restore(mut bytes: &[u8]) -> Result<Self, DecodeError> {
+        Self::read_snapshot(&mut bytes).map_err(|e| match e.kind() {
+            io::ErrorKind::UnexpectedEof => DecodeError::Truncated,
+            _ => DecodeError::Corrupt(e.to_string()),
+        })
     }
 }
 
@@ -243,6 +283,7 @@ mod tests {
     use crate::service::command::{parse, Request};
     use crate::service::quota::kv_cost;
     use crate::service::session::MAX_SESSIONS;
+    use crate::service::snapshot_stream::BUFFER_BYTES;
 
     fn op(client_id: u64, seq: u64, line: &str) -> Op {
         let Ok(Request::Command(command)) = parse(line) else {
@@ -372,5 +413,118 @@ mod tests {
         let mut v1 = bytes.clone();
         v1[0] = 1;
         assert!(StateMachine::restore(&v1).is_err(), "version 1 is refused");
+    }
+
+    /// A state with every part filled: keys, accounts, remembered transfers,
+    /// sessions, a quota; with `big`, one value longer than the stream's buffer.
+    fn full_state(big: bool) -> StateMachine {
+        let mut sm = StateMachine::default();
+        let (a, b) = (register(&mut sm), register(&mut sm));
+        for line in [
+            "PUT a 1",
+            "OPEN alice 10",
+            "OPEN bob 0",
+            "TRANSFER t alice bob 2.5",
+        ] {
+            sm.apply(&op(a, 1, line));
+            sm.apply(&op(b, 9, line));
+        }
+        let len = if big { BUFFER_BYTES + 10 } else { 10 };
+        sm.apply(&op(0, 0, &format!("PUT big {}", "x".repeat(len))));
+        sm.apply(&Op {
+            client_id: 0,
+            seq: 0,
+            command: Command::SetQuota(1 << 30),
+        });
+        sm
+    }
+
+    /// An input that hands out one byte per read.
+    struct OneByte<'a>(&'a [u8]);
+
+    impl Read for OneByte<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = buf.len().min(1).min(self.0.len());
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn a_streamed_snapshot_is_the_snapshots_bytes_and_reads_back_the_same_state() {
+        let sm = full_state(true);
+        let mut streamed = Vec::new();
+        let written = sm.write_snapshot(&mut streamed).unwrap();
+        assert_eq!(written, streamed.len() as u64);
+        assert_eq!(streamed, sm.snapshot());
+        let read = StateMachine::read_snapshot(&mut OneByte(&streamed)).unwrap();
+        assert_eq!(read, sm);
+        assert_eq!(StateMachine::restore(&streamed), Ok(sm));
+    }
+
+    #[test]
+    fn every_truncation_and_every_flipped_byte_is_an_error() {
+        let bytes = full_state(false).snapshot();
+        for cut in 0..bytes.len() {
+            let refused = StateMachine::read_snapshot(&mut &bytes[..cut]).unwrap_err();
+            assert_eq!(refused.kind(), io::ErrorKind::UnexpectedEof, "cut at {cut}");
+        }
+        for at in 0..bytes.len() {
+            for flip in [0x01, 0x80, 0xff] {
+                let mut damaged = bytes.clone();
+                damaged[at] ^= flip;
+                assert!(
+                    StateMachine::restore(&damaged).is_err(),
+                    "byte {at} xor {flip:#x} went unnoticed"
+                );
+            }
+        }
+        // Around and inside a value longer than the buffer.
+        let bytes = full_state(true).snapshot();
+        for at in (0..bytes.len()).step_by(BUFFER_BYTES / 7) {
+            assert!(StateMachine::read_snapshot(&mut &bytes[..at]).is_err());
+            let mut damaged = bytes.clone();
+            damaged[at] ^= 0x20;
+            assert!(StateMachine::restore(&damaged).is_err(), "byte {at}");
+        }
+    }
+
+    /// Version 2 is version 3 without the checksum: still read, so a server
+    /// restarts from (or is sent) a snapshot taken before the checksum.
+    #[test]
+    fn version_2_snapshots_without_a_checksum_are_still_read() {
+        let sm = full_state(true);
+        let mut v2 = sm.snapshot();
+        v2.truncate(v2.len() - 4);
+        v2[0] = 2;
+        assert_eq!(StateMachine::restore(&v2), Ok(sm));
+        v2.push(0);
+        assert!(StateMachine::restore(&v2).is_err(), "trailing bytes");
+    }
+
+    /// Taking a snapshot clones the state: neither side may see the other's
+    /// later writes.
+    #[test]
+    fn a_clone_is_unaffected_by_later_writes_to_the_original_and_vice_versa() {
+        let mut original = full_state(true);
+        let before = original.snapshot();
+        let mut copy = original.clone();
+        for line in [
+            "APPEND big y",
+            "PUT a 2",
+            "DEL big",
+            "TRANSFER u bob alice 1",
+        ] {
+            original.apply(&op(0, 0, line));
+        }
+        assert_eq!(copy.snapshot(), before);
+        let after = original.snapshot();
+        copy.apply(&op(0, 0, "APPEND big z"));
+        copy.apply(&op(0, 0, "OPEN carol 5"));
+        assert_eq!(original.snapshot(), after);
+        assert_eq!(original.apply(&op(0, 0, "GET big")), "NOT_FOUND");
+        assert!(copy.apply(&op(0, 0, "GET big")).ends_with("xz"));
+        assert_eq!(original.apply(&op(0, 0, "BALANCE carol")), "NOT_FOUND");
     }
 }
