@@ -8,15 +8,17 @@
 //!
 //! Prints the best of three runs of each step: cloning the state machine,
 //! encoding it into memory (`snapshot`), streaming it to nowhere
-//! (`write_snapshot` into `io::sink`), to a snapshot file (fsync included) and
-//! back from it, and decoding it from memory (`restore`).
+//! (`write_snapshot` into `io::sink`), to a snapshot file through
+//! `FileStorage` (fsync included) and back from it, and decoding it from
+//! memory (`restore`).
 
 use std::io;
 use std::time::{Duration, Instant};
 
 use raftkv::service::command::Command;
-use raftkv::service::snapshot_file::{read_snapshot_file, write_snapshot_file};
 use raftkv::service::state_machine::{Op, StateMachine};
+use raftkv::storage::file::FileStorage;
+use raftkv::storage::Storage;
 
 /// Runs `step` three times and returns the fastest run and its result.
 fn best_of_three<T>(mut step: impl FnMut() -> T) -> (Duration, T) {
@@ -71,12 +73,22 @@ fn main() -> io::Result<()> {
     drop(bytes);
 
     let dir = std::env::temp_dir().join(format!("snapshot_cost-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let (took, info) = best_of_three(|| write_snapshot_file(&dir, &sm, 7, 1));
-    let info = info?;
-    println!("write_snapshot_file:  {took:>10.2?}  (fsync included)");
-    let (took, read) = best_of_three(|| read_snapshot_file(&info.path));
-    println!("read_snapshot_file:   {took:>10.2?}");
-    assert_eq!(read?.2.stats(), stats);
+    let storage = FileStorage::open(&dir)?;
+    let (took, written) = best_of_three(|| {
+        storage.write_snapshot(7, 1, &mut |w| sm.write_snapshot(&mut &mut *w).map(drop))
+    });
+    let snapshot = written?;
+    println!(
+        "snapshot file:        {took:>10.2?}  {:.1} MB (fsync included)",
+        snapshot.size as f64 / 1e6
+    );
+    let (took, read) = best_of_three(|| {
+        storage
+            .open_snapshot(&snapshot)
+            .and_then(|mut r| StateMachine::read_snapshot(&mut r))
+    });
+    println!("read from the file:   {took:>10.2?}");
+    assert_eq!(read?.stats(), stats);
+    drop(storage);
     std::fs::remove_dir_all(&dir)
 }

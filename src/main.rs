@@ -29,7 +29,8 @@ usage: raftkv [flags]
   -idle-timeout D          close a client connection that sends no whole line within D
                            (e.g. 300s, 500ms, 5m; default 300s)
   -quota-bytes N           refuse writes that would grow the state beyond N bytes (default 2147483648)
-  -snapshot-bytes N        snapshot after N bytes of applied log: commands plus 64 per entry
+  -snapshot-bytes N        snapshot after N bytes of applied log (commands plus 64 per entry),
+                           and at least as many as the last snapshot's size
                            (default 4194304)
   -timeout-ms N            how long a client request may wait (default 3000)
   -max-conns N             most open connections (default 1024)

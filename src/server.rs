@@ -43,7 +43,7 @@ use crate::node::Node;
 use crate::raft::messages::NodeId;
 use crate::raft::Config as RaftConfig;
 use crate::service::frontend::Frontend;
-use crate::service::replica::Replica;
+use crate::service::replica::{Replica, SnapshotPolicy};
 use crate::service::state_machine::DEFAULT_QUOTA_BYTES;
 use crate::storage::file::FileStorage;
 use crate::transport::line::{read_line_before, LineError};
@@ -72,8 +72,9 @@ pub struct ServerConfig {
     pub listen: String,
     /// Directory for Raft state.
     pub data_dir: PathBuf,
-    /// Snapshot once this many bytes of log (commands plus 64 per entry) were
-    /// applied since the last one.
+    /// Snapshot once this many bytes of log (commands plus 64 per entry), and
+    /// at least as many as the last snapshot's size, were applied since the
+    /// last one.
     pub snapshot_bytes: usize,
     /// How long a client request may wait for its outcome.
     pub request_timeout: Duration,
@@ -243,7 +244,11 @@ impl Server {
             storage,
             apply_tx,
         )?);
-        let replica = Replica::start(node, apply_rx, config.snapshot_bytes);
+        let policy = SnapshotPolicy {
+            log_bytes: config.snapshot_bytes,
+            scale_with_state: true,
+        };
+        let replica = Replica::start(node, apply_rx, policy);
         let term = replica.node().status().term;
         let mut frontend = Frontend::new(replica, config.request_timeout, config.peers.len());
         frontend.set_quota(config.quota_bytes);

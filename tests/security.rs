@@ -101,7 +101,10 @@ fn forged_requests(from: u64) -> Vec<Request> {
             leader_id: from,
             last_included_index: 1_000,
             last_included_term: 1000,
+            size: forged_state.snapshot().len() as u64,
+            offset: 0,
             data: forged_state.snapshot(),
+            done: true,
         }),
     ]
 }
@@ -713,7 +716,10 @@ fn impostor(listener: TcpListener) {
                                     })
                                 }
                                 Some(Ok(Request::InstallSnapshot(_))) => {
-                                    Response::InstallSnapshot(InstallSnapshotReply { term: 1000 })
+                                    Response::InstallSnapshot(InstallSnapshotReply {
+                                        term: 1000,
+                                        stored: 0,
+                                    })
                                 }
                                 _ => Response::RequestVote(RequestVoteReply {
                                     term: 1000,

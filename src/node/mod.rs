@@ -43,10 +43,12 @@ use crate::metrics::raft::RaftMetrics;
 use crate::raft::core::{Config, Raft, Role, Status};
 use crate::raft::messages::{Index, NodeId, Request, Response, Term};
 use crate::raft::ready::ApplyMsg;
+use crate::raft::ready::Snapshot;
 use crate::raft::{ProposeError, TransferError};
-use crate::storage::Storage;
+use crate::storage::{SnapshotFill, Storage};
 use crate::transport::Transporter;
 use crate::{debug, info};
+use sender::ChunkSource;
 use sender::PeerSender;
 
 mod sender;
@@ -99,12 +101,20 @@ pub enum Event {
         /// Receives whether the transfer started.
         reply: Sender<Result<(), TransferError>>,
     },
-    /// The service has snapshotted its state through `index`.
+    /// The service has snapshotted its state through `index` into `data`:
+    /// store it, then compact.
     Snapshot {
         /// Last index the snapshot includes.
         index: Index,
         /// The snapshot bytes.
         data: Vec<u8>,
+        /// Receives whether the log was compacted.
+        done: Sender<bool>,
+    },
+    /// The service has written a snapshot to storage itself: compact.
+    SnapshotWritten {
+        /// The snapshot.
+        snapshot: Snapshot,
         /// Receives whether the log was compacted.
         done: Sender<bool>,
     },
@@ -127,6 +137,8 @@ pub struct Node {
     events: Sender<Event>,
     shared: Arc<Shared>,
     threads: Mutex<Vec<JoinHandle<()>>>,
+    /// For snapshot bytes, which the service streams in and out itself.
+    storage: Arc<dyn Storage>,
 }
 
 impl Node {
@@ -166,7 +178,11 @@ impl Node {
                     let _ = lock(&events).send(event);
                 };
                 let (transport, metrics) = (Arc::clone(&transport), Arc::clone(&metrics));
-                let sender = PeerSender::new(p, transport, Box::new(on_reply), metrics);
+                let chunks = ChunkSource {
+                    storage: Arc::clone(&storage),
+                    chunk_bytes: raft.config().snapshot_chunk_bytes,
+                };
+                let sender = PeerSender::new(p, transport, Box::new(on_reply), metrics, chunks);
                 (p, sender)
             })
             .collect();
@@ -183,7 +199,7 @@ impl Node {
             tick,
             events: events_rx,
             senders,
-            storage,
+            storage: Arc::clone(&storage),
             applier: apply_tx,
             shared: Arc::clone(&shared),
             pending_replies: Vec::new(),
@@ -202,6 +218,7 @@ impl Node {
             events: events_tx,
             shared,
             threads: Mutex::new(threads),
+            storage,
         })
     }
 
@@ -277,12 +294,34 @@ impl Node {
     }
 
     /// The service has applied everything through `index` and `data` is its state
-    /// there: Raft may discard the log up to `index`. Safe to call from the thread
-    /// that consumes the apply channel.
+    /// there: Raft stores it and may discard the log up to `index`. Safe to call
+    /// from the thread that consumes the apply channel. (The node thread writes
+    /// `data`; a large state should use [`Node::write_snapshot`].)
     pub fn snapshot(&self, index: Index, data: Vec<u8>) -> bool {
         let (done, rx) = mpsc::channel();
         self.send_event(Event::Snapshot { index, data, done });
         rx.recv().unwrap_or(false)
+    }
+
+    /// The service's state through (`index`, `term`) is streamed by `fill`:
+    /// writes it to storage on the calling thread (the node thread goes on
+    /// meanwhile), then lets Raft discard the log up to `index`. Returns
+    /// whether it did (a newer snapshot may have arrived from the leader).
+    pub fn write_snapshot(
+        &self,
+        index: Index,
+        term: Term,
+        fill: SnapshotFill<'_>,
+    ) -> io::Result<bool> {
+        let snapshot = self.storage.write_snapshot(index, term, fill)?;
+        let (done, rx) = mpsc::channel();
+        self.send_event(Event::SnapshotWritten { snapshot, done });
+        Ok(rx.recv().unwrap_or(false))
+    }
+
+    /// Opens a snapshot's bytes (one handed over as `ApplyMsg::Snapshot`).
+    pub fn open_snapshot(&self, snapshot: &Snapshot) -> io::Result<Box<dyn std::io::Read + Send>> {
+        self.storage.open_snapshot(snapshot)
     }
 
     /// Handles a request from peer `from` and returns the reply, once the state
@@ -429,11 +468,37 @@ impl NodeLoop {
                 let _ = reply.send(self.raft.transfer_leadership(target));
             }
             Event::Snapshot { index, data, done } => {
-                let _ = done.send(self.raft.snapshot(index, data));
+                let _ = done.send(self.store_snapshot(index, data));
+            }
+            Event::SnapshotWritten { snapshot, done } => {
+                let _ = done.send(self.raft.snapshot(snapshot));
             }
             Event::Shutdown => return false,
         }
         true
+    }
+
+    /// Writes a small snapshot handed over as bytes, then compacts.
+    fn store_snapshot(&mut self, index: Index, data: Vec<u8>) -> bool {
+        let log = self.raft.log();
+        if index <= log.snapshot_index() || index > self.raft.status().last_applied {
+            return false;
+        }
+        let Some(term) = log.term(index) else {
+            return false;
+        };
+        let fill: SnapshotFill<'_> = &mut |w| w.write_all(&data);
+        match self.storage.write_snapshot(index, term, fill) {
+            Ok(snapshot) => self.raft.snapshot(snapshot),
+            Err(e) => {
+                info!(
+                    self.raft.status().id,
+                    self.raft.status().term,
+                    "could not write a snapshot: {e}"
+                );
+                false
+            }
+        }
     }
 
     /// Hands requests to the per-peer senders.

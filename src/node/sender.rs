@@ -16,10 +16,54 @@ use std::time::{Duration, Instant};
 
 use crate::metrics::raft::RaftMetrics;
 use crate::raft::messages::{NodeId, Request, Response};
+use crate::raft::ready::Snapshot;
+use crate::storage::Storage;
 use crate::transport::Transporter;
 
 /// Where a worker hands each reply, with the request it answers.
 pub type OnReply = Box<dyn Fn(Request, Response) + Send + Sync>;
+
+/// Where a worker reads the bytes of the snapshot pieces it sends: the core
+/// names the piece (offset, and whether it is the last), the worker reads it
+/// from storage just before sending, so a snapshot of any size is never held
+/// in memory and a slow disk never holds up the node thread.
+pub struct ChunkSource {
+    /// The server's storage.
+    pub storage: Arc<dyn Storage>,
+    /// Bytes per piece (the core's `Config::snapshot_chunk_bytes`).
+    pub chunk_bytes: u64,
+}
+
+impl ChunkSource {
+    /// Fills an InstallSnapshot request's bytes; false if the snapshot is gone
+    /// (a newer one replaced it: the core will start over with that one).
+    fn fill(&self, request: &mut Request) -> bool {
+        let Request::InstallSnapshot(args) = request else {
+            return true;
+        };
+        let snapshot = Snapshot {
+            last_included_index: args.last_included_index,
+            last_included_term: args.last_included_term,
+            size: args.size,
+        };
+        let len = if args.done {
+            args.size.saturating_sub(args.offset)
+        } else {
+            self.chunk_bytes
+        };
+        let len = usize::try_from(len).unwrap_or(usize::MAX);
+        match self
+            .storage
+            .read_snapshot_chunk(&snapshot, args.offset, len)
+        {
+            Ok(data) if data.len() == len => {
+                args.data = data;
+                true
+            }
+            _ => false,
+        }
+    }
+}
 
 /// Most concurrent calls to one peer.
 pub const MAX_WORKERS: usize = 16;
@@ -40,6 +84,7 @@ struct Shared {
     transport: Arc<dyn Transporter>,
     on_reply: OnReply,
     metrics: Arc<RaftMetrics>,
+    chunks: ChunkSource,
     state: Mutex<QueueState>,
     wakeup: Condvar,
 }
@@ -62,6 +107,7 @@ impl PeerSender {
         transport: Arc<dyn Transporter>,
         on_reply: OnReply,
         metrics: Arc<RaftMetrics>,
+        chunks: ChunkSource,
     ) -> Self {
         Self {
             shared: Arc::new(Shared {
@@ -69,6 +115,7 @@ impl PeerSender {
                 transport,
                 on_reply,
                 metrics,
+                chunks,
                 state: Mutex::new(QueueState::default()),
                 wakeup: Condvar::new(),
             }),
@@ -142,6 +189,14 @@ impl Shared {
                 let started = Instant::now();
                 state.busy_since.push(started);
                 drop(state);
+                if !self.chunks.fill(&mut request) {
+                    // The snapshot is gone: like a lost message.
+                    state = self.lock();
+                    if let Some(pos) = state.busy_since.iter().position(|&t| t == started) {
+                        state.busy_since.swap_remove(pos);
+                    }
+                    continue;
+                }
                 let result = self.transport.call(self.peer, &request);
                 let took = started.elapsed();
                 self.metrics.peer_call(self.peer, took, result.is_ok());
@@ -168,8 +223,12 @@ impl Shared {
     }
 }
 
-/// Most command bytes one merged AppendEntries may carry.
+/// Most encoded entry bytes one merged AppendEntries may carry (base64 makes
+/// its line 4/3 of that, within the peer line limit).
 const MAX_MERGED_BYTES: usize = 4 << 20;
+/// An entry's encoding beyond its command, at most: term (a 10-byte varint),
+/// kind, and the command's length.
+const ENTRY_OVERHEAD: usize = 16;
 
 /// `a` and `b` as one AppendEntries, if `b` continues right where `a` ends (same
 /// leader and term): `a`'s entries, then `b`'s, with the later commit index.
@@ -184,7 +243,7 @@ fn merge(a: &Request, b: &Request) -> Option<Request> {
         .entries
         .iter()
         .chain(&b.entries)
-        .map(|e| e.command.len())
+        .map(|e| e.command.len() + ENTRY_OVERHEAD)
         .sum();
     if !continues || bytes > MAX_MERGED_BYTES {
         return None;

@@ -21,8 +21,9 @@ use super::log::RaftLog;
 use super::messages::{EntryKind, Index, NodeId, Request, Response, Term};
 use super::progress::Progress;
 use super::read_index::ReadQueue;
-use super::ready::{ApplyMsg, HardState, LogWrite, Outbound, Ready, Snapshot};
+use super::ready::{ApplyMsg, HardState, LogWrite, Outbound, Ready, Snapshot, SnapshotChunk};
 use super::rng::Rng;
+use super::snapshot::Incoming;
 use crate::info;
 
 /// Tunables of the core, all counted in ticks of the runtime's clock.
@@ -41,6 +42,8 @@ pub struct Config {
     /// Most command bytes carried by one AppendEntries (at least one entry is
     /// always sent).
     pub max_append_bytes: usize,
+    /// Bytes of snapshot per InstallSnapshot piece (Figure 13).
+    pub snapshot_chunk_bytes: u64,
     /// Seed for the election timeout generator.
     pub seed: u64,
     /// Thesis §9.6: ask for pre-votes before starting a real election, so a
@@ -69,6 +72,7 @@ impl Config {
             election_ticks: 30,
             heartbeat_ticks: 10,
             max_append_bytes: 256 * 1024,
+            snapshot_chunk_bytes: 1 << 20,
             seed: id,
             pre_vote: true,
             check_quorum: true,
@@ -201,6 +205,11 @@ pub struct Raft {
     pub(super) snapshot_changed: bool,
     /// `snapshot` was installed from a leader and must be handed to the service.
     pub(super) snapshot_to_apply: bool,
+    /// Pieces of a leader's snapshot received, to store.
+    pub(super) snapshot_chunks: Vec<SnapshotChunk>,
+    /// The leader's snapshot being received, if any (volatile: a restart
+    /// starts the transfer over).
+    pub(super) incoming: Option<Incoming>,
     /// Lowest log index written or truncated since the last `ready()`.
     pub(super) unstable_from: Option<Index>,
     /// The leader appended entries that streaming followers have not been sent.
@@ -237,6 +246,8 @@ impl Raft {
             commit_index: snapshot.last_included_index,
             last_applied: snapshot.last_included_index,
             snapshot_to_apply: snapshot.last_included_index > 0,
+            snapshot_chunks: Vec::new(),
+            incoming: None,
             snapshot,
             role: Role::Follower,
             leader_id: None,
@@ -328,8 +339,8 @@ impl Raft {
             (Request::AppendEntries(args), Response::AppendEntries(reply)) => {
                 self.handle_append_entries_reply(from, args, reply)
             }
-            (Request::InstallSnapshot(args), Response::InstallSnapshot(_)) => {
-                self.handle_install_snapshot_reply(from, args)
+            (Request::InstallSnapshot(args), Response::InstallSnapshot(reply)) => {
+                self.handle_install_snapshot_reply(from, args, reply)
             }
             (Request::TimeoutNow(_), Response::TimeoutNow(_)) => {}
             _ => crate::debug!(
@@ -355,8 +366,9 @@ impl Raft {
             }
             ready.persist.hard_state = Some(hard_state);
         }
+        ready.persist.snapshot_chunks = std::mem::take(&mut self.snapshot_chunks);
         if std::mem::take(&mut self.snapshot_changed) {
-            ready.persist.snapshot = Some(self.snapshot.clone());
+            ready.persist.snapshot = Some(self.snapshot);
         }
         if let Some(first_index) = self.unstable_from.take() {
             ready.persist.log = Some(LogWrite {
@@ -370,7 +382,7 @@ impl Raft {
         // Anything that follows a change of term or vote must wait for it.
         ready.send_first = self.role == Role::Leader && ready.persist.hard_state.is_none();
         if std::mem::take(&mut self.snapshot_to_apply) {
-            ready.apply.push(ApplyMsg::Snapshot(self.snapshot.clone()));
+            ready.apply.push(ApplyMsg::Snapshot(self.snapshot));
         }
         // Figure 2: if commitIndex > lastApplied, apply log[lastApplied + 1] (in order).
         while self.last_applied < self.commit_index {

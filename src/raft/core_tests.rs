@@ -7,7 +7,7 @@
 
 use super::core::{Config, InitialState, Raft, Role};
 use super::messages::*;
-use super::ready::{ApplyMsg, HardState, LogWrite, Outbound, Snapshot};
+use super::ready::{ApplyMsg, HardState, LogWrite, Outbound, Snapshot, SnapshotChunk};
 
 /// A server of an `n`-server cluster with fixed, short timers.
 fn server(id: NodeId, n: u64) -> Raft {
@@ -531,12 +531,18 @@ fn a_follower_behind_the_snapshot_gets_install_snapshot() {
         );
     }
     raft.ready();
-    assert!(raft.snapshot(2, b"state@2".to_vec()));
+    let snap = |index, term, size| Snapshot {
+        last_included_index: index,
+        last_included_term: term,
+        size,
+    };
+    assert!(!raft.snapshot(snap(2, 7, 10)), "names a term the log lacks");
+    assert!(raft.snapshot(snap(2, 1, 10)));
     assert!(
-        !raft.snapshot(2, b"again".to_vec()),
+        !raft.snapshot(snap(2, 1, 10)),
         "not past the current snapshot"
     );
-    assert!(!raft.snapshot(9, b"future".to_vec()), "not applied yet");
+    assert!(!raft.snapshot(snap(9, 1, 10)), "not applied yet");
     let ready = raft.ready();
     assert_eq!(
         ready
@@ -551,6 +557,7 @@ fn a_follower_behind_the_snapshot_gets_install_snapshot() {
     raft.progress.get_mut(&3).unwrap().next_index = 1;
     raft.send_append(3);
     let ready = raft.ready();
+    // The first piece; the runtime fills in its bytes from storage.
     assert_eq!(
         ready.messages,
         vec![Outbound {
@@ -560,7 +567,10 @@ fn a_follower_behind_the_snapshot_gets_install_snapshot() {
                 leader_id: 1,
                 last_included_index: 2,
                 last_included_term: 1,
-                data: b"state@2".to_vec(),
+                size: 10,
+                offset: 0,
+                data: vec![],
+                done: true,
             })
         }]
     );
@@ -576,7 +586,10 @@ fn install_snapshot_replaces_a_conflicting_log() {
         leader_id: 2,
         last_included_index: 5,
         last_included_term: 2,
+        size: 2,
+        offset: 0,
         data: b"s5".to_vec(),
+        done: true,
     };
     raft.handle_request(2, Request::InstallSnapshot(snapshot));
     assert_eq!((raft.commit_index, raft.last_applied), (5, 5));
@@ -589,14 +602,22 @@ fn install_snapshot_replaces_a_conflicting_log() {
             entries: vec![]
         })
     );
+    let installed = Snapshot {
+        last_included_index: 5,
+        last_included_term: 2,
+        size: 2,
+    };
     assert_eq!(
-        ready.apply,
-        vec![ApplyMsg::Snapshot(Snapshot {
-            last_included_index: 5,
-            last_included_term: 2,
-            data: b"s5".to_vec()
-        })]
+        ready.persist.snapshot_chunks,
+        vec![SnapshotChunk {
+            snapshot: installed,
+            offset: 0,
+            data: b"s5".to_vec(),
+            done: true
+        }]
     );
+    assert_eq!(ready.persist.snapshot, Some(installed));
+    assert_eq!(ready.apply, vec![ApplyMsg::Snapshot(installed)]);
 }
 
 /// Reference: §7 — a snapshot covering a prefix of a matching log keeps the
@@ -612,7 +633,10 @@ fn install_snapshot_keeps_a_matching_suffix_and_never_goes_back() {
             leader_id: 2,
             last_included_index: index,
             last_included_term: 1,
+            size: 0,
+            offset: 0,
             data: vec![],
+            done: true,
         })
     };
     raft.handle_request(2, install(2));
@@ -642,7 +666,7 @@ fn a_restarted_server_applies_its_snapshot_first() {
             snapshot: Snapshot {
                 last_included_index: 10,
                 last_included_term: 3,
-                data: b"s10".to_vec(),
+                size: 3,
             },
             entries: entries(&[3]),
         },
@@ -703,4 +727,160 @@ fn tick_until_candidate_or_leader(raft: &mut Raft) {
             return;
         }
     }
+}
+
+/// Reference: Figure 13 — a snapshot arrives in pieces: each is stored only if
+/// it continues what the follower holds (the reply says where to resume), each
+/// counts as a heartbeat, and only the last installs the snapshot. A new
+/// transfer (offset 0) starts over.
+#[test]
+fn a_snapshot_arrives_in_pieces_and_installs_on_the_last() {
+    let mut raft = server(1, 3);
+    let piece = |offset, data: &[u8], done| {
+        Request::InstallSnapshot(InstallSnapshotArgs {
+            term: 2,
+            leader_id: 2,
+            last_included_index: 5,
+            last_included_term: 2,
+            size: 6,
+            offset,
+            data: data.to_vec(),
+            done,
+        })
+    };
+    let stored = |r: Response| match r {
+        Response::InstallSnapshot(r) => r.stored,
+        other => panic!("{other:?}"),
+    };
+    for _ in 0..5 {
+        raft.tick();
+    }
+    assert_eq!(stored(raft.handle_request(2, piece(0, b"ab", false))), 2);
+    assert_eq!(raft.election_elapsed, 0, "a piece is a heartbeat");
+    assert_eq!(raft.ready().persist.snapshot_chunks.len(), 1);
+    assert_eq!(
+        stored(raft.handle_request(2, piece(4, b"ef", true))),
+        2,
+        "a gap"
+    );
+    assert!(raft.ready().persist.is_empty());
+    assert_eq!(stored(raft.handle_request(2, piece(2, b"cd", false))), 4);
+    assert_eq!(raft.commit_index, 0, "not installed before the last piece");
+    assert_eq!(
+        stored(raft.handle_request(2, piece(0, b"ab", false))),
+        2,
+        "starts over"
+    );
+    assert_eq!(stored(raft.handle_request(2, piece(2, b"cd", false))), 4);
+    assert_eq!(stored(raft.handle_request(2, piece(4, b"ef", true))), 6);
+    assert_eq!((raft.commit_index, raft.log.snapshot_index()), (5, 5));
+    let ready = raft.ready();
+    assert_eq!(ready.persist.snapshot_chunks.len(), 4);
+    assert!(ready.persist.snapshot_chunks[3].done);
+    assert!(matches!(&ready.apply[..], [ApplyMsg::Snapshot(s)] if s.size == 6));
+}
+
+/// Reference: Figure 13 — the leader sends one piece at a time, the next one
+/// from where the follower's reply says it stopped, then goes back to
+/// AppendEntries after the snapshot.
+#[test]
+fn the_leader_sends_a_snapshot_piece_by_piece() {
+    let mut config = Config::new(1, vec![1, 2]);
+    config.pre_vote = false;
+    config.check_quorum = false;
+    config.snapshot_chunk_bytes = 4;
+    config.election_ticks = 10;
+    let mut raft = Raft::new(config, InitialState::default());
+    tick_until_candidate(&mut raft);
+    let votes = raft.ready().messages;
+    raft.handle_response(
+        2,
+        &votes[0].request,
+        Response::RequestVote(RequestVoteReply {
+            term: 1,
+            vote_granted: true,
+        }),
+    );
+    assert_eq!(raft.role, Role::Leader);
+    raft.propose(b"x".to_vec()).expect("leader");
+    let ready = raft.ready();
+    report_persisted(&mut raft, &ready);
+    raft.last_applied = 1;
+    let snapshot = Snapshot {
+        last_included_index: 1,
+        last_included_term: 1,
+        size: 10,
+    };
+    assert!(raft.snapshot(snapshot));
+    raft.ready();
+    raft.progress.get_mut(&2).unwrap().next_index = 1;
+    raft.send_append(2);
+    let mut offsets = Vec::new();
+    for _ in 0..3 {
+        let out = raft.ready().messages;
+        let Request::InstallSnapshot(args) = &out[0].request else {
+            panic!("{out:?}");
+        };
+        offsets.push((args.offset, args.done));
+        let stored = (args.offset + 4).min(10);
+        let reply = Response::InstallSnapshot(InstallSnapshotReply { term: 1, stored });
+        raft.handle_response(2, &out[0].request, reply);
+    }
+    assert_eq!(offsets, vec![(0, false), (4, false), (8, true)]);
+    let progress = &raft.progress[&2];
+    assert_eq!(
+        (progress.match_index, progress.snapshot_transfer),
+        (1, None)
+    );
+}
+
+/// Reference: Figure 13 — a follower that lost what it had received (it
+/// restarted, or a late duplicate of the first piece made it start over)
+/// answers the piece in flight with less than its offset; the leader resumes
+/// from there. Replies to earlier pieces move nothing.
+#[test]
+fn the_leader_resumes_a_snapshot_from_where_the_follower_stands() {
+    let mut config = Config::new(1, vec![1, 2]);
+    config.pre_vote = false;
+    config.check_quorum = false;
+    config.snapshot_chunk_bytes = 4;
+    config.election_ticks = 10;
+    let mut raft = Raft::new(config, InitialState::default());
+    tick_until_candidate(&mut raft);
+    let votes = raft.ready().messages;
+    raft.handle_response(
+        2,
+        &votes[0].request,
+        Response::RequestVote(RequestVoteReply {
+            term: 1,
+            vote_granted: true,
+        }),
+    );
+    raft.propose(b"x".to_vec()).expect("leader");
+    let ready = raft.ready();
+    report_persisted(&mut raft, &ready);
+    raft.last_applied = 1;
+    assert!(raft.snapshot(Snapshot {
+        last_included_index: 1,
+        last_included_term: 1,
+        size: 10,
+    }));
+    raft.ready();
+    raft.progress.get_mut(&2).unwrap().next_index = 1;
+    raft.send_append(2);
+    let reply = |stored| Response::InstallSnapshot(InstallSnapshotReply { term: 1, stored });
+    let first = raft.ready().messages.remove(0).request;
+    raft.handle_response(2, &first, reply(4));
+    let second = raft.ready().messages.remove(0).request;
+    assert!(matches!(&second, Request::InstallSnapshot(a) if a.offset == 4));
+    // A late reply to the first piece: nothing is sent.
+    raft.handle_response(2, &first, reply(0));
+    assert!(raft.ready().messages.is_empty());
+    // The reply to the piece in flight says the follower holds 0 bytes.
+    raft.handle_response(2, &second, reply(0));
+    let out = raft.ready().messages;
+    assert!(
+        matches!(&out[..], [m] if matches!(&m.request, Request::InstallSnapshot(a) if a.offset == 0)),
+        "{out:?}"
+    );
 }

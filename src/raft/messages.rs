@@ -15,7 +15,7 @@ pub type Term = u64;
 pub type Index = u64;
 
 /// Version byte opening every encoded request and reply.
-pub const WIRE_VERSION: u8 = 3;
+pub const WIRE_VERSION: u8 = 4;
 
 /// What a log entry is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,7 +121,8 @@ pub struct AppendEntriesReply {
     pub conflict_index: Index,
 }
 
-/// InstallSnapshot arguments: sends a follower the leader's snapshot in one piece (§7).
+/// InstallSnapshot arguments: sends a follower one piece of the leader's
+/// snapshot (§7, Figure 13: `offset`, `data`, `done`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InstallSnapshotArgs {
     /// Leader's term.
@@ -132,8 +133,15 @@ pub struct InstallSnapshotArgs {
     pub last_included_index: Index,
     /// Term of `last_included_index`.
     pub last_included_term: Term,
-    /// The state machine's snapshot bytes, opaque to Raft.
+    /// The length of the whole snapshot, in bytes.
+    pub size: u64,
+    /// Byte offset where this piece is placed in the snapshot.
+    pub offset: u64,
+    /// Raw bytes of the snapshot starting at `offset` (opaque to Raft; the
+    /// core leaves them empty and the runtime reads them from storage).
     pub data: Vec<u8>,
+    /// True if this is the last piece.
+    pub done: bool,
 }
 
 /// InstallSnapshot reply.
@@ -141,6 +149,10 @@ pub struct InstallSnapshotArgs {
 pub struct InstallSnapshotReply {
     /// The follower's current term, for the leader to update itself.
     pub term: Term,
+    /// How many of this snapshot's bytes the follower holds, in order: where
+    /// the next piece must start (the snapshot's size once it is installed,
+    /// or if the follower needs none of it).
+    pub stored: u64,
 }
 
 /// TimeoutNow arguments: the leader tells the target of a leadership transfer,
@@ -288,7 +300,10 @@ impl Encode for Request {
                 e.put_uvarint(a.leader_id);
                 e.put_uvarint(a.last_included_index);
                 e.put_uvarint(a.last_included_term);
+                e.put_uvarint(a.size);
+                e.put_uvarint(a.offset);
                 e.put_bytes(&a.data);
+                e.put_bool(a.done);
             }
             Request::TimeoutNow(a) => {
                 e.put_u8(TAG_TIMEOUT_NOW);
@@ -324,7 +339,10 @@ impl Decode for Request {
                 leader_id: d.get_uvarint()?,
                 last_included_index: d.get_uvarint()?,
                 last_included_term: d.get_uvarint()?,
+                size: d.get_uvarint()?,
+                offset: d.get_uvarint()?,
                 data: d.get_vec()?,
+                done: d.get_bool()?,
             }),
             TAG_TIMEOUT_NOW => Request::TimeoutNow(TimeoutNowArgs {
                 term: d.get_uvarint()?,
@@ -355,6 +373,7 @@ impl Encode for Response {
             Response::InstallSnapshot(r) => {
                 e.put_u8(TAG_INSTALL_SNAPSHOT);
                 e.put_uvarint(r.term);
+                e.put_uvarint(r.stored);
             }
             Response::TimeoutNow(r) => {
                 e.put_u8(TAG_TIMEOUT_NOW);
@@ -379,6 +398,7 @@ impl Decode for Response {
             }),
             TAG_INSTALL_SNAPSHOT => Response::InstallSnapshot(InstallSnapshotReply {
                 term: d.get_uvarint()?,
+                stored: d.get_uvarint()?,
             }),
             TAG_TIMEOUT_NOW => Response::TimeoutNow(TimeoutNowReply {
                 term: d.get_uvarint()?,
@@ -419,7 +439,10 @@ mod tests {
                 leader_id: 2,
                 last_included_index: 1000,
                 last_included_term: 8,
+                size: 10,
+                offset: 4,
                 data: vec![0, 1, 2, 255],
+                done: false,
             }),
             Request::TimeoutNow(TimeoutNowArgs {
                 term: 9,
@@ -443,7 +466,7 @@ mod tests {
                 conflict_term: None,
                 conflict_index: 0,
             }),
-            Response::InstallSnapshot(InstallSnapshotReply { term: 9 }),
+            Response::InstallSnapshot(InstallSnapshotReply { term: 9, stored: 8 }),
             Response::TimeoutNow(TimeoutNowReply { term: 10 }),
         ];
         (requests, responses)

@@ -23,7 +23,7 @@ mod read_index;
 pub mod ready;
 pub mod replication;
 pub mod rng;
-mod snapshot;
+pub mod snapshot;
 
 #[cfg(test)]
 mod core_tests;
@@ -36,5 +36,5 @@ pub use self::bugs::Bug;
 pub use self::core::{Config, InitialState, Raft, Role, Status};
 pub use self::leadership::TransferError;
 pub use self::messages::{Entry, Index, NodeId, Term};
-pub use self::ready::{ApplyMsg, HardState, Persist, Ready, Snapshot};
+pub use self::ready::{ApplyMsg, HardState, Persist, Ready, Snapshot, SnapshotChunk};
 pub use self::replication::ProposeError;

@@ -1,6 +1,16 @@
 //! What a leader knows about one follower's log (Figure 2's `nextIndex[]`/`matchIndex[]`).
 
 use super::messages::Index;
+use super::ready::Snapshot;
+
+/// A snapshot being sent to a follower in pieces (§7, Figure 13).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SnapshotTransfer {
+    /// The snapshot being sent.
+    pub snapshot: Snapshot,
+    /// Where the next piece starts: the bytes the follower acknowledged.
+    pub offset: u64,
+}
 
 /// How the leader is currently sending to a follower (etcd's progress states).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +39,8 @@ pub struct Progress {
     pub recent_active: bool,
     /// The last ReadIndex heartbeat round the follower answered (thesis §6.4).
     pub read_ack: u64,
+    /// A snapshot being sent to the follower instead of entries, if any.
+    pub snapshot_transfer: Option<SnapshotTransfer>,
 }
 
 impl Progress {
@@ -40,6 +52,7 @@ impl Progress {
             state: ReplicationState::Probe,
             recent_active: false,
             read_ack: 0,
+            snapshot_transfer: None,
         }
     }
 

@@ -45,33 +45,33 @@ impl Decode for HardState {
     }
 }
 
-/// A state machine snapshot and the log position it replaces (§7).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// A state machine snapshot and the log position it replaces (§7): what the
+/// core knows of it. The bytes themselves live in storage (`Storage::
+/// write_snapshot`, `open_snapshot`), so a snapshot of any size never passes
+/// through the core's memory.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Snapshot {
     /// The last log index the snapshot includes.
     pub last_included_index: Index,
     /// The term of that entry.
     pub last_included_term: Term,
-    /// The state machine's bytes, opaque to Raft.
+    /// The length of the snapshot's bytes.
+    pub size: u64,
+}
+
+/// One piece of a snapshot arriving from the leader (Figure 13's `offset`,
+/// `data`, `done`): storage appends it to the snapshot being received and, on
+/// the last piece, makes the whole snapshot durable under its own name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotChunk {
+    /// The snapshot the piece belongs to.
+    pub snapshot: Snapshot,
+    /// Where the piece starts in the snapshot's bytes.
+    pub offset: u64,
+    /// The bytes.
     pub data: Vec<u8>,
-}
-
-impl Encode for Snapshot {
-    fn encode_to(&self, e: &mut Encoder) {
-        e.put_uvarint(self.last_included_index);
-        e.put_uvarint(self.last_included_term);
-        e.put_bytes(&self.data);
-    }
-}
-
-impl Decode for Snapshot {
-    fn decode_from(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
-        Ok(Snapshot {
-            last_included_index: d.get_uvarint()?,
-            last_included_term: d.get_uvarint()?,
-            data: d.get_vec()?,
-        })
-    }
+    /// Whether this is the last piece.
+    pub done: bool,
 }
 
 /// A change to the stored log: drop every entry at `first_index` or later, then
@@ -98,13 +98,17 @@ impl LogWrite {
 
 /// State that must be durable before the rest of a [`Ready`] is executed.
 ///
-/// Storage applies the parts in this order: `hard_state`, `snapshot` (then drop
-/// stored entries up to its index), `log` (truncate and append).
+/// Storage applies the parts in this order: `hard_state`, `snapshot_chunks`,
+/// `snapshot` (make it the current one, then drop stored entries up to its
+/// index), `log` (truncate and append).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Persist {
     /// New term and vote, if either changed.
     pub hard_state: Option<HardState>,
-    /// A new snapshot, if one was taken or installed.
+    /// Pieces of a snapshot arriving from the leader, in order.
+    pub snapshot_chunks: Vec<SnapshotChunk>,
+    /// A snapshot whose bytes storage already holds (written by the service,
+    /// or received in chunks) becomes the current one.
     pub snapshot: Option<Snapshot>,
     /// New or replaced log entries, if any.
     pub log: Option<LogWrite>,
@@ -113,7 +117,10 @@ pub struct Persist {
 impl Persist {
     /// True if there is nothing to write.
     pub fn is_empty(&self) -> bool {
-        self.hard_state.is_none() && self.snapshot.is_none() && self.log.is_none()
+        self.hard_state.is_none()
+            && self.snapshot_chunks.is_empty()
+            && self.snapshot.is_none()
+            && self.log.is_none()
     }
 }
 
@@ -202,15 +209,5 @@ mod tests {
         ] {
             assert_eq!(HardState::decode(&hs.encode()), Ok(hs));
         }
-    }
-
-    #[test]
-    fn snapshot_round_trips() {
-        let s = Snapshot {
-            last_included_index: 90,
-            last_included_term: 4,
-            data: b"state".to_vec(),
-        };
-        assert_eq!(Snapshot::decode(&s.encode()), Ok(s));
     }
 }

@@ -98,8 +98,11 @@ impl Raft {
         };
         let next = progress.next_index;
         let prev_log_index = next - 1;
-        let Some(prev_log_term) = self.log.term(prev_log_index) else {
-            // The entry before `next` is in the snapshot: only the snapshot will do.
+        let sending_snapshot = progress.snapshot_transfer.is_some();
+        let Some(prev_log_term) = self.log.term(prev_log_index).filter(|_| !sending_snapshot)
+        else {
+            // The entry before `next` is in the snapshot: only the snapshot will
+            // do (or it is being sent: send its next piece again).
             self.send_snapshot(peer);
             return;
         };

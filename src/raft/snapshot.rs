@@ -1,88 +1,180 @@
-//! Log compaction and InstallSnapshot: §7.
+//! Log compaction and InstallSnapshot: §7 and Figure 13.
 //!
-//! The service snapshots its state at an applied index and hands the bytes to
-//! Raft, which drops the log up to there. A follower that needs entries the
-//! leader has compacted away receives the whole snapshot in one InstallSnapshot
-//! RPC instead (this implementation does not split snapshots into chunks).
+//! The service writes a snapshot of its state through storage and tells the
+//! core, which drops the log up to there. A follower that needs entries the
+//! leader has compacted away receives the snapshot instead, in pieces
+//! (Figure 13's `offset`, `data`, `done`), one at a time, each acknowledged:
+//! the core decides which piece goes next, the runtime reads its bytes from the
+//! snapshot file, the follower's storage appends them to a file of its own, and
+//! only the last piece installs the snapshot. Memory stays bounded by one piece
+//! on both sides, whatever the snapshot's size.
 
 use super::core::{Raft, Role};
-use super::messages::{Index, InstallSnapshotArgs, InstallSnapshotReply, NodeId, Request};
-use super::ready::Snapshot;
-use crate::info;
+use super::messages::{InstallSnapshotArgs, InstallSnapshotReply, NodeId, Request};
+use super::progress::SnapshotTransfer;
+use super::ready::{Snapshot, SnapshotChunk};
+use crate::{debug, info};
+
+/// A snapshot the follower is receiving, and how much of it it holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Incoming {
+    /// The snapshot.
+    pub snapshot: Snapshot,
+    /// Bytes received and stored, in order.
+    pub stored: u64,
+}
 
 impl Raft {
-    /// The service has snapshotted its state through `index` into `data`: drop
-    /// the log up to `index`. Returns false (and does nothing) if `index` is not
-    /// past the current snapshot or not yet applied.
-    pub fn snapshot(&mut self, index: Index, data: Vec<u8>) -> bool {
+    /// The service has written `snapshot` (its state through
+    /// `last_included_index`) to storage: drop the log up to there. Returns
+    /// false (and does nothing) if it is not past the current snapshot, covers
+    /// entries not applied yet, or names a term the log does not hold there.
+    pub fn snapshot(&mut self, snapshot: Snapshot) -> bool {
+        let index = snapshot.last_included_index;
         if index <= self.log.snapshot_index() || index > self.last_applied {
             return false;
         }
-        let Some(term) = self.log.term(index) else {
+        if self.log.term(index) != Some(snapshot.last_included_term) {
             return false;
-        };
-        self.log.compact_to(index, term);
-        self.install(Snapshot {
-            last_included_index: index,
-            last_included_term: term,
-            data,
-        });
+        }
+        self.log.compact_to(index, snapshot.last_included_term);
+        self.install(snapshot);
         info!(
             self.id,
             self.current_term,
             "took snapshot through index {index} ({} bytes); log now {}..={}",
-            self.snapshot.data.len(),
+            snapshot.size,
             self.log.first_index(),
             self.log.last_index()
         );
         true
     }
 
-    /// Sends a follower the snapshot, when the entries it needs are gone (§7).
+    /// Sends a follower the next piece of the current snapshot, when the
+    /// entries it needs are gone (§7). A transfer of an older snapshot starts
+    /// over with the current one.
     pub(super) fn send_snapshot(&mut self, peer: NodeId) {
+        let current = self.snapshot;
+        let chunk = self.config.snapshot_chunk_bytes.max(1);
+        let Some(progress) = self.progress.get_mut(&peer) else {
+            return;
+        };
+        let transfer = match progress.snapshot_transfer {
+            Some(t) if t.snapshot == current => t,
+            _ => {
+                debug!(
+                    self.id,
+                    self.current_term,
+                    "sending {peer} the snapshot through {} ({} bytes)",
+                    current.last_included_index,
+                    current.size
+                );
+                SnapshotTransfer {
+                    snapshot: current,
+                    offset: 0,
+                }
+            }
+        };
+        progress.snapshot_transfer = Some(transfer);
+        let done = transfer.offset.saturating_add(chunk) >= current.size;
         let args = InstallSnapshotArgs {
             term: self.current_term,
             leader_id: self.id,
-            last_included_index: self.snapshot.last_included_index,
-            last_included_term: self.snapshot.last_included_term,
-            data: self.snapshot.data.clone(),
+            last_included_index: current.last_included_index,
+            last_included_term: current.last_included_term,
+            size: current.size,
+            offset: transfer.offset,
+            data: Vec::new(),
+            done,
         };
         self.send(peer, Request::InstallSnapshot(args));
     }
 
-    /// Figure 13, InstallSnapshot receiver implementation (whole snapshot at once).
+    /// Figure 13, InstallSnapshot receiver implementation.
     pub(super) fn handle_install_snapshot(
         &mut self,
         args: InstallSnapshotArgs,
     ) -> InstallSnapshotReply {
-        let reply = InstallSnapshotReply {
+        let mut reply = InstallSnapshotReply {
             term: self.current_term,
+            stored: 0,
         };
         // 1. Reply immediately if term < currentTerm.
         if args.term < self.current_term {
             return reply;
         }
+        // Every piece comes from the current leader: it is a heartbeat too.
         self.become_follower(args.term, Some(args.leader_id));
         self.election_elapsed = 0;
-        let index = args.last_included_index;
-        // A snapshot of what we have already committed would move us backwards.
-        if index <= self.commit_index {
+        let snapshot = Snapshot {
+            last_included_index: args.last_included_index,
+            last_included_term: args.last_included_term,
+            size: args.size,
+        };
+        // A snapshot of what we have already committed would move us backwards:
+        // say we hold it all, so the leader moves on to AppendEntries.
+        if snapshot.last_included_index <= self.commit_index {
+            self.incoming = None;
+            reply.stored = snapshot.size;
             return reply;
         }
+        // 2. Create a new snapshot file if the first piece (offset 0).
+        if args.offset == 0 {
+            self.incoming = Some(Incoming {
+                snapshot,
+                stored: 0,
+            });
+        }
+        // A piece that does not continue what we hold (a lost, duplicated or
+        // late piece, or one from a transfer we never started): say where to
+        // resume.
+        let continues = self
+            .incoming
+            .is_some_and(|i| i.snapshot == snapshot && i.stored == args.offset);
+        // (Sums saturate: the offset comes from the network.)
+        let end = args.offset.saturating_add(args.data.len() as u64);
+        let fits = end <= snapshot.size && (!args.done || end == snapshot.size);
+        if !continues || !fits {
+            reply.stored = self
+                .incoming
+                .filter(|i| i.snapshot == snapshot)
+                .map_or(0, |i| i.stored);
+            return reply;
+        }
+        // 3. Write data into the snapshot file at the given offset.
+        let stored = end;
+        self.snapshot_chunks.push(SnapshotChunk {
+            snapshot,
+            offset: args.offset,
+            data: args.data,
+            done: args.done,
+        });
+        self.incoming = Some(Incoming { snapshot, stored });
+        reply.stored = stored;
+        // 4. Reply and wait for more data chunks if done is false.
+        if args.done {
+            self.incoming = None;
+            self.install_received(snapshot, args.leader_id);
+        }
+        reply
+    }
+
+    /// Figure 13, steps 5–8, once the last piece is in.
+    fn install_received(&mut self, snapshot: Snapshot, leader: NodeId) {
+        let index = snapshot.last_included_index;
+        let term = snapshot.last_included_term;
         // 6. If an existing log entry has the same index and term as the snapshot's
         //    last included entry, retain log entries following it.
         // 7. Otherwise discard the entire log.
-        if self.log.term(index) == Some(args.last_included_term) {
-            self.log.compact_to(index, args.last_included_term);
+        if self.log.term(index) == Some(term) {
+            self.log.compact_to(index, term);
         } else {
-            self.log.reset_to_snapshot(index, args.last_included_term);
+            self.log.reset_to_snapshot(index, term);
             self.mark_unstable(index + 1);
+            self.persisted_index = self.persisted_index.min(index);
         }
-        self.install(Snapshot {
-            last_included_index: index,
-            last_included_term: args.last_included_term,
-            data: args.data,
-        });
+        // 5. Save snapshot file, discard any existing snapshot with a smaller index.
+        self.install(snapshot);
         // 8. Reset the state machine using the snapshot contents.
         self.commit_index = index;
         self.last_applied = index;
@@ -90,17 +182,19 @@ impl Raft {
         info!(
             self.id,
             self.current_term,
-            "installed snapshot through index {index} from leader {}",
-            args.leader_id
+            "installed snapshot through index {index} ({} bytes) from leader {leader}",
+            snapshot.size
         );
-        reply
     }
 
-    /// The follower now holds everything the snapshot covers.
+    /// The leader's side: the follower holds `reply.stored` bytes of the
+    /// snapshot; send the next piece, or, once it holds it all, go on with
+    /// AppendEntries from just after it.
     pub(super) fn handle_install_snapshot_reply(
         &mut self,
         from: NodeId,
         args: &InstallSnapshotArgs,
+        reply: InstallSnapshotReply,
     ) {
         if self.role != Role::Leader {
             return;
@@ -109,20 +203,40 @@ impl Raft {
         let Some(progress) = self.progress.get_mut(&from) else {
             return;
         };
-        if progress.maybe_advance(args.last_included_index) {
-            self.maybe_commit();
+        if reply.stored >= args.size {
+            progress.snapshot_transfer = None;
+            if progress.maybe_advance(args.last_included_index) {
+                self.maybe_commit();
+            }
+            if self
+                .progress
+                .get(&from)
+                .is_some_and(|p| p.next_index <= last_index)
+            {
+                self.send_append(from);
+            }
+            return;
         }
-        if self
-            .progress
-            .get(&from)
-            .is_some_and(|p| p.next_index <= last_index)
-        {
-            self.send_append(from);
+        // The reply to the piece in flight names where the follower stands: past
+        // it, send the next piece; short of it (the follower restarted, or a
+        // late duplicate of an earlier first piece made it start over), resume
+        // from what it holds. Replies to other pieces (duplicated or late) are
+        // ignored: acting on them would multiply the pieces in flight. A lost
+        // piece is sent again at the next heartbeat.
+        let Some(transfer) = progress.snapshot_transfer.as_mut() else {
+            return;
+        };
+        let same_snapshot = transfer.snapshot.last_included_index == args.last_included_index
+            && transfer.snapshot.last_included_term == args.last_included_term
+            && transfer.snapshot.size == args.size;
+        if same_snapshot && args.offset == transfer.offset && reply.stored != transfer.offset {
+            transfer.offset = reply.stored;
+            self.send_snapshot(from);
         }
     }
 
-    /// Makes `snapshot` the current one and schedules it to be stored. Log writes
-    /// still pending below it are now covered by the snapshot.
+    /// Makes `snapshot` the current one and schedules storage to make it so.
+    /// Log writes still pending below it are now covered by the snapshot.
     fn install(&mut self, snapshot: Snapshot) {
         let first_kept = snapshot.last_included_index + 1;
         self.unstable_from = self.unstable_from.map(|u| u.max(first_kept));

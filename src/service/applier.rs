@@ -168,12 +168,18 @@ impl<W> Applier<W> {
     /// Replaces the state with a snapshot's through `index`. Proposals at or
     /// below `index` learn nothing more: they are returned, their outcome unknown.
     pub fn restore(&mut self, index: Index, data: &[u8]) -> Result<Vec<W>, DecodeError> {
-        self.sm = StateMachine::restore(data)?;
+        let sm = StateMachine::restore(data)?;
+        Ok(self.restore_state(index, sm))
+    }
+
+    /// [`Applier::restore`] with the state already read.
+    pub fn restore_state(&mut self, index: Index, sm: StateMachine) -> Vec<W> {
+        self.sm = sm;
         self.last_applied = index;
         self.recent.clear();
         let later = self.waiters.split_off(&(index + 1));
         let covered = std::mem::replace(&mut self.waiters, later);
-        Ok(covered.into_values().map(|(_, w)| w).collect())
+        covered.into_values().map(|(_, w)| w).collect()
     }
 }
 

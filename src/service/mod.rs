@@ -13,6 +13,5 @@ pub mod ledger;
 pub mod quota;
 pub mod replica;
 pub mod session;
-pub mod snapshot_file;
 pub mod snapshot_stream;
 pub mod state_machine;

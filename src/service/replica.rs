@@ -21,6 +21,7 @@
 //! server still leads, then the read is answered once the state machine has
 //! applied the read index (ReadIndex, thesis §6.4).
 
+use std::io::{self, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -31,8 +32,8 @@ use super::applier::{Applier, Outcome};
 use super::state_machine::{Op, StateMachine, Stats};
 use crate::codec::Encode;
 use crate::node::Node;
-use crate::raft::messages::Index;
 use crate::raft::messages::NodeId;
+use crate::raft::messages::{Index, Term};
 use crate::raft::{ApplyMsg, ProposeError};
 use crate::{debug, info};
 
@@ -51,9 +52,10 @@ pub enum ExecError {
 
 type Applied = Applier<Sender<Outcome>>;
 
-/// How a copy of the state becomes a snapshot's bytes (run off the apply
-/// thread): [`StateMachine::snapshot`], or in tests one that waits to be told.
-type SnapshotEncoder = Arc<dyn Fn(&StateMachine) -> Vec<u8> + Send + Sync>;
+/// How a copy of the state is streamed into a snapshot (run off the apply
+/// thread): [`StateMachine::write_snapshot`], or in tests one that waits to be
+/// told.
+type SnapshotEncoder = Arc<dyn Fn(&StateMachine, &mut dyn Write) -> io::Result<()> + Send + Sync>;
 
 /// The replicated service on one server.
 pub struct Replica {
@@ -65,17 +67,16 @@ pub struct Replica {
 }
 
 impl Replica {
-    /// Starts applying what `node` delivers on `apply`, snapshotting whenever
-    /// more than `snapshot_bytes` of log were applied since the last one: the
-    /// commands' bytes plus [`ENTRY_COST`] per entry, so that a flood of tiny
-    /// commands (`REGISTER` is 3 bytes) cannot grow the in-memory log to
-    /// millions of entries before a snapshot.
-    pub fn start(node: Arc<Node>, apply: Receiver<ApplyMsg>, snapshot_bytes: usize) -> Replica {
+    /// Starts applying what `node` delivers on `apply`, snapshotting as
+    /// `policy` says.
+    pub fn start(node: Arc<Node>, apply: Receiver<ApplyMsg>, policy: SnapshotPolicy) -> Replica {
         Self::start_with(
             node,
             apply,
-            snapshot_bytes,
-            Arc::new(StateMachine::snapshot),
+            policy,
+            Arc::new(|sm: &StateMachine, mut w: &mut dyn Write| {
+                sm.write_snapshot(&mut w).map(drop)
+            }),
         )
     }
 
@@ -83,13 +84,14 @@ impl Replica {
     fn start_with(
         node: Arc<Node>,
         apply: Receiver<ApplyMsg>,
-        snapshot_bytes: usize,
+        policy: SnapshotPolicy,
         encode: SnapshotEncoder,
     ) -> Replica {
         let applied = Arc::new(Mutex::new(Applied::default()));
         let (loop_node, loop_applied) = (Arc::clone(&node), Arc::clone(&applied));
         let snapshots = Snapshots {
-            threshold: snapshot_bytes,
+            policy,
+            last_size: Arc::new(AtomicU64::new(0)),
             encode,
             writing: None,
         };
@@ -202,6 +204,24 @@ fn refused(e: ProposeError) -> ExecError {
     }
 }
 
+/// Counts the bytes written through it.
+struct CountingWriter<'a> {
+    inner: &'a mut dyn Write,
+    written: u64,
+}
+
+impl Write for CountingWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.written += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 /// What one log entry costs beyond its command's bytes, in memory and on disk
 /// (its term, index, record header, allocation), for the snapshot threshold.
 pub const ENTRY_COST: usize = 64;
@@ -210,16 +230,42 @@ fn lock(applied: &Mutex<Applied>) -> MutexGuard<'_, Applied> {
     applied.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// When the apply loop takes a snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SnapshotPolicy {
+    /// Bytes of applied log between snapshots, at least: the commands' bytes
+    /// plus [`ENTRY_COST`] per entry, so that a flood of tiny commands
+    /// (`REGISTER` is 3 bytes) cannot grow the in-memory log to millions of
+    /// entries before a snapshot.
+    pub log_bytes: usize,
+    /// Also wait for as much log as the last snapshot weighed, so that
+    /// snapshots of a large state cost at most as much disk bandwidth as the
+    /// log itself (the server). Off, `log_bytes` bounds the log whatever the
+    /// state's size (the course tests' `maxraftstate`).
+    pub scale_with_state: bool,
+}
+
 /// When and how the apply loop snapshots, and the snapshot being written.
 struct Snapshots {
-    /// Bytes of applied log (commands plus [`ENTRY_COST`] each) between snapshots.
-    threshold: usize,
+    policy: SnapshotPolicy,
+    /// The size of the last snapshot written.
+    last_size: Arc<AtomicU64>,
     encode: SnapshotEncoder,
     /// The thread writing a snapshot, if one was started. Invariant: at most one.
     writing: Option<JoinHandle<()>>,
 }
 
 impl Snapshots {
+    /// Whether `since` bytes of log call for a snapshot.
+    fn due(&self, since: usize) -> bool {
+        let mut threshold = self.policy.log_bytes;
+        if self.policy.scale_with_state {
+            let last = self.last_size.load(Ordering::Relaxed);
+            threshold = threshold.max(usize::try_from(last).unwrap_or(usize::MAX));
+        }
+        since >= threshold
+    }
+
     /// Whether a snapshot is still being written (reaps a finished one).
     fn busy(&mut self) -> bool {
         if self.writing.as_ref().is_some_and(|w| !w.is_finished()) {
@@ -233,21 +279,41 @@ impl Snapshots {
     /// own thread, then hands it to Raft to compact the log. A snapshot that
     /// Raft has overtaken meanwhile (one installed from the leader at a later
     /// index) is refused by it and dropped.
-    fn start(&mut self, node: &Arc<Node>, index: Index, state: StateMachine, copied: Duration) {
+    fn start(
+        &mut self,
+        node: &Arc<Node>,
+        (index, term): (Index, Term),
+        state: StateMachine,
+        copied: Duration,
+    ) {
         debug_assert!(self.writing.is_none(), "one snapshot at a time");
         let (node, encode, id) = (Arc::clone(node), Arc::clone(&self.encode), node.id());
+        let last_size = Arc::clone(&self.last_size);
         let write = move || {
             let started = Instant::now();
-            let data = encode(&state);
-            let (bytes, encoded) = (data.len(), started.elapsed());
-            let taken = node.snapshot(index, data);
-            debug!(
-                id,
-                0,
-                "snapshot through {index}: state copied in {copied:?} on the apply loop, \
-                 {bytes} bytes encoded in {encoded:?} beside it{}",
-                if taken { "" } else { "; Raft has a later one" }
-            );
+            let mut written = 0u64;
+            let fill = &mut |w: &mut dyn Write| {
+                let mut counting = CountingWriter {
+                    inner: w,
+                    written: 0,
+                };
+                let result = encode(&state, &mut counting);
+                written = counting.written;
+                result
+            };
+            let taken = node.write_snapshot(index, term, fill);
+            last_size.store(written, Ordering::Relaxed);
+            match taken {
+                Ok(taken) => debug!(
+                    id,
+                    0,
+                    "snapshot through {index}: state copied in {copied:?} on the apply loop, \
+                     {written} bytes written in {:?} beside it{}",
+                    started.elapsed(),
+                    if taken { "" } else { "; Raft has a later one" }
+                ),
+                Err(e) => info!(id, 0, "could not write a snapshot through {index}: {e}"),
+            }
         };
         match thread::Builder::new()
             .name(format!("snapshot-{id}"))
@@ -296,12 +362,12 @@ fn run_apply_loop(
                 }
                 // Past the threshold while a snapshot is still being written:
                 // keep applying, and start the next one once it is done.
-                if since_snapshot >= snapshots.threshold && !snapshots.busy() {
+                if snapshots.due(since_snapshot) && !snapshots.busy() {
                     let started = Instant::now();
                     let copy = state.state_machine().clone();
                     drop(state);
                     since_snapshot = 0;
-                    snapshots.start(node, index, copy, started.elapsed());
+                    snapshots.start(node, (index, term), copy, started.elapsed());
                 }
             }
             ApplyMsg::Internal { index, term } => {
@@ -323,7 +389,11 @@ fn run_apply_loop(
             ApplyMsg::Snapshot(snapshot) => {
                 let covered = snapshot.last_included_index;
                 let started = Instant::now();
-                let restored = lock(applied).restore(covered, &snapshot.data);
+                // Streamed from storage: read outside the lock, then swapped in.
+                let read = node
+                    .open_snapshot(&snapshot)
+                    .and_then(|mut r| StateMachine::read_snapshot(&mut r));
+                let restored = read.map(|sm| lock(applied).restore_state(covered, sm));
                 node.metrics()
                     .snapshot_install
                     .observe_duration(started.elapsed());
@@ -396,13 +466,17 @@ mod tests {
         let (started_tx, started) = mpsc::channel();
         let (release, released) = mpsc::channel::<()>();
         let (started_tx, released) = (Mutex::new(started_tx), Mutex::new(released));
-        let encode: SnapshotEncoder = Arc::new(move |sm: &StateMachine| {
+        let encode: SnapshotEncoder = Arc::new(move |sm: &StateMachine, mut w: &mut dyn Write| {
             let _ = lock_ignoring_poison(&started_tx).send(sm.stats().keys);
             let _ = lock_ignoring_poison(&released).recv();
-            sm.snapshot()
+            sm.write_snapshot(&mut w).map(drop)
         });
         // A snapshot about every 2 entries.
-        let replica = Replica::start_with(Arc::new(node), apply_rx, 300, encode);
+        let policy = SnapshotPolicy {
+            log_bytes: 300,
+            scale_with_state: false,
+        };
+        let replica = Replica::start_with(Arc::new(node), apply_rx, policy, encode);
         let node = Arc::clone(replica.node());
         assert!(node
             .wait_for_status(PATIENCE, |s| s.role == Role::Leader)

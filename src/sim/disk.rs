@@ -2,17 +2,21 @@
 //!
 //! A save that returns is durable. A crash in the middle of a save leaves a
 //! prefix of its steps done, in `FileStorage`'s order: the hard state file
-//! (replaced atomically: old or new), then the snapshot file (the same), then
-//! the log's appended records, of which any prefix may have reached the disk
-//! (a torn tail, which `FileStorage` cuts off at start-up, loses the records
-//! after it). Nothing a save did not reach is ever visible after a restart.
-//! Durable bytes are never damaged: Raft does not promise to survive that.
+//! (replaced atomically: old or new), then the snapshot pieces received (the
+//! last one publishes a complete file), then the switch to a new current
+//! snapshot, then the log's appended records, of which any prefix may have
+//! reached the disk (a torn tail, which `FileStorage` cuts off at start-up,
+//! loses the records after it). Nothing a save did not reach is ever visible
+//! after a restart, and a complete snapshot file is adopted at start-up, as
+//! `FileStorage` does. Durable bytes are never damaged: Raft does not promise
+//! to survive that.
 
-use crate::raft::ready::{LogWrite, Persist};
+use crate::raft::messages::{Index, InstallSnapshotArgs, Term};
+use crate::raft::ready::{LogWrite, Persist, Snapshot};
 use crate::raft::rng::Rng;
 use crate::raft::InitialState;
 use crate::storage::memory::MemoryStorage;
-use crate::storage::Storage;
+use crate::storage::{read_snapshot_bytes, Storage};
 
 /// One server's disk.
 #[derive(Default)]
@@ -35,6 +39,43 @@ impl SimDisk {
         Ok(what)
     }
 
+    /// Writes a snapshot's bytes (durable when this returns).
+    pub(crate) fn write_snapshot(
+        &self,
+        index: Index,
+        term: Term,
+        data: &[u8],
+    ) -> Result<Snapshot, String> {
+        self.stored
+            .write_snapshot(index, term, &mut |w| w.write_all(data))
+            .map_err(|e| e.to_string())
+    }
+
+    /// A snapshot's bytes, whole.
+    pub(crate) fn read_snapshot(&self, snapshot: &Snapshot) -> std::io::Result<Vec<u8>> {
+        read_snapshot_bytes(&self.stored, snapshot)
+    }
+
+    /// The bytes of the piece `args` names, `chunk` bytes long unless it is
+    /// the last; `None` if the snapshot is no longer stored.
+    pub(crate) fn read_chunk(&self, args: &InstallSnapshotArgs, chunk: u64) -> Option<Vec<u8>> {
+        let snapshot = Snapshot {
+            last_included_index: args.last_included_index,
+            last_included_term: args.last_included_term,
+            size: args.size,
+        };
+        let len = if args.done {
+            args.size - args.offset
+        } else {
+            chunk
+        };
+        let data = self
+            .stored
+            .read_snapshot_chunk(&snapshot, args.offset, usize::try_from(len).ok()?)
+            .ok()?;
+        (data.len() as u64 == len).then_some(data)
+    }
+
     /// What a restarting server reads back.
     pub(crate) fn load(&self) -> InitialState {
         // MemoryStorage::load cannot fail.
@@ -44,24 +85,36 @@ impl SimDisk {
 
 /// The prefix of `persist`'s steps that a crash let through.
 fn torn_prefix(persist: &Persist, rng: &mut Rng) -> (Persist, String) {
-    // Steps in FileStorage's order; the crash falls before step `cut`, or
-    // inside the log step.
+    // Steps in FileStorage's order: the hard state file, the snapshot pieces,
+    // the new current snapshot, then the log's records. The crash falls
+    // before step `cut`, or inside the log step.
     let mut steps = Vec::new();
     if persist.hard_state.is_some() {
         steps.push("hardstate");
+    }
+    if !persist.snapshot_chunks.is_empty() {
+        steps.push("snapshot pieces");
     }
     if persist.snapshot.is_some() {
         steps.push("snapshot");
     }
     let records = persist.log.as_ref().map_or(0, |w| w.entries.len().max(1));
     let cut = rng.range(0, steps.len() as u64 + 1) as usize;
+    let done = |step: &str| {
+        steps
+            .iter()
+            .position(|s| *s == step)
+            .is_some_and(|i| i < cut)
+    };
     let mut torn = Persist::default();
-    if cut >= 1 && persist.hard_state.is_some() {
+    if done("hardstate") {
         torn.hard_state = persist.hard_state;
     }
-    let snapshot_step = usize::from(persist.hard_state.is_some()) + 1;
-    if cut >= snapshot_step && persist.snapshot.is_some() {
-        torn.snapshot = persist.snapshot.clone();
+    if done("snapshot pieces") {
+        torn.snapshot_chunks = persist.snapshot_chunks.clone();
+    }
+    if done("snapshot") {
+        torn.snapshot = persist.snapshot;
     }
     let mut what = format!("{} of {} file steps", cut, steps.len());
     if cut == steps.len() {
@@ -92,6 +145,7 @@ mod tests {
                 current_term: 2,
                 voted_for: Some(1),
             }),
+            snapshot_chunks: Vec::new(),
             snapshot: None,
             log: Some(LogWrite {
                 first_index: 1,

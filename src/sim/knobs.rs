@@ -134,6 +134,8 @@ pub struct Knobs {
     pub fault_gap: Time,
     /// A server snapshots after applying this many entries (0: never).
     pub snapshot_entries: u64,
+    /// Bytes per InstallSnapshot piece (small, so transfers take many).
+    pub snapshot_chunk_bytes: u64,
     /// How long a client waits between two operations, at most.
     pub think_time: Time,
     /// Relative weights of PUT, APPEND, GET, TRANSFER, AUDIT, BALANCE.
@@ -209,6 +211,7 @@ impl Knobs {
         let pre_vote = options.pre_vote.unwrap_or(rng.range(0, 4) != 0);
         let check_quorum = options.check_quorum.unwrap_or(rng.range(0, 4) != 0);
         let noop_on_election = rng.range(0, 4) != 0;
+        let snapshot_chunk_bytes = [64, 512, 4096, 1 << 20][rng.range(0, 4) as usize];
         Knobs {
             nodes,
             clients,
@@ -229,6 +232,7 @@ impl Knobs {
             pre_vote,
             check_quorum,
             noop_on_election,
+            snapshot_chunk_bytes,
         }
     }
 }

@@ -110,6 +110,7 @@ impl World {
         config.pre_vote = self.knobs.pre_vote;
         config.check_quorum = self.knobs.check_quorum;
         config.noop_on_election = self.knobs.noop_on_election;
+        config.snapshot_chunk_bytes = self.knobs.snapshot_chunk_bytes;
         config.bug = self.options.bug;
         self.trace.node(
             id,
@@ -409,16 +410,33 @@ impl World {
                 running.since_snapshot = 0;
                 let index = running.applier.last_applied();
                 let data = running.applier.state_machine().snapshot();
-                running.raft.snapshot(index, data);
+                if let Some(term) = running.raft.log().term(index) {
+                    // As the replica's snapshot thread: bytes to storage first.
+                    let written = self.nodes[node].disk.write_snapshot(index, term, &data);
+                    if let (Ok(snapshot), Some(running)) =
+                        (written, self.nodes[node].running.as_mut())
+                    {
+                        running.raft.snapshot(snapshot);
+                    }
+                }
             }
         }
     }
 
     /// Sends the core's requests from server `node` (in `term`, for the trace).
+    /// A snapshot piece gets its bytes from the server's disk first, as the
+    /// runtime's senders do (src/node/sender.rs).
     fn send_requests(&mut self, node: usize, term: u64, requests: Option<Vec<Outbound>>) {
         let id = node as NodeId + 1;
         let incarnation = self.nodes[node].incarnation;
-        for message in requests.into_iter().flatten() {
+        for mut message in requests.into_iter().flatten() {
+            if let Request::InstallSnapshot(args) = &mut message.request {
+                let chunk = self.knobs.snapshot_chunk_bytes;
+                match self.nodes[node].disk.read_chunk(args, chunk) {
+                    Some(data) => args.data = data,
+                    None => continue, // the snapshot is gone: a lost message
+                }
+            }
             if self.trace.on() {
                 self.trace.node(
                     id,
@@ -527,9 +545,18 @@ impl World {
             }
             ApplyMsg::Snapshot(snapshot) => {
                 let index = snapshot.last_included_index;
-                let covered = running
-                    .applier
-                    .restore(index, &snapshot.data)
+                let data = self.nodes[node].disk.read_snapshot(&snapshot);
+                let Some(running) = self.nodes[node].running.as_mut() else {
+                    return Ok(());
+                };
+                let covered = data
+                    .map_err(|e| e.to_string())
+                    .and_then(|data| {
+                        running
+                            .applier
+                            .restore(index, &data)
+                            .map_err(|e| e.to_string())
+                    })
                     .map_err(|e| Violation {
                         invariant: "snapshot_restores",
                         rule: "§7: a snapshot holds the state machine's state",

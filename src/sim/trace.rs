@@ -180,11 +180,14 @@ pub(super) fn show_request(request: &Request) -> String {
             a.leader_commit
         ),
         Request::InstallSnapshot(a) => format!(
-            "InstallSnapshot term={} last={}@{} ({} bytes)",
+            "InstallSnapshot term={} last={}@{} bytes {}..{} of {}{}",
             a.term,
             a.last_included_index,
             a.last_included_term,
-            a.data.len()
+            a.offset,
+            a.offset + a.data.len() as u64,
+            a.size,
+            if a.done { " (done)" } else { "" }
         ),
     }
 }

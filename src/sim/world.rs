@@ -520,8 +520,10 @@ impl World {
 
     // ---- The end ----
 
-    /// Liveness reached: a leader, every client done, and some server has
-    /// applied everything any client was told.
+    /// Liveness reached: a leader, every client done, and every server (all
+    /// are up and connected now) has applied everything any client was told:
+    /// a follower left behind for good, say by a snapshot transfer that never
+    /// finishes, is a liveness failure too.
     pub(super) fn finished(&self) -> bool {
         self.clients_done == self.clients.len()
             && self.nodes.iter().any(|n| {
@@ -529,9 +531,11 @@ impl World {
                     .as_ref()
                     .is_some_and(|r| r.raft.status().role == Role::Leader)
             })
-            && self
-                .most_applied()
-                .is_some_and(|(_, applied)| applied >= self.max_acked)
+            && self.nodes.iter().all(|n| {
+                n.running
+                    .as_ref()
+                    .is_some_and(|r| r.applier.last_applied() >= self.max_acked)
+            })
     }
 
     pub(super) fn most_applied(&self) -> Option<(usize, Index)> {
@@ -557,11 +561,12 @@ impl World {
                 Some(r) => {
                     let s = r.raft.status();
                     format!(
-                        "node {} {} of term {} commit {}",
+                        "node {} {} of term {} commit {} applied {}",
                         i + 1,
                         s.role,
                         s.term,
-                        s.commit_index
+                        s.commit_index,
+                        r.applier.last_applied()
                     )
                 }
                 None => format!("node {} down", i + 1),
@@ -569,11 +574,12 @@ impl World {
             .collect();
         Violation {
             invariant: "liveness",
-            rule: "§5.2/§5.3: with a majority up and connected, a leader is elected and requests complete",
+            rule: "§5.2/§5.3: with every server up and connected, a leader is elected, requests complete and every server catches up",
             evidence: format!(
-                "{} after the faults ended: still pending: [{}]; servers: [{}]",
+                "{} after the faults ended: still pending: [{}]; acknowledged through {}; servers: [{}]",
                 format_time(self.options.liveness_time),
                 pending.join(", "),
+                self.max_acked,
                 servers.join(", ")
             ),
         }

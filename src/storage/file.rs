@@ -1,13 +1,13 @@
-//! Durable storage in a directory: hard state, snapshot, and an append-only log.
+//! Durable storage in a directory: hard state, snapshots, and an append-only log.
 //!
 //! ```text
-//! DIR/hardstate   term + vote         replaced atomically (write temp, fsync, rename, fsync dir)
-//! DIR/snapshot    snapshot + its point replaced atomically, the same way
-//! DIR/log         append-only records, fsynced per save; rewritten only after a snapshot
+//! DIR/hardstate           term + vote     replaced atomically (write temp, fsync, rename, fsync dir)
+//! DIR/snapshot-<i>-<t>    a snapshot      streamed in, then renamed, the same way (snapshot_files.rs)
+//! DIR/log                 append-only records, fsynced per save; rewritten only after a snapshot
 //! ```
 //!
 //! Every file starts with an 8-byte magic naming its kind and format version.
-//! `hardstate` and `snapshot` hold one checksummed record; `log` holds a sequence:
+//! `hardstate` holds one checksummed record; `log` holds a sequence:
 //!
 //! ```text
 //! record  = len:u32le crc32(payload):u32le payload
@@ -31,14 +31,14 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
-use super::Storage;
+use super::snapshot_files::SnapshotFiles;
+use super::{SnapshotFill, Storage};
 use crate::codec::{crc32, Decode, Decoder, Encode, Encoder};
 use crate::raft::core::InitialState;
 use crate::raft::messages::{Entry, Index, Term};
 use crate::raft::ready::{HardState, LogWrite, Persist, Snapshot};
 
 const HARDSTATE_MAGIC: &[u8; 8] = b"RKVHS01\n";
-const SNAPSHOT_MAGIC: &[u8; 8] = b"RKVSN01\n";
 const LOG_MAGIC: &[u8; 8] = b"RKVLG02\n";
 /// Largest record accepted when reading (bounds allocation on corrupt input).
 const MAX_RECORD: usize = 256 << 20;
@@ -51,6 +51,7 @@ const TAG_TRUNCATE: u8 = 3;
 pub struct FileStorage {
     dir: PathBuf,
     state: Mutex<LogState>,
+    snapshots: SnapshotFiles,
 }
 
 /// The log as stored: its base point and the entries after it (a mirror of the
@@ -119,6 +120,7 @@ impl FileStorage {
         let dir = dir.as_ref().to_path_buf();
         fs::create_dir_all(&dir)?;
         Ok(FileStorage {
+            snapshots: SnapshotFiles::new(&dir),
             dir,
             state: Mutex::new(LogState {
                 file: None,
@@ -278,12 +280,7 @@ impl Storage for FileStorage {
                 .map_err(|e| corrupt(&self.path("hardstate"), &e.to_string()))?,
             None => HardState::default(),
         };
-        let snapshot = match self.read_single("snapshot", SNAPSHOT_MAGIC)? {
-            Some(p) => {
-                Snapshot::decode(&p).map_err(|e| corrupt(&self.path("snapshot"), &e.to_string()))?
-            }
-            None => Snapshot::default(),
-        };
+        let snapshot = self.snapshots.latest()?.unwrap_or_default();
         let mut log = self.lock();
         let existed = self.replay_log(&mut log)?;
         if snapshot.last_included_index < log.base_index {
@@ -314,16 +311,19 @@ impl Storage for FileStorage {
 
     /// Writes in the order that keeps every crash point safe: hard state first
     /// (a term must be durable before entries of that term are), then the
-    /// snapshot, then the log (its entries are dropped only once the snapshot
-    /// covering them is durable).
+    /// snapshot pieces (a complete snapshot is durable under its name before
+    /// anything depends on it), then the log (its entries are dropped only once
+    /// the snapshot covering them is durable), then older snapshots go.
     fn save(&self, persist: &Persist) -> io::Result<()> {
         if let Some(hs) = &persist.hard_state {
             self.write_atomically("hardstate", HARDSTATE_MAGIC, &hs.encode())?;
         }
+        for chunk in &persist.snapshot_chunks {
+            self.snapshots.receive(chunk)?;
+        }
         let mut log = self.lock();
         let mut rewrite = false;
         if let Some(snapshot) = &persist.snapshot {
-            self.write_atomically("snapshot", SNAPSHOT_MAGIC, &snapshot.encode())?;
             log.rebase(snapshot.last_included_index, snapshot.last_included_term);
             rewrite = true;
         }
@@ -358,7 +358,32 @@ impl Storage for FileStorage {
         if rewrite {
             self.rewrite_log(&mut log)?;
         }
+        if let Some(snapshot) = &persist.snapshot {
+            self.snapshots.keep_from(snapshot)?;
+        }
         Ok(())
+    }
+
+    fn write_snapshot(
+        &self,
+        index: Index,
+        term: Term,
+        fill: SnapshotFill<'_>,
+    ) -> io::Result<Snapshot> {
+        self.snapshots.write(index, term, fill)
+    }
+
+    fn open_snapshot(&self, snapshot: &Snapshot) -> io::Result<Box<dyn std::io::Read + Send>> {
+        self.snapshots.open(snapshot)
+    }
+
+    fn read_snapshot_chunk(
+        &self,
+        snapshot: &Snapshot,
+        offset: u64,
+        len: usize,
+    ) -> io::Result<Vec<u8>> {
+        self.snapshots.read_chunk(snapshot, offset, len)
     }
 }
 
@@ -470,18 +495,21 @@ mod tests {
             loaded.entries,
             vec![entry(1, "a"), entry(1, "b"), entry(3, "C")]
         );
+        let snapshot = s.write_snapshot(2, 1, &mut |w| w.write_all(b"ab")).unwrap();
         s.save(&Persist {
-            snapshot: Some(Snapshot {
-                last_included_index: 2,
-                last_included_term: 1,
-                data: b"ab".to_vec(),
-            }),
+            snapshot: Some(snapshot),
             ..Persist::default()
         })
         .unwrap();
         s.save(&write(4, vec![entry(3, "e")])).unwrap();
         let loaded = reopen(dir.path()).unwrap();
-        assert_eq!(loaded.snapshot.data, b"ab");
+        assert_eq!(loaded.snapshot, snapshot);
+        let mut bytes = Vec::new();
+        s.open_snapshot(&snapshot)
+            .unwrap()
+            .read_to_end(&mut bytes)
+            .unwrap();
+        assert_eq!(bytes, b"ab");
         assert_eq!(loaded.entries, vec![entry(3, "C"), entry(3, "e")]);
     }
 
@@ -547,18 +575,8 @@ mod tests {
         s.load().unwrap();
         s.save(&write(1, vec![entry(1, "a"), entry(1, "b"), entry(1, "c")]))
             .unwrap();
-        // Simulate the crash: only the snapshot file is replaced.
-        s.write_atomically(
-            "snapshot",
-            SNAPSHOT_MAGIC,
-            &Snapshot {
-                last_included_index: 2,
-                last_included_term: 1,
-                data: vec![],
-            }
-            .encode(),
-        )
-        .unwrap();
+        // Simulate the crash: the snapshot is written, the log not yet rewritten.
+        s.write_snapshot(2, 1, &mut |w| w.write_all(b"ab")).unwrap();
         assert_eq!(reopen(dir.path()).unwrap().entries, vec![entry(1, "c")]);
     }
 

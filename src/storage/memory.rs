@@ -4,18 +4,32 @@
 //! to the restarted server, so anything a killed instance writes afterwards is
 //! lost, as on a real machine.
 
-use std::io;
-use std::sync::{Mutex, MutexGuard};
+use std::collections::BTreeMap;
+use std::io::{self, Read};
+use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::Storage;
+use super::{SnapshotFill, Storage};
 use crate::codec::Encode;
 use crate::raft::core::InitialState;
+use crate::raft::messages::{Index, Term};
 use crate::raft::ready::{HardState, Persist, Snapshot};
+
+/// What the storage holds.
+#[derive(Debug, Clone, Default)]
+struct Stored {
+    /// Term, vote, the current snapshot's description and the log after it.
+    state: InitialState,
+    /// Snapshot bytes by (index, term): the current one, and newer ones written
+    /// or received but not yet made current.
+    snapshots: BTreeMap<(Index, Term), Arc<Vec<u8>>>,
+    /// A snapshot being received in pieces.
+    incoming: Option<(Snapshot, Vec<u8>)>,
+}
 
 /// Raft state held in memory, updated atomically under one lock.
 #[derive(Debug, Default)]
 pub struct MemoryStorage {
-    state: Mutex<InitialState>,
+    stored: Mutex<Stored>,
 }
 
 impl MemoryStorage {
@@ -24,56 +38,139 @@ impl MemoryStorage {
         Self::default()
     }
 
-    /// A deep copy: what a crashed server's disk looks like to its next instance.
+    /// A deep copy: what a crashed server's disk looks like to its next
+    /// instance (a snapshot being received is lost, as a temporary file is).
     pub fn copy(&self) -> Self {
+        let mut stored = self.lock().clone();
+        stored.incoming = None;
         Self {
-            state: Mutex::new(self.lock().clone()),
+            stored: Mutex::new(stored),
         }
     }
 
     /// Bytes of Raft state (hard state plus encoded log entries), excluding the
     /// snapshot: the number services watch to decide when to snapshot.
     pub fn raft_state_size(&self) -> usize {
-        let state = self.lock();
-        state.hard_state.encode().len()
-            + state
+        let stored = self.lock();
+        stored.state.hard_state.encode().len()
+            + stored
+                .state
                 .entries
                 .iter()
                 .map(|e| e.encode().len())
                 .sum::<usize>()
     }
 
-    /// The stored snapshot.
+    /// The current snapshot.
     pub fn snapshot(&self) -> Snapshot {
-        self.lock().snapshot.clone()
+        self.lock().state.snapshot
     }
 
     /// The stored term and vote.
     pub fn hard_state(&self) -> HardState {
-        self.lock().hard_state
+        self.lock().state.hard_state
     }
 
-    fn lock(&self) -> MutexGuard<'_, InitialState> {
+    fn lock(&self) -> MutexGuard<'_, Stored> {
         // A panic elsewhere while holding the lock cannot leave the state torn:
         // `save` checks before it mutates. Keep using the data.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        self.stored.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn bytes(&self, snapshot: &Snapshot) -> io::Result<Arc<Vec<u8>>> {
+        let key = (snapshot.last_included_index, snapshot.last_included_term);
+        self.lock()
+            .snapshots
+            .get(&key)
+            .cloned()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no such snapshot"))
+    }
+}
+
+/// A reader over shared snapshot bytes.
+struct SharedReader {
+    bytes: Arc<Vec<u8>>,
+    at: usize,
+}
+
+impl Read for SharedReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let rest = self.bytes.get(self.at..).unwrap_or_default();
+        let n = rest.len().min(buf.len());
+        buf[..n].copy_from_slice(&rest[..n]);
+        self.at += n;
+        Ok(n)
     }
 }
 
 impl Storage for MemoryStorage {
     fn load(&self) -> io::Result<InitialState> {
-        Ok(self.lock().clone())
+        let mut stored = self.lock();
+        let stored = &mut *stored;
+        // A newer snapshot written or received before a crash is taken, as
+        // `FileStorage` does: it holds committed state. It becomes the stored
+        // base, so later log writes are placed after it.
+        if let Some((&(index, term), bytes)) = stored.snapshots.last_key_value() {
+            let state = &mut stored.state;
+            if index > state.snapshot.last_included_index {
+                let covered = index - state.snapshot.last_included_index;
+                let agrees = usize::try_from(covered - 1)
+                    .ok()
+                    .and_then(|i| state.entries.get(i))
+                    .is_some_and(|e| e.term == term);
+                let drop = usize::try_from(covered).unwrap_or(usize::MAX);
+                if agrees {
+                    state.entries.drain(..drop.min(state.entries.len()));
+                } else {
+                    state.entries.clear();
+                }
+                state.snapshot = Snapshot {
+                    last_included_index: index,
+                    last_included_term: term,
+                    size: bytes.len() as u64,
+                };
+            }
+        }
+        Ok(stored.state.clone())
     }
 
     fn save(&self, persist: &Persist) -> io::Result<()> {
-        let mut state = self.lock();
+        let mut stored = self.lock();
+        for chunk in &persist.snapshot_chunks {
+            if chunk.offset == 0 {
+                stored.incoming = Some((chunk.snapshot, Vec::new()));
+            }
+            let Some((snapshot, bytes)) = stored.incoming.as_mut() else {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "a piece of no transfer",
+                ));
+            };
+            if *snapshot != chunk.snapshot || bytes.len() as u64 != chunk.offset {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "a piece out of order",
+                ));
+            }
+            bytes.extend_from_slice(&chunk.data);
+            if chunk.done {
+                if let Some((snapshot, bytes)) = stored.incoming.take() {
+                    let key = (snapshot.last_included_index, snapshot.last_included_term);
+                    stored.snapshots.insert(key, Arc::new(bytes));
+                }
+            }
+        }
+        let stored = &mut *stored;
+        let state = &mut stored.state;
         if let Some(snapshot) = &persist.snapshot {
             let old_first = state.snapshot.last_included_index + 1;
             let covered = snapshot.last_included_index.saturating_sub(old_first - 1);
             let drop = usize::try_from(covered).unwrap_or(usize::MAX);
             let drop = drop.min(state.entries.len());
             state.entries.drain(..drop);
-            state.snapshot = snapshot.clone();
+            state.snapshot = *snapshot;
+            let current = (snapshot.last_included_index, snapshot.last_included_term);
+            stored.snapshots.retain(|&key, _| key >= current);
         }
         if let Some(write) = &persist.log {
             let first = state.snapshot.last_included_index + 1;
@@ -94,6 +191,44 @@ impl Storage for MemoryStorage {
             state.hard_state = hard_state;
         }
         Ok(())
+    }
+
+    fn write_snapshot(
+        &self,
+        index: Index,
+        term: Term,
+        fill: SnapshotFill<'_>,
+    ) -> io::Result<Snapshot> {
+        let mut bytes = Vec::new();
+        fill(&mut bytes)?;
+        let snapshot = Snapshot {
+            last_included_index: index,
+            last_included_term: term,
+            size: bytes.len() as u64,
+        };
+        self.lock().snapshots.insert((index, term), Arc::new(bytes));
+        Ok(snapshot)
+    }
+
+    fn open_snapshot(&self, snapshot: &Snapshot) -> io::Result<Box<dyn Read + Send>> {
+        Ok(Box::new(SharedReader {
+            bytes: self.bytes(snapshot)?,
+            at: 0,
+        }))
+    }
+
+    fn read_snapshot_chunk(
+        &self,
+        snapshot: &Snapshot,
+        offset: u64,
+        len: usize,
+    ) -> io::Result<Vec<u8>> {
+        let bytes = self.bytes(snapshot)?;
+        let start = usize::try_from(offset)
+            .unwrap_or(usize::MAX)
+            .min(bytes.len());
+        let end = start.saturating_add(len).min(bytes.len());
+        Ok(bytes[start..end].to_vec())
     }
 }
 
@@ -123,12 +258,9 @@ mod tests {
         ))
         .unwrap();
         s.save(&write(3, vec![entry(2, b"C")])).unwrap();
+        let snapshot = s.write_snapshot(2, 1, &mut |w| w.write_all(b"ab")).unwrap();
         s.save(&Persist {
-            snapshot: Some(Snapshot {
-                last_included_index: 2,
-                last_included_term: 1,
-                data: b"ab".to_vec(),
-            }),
+            snapshot: Some(snapshot),
             ..Persist::default()
         })
         .unwrap();

@@ -21,8 +21,11 @@ use crate::codec::{Decode, Encode};
 use crate::info;
 use crate::raft::messages::{NodeId, Request, Response};
 
-/// Largest peer message line (snapshots travel whole in one line).
-pub const MAX_PEER_LINE: usize = 64 << 20;
+/// Largest peer message line. The biggest messages are one snapshot piece
+/// (`Config::snapshot_chunk_bytes`, 1 MiB) and a merged AppendEntries (at most
+/// 4 MiB of encoded entries, `sender::MAX_MERGED_BYTES`), base64-encoded (4/3
+/// larger): 8 MiB leaves room.
+pub const MAX_PEER_LINE: usize = 8 << 20;
 /// A server closes a peer connection idle this long; the transport stops
 /// reusing a link after half of it, so it rarely picks one being closed.
 pub const PEER_IDLE_TIMEOUT: Duration = Duration::from_secs(60);

@@ -374,7 +374,17 @@ impl Cluster {
                         }
                     }
                     ApplyMsg::Snapshot(snapshot) => {
-                        state.apply_snapshot(i, snapshot.last_included_index, &snapshot.data)
+                        let mut data = Vec::new();
+                        let read = weak.upgrade().map(|node| {
+                            node.open_snapshot(&snapshot)
+                                .and_then(|mut r| r.read_to_end(&mut data))
+                        });
+                        match read {
+                            Some(Ok(_)) => {
+                                state.apply_snapshot(i, snapshot.last_included_index, &data)
+                            }
+                            _ => continue, // killed meanwhile
+                        }
                     }
                     // These servers neither append no-ops nor serve reads.
                     other => state.fail(format!("server {i} delivered {other:?}")),

@@ -16,7 +16,7 @@ use raftkv::client::{Client, Connector};
 use raftkv::node::Node;
 use raftkv::raft::{Config, NodeId, Role};
 use raftkv::service::frontend::Frontend;
-use raftkv::service::replica::Replica;
+use raftkv::service::replica::{Replica, SnapshotPolicy};
 use raftkv::storage::memory::MemoryStorage;
 
 use super::cluster::{fresh_seed, init_logging, TICK};
@@ -181,7 +181,11 @@ impl KvCluster {
         // Snapshot when the log holds about half the limit in commands, so the
         // persisted state (commands plus per-entry overhead) stays well under it.
         let snapshot_bytes = self.maxraftstate.map_or(usize::MAX, |l| l / 2);
-        let replica = Replica::start(Arc::new(node), apply_rx, snapshot_bytes);
+        let policy = SnapshotPolicy {
+            log_bytes: snapshot_bytes,
+            scale_with_state: false,
+        };
+        let replica = Replica::start(Arc::new(node), apply_rx, policy);
         let frontend = Arc::new(Frontend::new(replica, REQUEST_TIMEOUT, self.n));
         self.net.add_server(
             id,
@@ -218,7 +222,7 @@ impl KvCluster {
         let storages: Vec<_> = self.servers().storages.clone();
         storages
             .iter()
-            .map(|s| s.snapshot().data.len())
+            .map(|s| s.snapshot().size as usize)
             .max()
             .unwrap_or(0)
     }

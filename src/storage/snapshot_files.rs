@@ -1,0 +1,444 @@
+//! Snapshot files in a storage directory, streamed in and out with bounded memory.
+//!
+//! ```text
+//! DIR/snapshot-<index:020>-<term:020>      one complete snapshot
+//! file   = magic "RKVSN02\n" header crc32(header):u32le data crc32(data):u32le
+//! header = index:u64le term:u64le size:u64le
+//! ```
+//!
+//! A snapshot is written under a temporary name (`.tmp` when the service writes
+//! it whole, `.incoming` while a leader's pieces arrive), fsynced, renamed, and
+//! the directory fsynced: a file under a final name is always complete. The
+//! current snapshot is the newest complete one: making a snapshot current
+//! deletes the older ones (a transfer still reading one of them starts over
+//! with the new one). Temporary files are deleted at start-up.
+
+use std::fs::{self, File};
+use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+use super::SnapshotFill;
+use crate::codec::Crc32;
+use crate::raft::messages::{Index, Term};
+use crate::raft::ready::{Snapshot, SnapshotChunk};
+
+const MAGIC: &[u8; 8] = b"RKVSN02\n";
+/// Magic, header (24 bytes) and its checksum.
+const HEADER_LEN: u64 = 8 + 24 + 4;
+/// The data's checksum.
+const TRAILER_LEN: u64 = 4;
+/// Buffers for reading and writing files.
+const BUFFER: usize = 64 << 10;
+
+/// The snapshot files of one storage directory.
+pub struct SnapshotFiles {
+    dir: PathBuf,
+    /// The snapshot being received from a leader, piece by piece.
+    incoming: Mutex<Option<Incoming>>,
+}
+
+struct Incoming {
+    snapshot: Snapshot,
+    file: BufWriter<File>,
+    crc: Crc32,
+    written: u64,
+}
+
+fn name(index: Index, term: Term) -> String {
+    format!("snapshot-{index:020}-{term:020}")
+}
+
+fn parse_name(name: &str) -> Option<(Index, Term)> {
+    let rest = name.strip_prefix("snapshot-")?;
+    let (index, term) = rest.split_once('-')?;
+    if index.len() != 20 || term.len() != 20 {
+        return None;
+    }
+    Some((index.parse().ok()?, term.parse().ok()?))
+}
+
+fn header(snapshot: &Snapshot) -> Vec<u8> {
+    let mut bytes = MAGIC.to_vec();
+    let mut fields = Vec::with_capacity(24);
+    fields.extend_from_slice(&snapshot.last_included_index.to_le_bytes());
+    fields.extend_from_slice(&snapshot.last_included_term.to_le_bytes());
+    fields.extend_from_slice(&snapshot.size.to_le_bytes());
+    let mut crc = Crc32::new();
+    crc.update(&fields);
+    bytes.extend_from_slice(&fields);
+    bytes.extend_from_slice(&crc.finish().to_le_bytes());
+    bytes
+}
+
+fn invalid(path: &Path, why: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("{}: {why}", path.display()),
+    )
+}
+
+/// Counts and checksums the bytes written through it.
+struct Counting<'a, W: Write> {
+    inner: &'a mut W,
+    crc: Crc32,
+    written: u64,
+}
+
+impl<W: Write> Write for Counting<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.crc.update(&buf[..n]);
+        self.written += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Reads a snapshot's data and fails at the end if it does not match its
+/// checksum.
+struct Verifying {
+    file: BufReader<File>,
+    path: PathBuf,
+    left: u64,
+    crc: Crc32,
+}
+
+impl Read for Verifying {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.left == 0 {
+            return Ok(0);
+        }
+        let want = buf
+            .len()
+            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        let n = self.file.read(&mut buf[..want])?;
+        if n == 0 {
+            return Err(invalid(&self.path, "ends before its data does"));
+        }
+        self.crc.update(&buf[..n]);
+        self.left -= n as u64;
+        if self.left == 0 {
+            let mut trailer = [0u8; 4];
+            self.file.read_exact(&mut trailer)?;
+            let crc = std::mem::take(&mut self.crc).finish();
+            if u32::from_le_bytes(trailer) != crc {
+                return Err(invalid(&self.path, "data does not match its checksum"));
+            }
+        }
+        Ok(n)
+    }
+}
+
+impl SnapshotFiles {
+    /// The snapshot files in `dir` (which must exist).
+    pub fn new(dir: &Path) -> Self {
+        Self {
+            dir: dir.to_path_buf(),
+            incoming: Mutex::new(None),
+        }
+    }
+
+    fn path(&self, snapshot: &Snapshot) -> PathBuf {
+        self.dir.join(name(
+            snapshot.last_included_index,
+            snapshot.last_included_term,
+        ))
+    }
+
+    fn lock_incoming(&self) -> MutexGuard<'_, Option<Incoming>> {
+        self.incoming.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Makes the file at `tmp` durable under `snapshot`'s name.
+    fn publish(&self, tmp: &Path, snapshot: &Snapshot) -> io::Result<()> {
+        // Rename over the final name: readers see no file or a whole one.
+        fs::rename(tmp, self.path(snapshot))?;
+        // Make the rename itself durable (it lives in the directory).
+        File::open(&self.dir)?.sync_all()
+    }
+
+    /// Writes a snapshot through (`index`, `term`) whole, streaming its bytes
+    /// from `fill`.
+    pub fn write(&self, index: Index, term: Term, fill: SnapshotFill<'_>) -> io::Result<Snapshot> {
+        let mut snapshot = Snapshot {
+            last_included_index: index,
+            last_included_term: term,
+            size: 0,
+        };
+        let tmp = self.dir.join(format!("{}.tmp", name(index, term)));
+        let written = (|| {
+            // 1. Write the bytes beside any older snapshot, the header last
+            //    (its size is known only at the end).
+            let mut file = BufWriter::with_capacity(BUFFER, File::create(&tmp)?);
+            file.write_all(&header(&snapshot))?;
+            let mut counting = Counting {
+                inner: &mut file,
+                crc: Crc32::new(),
+                written: 0,
+            };
+            fill(&mut counting)?;
+            let (crc, size) = (counting.crc.finish(), counting.written);
+            file.write_all(&crc.to_le_bytes())?;
+            snapshot.size = size;
+            let mut file = file.into_inner().map_err(|e| e.into_error())?;
+            file.seek(SeekFrom::Start(0))?;
+            file.write_all(&header(&snapshot))?;
+            // 2. Make the content durable before it can become visible.
+            file.sync_all()
+        })();
+        if let Err(e) = written {
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
+        // 3. Rename into place and make the rename durable.
+        self.publish(&tmp, &snapshot)?;
+        Ok(snapshot)
+    }
+
+    /// Appends a piece received from a leader; the last piece makes the
+    /// snapshot durable under its own name. Pieces arrive in order from
+    /// offset 0 (the core checks); a piece that does not continue the one
+    /// being received is refused.
+    pub fn receive(&self, chunk: &SnapshotChunk) -> io::Result<()> {
+        let snapshot = chunk.snapshot;
+        let tmp = self.dir.join(format!(
+            "{}.incoming",
+            name(snapshot.last_included_index, snapshot.last_included_term)
+        ));
+        let mut incoming = self.lock_incoming();
+        if chunk.offset == 0 {
+            // A new transfer: start the file over.
+            let mut file = BufWriter::with_capacity(BUFFER, File::create(&tmp)?);
+            file.write_all(&header(&snapshot))?;
+            *incoming = Some(Incoming {
+                snapshot,
+                file,
+                crc: Crc32::new(),
+                written: 0,
+            });
+        }
+        let Some(current) = incoming.as_mut() else {
+            return Err(invalid(
+                &tmp,
+                "a piece past offset 0 of a transfer never started",
+            ));
+        };
+        if current.snapshot != snapshot || current.written != chunk.offset {
+            return Err(invalid(&tmp, "a piece out of order"));
+        }
+        current.file.write_all(&chunk.data)?;
+        current.crc.update(&chunk.data);
+        current.written += chunk.data.len() as u64;
+        if !chunk.done {
+            // The piece must be durable before the leader hears it arrived.
+            current.file.flush()?;
+            return current.file.get_ref().sync_data();
+        }
+        let Some(mut done) = incoming.take() else {
+            return Ok(());
+        };
+        if done.written != snapshot.size {
+            return Err(invalid(
+                &tmp,
+                "the last piece ends before the snapshot does",
+            ));
+        }
+        let crc = std::mem::take(&mut done.crc).finish();
+        done.file.write_all(&crc.to_le_bytes())?;
+        let file = done.file.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()?;
+        drop(file);
+        self.publish(&tmp, &snapshot)
+    }
+
+    /// Opens `snapshot`'s data for reading, verified against its checksum.
+    pub fn open(&self, snapshot: &Snapshot) -> io::Result<Box<dyn Read + Send>> {
+        let path = self.path(snapshot);
+        let mut file = BufReader::with_capacity(BUFFER, File::open(&path)?);
+        let mut head = vec![0u8; HEADER_LEN as usize];
+        file.read_exact(&mut head)?;
+        if head != header(snapshot) {
+            return Err(invalid(&path, "header does not describe this snapshot"));
+        }
+        Ok(Box::new(Verifying {
+            file,
+            path,
+            left: snapshot.size,
+            crc: Crc32::new(),
+        }))
+    }
+
+    /// Reads up to `len` bytes of `snapshot`'s data from `offset`.
+    pub fn read_chunk(&self, snapshot: &Snapshot, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+        let len =
+            len.min(usize::try_from(snapshot.size.saturating_sub(offset)).unwrap_or(usize::MAX));
+        let mut file = File::open(self.path(snapshot))?;
+        file.seek(SeekFrom::Start(HEADER_LEN + offset))?;
+        let mut bytes = vec![0u8; len];
+        file.read_exact(&mut bytes)?;
+        Ok(bytes)
+    }
+
+    /// Reads the header of the complete file `path`, if it is one.
+    fn describe(&self, path: &Path, index: Index, term: Term) -> io::Result<Snapshot> {
+        let mut file = File::open(path)?;
+        let length = file.metadata()?.len();
+        let mut head = vec![0u8; HEADER_LEN as usize];
+        file.read_exact(&mut head)
+            .map_err(|_| invalid(path, "shorter than its header"))?;
+        let field = |at: usize| {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(&head[at..at + 8]);
+            u64::from_le_bytes(word)
+        };
+        let snapshot = Snapshot {
+            last_included_index: field(8),
+            last_included_term: field(16),
+            size: field(24),
+        };
+        let consistent = head == header(&snapshot)
+            && snapshot.last_included_index == index
+            && snapshot.last_included_term == term
+            && length == HEADER_LEN + snapshot.size + TRAILER_LEN;
+        if !consistent {
+            return Err(invalid(path, "not a complete snapshot file"));
+        }
+        Ok(snapshot)
+    }
+
+    /// The complete snapshot files, oldest first, as (index, term, path).
+    fn complete(&self) -> io::Result<Vec<(Index, Term, PathBuf)>> {
+        let mut found = Vec::new();
+        for entry in fs::read_dir(&self.dir)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            if let Some((index, term)) = name.to_str().and_then(parse_name) {
+                found.push((index, term, entry.path()));
+            }
+        }
+        found.sort();
+        Ok(found)
+    }
+
+    /// The newest complete snapshot, for start-up; deletes temporary files
+    /// left by a crash. A damaged file under a final name is an error naming
+    /// it: a snapshot was durable there.
+    pub fn latest(&self) -> io::Result<Option<Snapshot>> {
+        for entry in fs::read_dir(&self.dir)? {
+            let path = entry?.path();
+            let temporary = path
+                .extension()
+                .is_some_and(|e| e == "tmp" || e == "incoming");
+            let named = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("snapshot-"));
+            if temporary && named {
+                fs::remove_file(&path)?;
+            }
+        }
+        match self.complete()?.pop() {
+            Some((index, term, path)) => self.describe(&path, index, term).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// `snapshot` is now current: deletes every complete snapshot older than it.
+    pub fn keep_from(&self, snapshot: &Snapshot) -> io::Result<()> {
+        let current = (snapshot.last_included_index, snapshot.last_included_term);
+        for (index, term, path) in self.complete()? {
+            if (index, term) < current {
+                fs::remove_file(path)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(files: &SnapshotFiles, index: Index, bytes: &[u8]) -> Snapshot {
+        files
+            .write(index, 1, &mut |w| w.write_all(bytes))
+            .expect("write")
+    }
+
+    fn read(files: &SnapshotFiles, s: &Snapshot) -> io::Result<Vec<u8>> {
+        let mut out = Vec::new();
+        files.open(s)?.read_to_end(&mut out)?;
+        Ok(out)
+    }
+
+    #[test]
+    fn a_snapshot_written_whole_reads_back_in_chunks_and_streams() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = SnapshotFiles::new(dir.path());
+        let s = write(&files, 7, b"hello snapshot");
+        assert_eq!(s.size, 14);
+        assert_eq!(read(&files, &s).unwrap(), b"hello snapshot");
+        assert_eq!(files.read_chunk(&s, 6, 4).unwrap(), b"snap");
+        assert_eq!(files.read_chunk(&s, 10, 100).unwrap(), b"shot");
+        assert_eq!(files.latest().unwrap(), Some(s));
+    }
+
+    #[test]
+    fn pieces_received_in_order_make_a_snapshot_and_gaps_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = SnapshotFiles::new(dir.path());
+        let s = Snapshot {
+            last_included_index: 9,
+            last_included_term: 2,
+            size: 6,
+        };
+        let piece = |offset, data: &[u8], done| SnapshotChunk {
+            snapshot: s,
+            offset,
+            data: data.to_vec(),
+            done,
+        };
+        files.receive(&piece(0, b"abc", false)).unwrap();
+        assert!(files.receive(&piece(4, b"ef", true)).is_err(), "a gap");
+        assert!(files.complete().unwrap().is_empty(), "nothing complete yet");
+        files.receive(&piece(3, b"def", true)).unwrap();
+        assert_eq!(read(&files, &s).unwrap(), b"abcdef");
+        assert_eq!(files.latest().unwrap(), Some(s));
+    }
+
+    #[test]
+    fn a_flipped_data_byte_fails_the_checksum_and_temporaries_are_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = SnapshotFiles::new(dir.path());
+        let s = write(&files, 3, b"0123456789");
+        fs::write(dir.path().join(format!("{}.tmp", name(5, 1))), b"half").unwrap();
+        assert_eq!(
+            files.latest().unwrap(),
+            Some(s),
+            "the .tmp is not a snapshot"
+        );
+        let path = files.path(&s);
+        let mut bytes = fs::read(&path).unwrap();
+        bytes[HEADER_LEN as usize + 2] ^= 1;
+        fs::write(&path, bytes).unwrap();
+        let err = read(&files, &s).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+    }
+
+    #[test]
+    fn making_a_snapshot_current_deletes_only_older_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = SnapshotFiles::new(dir.path());
+        let old = write(&files, 3, b"old");
+        let current = write(&files, 5, b"current");
+        let newer = write(&files, 8, b"newer");
+        files.keep_from(&current).unwrap();
+        assert!(read(&files, &old).is_err());
+        assert_eq!(read(&files, &current).unwrap(), b"current");
+        assert_eq!(files.latest().unwrap(), Some(newer));
+    }
+}
