@@ -553,8 +553,10 @@ fn a_follower_behind_the_snapshot_gets_install_snapshot() {
         Some(2)
     );
     assert_eq!(raft.log.first_index(), 3);
-    // Follower 3 never answered: its next index (1) is compacted away.
-    raft.progress.get_mut(&3).unwrap().next_index = 1;
+    // Follower 3's log is empty (its next index, 1, is compacted away), and its
+    // last probe was answered (flow control lets the next message go).
+    let progress = raft.progress.get_mut(&3).unwrap();
+    (progress.next_index, progress.paused) = (1, false);
     raft.send_append(3);
     let ready = raft.ready();
     // The first piece; the runtime fills in its bytes from storage.
@@ -813,7 +815,8 @@ fn the_leader_sends_a_snapshot_piece_by_piece() {
     };
     assert!(raft.snapshot(snapshot));
     raft.ready();
-    raft.progress.get_mut(&2).unwrap().next_index = 1;
+    let progress = raft.progress.get_mut(&2).unwrap();
+    (progress.next_index, progress.paused) = (1, false);
     raft.send_append(2);
     let mut offsets = Vec::new();
     for _ in 0..3 {
@@ -866,7 +869,8 @@ fn the_leader_resumes_a_snapshot_from_where_the_follower_stands() {
         size: 10,
     }));
     raft.ready();
-    raft.progress.get_mut(&2).unwrap().next_index = 1;
+    let progress = raft.progress.get_mut(&2).unwrap();
+    (progress.next_index, progress.paused) = (1, false);
     raft.send_append(2);
     let reply = |stored| Response::InstallSnapshot(InstallSnapshotReply { term: 1, stored });
     let first = raft.ready().messages.remove(0).request;

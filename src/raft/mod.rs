@@ -28,6 +28,8 @@ pub mod snapshot;
 #[cfg(test)]
 mod core_tests;
 #[cfg(test)]
+mod flow_control_tests;
+#[cfg(test)]
 mod leadership_tests;
 #[cfg(test)]
 mod read_index_tests;

@@ -75,7 +75,12 @@ impl Raft {
                 }
             }
         };
+        if progress.snapshot_transfer.is_none() {
+            // One piece in flight at a time, as for a probe.
+            progress.back_off_to(progress.next_index);
+        }
         progress.snapshot_transfer = Some(transfer);
+        progress.sent_data(0, 0);
         let done = transfer.offset.saturating_add(chunk) >= current.size;
         let args = InstallSnapshotArgs {
             term: self.current_term,
@@ -203,6 +208,7 @@ impl Raft {
         let Some(progress) = self.progress.get_mut(&from) else {
             return;
         };
+        progress.answered();
         if reply.stored >= args.size {
             progress.snapshot_transfer = None;
             if progress.maybe_advance(args.last_included_index) {

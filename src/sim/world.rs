@@ -524,17 +524,29 @@ impl World {
     /// are up and connected now) has applied everything any client was told:
     /// a follower left behind for good, say by a snapshot transfer that never
     /// finishes, is a liveness failure too.
+    ///
+    /// Without the no-op at election, a new leader cannot commit the entries
+    /// of earlier terms until a client proposes something (§5.4.2, Figure
+    /// 8), and the clients may be done: then every server must have applied
+    /// what the leader has committed.
     pub(super) fn finished(&self) -> bool {
+        let leader_commit = self.nodes.iter().find_map(|n| {
+            let status = n.running.as_ref()?.raft.status();
+            (status.role == Role::Leader).then_some(status.commit_index)
+        });
+        let Some(leader_commit) = leader_commit else {
+            return false;
+        };
+        let target = if self.knobs.noop_on_election {
+            self.max_acked
+        } else {
+            leader_commit
+        };
         self.clients_done == self.clients.len()
-            && self.nodes.iter().any(|n| {
-                n.running
-                    .as_ref()
-                    .is_some_and(|r| r.raft.status().role == Role::Leader)
-            })
             && self.nodes.iter().all(|n| {
                 n.running
                     .as_ref()
-                    .is_some_and(|r| r.applier.last_applied() >= self.max_acked)
+                    .is_some_and(|r| r.applier.last_applied() >= target)
             })
     }
 
