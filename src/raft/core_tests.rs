@@ -7,6 +7,7 @@
 
 use super::core::{Config, InitialState, Raft, Role};
 use super::messages::*;
+use super::progress::ReplicationState;
 use super::ready::{ApplyMsg, HardState, LogWrite, Outbound, Snapshot, SnapshotChunk};
 
 /// A server of an `n`-server cluster with fixed, short timers.
@@ -887,4 +888,71 @@ fn the_leader_resumes_a_snapshot_from_where_the_follower_stands() {
         matches!(&out[..], [m] if matches!(&m.request, Request::InstallSnapshot(a) if a.offset == 0)),
         "{out:?}"
     );
+}
+
+/// Flow control while a snapshot is on its way: an answered heartbeat (which
+/// shows the follower matches only up to 0) may send the piece in flight
+/// again, but never switches to streaming, which would let a window of
+/// pieces go at once.
+#[test]
+fn a_heartbeat_answer_during_a_snapshot_transfer_keeps_one_piece_in_flight() {
+    let mut config = Config::new(1, vec![1, 2]);
+    config.pre_vote = false;
+    config.check_quorum = false;
+    config.snapshot_chunk_bytes = 4;
+    config.election_ticks = 10;
+    let mut raft = Raft::new(config, InitialState::default());
+    tick_until_candidate(&mut raft);
+    let votes = raft.ready().messages;
+    raft.handle_response(
+        2,
+        &votes[0].request,
+        Response::RequestVote(RequestVoteReply {
+            term: 1,
+            vote_granted: true,
+        }),
+    );
+    raft.propose(b"x".to_vec()).expect("leader");
+    let ready = raft.ready();
+    report_persisted(&mut raft, &ready);
+    raft.last_applied = 1;
+    assert!(raft.snapshot(Snapshot {
+        last_included_index: 1,
+        last_included_term: 1,
+        size: 10,
+    }));
+    raft.ready();
+    let progress = raft.progress.get_mut(&2).unwrap();
+    (progress.next_index, progress.paused) = (1, false);
+    raft.send_append(2);
+    let first = raft.ready().messages;
+    assert!(
+        matches!(&first[..], [m] if matches!(&m.request, Request::InstallSnapshot(a) if a.offset == 0))
+    );
+    let heartbeat = Request::AppendEntries(AppendEntriesArgs {
+        term: 1,
+        leader_id: 1,
+        prev_log_index: 0,
+        prev_log_term: 0,
+        entries: vec![],
+        leader_commit: 1,
+        read_seq: 0,
+    });
+    let ok = Response::AppendEntries(AppendEntriesReply {
+        term: 1,
+        success: true,
+        conflict_term: None,
+        conflict_index: 0,
+    });
+    for _ in 0..3 {
+        raft.handle_response(2, &heartbeat, ok.clone());
+        let progress = &raft.progress[&2];
+        assert_eq!(progress.state, ReplicationState::Probe);
+        assert!(progress.paused && progress.inflight.is_empty());
+        let out = raft.ready().messages;
+        assert!(
+            matches!(&out[..], [m] if matches!(&m.request, Request::InstallSnapshot(a) if a.offset == 0)),
+            "{out:?}"
+        );
+    }
 }

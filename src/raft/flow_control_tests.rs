@@ -228,30 +228,28 @@ fn a_follower_that_lost_its_log_is_replicated_to_from_scratch() {
     assert_eq!(raft.commit_index, 3);
 }
 
-/// A heartbeat's rejection that does not show a lost log (the follower has
-/// not reached the anchor yet: data in flight will bring it there) changes
-/// nothing.
+/// Reordering is no loss: a follower that rejected entries because they
+/// overtook the ones before them, and then acknowledged those, keeps its
+/// match; the leader only probes again from just past it.
 #[test]
-fn other_rejections_of_a_heartbeat_are_ignored() {
+fn a_rejection_overtaken_by_an_acknowledgment_keeps_the_match() {
     let mut raft = streaming_leader();
     propose(&mut raft, 4);
-    raft.ready();
-    let progress = raft.progress[&2].clone();
-    // A heartbeat anchored at 3, rejected with a hint past 3: not a lost log,
-    // and not about the entry in flight.
-    let heartbeat = Request::AppendEntries(AppendEntriesArgs {
-        term: 1,
-        leader_id: 1,
-        prev_log_index: 3,
-        prev_log_term: 1,
-        entries: vec![],
-        leader_commit: 3,
-        read_seq: 0,
-    });
-    raft.handle_response(2, &heartbeat, append_reply(false, 5));
-    let after = &raft.progress[&2];
+    let first = to(&raft.ready(), 2);
+    propose(&mut raft, 5);
+    let second = to(&raft.ready(), 2);
+    assert!(matches!(&second[..], [Request::AppendEntries(a)] if a.prev_log_index == 4));
+    // The follower got the second first (its log ends at 3), then the first.
+    raft.handle_response(2, &first[0], append_reply(true, 0));
+    raft.handle_response(2, &second[0], append_reply(false, 4));
+    let progress = &raft.progress[&2];
     assert_eq!(
-        (after.match_index, after.next_index, after.state),
-        (progress.match_index, progress.next_index, progress.state)
+        (progress.match_index, progress.next_index, progress.state),
+        (4, 5, ReplicationState::Probe)
+    );
+    let probe = to(&raft.ready(), 2);
+    assert!(
+        matches!(&probe[..], [Request::AppendEntries(a)] if a.prev_log_index == 4 && a.entries.len() == 1),
+        "{probe:?}"
     );
 }

@@ -179,9 +179,10 @@ impl Progress {
     }
 
     /// Records that the follower holds everything up to `index`. Returns whether
-    /// `match_index` moved (replies can arrive late and out of order). Once
-    /// the follower is known to match right up to `next_index`, the leader
-    /// streams to it; a snapshot it no longer needs is not sent further.
+    /// `match_index` moved (replies can arrive late and out of order). A
+    /// snapshot the follower no longer needs is not sent further; once the
+    /// follower is known to match right up to `next_index`, and no snapshot
+    /// is on its way, the leader streams to it.
     pub fn maybe_advance(&mut self, index: Index) -> bool {
         let moved = index > self.match_index;
         if moved {
@@ -189,14 +190,14 @@ impl Progress {
         }
         self.next_index = self.next_index.max(self.match_index + 1);
         self.inflight.free_through(self.match_index);
-        if self.next_index == self.match_index + 1 {
-            self.state = ReplicationState::Replicate;
-        }
         if self
             .snapshot_transfer
             .is_some_and(|t| t.snapshot.last_included_index <= self.match_index)
         {
             self.snapshot_transfer = None;
+        }
+        if self.next_index == self.match_index + 1 && self.snapshot_transfer.is_none() {
+            self.state = ReplicationState::Replicate;
         }
         debug_assert!(self.match_index < self.next_index);
         moved

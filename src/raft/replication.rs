@@ -96,18 +96,20 @@ impl Raft {
     }
 
     /// An AppendEntries without entries, anchored where the follower is known
-    /// to match (its `match_index`, or this log's snapshot point if that entry
-    /// is compacted away), so it never changes the follower's log and, unlike
-    /// one at `next_index`, is not rejected for data still in flight. It
+    /// to match (its `match_index`), so it never changes the follower's log
+    /// and, unlike one at `next_index`, is not rejected for data still in
+    /// flight: a rejection means the follower lost entries it had stored. It
     /// resets the follower's election timer, carries the commit index and the
     /// read round.
     pub(super) fn send_heartbeat(&mut self, peer: NodeId) {
         let Some(progress) = self.progress.get(&peer) else {
             return;
         };
+        // A follower that matched only entries this log has compacted away
+        // gets a heartbeat at 0, which matches any log.
         let (prev_log_index, prev_log_term) = match self.log.term(progress.match_index) {
             Some(term) => (progress.match_index, term),
-            None => (self.log.snapshot_index(), self.log.snapshot_term()),
+            None => (0, 0),
         };
         let args = AppendEntriesArgs {
             term: self.current_term,
@@ -325,11 +327,15 @@ impl Raft {
             if progress.snapshot_transfer.is_some() {
                 return;
             }
-            // A follower's log never loses entries it acknowledged, unless its
-            // disk did: then start over from what it holds now.
-            let lost = args.prev_log_index >= progress.match_index
-                && next_after_rejection <= progress.match_index;
-            if lost {
+            // A follower never loses entries it acknowledged, unless its disk
+            // did (Raft assumes stable storage; operators do not always
+            // provide it). A heartbeat is anchored at an entry the follower had
+            // acknowledged before it was sent (`send_heartbeat`), so its
+            // rejection proves the loss: start over from what the follower
+            // holds now. (An empty probe overtaken by the entries before it can
+            // look the same; that costs one extra probe.)
+            let heartbeat = args.entries.is_empty() && args.prev_log_index <= progress.match_index;
+            if heartbeat {
                 info!(
                     id,
                     term,
@@ -340,16 +346,11 @@ impl Raft {
             } else {
                 // Replies can be reordered: a rejection of something older than
                 // what the follower has since matched, or (while probing) of
-                // anything but the latest probe, is stale. A heartbeat (anchored
-                // at `match_index`, not `next_index`) is otherwise rejected only
-                // for a snapshot point the follower has not reached yet, which
-                // data in flight will fix. Ignore both.
-                let heartbeat =
-                    args.entries.is_empty() && args.prev_log_index + 1 != progress.next_index;
+                // anything but the latest probe, is stale. Ignore it.
                 let stale = args.prev_log_index < progress.match_index
                     || (progress.state == ReplicationState::Probe
                         && args.prev_log_index + 1 != progress.next_index);
-                if stale || heartbeat {
+                if stale {
                     return;
                 }
             }
