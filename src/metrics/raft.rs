@@ -236,6 +236,9 @@ mod tests {
             snapshot_index: 0,
             last_log_index: commit,
             transferring_to: None,
+            configuration: Default::default(),
+            configuration_index: 0,
+            membership_change: None,
         }
     }
 

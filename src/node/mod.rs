@@ -111,6 +111,14 @@ pub enum Event {
         /// Receives whether the log was compacted.
         done: Sender<bool>,
     },
+    /// The service is about to write a snapshot through `index`: what
+    /// storage keeps with it (the term, the configuration as of it).
+    SnapshotPoint {
+        /// Last index the snapshot includes.
+        index: Index,
+        /// Receives the description, `None` if no snapshot can end there.
+        reply: Sender<Option<Snapshot>>,
+    },
     /// The service has written a snapshot to storage itself: compact.
     SnapshotWritten {
         /// The snapshot.
@@ -313,7 +321,15 @@ impl Node {
         term: Term,
         fill: SnapshotFill<'_>,
     ) -> io::Result<bool> {
-        let snapshot = self.storage.write_snapshot(index, term, fill)?;
+        // The description storage keeps with the bytes: the configuration as
+        // of `index` (thesis §4.1) comes from the core.
+        let (reply, point) = mpsc::channel();
+        self.send_event(Event::SnapshotPoint { index, reply });
+        let point = point.recv().ok().flatten();
+        let Some(point) = point.filter(|p| p.last_included_term == term) else {
+            return Ok(false);
+        };
+        let snapshot = self.storage.write_snapshot(point, fill)?;
         let (done, rx) = mpsc::channel();
         self.send_event(Event::SnapshotWritten { snapshot, done });
         Ok(rx.recv().unwrap_or(false))
@@ -470,6 +486,9 @@ impl NodeLoop {
             Event::Snapshot { index, data, done } => {
                 let _ = done.send(self.store_snapshot(index, data));
             }
+            Event::SnapshotPoint { index, reply } => {
+                let _ = reply.send(self.raft.snapshot_point(index));
+            }
             Event::SnapshotWritten { snapshot, done } => {
                 let _ = done.send(self.raft.snapshot(snapshot));
             }
@@ -480,15 +499,11 @@ impl NodeLoop {
 
     /// Writes a small snapshot handed over as bytes, then compacts.
     fn store_snapshot(&mut self, index: Index, data: Vec<u8>) -> bool {
-        let log = self.raft.log();
-        if index <= log.snapshot_index() || index > self.raft.status().last_applied {
-            return false;
-        }
-        let Some(term) = log.term(index) else {
+        let Some(point) = self.raft.snapshot_point(index) else {
             return false;
         };
         let fill: SnapshotFill<'_> = &mut |w| w.write_all(&data);
-        match self.storage.write_snapshot(index, term, fill) {
+        match self.storage.write_snapshot(point, fill) {
             Ok(snapshot) => self.raft.snapshot(snapshot),
             Err(e) => {
                 info!(

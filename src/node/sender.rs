@@ -45,6 +45,8 @@ impl ChunkSource {
             last_included_index: args.last_included_index,
             last_included_term: args.last_included_term,
             size: args.size,
+            configuration: args.configuration.clone(),
+            configuration_index: args.configuration_index,
         };
         let len = if args.done {
             args.size.saturating_sub(args.offset)

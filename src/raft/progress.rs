@@ -4,7 +4,7 @@ use super::messages::Index;
 use super::ready::Snapshot;
 
 /// A snapshot being sent to a follower in pieces (§7, Figure 13).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SnapshotTransfer {
     /// The snapshot being sent.
     pub snapshot: Snapshot,

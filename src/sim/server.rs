@@ -410,9 +410,9 @@ impl World {
                 running.since_snapshot = 0;
                 let index = running.applier.last_applied();
                 let data = running.applier.state_machine().snapshot();
-                if let Some(term) = running.raft.log().term(index) {
+                if let Some(point) = running.raft.snapshot_point(index) {
                     // As the replica's snapshot thread: bytes to storage first.
-                    let written = self.nodes[node].disk.write_snapshot(index, term, &data);
+                    let written = self.nodes[node].disk.write_snapshot(point, &data);
                     if let (Ok(snapshot), Some(running)) =
                         (written, self.nodes[node].running.as_mut())
                     {
