@@ -43,7 +43,7 @@ pub fn status_json(ctx: &Context) -> Json {
     let members = (1..).zip(ctx.peers).map(|(id, addr): (NodeId, _)| {
         Json::object([("id", Json::from(id)), ("addr", Json::from(addr.as_str()))])
     });
-    let peers = m.peers().map(|(id, _)| {
+    let peers = m.peers().into_iter().map(|(id, _)| {
         let ago = m.last_contact(id).map(|d| d.as_millis() as u64);
         Json::object([("id", Json::from(id)), ("last_contact_ms", Json::from(ago))])
     });
@@ -195,6 +195,7 @@ pub fn health(ctx: &Context) -> Response {
     if s.role == Role::Leader {
         let heard = m
             .peers()
+            .into_iter()
             .filter(|(id, _)| m.last_contact(*id).is_some_and(|d| d <= LEADER_CONTACT))
             .count();
         let members = ctx.peers.len();

@@ -155,6 +155,16 @@ impl PeerSender {
     /// Stops accepting requests, drops queued ones, and waits for the workers to
     /// finish their current calls.
     pub fn close(&self) {
+        for worker in self.stop() {
+            let _ = worker.join();
+        }
+    }
+
+    /// Stops accepting requests and drops queued ones, without waiting: the
+    /// workers end after their current calls (a peer that left the
+    /// configuration may take seconds to time out, and the node thread must
+    /// not wait for that). Returns the workers, to join if wanted.
+    pub fn stop(&self) -> Vec<JoinHandle<()>> {
         let workers = {
             let mut state = self.shared.lock();
             state.closed = true;
@@ -162,9 +172,7 @@ impl PeerSender {
             std::mem::take(&mut state.workers)
         };
         self.shared.wakeup.notify_all();
-        for worker in workers {
-            let _ = worker.join();
-        }
+        workers
     }
 }
 

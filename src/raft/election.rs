@@ -20,13 +20,12 @@ use crate::{debug, info};
 impl Raft {
     /// §5.2: "If election timeout elapses without receiving AppendEntries RPC from
     /// current leader or granting vote to candidate: convert to candidate."
-    /// Thesis §4.2.1, §4.2.3: a server that is not a voter in its latest
-    /// configuration (a learner, a removed server, one waiting to be added)
-    /// never campaigns.
+    /// Thesis §4.2.1, §4.2.3: a server that may not campaign (a learner, a
+    /// removed server, one waiting to be added; see `may_campaign`) never does.
     pub(super) fn tick_election(&mut self) {
         self.election_elapsed += 1;
         if self.election_elapsed >= self.election_timeout {
-            if !self.is_voter() {
+            if !self.may_campaign() {
                 // Forget a leader not heard from, as a pre-candidate does, so
                 // stickiness does not keep this server from voting.
                 self.leader_id = None;

@@ -171,8 +171,8 @@ impl Raft {
     /// campaign at once, without a pre-vote and flagged as a transfer so that
     /// voters still hearing from the old leader vote anyway.
     pub(super) fn handle_timeout_now(&mut self, args: TimeoutNowArgs) -> TimeoutNowReply {
-        // A server that is not a voter never campaigns (thesis §4.2.1).
-        if args.term == self.current_term && self.role != Role::Leader && self.is_voter() {
+        // A server that may not campaign never does (thesis §4.2.1).
+        if args.term == self.current_term && self.role != Role::Leader && self.may_campaign() {
             info!(
                 self.id,
                 self.current_term,

@@ -7,7 +7,8 @@
 //! follower receiving one switch at once; a follower that truncates the entry
 //! goes back to the one before it (`reload_configuration`). Quorums (commit,
 //! elections, check-quorum, ReadIndex) count this configuration's voters, and
-//! a server that is not one of them never campaigns. Handling a peer's RPC
+//! a server that is not one of them never campaigns (`may_campaign` has the
+//! one exception: a server whose removal is not yet committed). Handling a peer's RPC
 //! never consults it: a server answers whoever asks (§4.1), which is how a new
 //! voter that has not yet heard of its promotion still votes.
 //!
@@ -326,9 +327,28 @@ impl Raft {
             .collect()
     }
 
-    /// Whether this server may campaign: only voters do (§4.2.1, §4.2.3).
+    /// Whether this server votes in the configuration in force.
     pub(super) fn is_voter(&self) -> bool {
         self.configuration.is_voter(self.id)
+    }
+
+    /// Whether this server may campaign (thesis §4.2.1, §4.2.3): a voter of
+    /// its latest configuration may; a learner, a server waiting to be added
+    /// and a removed one may not. One exception: a server being removed, while
+    /// the configuration without it is not yet known committed, may. It may
+    /// hold the only up-to-date log (a leader that lost its followers right
+    /// after appending its own removal): the others cannot win without its
+    /// vote, which its longer log refuses, so unless it leads again to commit
+    /// its removal, nobody ever leads.
+    pub(super) fn may_campaign(&self) -> bool {
+        if self.is_voter() {
+            return true;
+        }
+        let uncommitted = self.configuration_index > self.commit_index;
+        uncommitted && {
+            let (previous, _) = self.configuration_at(self.configuration_index - 1);
+            previous.is_voter(self.id)
+        }
     }
 
     // ---- Changing it (the leader) ----

@@ -152,7 +152,8 @@ pub struct AppliedEntry<'a> {
 pub const STATE_SAMPLE: Index = 8;
 
 impl Checker {
-    /// A checker for `nodes` servers.
+    /// A checker for `nodes` servers (every server that may ever exist:
+    /// servers join and leave with membership changes, thesis §4).
     pub fn new(nodes: usize) -> Self {
         Self {
             shadows: vec![Shadow::default(); nodes],
@@ -271,6 +272,7 @@ impl Checker {
             && (before.role != Role::Leader || before.term != after.term);
         if became_leader {
             self.leader_completeness(node, after)?;
+            self.leaders_are_voters(after)?;
         }
         self.commit_index_only_moves_forward(node, after)?;
         let shadow = &mut self.shadows[node];
@@ -420,6 +422,24 @@ impl Checker {
             ));
         }
         Ok(())
+    }
+
+    /// Thesis §4.1: only a voter of its latest configuration campaigns (or
+    /// one being removed, until its removal is committed), so every leader
+    /// is one when elected.
+    fn leaders_are_voters(&self, status: &Status) -> Result<(), Violation> {
+        let being_removed = status.configuration_index > status.commit_index;
+        if status.configuration.is_voter(status.id) || being_removed {
+            return Ok(());
+        }
+        Err(violation(
+            "leaders_are_voters",
+            "thesis §4.1: only voters campaign",
+            format!(
+                "node {} became leader of term {} with configuration {} at {}",
+                status.id, status.term, status.configuration, status.configuration_index
+            ),
+        ))
     }
 
     /// Figure 2: commitIndex increases monotonically (within one incarnation; it
