@@ -136,7 +136,7 @@ fn a_violation_report_shows_the_invariant_the_last_events_and_the_replay_command
     assert!(report.contains(invariant), "{report}");
     assert_eq!(failure.last_events.len(), 40, "{report}");
     assert!(
-        report.contains(&format!("-bug no-election-restriction -trace"))
+        report.contains("-bug no-election-restriction -trace")
             && report.contains(&format!("-seed {seed} ")),
         "{report}"
     );

@@ -300,7 +300,7 @@ impl Raft {
             info!(
                 raft.id,
                 raft.current_term,
-                "the stored log holds the configuration at {}: ignoring the bootstrap peers",
+                "the stored log holds the configuration at {}: ignoring the bootstrap peers (-peers)",
                 raft.configuration_index
             );
         }

@@ -158,7 +158,7 @@ impl FaultPlan {
             },
             FaultKind::Transfer => Fault::Transfer { node },
             FaultKind::Membership => Fault::Membership {
-                add: draws[1] % 2 == 0,
+                add: draws[1].is_multiple_of(2),
                 pick: draws[2],
             },
         })
