@@ -43,7 +43,8 @@ pub(super) enum Event {
         node: usize,
         incarnation: u32,
     },
-    Deliver(Packet),
+    /// Boxed: a packet is large, the other events small.
+    Deliver(Box<Packet>),
     ClientWake {
         client: usize,
         token: u64,
@@ -273,7 +274,7 @@ impl World {
     pub(super) fn handle(&mut self, event: Event) -> Result<(), Violation> {
         match event {
             Event::Tick { node, incarnation } => self.on_tick(node, incarnation),
-            Event::Deliver(packet) => self.deliver(packet),
+            Event::Deliver(packet) => self.deliver(*packet),
             Event::ClientWake { client, token } => {
                 if self.clients[client].token == token {
                     self.on_client_wake(client);
@@ -647,18 +648,31 @@ impl World {
 
     // ---- The end ----
 
-    /// Liveness reached: a leader, every client done, and every server (all
-    /// are up and connected now) has applied everything any client was told:
-    /// a follower left behind for good, say by a snapshot transfer that never
-    /// finishes, is a liveness failure too.
+    /// Liveness reached: a leader, every client done, and every server of its
+    /// configuration (all are up and connected now) has applied everything
+    /// any client was told: a follower left behind for good, say by a
+    /// snapshot transfer that never finishes, is a liveness failure too.
+    /// Servers outside the configuration (removed, or whose addition was
+    /// called off) need not catch up, nor a learner whose server never
+    /// started (the leader that added it fell before it could).
     pub(super) fn finished(&self) -> bool {
-        self.clients_done == self.clients.len()
-            && self.nodes.iter().any(|n| {
-                n.running
-                    .as_ref()
-                    .is_some_and(|r| r.raft.status().role == Role::Leader)
-            })
-            && self.nodes.iter().all(|n| {
+        if self.clients_done < self.clients.len() {
+            return false;
+        }
+        let Some(leader) = self.leader_index() else {
+            return false;
+        };
+        // Every member of the leader's configuration (thesis §4: servers that
+        // were removed, or whose addition was called off, need not catch up).
+        let Some(running) = self.nodes[leader].running.as_ref() else {
+            return false;
+        };
+        let (configuration, _) = running.raft.configuration();
+        configuration
+            .members()
+            .map(|(id, _)| &self.nodes[id as usize - 1])
+            .filter(|n| n.born)
+            .all(|n| {
                 n.running
                     .as_ref()
                     .is_some_and(|r| r.applier.last_applied() >= self.max_acked)

@@ -19,12 +19,15 @@ use crate::raft::ready::{HardState, Persist, Snapshot};
 struct Stored {
     /// Term, vote, the current snapshot's description and the log after it.
     state: InitialState,
-    /// Snapshots (description and bytes) by (index, term): the current one,
-    /// and newer ones written or received but not yet made current.
-    snapshots: BTreeMap<(Index, Term), (Snapshot, Arc<Vec<u8>>)>,
+    /// Snapshots by (index, term): the current one, and newer ones written or
+    /// received but not yet made current.
+    snapshots: BTreeMap<(Index, Term), StoredSnapshot>,
     /// A snapshot being received in pieces.
     incoming: Option<(Snapshot, Vec<u8>)>,
 }
+
+/// A snapshot's description (the configuration included) and its bytes.
+type StoredSnapshot = (Snapshot, Arc<Vec<u8>>);
 
 /// Raft state held in memory, updated atomically under one lock.
 #[derive(Debug, Default)]
