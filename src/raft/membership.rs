@@ -365,7 +365,6 @@ impl Raft {
         if let Some(transfer) = &self.transfer {
             return Err(MembershipError::Transferring(transfer.target));
         }
-        let server = change.server();
         let already_done = match &change {
             MembershipChange::Add { id, address } => {
                 let as_voter = self.configuration.voters.get(id) == Some(address);
@@ -439,7 +438,6 @@ impl Raft {
                 (ChangeStage::Committing, Step::Commit { index, outcome })
             }
         };
-        debug_assert_eq!(server, change.server());
         self.change = Some(Change {
             status: status(stage),
             step,

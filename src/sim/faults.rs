@@ -129,6 +129,12 @@ impl FaultPlan {
                 },
             },
             FaultKind::Partition | FaultKind::OneWay | FaultKind::Bridge => {
+                // Two sides (and a bridge) need as many servers: membership
+                // changes may have left fewer.
+                let needed = if kind == FaultKind::Bridge { 3 } else { 2 };
+                if servers.len() < needed {
+                    return None;
+                }
                 // A random order of the servers, split after the first `k`.
                 let mut order: Vec<usize> = servers.to_vec();
                 let mut x = draws[0];

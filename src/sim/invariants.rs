@@ -104,6 +104,8 @@ struct Shadow {
     last_applied: Index,
     /// What it had applied when it last crashed: index and chain hash.
     applied_at_crash: Option<(Index, Option<u64>)>,
+    /// A term it became leader of in a step whose save is still under way.
+    leader_unsaved: Option<Term>,
 }
 
 /// Everything the checker has seen, across servers and restarts.
@@ -191,6 +193,20 @@ impl Checker {
         // snapshot the crash keeps from reaching the disk).
         let hash = self.committed.get(&applied).map(|&(h, _)| h);
         self.shadows[node].applied_at_crash = Some((applied, hash));
+        // A leader whose term never reached its disk never led: it sends
+        // nothing of its term before the save (a sole voter elects itself
+        // within one step, before saving its vote).
+        self.shadows[node].leader_unsaved = None;
+    }
+
+    /// Server `node`'s step saved its `Persist` in full: a leadership it
+    /// claimed in that step now counts (§5.2, Figure 2: a term and vote are
+    /// durable before the server acts on them).
+    pub fn on_saved(&mut self, node: usize) -> Result<(), Violation> {
+        match self.shadows[node].leader_unsaved.take() {
+            Some(term) => self.election_safety(Self::id(node), term),
+            None => Ok(()),
+        }
     }
 
     /// The chain hash of `(index, term)` as some server held it (index 0 is
@@ -267,7 +283,13 @@ impl Checker {
                 ),
             ));
         }
-        self.election_safety(after)?;
+        if after.role == Role::Leader {
+            if persist.hard_state.is_some() {
+                self.shadows[node].leader_unsaved = Some(after.term);
+            } else {
+                self.election_safety(after.id, after.term)?;
+            }
+        }
         let became_leader = after.role == Role::Leader
             && (before.role != Role::Leader || before.term != after.term);
         if became_leader {
@@ -350,19 +372,14 @@ impl Checker {
         }
     }
 
-    /// §5.2, Election Safety: at most one leader can be elected in a given term.
-    fn election_safety(&mut self, status: &Status) -> Result<(), Violation> {
-        if status.role != Role::Leader {
-            return Ok(());
-        }
-        match self.leaders.insert(status.term, status.id) {
-            Some(other) if other != status.id => Err(violation(
+    /// §5.2, Election Safety: at most one leader can be elected in a given
+    /// term. Checked once the leader's term is durable.
+    fn election_safety(&mut self, leader: NodeId, term: Term) -> Result<(), Violation> {
+        match self.leaders.insert(term, leader) {
+            Some(other) if other != leader => Err(violation(
                 "election_safety",
                 "§5.2",
-                format!(
-                    "nodes {other} and {} were both leader in term {}",
-                    status.id, status.term
-                ),
+                format!("nodes {other} and {leader} were both leader in term {term}"),
             )),
             _ => Ok(()),
         }

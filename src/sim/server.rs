@@ -368,6 +368,7 @@ impl World {
                     .disk
                     .save(&ready.persist)
                     .map_err(|e| storage_violation(id, e))?;
+                self.checker.on_saved(node)?;
                 if self.trace.on() {
                     self.trace.node(
                         id,
