@@ -318,13 +318,41 @@ impl Raft {
         }
     }
 
-    /// Every member but this server: whom a leader replicates to.
+    /// Whom a leader replicates to: every member but itself, and, while the
+    /// configuration is not committed, the servers it removes. Those keep
+    /// hearing from the leader until their removal commits, then learn that
+    /// it did (`maybe_release_removed`): a removed server that never learned
+    /// would think its removal undecided and campaign (`may_campaign`),
+    /// disrupting the cluster where stickiness is off (thesis §4.2.3).
     pub(super) fn others(&self) -> Vec<NodeId> {
-        self.configuration
-            .members()
-            .map(|(id, _)| id)
-            .filter(|&id| id != self.id)
-            .collect()
+        let mut targets: Vec<NodeId> = self.configuration.members().map(|(id, _)| id).collect();
+        if self.configuration_index > self.commit_index {
+            let (previous, _) = self.configuration_at(self.configuration_index - 1);
+            targets.extend(previous.members().map(|(id, _)| id));
+        }
+        targets.sort_unstable();
+        targets.dedup();
+        targets.retain(|&id| id != self.id);
+        targets
+    }
+
+    /// Once the configuration is committed, the leader tells the servers it
+    /// removed (one last AppendEntries, carrying the commit index) and stops
+    /// replicating to them.
+    fn maybe_release_removed(&mut self) {
+        if self.role != Role::Leader || self.configuration_index > self.commit_index {
+            return;
+        }
+        let removed: Vec<NodeId> = self
+            .progress
+            .keys()
+            .copied()
+            .filter(|&id| !self.configuration.is_member(id))
+            .collect();
+        for id in removed {
+            self.send_append(id);
+            self.progress.remove(&id);
+        }
     }
 
     /// Whether this server votes in the configuration in force.
@@ -575,6 +603,7 @@ impl Raft {
                 self.current_term, "membership change {seq}: {stage:?}"
             );
         }
+        self.maybe_release_removed();
         self.maybe_step_down_after_removal();
     }
 

@@ -169,12 +169,12 @@ fn an_added_server_joins_as_a_learner_in_force_when_appended() {
 }
 
 /// Reference: thesis §4.2.1 — a learner's copy never counts toward a
-/// majority: with the learner and the leader holding an entry, but neither
-/// other voter, it is not committed.
+/// majority: in a cluster of two voters, the leader and the learner holding
+/// an entry (two of three members) do not commit it; the other voter does.
 #[test]
 fn a_learner_replicates_but_never_counts() {
-    let mut raft = leader(3);
-    raft.change_membership(add(4)).unwrap();
+    let mut raft = leader(2);
+    raft.change_membership(add(3)).unwrap();
     let ready = step(&mut raft);
     // The learner holds everything.
     let everything = Request::AppendEntries(AppendEntriesArgs {
@@ -186,8 +186,8 @@ fn a_learner_replicates_but_never_counts() {
         leader_commit: 1,
         read_seq: 0,
     });
-    raft.handle_response(4, &everything, ok(1));
-    assert_eq!(raft.progress[&4].match_index, 2);
+    raft.handle_response(3, &everything, ok(1));
+    assert_eq!(raft.progress[&3].match_index, 2);
     assert_eq!(
         raft.commit_index, 1,
         "leader and learner are not a majority"
@@ -680,4 +680,34 @@ fn the_snapshot_carries_the_configuration_as_of_its_index() {
         },
     );
     assert_eq!(restarted.configuration(), (&without_3, 2));
+}
+
+/// Reference: thesis §4.2.3 — the leader keeps replicating to a server it
+/// removes until the removal commits, then sends it the commit index once
+/// more and stops: the removed server learns it is out (and stops
+/// campaigning) instead of timing out with its removal undecided.
+#[test]
+fn a_removed_server_hears_from_the_leader_until_its_removal_commits() {
+    let mut raft = leader(3);
+    raft.change_membership(MembershipChange::Remove { id: 3 })
+        .unwrap();
+    let ready = step(&mut raft);
+    let to_3 = appends_to(&ready, 3);
+    assert_eq!(to_3.len(), 1, "the removal reaches 3 too");
+    assert_eq!(
+        to_3[0].entries,
+        vec![Entry::configuration(1, &voters(3).without(3, true))]
+    );
+    assert!(raft.progress.contains_key(&3));
+    accept(&mut raft, &ready, &[2]);
+    assert_eq!(raft.commit_index, 2);
+    assert!(!raft.progress.contains_key(&3), "no more sends to 3");
+    let ready = raft.ready();
+    let last = appends_to(&ready, 3);
+    assert_eq!(last.len(), 1, "one last AppendEntries");
+    assert_eq!(last[0].leader_commit, 2, "carrying the commit");
+    for _ in 0..3 {
+        raft.tick();
+    }
+    assert!(appends_to(&raft.ready(), 3).is_empty());
 }
