@@ -83,6 +83,8 @@ impl Binary {
 pub struct LocalCluster {
     children: Vec<Child>,
     dir: PathBuf,
+    bin: PathBuf,
+    peer_auth: bool,
     /// The servers' client addresses.
     pub addrs: Vec<String>,
 }
@@ -105,9 +107,11 @@ impl LocalCluster {
         let mut cluster = LocalCluster {
             children: Vec::new(),
             dir: dir.to_path_buf(),
+            bin: bin.path.clone(),
+            peer_auth: bin.peer_auth,
             addrs,
         };
-        let key_file = dir.join("cluster.key");
+        let key_file = cluster.key_file();
         if bin.peer_auth {
             let mut key = [0u8; 32];
             File::open("/dev/urandom")
@@ -116,24 +120,64 @@ impl LocalCluster {
                 .map_err(|e| format!("cluster key: {e}"))?;
         }
         for id in 1..=3 {
-            let log = File::create(dir.join(format!("n{id}.log"))).map_err(|e| e.to_string())?;
-            let mut command = Command::new(&bin.path);
-            command
-                .args(["-id", &id.to_string(), "-peers", &cluster.addrs.join(",")])
-                .arg("-data")
-                .arg(dir.join(format!("n{id}")));
-            if bin.peer_auth {
-                command.arg("-cluster-key-file").arg(&key_file);
-            }
-            let child = command
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .map_err(|e| format!("{}: {e}", bin.path.display()))?;
+            let child = cluster.spawn(id)?;
             cluster.children.push(child);
         }
         Ok(cluster)
+    }
+
+    fn key_file(&self) -> PathBuf {
+        self.dir.join("cluster.key")
+    }
+
+    /// Server `id`'s data directory.
+    pub fn data_dir(&self, id: usize) -> PathBuf {
+        self.dir.join(format!("n{id}"))
+    }
+
+    /// Everything server `id` has logged.
+    pub fn log(&self, id: usize) -> String {
+        fs::read_to_string(self.dir.join(format!("n{id}.log"))).unwrap_or_default()
+    }
+
+    /// Starts server `id` (1-based), its stderr appended to `n<id>.log`.
+    fn spawn(&self, id: usize) -> Result<Child, String> {
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(self.dir.join(format!("n{id}.log")))
+            .map_err(|e| e.to_string())?;
+        let mut command = Command::new(&self.bin);
+        command
+            .args(["-id", &id.to_string(), "-peers", &self.addrs.join(",")])
+            .arg("-data")
+            .arg(self.data_dir(id));
+        if self.peer_auth {
+            command.arg("-cluster-key-file").arg(self.key_file());
+        }
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .map_err(|e| format!("{}: {e}", self.bin.display()))
+    }
+
+    /// Kills server `id` (SIGKILL) and waits for it to exit.
+    pub fn kill(&mut self, id: usize) {
+        if let Some(child) = self.children.get_mut(id - 1) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts server `id` again, after [`LocalCluster::kill`].
+    pub fn restart(&mut self, id: usize) -> Result<(), String> {
+        let child = self.spawn(id)?;
+        if let Some(slot) = self.children.get_mut(id - 1) {
+            *slot = child;
+        }
+        Ok(())
     }
 
     /// The servers' process ids.
@@ -184,7 +228,7 @@ pub fn find_leader(addrs: &[String], token: Option<&str>) -> Option<usize> {
 }
 
 /// One server's `STATUS` line.
-fn status(addr: &str, token: Option<&str>) -> Option<String> {
+pub fn status(addr: &str, token: Option<&str>) -> Option<String> {
     let mut stream = TcpStream::connect(addr).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
     let request = match token {

@@ -9,6 +9,10 @@
 //! cargo run --release --example bench -- -target :8001,:8002,:8003 -mode get   # a running cluster
 //! ```
 //!
+//! **Catch-up.** `-catchup 250` loads 250 MB of state, wipes a follower's
+//! disk, and times its rebuild while writers keep the leader busy
+//! (`catchup.rs`).
+//!
 //! **A/B.** `-a OLD -b NEW` runs every row (mode × client count) on a fresh
 //! cluster of A, then on a fresh cluster of B (`-repeat N`: A,B,A,B,...,
 //! pooled), and prints both with B/A ratios of throughput, p50, p99 and server
@@ -46,6 +50,7 @@
 //! them). Against `-target` (set `RAFTKV_TOKEN` if the cluster wants a client
 //! token) there is no server CPU column.
 
+mod catchup;
 mod cluster;
 mod floors;
 mod load;
@@ -109,12 +114,29 @@ fn run(o: &Options) -> Result<(), String> {
     };
     println!("raftkv bench: {what}; data under {}", dir.0.display());
     println!("{}", floors.describe());
-    for &mode in &o.modes {
-        println!("{}: {}", mode.name(), describe(o, mode));
+    if o.catchup_mb.is_none() {
+        for &mode in &o.modes {
+            println!("{}: {}", mode.name(), describe(o, mode));
+        }
     }
-    match &o.target {
-        Some(addrs) => run_target(o, addrs)?,
-        None => run_local(o, &dir.0, &floors)?,
+    match (&o.target, o.catchup_mb) {
+        (Some(addrs), _) => run_target(o, addrs)?,
+        (None, Some(state_mb)) => {
+            let path = o
+                .binaries
+                .first()
+                .cloned()
+                .map_or_else(Binary::default_path, Ok)?;
+            let bin = Binary::probe("A", path)?;
+            println!("{}", bin.describe());
+            let experiment = catchup::Catchup {
+                state_mb,
+                value_kb: o.value_kb,
+                writers: o.clients.first().copied().unwrap_or(1),
+            };
+            catchup::run(&bin, &dir.0.join("catchup"), &experiment)?;
+        }
+        (None, None) => run_local(o, &dir.0, &floors)?,
     }
     // Other load on the machine (a disk shared with other work, above all)
     // moves the floors; a second measurement shows whether they held.

@@ -20,6 +20,11 @@ usage: bench [flags]
   -repeat N              run each row N times per binary, interleaved A,B,A,B (default 1)
   -dir PATH              where the clusters keep their data and fdatasync is measured
                          (default: the system temp directory; use the disk you care about)
+  -catchup MB            instead of rows: load MB megabytes of state, wipe a follower's disk,
+                         restart it, and time its catch-up while the first -clients count of
+                         writers PUT through the leader; reports the leader's memory (first
+                         binary only)
+  -value-kb N            -catchup: size of each loaded value (default 900)
   -target A,B,C          benchmark a running cluster instead (\":PORT\" means 127.0.0.1:PORT);
                          no server CPU column. A client token comes from RAFTKV_TOKEN.
   -h                     print this help";
@@ -82,6 +87,10 @@ pub struct Options {
     pub dir: PathBuf,
     /// A running cluster to benchmark instead of starting one.
     pub target: Option<Vec<String>>,
+    /// `-catchup MB`: the catch-up experiment instead of rows.
+    pub catchup_mb: Option<usize>,
+    /// `-catchup`: size of each loaded value, in KiB.
+    pub value_kb: usize,
     /// `-h`: print the usage and exit.
     pub help: bool,
 }
@@ -99,6 +108,8 @@ pub fn parse(args: &[String]) -> Result<Options, String> {
         repeat: 1,
         dir: std::env::temp_dir(),
         target: None,
+        catchup_mb: None,
+        value_kb: 900,
         help: false,
     };
     let (mut a, mut b) = (None, None);
@@ -156,12 +167,17 @@ pub fn parse(args: &[String]) -> Result<Options, String> {
             "repeat" => o.repeat = number(&value)?,
             "dir" => o.dir = PathBuf::from(value),
             "target" => o.target = Some(value.split(',').map(expand).collect()),
+            "catchup" => o.catchup_mb = Some(number(&value)?),
+            "value-kb" => o.value_kb = number(&value)?,
             _ => return Err(format!("unknown flag -{name}")),
         }
     }
     match (a, b) {
         (None, Some(_)) => return Err("-b needs -a (the baseline)".into()),
         (a, b) => o.binaries = a.into_iter().chain(b).collect(),
+    }
+    if o.target.is_some() && o.catchup_mb.is_some() {
+        return Err("-catchup starts its own cluster: it takes no -target".into());
     }
     if o.target.is_some() && !o.binaries.is_empty() {
         return Err("-target benchmarks a running cluster: it takes no -a or -b".into());

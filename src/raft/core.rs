@@ -52,6 +52,11 @@ pub struct Config {
     pub max_append_bytes: usize,
     /// Bytes of snapshot per InstallSnapshot piece (Figure 13).
     pub snapshot_chunk_bytes: u64,
+    /// Flow control: most AppendEntries with entries in flight to a streaming
+    /// follower (see `progress`).
+    pub max_inflight_messages: usize,
+    /// Flow control: most command bytes in flight to a streaming follower.
+    pub max_inflight_bytes: usize,
     /// Seed for the election timeout generator.
     pub seed: u64,
     /// Thesis §9.6: ask for pre-votes before starting a real election, so a
@@ -82,6 +87,8 @@ impl Config {
             heartbeat_ticks: 10,
             max_append_bytes: 256 * 1024,
             snapshot_chunk_bytes: 1 << 20,
+            max_inflight_messages: 64,
+            max_inflight_bytes: 8 << 20,
             seed: id,
             pre_vote: true,
             check_quorum: true,
@@ -388,6 +395,7 @@ impl Raft {
         }
         if self.role == Role::Leader {
             self.observe_catch_up(from);
+            self.maybe_release_removed();
         }
     }
 

@@ -8,6 +8,7 @@
 use super::configuration::Configuration;
 use super::core::{Config, InitialState, Raft, Role};
 use super::messages::*;
+use super::progress::ReplicationState;
 use super::ready::{ApplyMsg, HardState, LogWrite, Outbound, Snapshot, SnapshotChunk};
 
 /// A server of an `n`-server cluster with fixed, short timers.
@@ -555,8 +556,10 @@ fn a_follower_behind_the_snapshot_gets_install_snapshot() {
         Some(2)
     );
     assert_eq!(raft.log.first_index(), 3);
-    // Follower 3 never answered: its next index (1) is compacted away.
-    raft.progress.get_mut(&3).unwrap().next_index = 1;
+    // Follower 3's log is empty (its next index, 1, is compacted away), and its
+    // last probe was answered (flow control lets the next message go).
+    let progress = raft.progress.get_mut(&3).unwrap();
+    (progress.next_index, progress.paused) = (1, false);
     raft.send_append(3);
     let ready = raft.ready();
     // The first piece; the runtime fills in its bytes from storage.
@@ -826,7 +829,8 @@ fn the_leader_sends_a_snapshot_piece_by_piece() {
     };
     assert!(raft.snapshot(snapshot));
     raft.ready();
-    raft.progress.get_mut(&2).unwrap().next_index = 1;
+    let progress = raft.progress.get_mut(&2).unwrap();
+    (progress.next_index, progress.paused) = (1, false);
     raft.send_append(2);
     let mut offsets = Vec::new();
     for _ in 0..3 {
@@ -880,7 +884,8 @@ fn the_leader_resumes_a_snapshot_from_where_the_follower_stands() {
         ..Snapshot::default()
     }));
     raft.ready();
-    raft.progress.get_mut(&2).unwrap().next_index = 1;
+    let progress = raft.progress.get_mut(&2).unwrap();
+    (progress.next_index, progress.paused) = (1, false);
     raft.send_append(2);
     let reply = |stored| Response::InstallSnapshot(InstallSnapshotReply { term: 1, stored });
     let first = raft.ready().messages.remove(0).request;
@@ -897,4 +902,72 @@ fn the_leader_resumes_a_snapshot_from_where_the_follower_stands() {
         matches!(&out[..], [m] if matches!(&m.request, Request::InstallSnapshot(a) if a.offset == 0)),
         "{out:?}"
     );
+}
+
+/// Flow control while a snapshot is on its way: an answered heartbeat (which
+/// shows the follower matches only up to 0) may send the piece in flight
+/// again, but never switches to streaming, which would let a window of
+/// pieces go at once.
+#[test]
+fn a_heartbeat_answer_during_a_snapshot_transfer_keeps_one_piece_in_flight() {
+    let mut config = Config::new(1, vec![1, 2]);
+    config.pre_vote = false;
+    config.check_quorum = false;
+    config.snapshot_chunk_bytes = 4;
+    config.election_ticks = 10;
+    let mut raft = Raft::new(config, InitialState::default());
+    tick_until_candidate(&mut raft);
+    let votes = raft.ready().messages;
+    raft.handle_response(
+        2,
+        &votes[0].request,
+        Response::RequestVote(RequestVoteReply {
+            term: 1,
+            vote_granted: true,
+        }),
+    );
+    raft.propose(b"x".to_vec()).expect("leader");
+    let ready = raft.ready();
+    report_persisted(&mut raft, &ready);
+    raft.last_applied = 1;
+    assert!(raft.snapshot(Snapshot {
+        last_included_index: 1,
+        last_included_term: 1,
+        size: 10,
+        ..Snapshot::default()
+    }));
+    raft.ready();
+    let progress = raft.progress.get_mut(&2).unwrap();
+    (progress.next_index, progress.paused) = (1, false);
+    raft.send_append(2);
+    let first = raft.ready().messages;
+    assert!(
+        matches!(&first[..], [m] if matches!(&m.request, Request::InstallSnapshot(a) if a.offset == 0))
+    );
+    let heartbeat = Request::AppendEntries(AppendEntriesArgs {
+        term: 1,
+        leader_id: 1,
+        prev_log_index: 0,
+        prev_log_term: 0,
+        entries: vec![],
+        leader_commit: 1,
+        read_seq: 0,
+    });
+    let ok = Response::AppendEntries(AppendEntriesReply {
+        term: 1,
+        success: true,
+        conflict_term: None,
+        conflict_index: 0,
+    });
+    for _ in 0..3 {
+        raft.handle_response(2, &heartbeat, ok.clone());
+        let progress = &raft.progress[&2];
+        assert_eq!(progress.state, ReplicationState::Probe);
+        assert!(progress.paused && progress.inflight.is_empty());
+        let out = raft.ready().messages;
+        assert!(
+            matches!(&out[..], [m] if matches!(&m.request, Request::InstallSnapshot(a) if a.offset == 0)),
+            "{out:?}"
+        );
+    }
 }

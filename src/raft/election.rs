@@ -214,7 +214,7 @@ impl Raft {
             "became leader (votes from {})",
             voters.join(",")
         );
-        self.broadcast_append();
+        self.broadcast_heartbeat();
     }
 
     /// Figure 2, RequestVote receiver implementation.

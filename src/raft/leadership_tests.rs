@@ -84,6 +84,16 @@ fn leader(n: u64) -> Raft {
         raft.handle_response(out.to, &out.request, Response::RequestVote(reply));
     }
     assert_eq!(raft.role, Role::Leader);
+    // Every follower answers the new leader's first heartbeat (its probe).
+    for out in raft.ready().messages {
+        let reply = AppendEntriesReply {
+            term: 1,
+            success: true,
+            conflict_term: None,
+            conflict_index: 0,
+        };
+        raft.handle_response(out.to, &out.request, Response::AppendEntries(reply));
+    }
     raft.ready();
     raft
 }

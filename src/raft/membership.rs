@@ -320,10 +320,11 @@ impl Raft {
 
     /// Whom a leader replicates to: every member but itself, and, while the
     /// configuration is not committed, the servers it removes. Those keep
-    /// hearing from the leader until their removal commits, then learn that
-    /// it did (`maybe_release_removed`): a removed server that never learned
-    /// would think its removal undecided and campaign (`may_campaign`),
-    /// disrupting the cluster where stickiness is off (thesis §4.2.3).
+    /// hearing from the leader until their removal commits and they hold it,
+    /// then learn that it did (`maybe_release_removed`): a removed server that
+    /// never learned would think its removal undecided and campaign
+    /// (`may_campaign`), disrupting the cluster where stickiness is off
+    /// (thesis §4.2.3).
     pub(super) fn others(&self) -> Vec<NodeId> {
         let mut targets: Vec<NodeId> = self.configuration.members().map(|(id, _)| id).collect();
         if self.configuration_index > self.commit_index {
@@ -336,21 +337,35 @@ impl Raft {
         targets
     }
 
-    /// Once the configuration is committed, the leader tells the servers it
-    /// removed (one last AppendEntries, carrying the commit index) and stops
-    /// replicating to them.
-    fn maybe_release_removed(&mut self) {
+    /// Once the configuration is committed, the leader tells each server it
+    /// removed that it is out, and stops replicating to it: one last
+    /// heartbeat, anchored at its `match_index` (so flow control never holds
+    /// it back and it never touches the log), carrying the commit index. A
+    /// server commits no further than its match, so a removed voter that has
+    /// not yet acknowledged the configuration that removes it (or whose match
+    /// this log has compacted away) keeps being replicated to until it has
+    /// (this is called again on every reply), or until the next
+    /// configuration. A learner whose addition was called off (its id not
+    /// retired) never campaigns: it is let go at once.
+    pub(super) fn maybe_release_removed(&mut self) {
         if self.role != Role::Leader || self.configuration_index > self.commit_index {
             return;
         }
-        let removed: Vec<NodeId> = self
+        let released: Vec<NodeId> = self
             .progress
-            .keys()
-            .copied()
-            .filter(|&id| !self.configuration.is_member(id))
+            .iter()
+            .filter(|&(&id, p)| {
+                // It holds the configuration that removes it, up to an
+                // entry a heartbeat can still be anchored at.
+                let holds_removal = p.match_index >= self.configuration_index
+                    && self.log.term(p.match_index).is_some();
+                let called_off = !self.configuration.retired.contains(&id);
+                !self.configuration.is_member(id) && (holds_removal || called_off)
+            })
+            .map(|(&id, _)| id)
             .collect();
-        for id in removed {
-            self.send_append(id);
+        for id in released {
+            self.send_heartbeat(id);
             self.progress.remove(&id);
         }
     }
@@ -629,7 +644,7 @@ impl Raft {
             return;
         }
         // Tell everyone the commit index, then hand over (§3.10).
-        self.broadcast_append();
+        self.broadcast_heartbeat();
         let last = self.log.last_index();
         let successor = self
             .configuration

@@ -16,11 +16,12 @@ use super::ready::{HardState, LogWrite, Outbound, Ready, Snapshot};
 use super::TransferError;
 
 const ELECTION: u32 = 10;
+const HEARTBEAT: u32 = 3;
 
 fn config(id: NodeId, peers: Vec<NodeId>) -> Config {
     let mut config = Config::new(id, peers);
     config.election_ticks = ELECTION;
-    config.heartbeat_ticks = 3;
+    config.heartbeat_ticks = HEARTBEAT;
     config.pre_vote = false;
     config.check_quorum = false;
     config.noop_on_election = true;
@@ -683,11 +684,12 @@ fn the_snapshot_carries_the_configuration_as_of_its_index() {
 }
 
 /// Reference: thesis §4.2.3 — the leader keeps replicating to a server it
-/// removes until the removal commits, then sends it the commit index once
-/// more and stops: the removed server learns it is out (and stops
-/// campaigning) instead of timing out with its removal undecided.
+/// removes until the removal commits and the server holds it, then sends it
+/// the commit index once more (a heartbeat at its match index, which flow
+/// control never holds back) and stops: the removed server learns it is out
+/// (and stops campaigning) instead of timing out with its removal undecided.
 #[test]
-fn a_removed_server_hears_from_the_leader_until_its_removal_commits() {
+fn a_removed_server_hears_from_the_leader_until_it_knows_its_removal_committed() {
     let mut raft = leader(3);
     raft.change_membership(MembershipChange::Remove { id: 3 })
         .unwrap();
@@ -698,16 +700,57 @@ fn a_removed_server_hears_from_the_leader_until_its_removal_commits() {
         to_3[0].entries,
         vec![Entry::configuration(1, &voters(3).without(3, true))]
     );
-    assert!(raft.progress.contains_key(&3));
     accept(&mut raft, &ready, &[2]);
     assert_eq!(raft.commit_index, 2);
+    // 3 has not acknowledged its removal: a heartbeat carrying the commit
+    // would not tell it (it commits no further than it matches).
+    assert!(raft.progress.contains_key(&3), "3 is still replicated to");
+    assert!(appends_to(&raft.ready(), 3).is_empty());
+    for _ in 0..HEARTBEAT {
+        raft.tick();
+    }
+    assert_eq!(appends_to(&raft.ready(), 3).len(), 1, "3 still hears");
+    // It answers the AppendEntries that carried its removal.
+    accept(&mut raft, &ready, &[3]);
     assert!(!raft.progress.contains_key(&3), "no more sends to 3");
     let ready = raft.ready();
     let last = appends_to(&ready, 3);
     assert_eq!(last.len(), 1, "one last AppendEntries");
+    assert_eq!(
+        (last[0].prev_log_index, last[0].entries.len()),
+        (2, 0),
+        "a heartbeat at its match index"
+    );
     assert_eq!(last[0].leader_commit, 2, "carrying the commit");
-    for _ in 0..3 {
+    for _ in 0..3 * HEARTBEAT {
         raft.tick();
     }
     assert!(appends_to(&raft.ready(), 3).is_empty());
+}
+
+/// Reference: thesis §4.2.3 — a removed server that acknowledged its
+/// removal before it committed hears the commit as soon as it does, even
+/// while flow control holds data back (its probe is unanswered).
+#[test]
+fn a_removed_server_holding_its_removal_is_told_at_commit_despite_flow_control() {
+    let mut raft = leader(3);
+    raft.change_membership(MembershipChange::Remove { id: 3 })
+        .unwrap();
+    let ready = step(&mut raft);
+    accept(&mut raft, &ready, &[3]);
+    assert_eq!(raft.progress[&3].match_index, 2);
+    assert_eq!(raft.commit_index, 1, "3 no longer counts");
+    // Say 3 is probed again and the probe goes unanswered: no data may go
+    // to it now.
+    raft.progress.get_mut(&3).unwrap().back_off_to(3);
+    raft.send_append(3);
+    assert_eq!(appends_to(&raft.ready(), 3).len(), 1, "the probe");
+    assert!(raft.progress[&3].paused);
+    accept(&mut raft, &ready, &[2]);
+    assert_eq!(raft.commit_index, 2);
+    assert!(!raft.progress.contains_key(&3));
+    let last = raft.ready();
+    let last = appends_to(&last, 3);
+    assert_eq!(last.len(), 1, "one last AppendEntries");
+    assert_eq!((last[0].prev_log_index, last[0].leader_commit), (2, 2));
 }

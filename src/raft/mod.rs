@@ -31,6 +31,8 @@ pub mod snapshot;
 #[cfg(test)]
 mod core_tests;
 #[cfg(test)]
+mod flow_control_tests;
+#[cfg(test)]
 mod leadership_tests;
 #[cfg(test)]
 mod membership_tests;

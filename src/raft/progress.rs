@@ -1,4 +1,16 @@
-//! What a leader knows about one follower's log (Figure 2's `nextIndex[]`/`matchIndex[]`).
+//! What a leader knows about one follower's log (Figure 2's `nextIndex[]`/`matchIndex[]`),
+//! and how much it may send it before hearing back (flow control, as etcd's
+//! `Progress` and `Inflights`).
+//!
+//! Flow control keeps a slow or lagging follower from piling up messages:
+//! while probing (and while sending a snapshot) one message with data is in
+//! flight at a time; while streaming, a bounded window of them. Heartbeats
+//! go out regardless, carrying no data (`Raft::send_heartbeat`). A lost
+//! message is sent again within a heartbeat round or two: any answer reopens
+//! a paused probe, and a window whose oldest message went unanswered for a
+//! whole heartbeat interval is given up (`Progress::stalled`).
+
+use std::collections::VecDeque;
 
 use super::messages::Index;
 use super::ready::Snapshot;
@@ -41,6 +53,67 @@ pub struct Progress {
     pub read_ack: u64,
     /// A snapshot being sent to the follower instead of entries, if any.
     pub snapshot_transfer: Option<SnapshotTransfer>,
+    /// Probe (and snapshot pieces): a message with data is in flight, so the
+    /// next one waits for an answer.
+    pub paused: bool,
+    /// Replicate: the AppendEntries with entries in flight.
+    pub inflight: Inflight,
+    /// The oldest message in flight at the previous heartbeat round (its
+    /// last index), to tell a window that stopped moving.
+    pub oldest_at_last_round: Option<Index>,
+}
+
+/// The AppendEntries in flight to a streaming follower, oldest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Inflight {
+    /// The last index each message carries, and its entries' command bytes.
+    messages: VecDeque<(Index, usize)>,
+    /// The sum of their bytes.
+    bytes: usize,
+}
+
+impl Inflight {
+    /// Whether another message must wait: `max_messages` are in flight, or
+    /// `max_bytes` of entries.
+    pub fn is_full(&self, max_messages: usize, max_bytes: usize) -> bool {
+        self.messages.len() >= max_messages.max(1) || self.bytes >= max_bytes.max(1)
+    }
+
+    /// The number of messages in flight.
+    pub fn len(&self) -> usize {
+        self.messages.len()
+    }
+
+    /// Whether nothing is in flight.
+    pub fn is_empty(&self) -> bool {
+        self.messages.is_empty()
+    }
+
+    /// The last index of the oldest message in flight.
+    pub fn oldest(&self) -> Option<Index> {
+        self.messages.front().map(|&(last, _)| last)
+    }
+
+    fn add(&mut self, last_index: Index, bytes: usize) {
+        self.messages.push_back((last_index, bytes));
+        self.bytes += bytes;
+    }
+
+    /// The follower holds everything through `index`: those messages arrived.
+    fn free_through(&mut self, index: Index) {
+        while let Some(&(last, bytes)) = self.messages.front() {
+            if last > index {
+                break;
+            }
+            self.messages.pop_front();
+            self.bytes -= bytes;
+        }
+    }
+
+    fn clear(&mut self) {
+        self.messages.clear();
+        self.bytes = 0;
+    }
 }
 
 impl Progress {
@@ -53,27 +126,92 @@ impl Progress {
             recent_active: false,
             read_ack: 0,
             snapshot_transfer: None,
+            paused: false,
+            inflight: Inflight::default(),
+            oldest_at_last_round: None,
         }
     }
 
+    /// Whether a message with data (entries or a snapshot piece) may go now.
+    pub fn may_send_data(&self, max_messages: usize, max_bytes: usize) -> bool {
+        match self.state {
+            ReplicationState::Probe => !self.paused,
+            ReplicationState::Replicate => !self.inflight.is_full(max_messages, max_bytes),
+        }
+    }
+
+    /// Records a message with data sent: entries through `last_index` of
+    /// `bytes` bytes (a snapshot piece: any values).
+    pub fn sent_data(&mut self, last_index: Index, bytes: usize) {
+        match self.state {
+            ReplicationState::Probe => self.paused = true,
+            ReplicationState::Replicate => self.inflight.add(last_index, bytes),
+        }
+    }
+
+    /// The follower answered something: a paused probe may go again (the
+    /// probe, or its answer, may have been lost).
+    pub fn answered(&mut self) {
+        self.paused = false;
+    }
+
+    /// Called once per heartbeat round: whether the oldest message in flight
+    /// was already the oldest a round ago, so a whole heartbeat interval
+    /// passed without the follower acknowledging it. It, or its answer, was
+    /// lost (or the follower is far slower than the window allows): the
+    /// leader then probes again from `match_index`.
+    pub fn stalled(&mut self) -> bool {
+        let oldest = self.inflight.oldest();
+        let stalled = oldest.is_some() && oldest == self.oldest_at_last_round;
+        self.oldest_at_last_round = oldest;
+        stalled
+    }
+
+    /// The follower no longer holds entries it acknowledged (its disk was
+    /// wiped or replaced: Raft assumes stable storage, operators do not
+    /// always provide it). Forget what it had matched and probe again.
+    pub fn forget_match(&mut self) {
+        self.match_index = 0;
+        self.state = ReplicationState::Probe;
+        self.inflight.clear();
+        self.oldest_at_last_round = None;
+        self.paused = false;
+    }
+
     /// Records that the follower holds everything up to `index`. Returns whether
-    /// `match_index` moved (replies can arrive late and out of order).
+    /// `match_index` moved (replies can arrive late and out of order). A
+    /// snapshot the follower no longer needs is not sent further; once the
+    /// follower is known to match right up to `next_index`, and no snapshot
+    /// is on its way, the leader streams to it.
     pub fn maybe_advance(&mut self, index: Index) -> bool {
         let moved = index > self.match_index;
         if moved {
             self.match_index = index;
         }
         self.next_index = self.next_index.max(self.match_index + 1);
-        self.state = ReplicationState::Replicate;
+        self.inflight.free_through(self.match_index);
+        if self
+            .snapshot_transfer
+            .as_ref()
+            .is_some_and(|t| t.snapshot.last_included_index <= self.match_index)
+        {
+            self.snapshot_transfer = None;
+        }
+        if self.next_index == self.match_index + 1 && self.snapshot_transfer.is_none() {
+            self.state = ReplicationState::Replicate;
+        }
         debug_assert!(self.match_index < self.next_index);
         moved
     }
 
     /// Moves `next_index` back to `index` after a rejection, never at or below
-    /// `match_index`, and returns to probing.
+    /// `match_index`, and returns to probing (what was in flight is void).
     pub fn back_off_to(&mut self, index: Index) {
         self.next_index = index.max(self.match_index + 1);
         self.state = ReplicationState::Probe;
+        self.inflight.clear();
+        self.oldest_at_last_round = None;
+        self.paused = false;
         debug_assert!(self.match_index < self.next_index);
     }
 }

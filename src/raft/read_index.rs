@@ -107,7 +107,7 @@ impl Raft {
     pub(super) fn maybe_start_read_round(&mut self) {
         if self.role == Role::Leader && std::mem::take(&mut self.reads.round_pending) {
             self.reads.seq += 1;
-            self.broadcast_append();
+            self.broadcast_heartbeat();
         }
     }
 

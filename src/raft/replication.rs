@@ -9,8 +9,8 @@
 use super::bugs::Bug;
 use super::core::{Raft, Role};
 use super::messages::{AppendEntriesArgs, AppendEntriesReply, Entry, Index, NodeId, Request, Term};
-use super::progress::ReplicationState;
-use crate::debug;
+use super::progress::{Progress, ReplicationState};
+use crate::{debug, info};
 
 /// Why a proposal was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,17 +60,76 @@ impl Raft {
         self.heartbeat_elapsed += 1;
         if self.heartbeat_elapsed >= self.config.heartbeat_ticks {
             self.heartbeat_elapsed = 0;
-            self.broadcast_append();
+            self.broadcast_heartbeat();
         }
     }
 
-    /// Sends every follower an AppendEntries carrying whatever it lacks (an empty
-    /// one is a heartbeat).
-    pub(super) fn broadcast_append(&mut self) {
+    /// A round of heartbeats (§5.2; also a ReadIndex round, thesis §6.4): each
+    /// follower gets what it lacks if flow control lets it go now, else an
+    /// AppendEntries without entries.
+    pub(super) fn broadcast_heartbeat(&mut self) {
+        let last = self.log.last_index();
         let peers: Vec<NodeId> = self.progress.keys().copied().collect();
         for peer in peers {
-            self.send_append(peer);
+            let Some(p) = self.progress.get_mut(&peer) else {
+                continue;
+            };
+            if p.stalled() {
+                debug!(
+                    self.id,
+                    self.current_term,
+                    "no answer from {peer} for entries through {} in a heartbeat interval: probing from {}",
+                    p.inflight.oldest().unwrap_or(0),
+                    p.match_index + 1
+                );
+                p.back_off_to(p.match_index + 1);
+            }
+            let p = &self.progress[&peer];
+            let lacks = p.snapshot_transfer.is_some()
+                || p.state == ReplicationState::Probe
+                || p.next_index <= last;
+            if lacks && self.may_send_data(p) {
+                self.send_append(peer);
+            } else {
+                self.send_heartbeat(peer);
+            }
         }
+    }
+
+    /// An AppendEntries without entries, anchored where the follower is known
+    /// to match (its `match_index`), so it never changes the follower's log
+    /// and, unlike one at `next_index`, is not rejected for data still in
+    /// flight: a rejection means the follower lost entries it had stored. It
+    /// resets the follower's election timer, carries the commit index and the
+    /// read round.
+    pub(super) fn send_heartbeat(&mut self, peer: NodeId) {
+        let Some(progress) = self.progress.get(&peer) else {
+            return;
+        };
+        // A follower that matched only entries this log has compacted away
+        // gets a heartbeat at 0, which matches any log.
+        let (prev_log_index, prev_log_term) = match self.log.term(progress.match_index) {
+            Some(term) => (progress.match_index, term),
+            None => (0, 0),
+        };
+        let args = AppendEntriesArgs {
+            term: self.current_term,
+            leader_id: self.id,
+            prev_log_index,
+            prev_log_term,
+            entries: Vec::new(),
+            leader_commit: self.commit_index,
+            read_seq: self.reads.seq,
+        };
+        self.send(peer, Request::AppendEntries(args));
+    }
+
+    /// Flow control (see `progress`): whether `p` may be sent data now.
+    pub(super) fn may_send_data(&self, p: &Progress) -> bool {
+        p.may_send_data(
+            self.config.max_inflight_messages,
+            self.config.max_inflight_bytes,
+        )
     }
 
     /// Sends new entries to the followers that are streaming (probing followers
@@ -83,7 +142,11 @@ impl Raft {
         let streaming: Vec<NodeId> = self
             .progress
             .iter()
-            .filter(|(_, p)| p.state == ReplicationState::Replicate && p.next_index <= last)
+            .filter(|(_, p)| {
+                p.state == ReplicationState::Replicate
+                    && p.next_index <= last
+                    && self.may_send_data(p)
+            })
             .map(|(&id, _)| id)
             .collect();
         for peer in streaming {
@@ -92,11 +155,14 @@ impl Raft {
     }
 
     /// Sends `peer` the entries from its `next_index`, or the snapshot if those
-    /// entries were compacted away (§7).
+    /// entries were compacted away (§7), if flow control lets data go now.
     pub(super) fn send_append(&mut self, peer: NodeId) {
         let Some(progress) = self.progress.get(&peer) else {
             return;
         };
+        if !self.may_send_data(progress) {
+            return;
+        }
         let next = progress.next_index;
         let prev_log_index = next - 1;
         let sending_snapshot = progress.snapshot_transfer.is_some();
@@ -109,9 +175,15 @@ impl Raft {
         };
         let entries = self.log.entries_from(next, self.config.max_append_bytes);
         if let Some(progress) = self.progress.get_mut(&peer) {
+            let last_sent = prev_log_index + entries.len() as Index;
             if progress.state == ReplicationState::Replicate && !entries.is_empty() {
                 // Pipelining: assume these arrive; a rejection will move us back.
-                progress.next_index = prev_log_index + entries.len() as Index + 1;
+                progress.next_index = last_sent + 1;
+                let bytes = entries.iter().map(|e| e.command.len()).sum();
+                progress.sent_data(last_sent, bytes);
+            } else if progress.state == ReplicationState::Probe {
+                // One probe at a time.
+                progress.sent_data(last_sent, 0);
             }
         }
         let args = AppendEntriesArgs {
@@ -244,9 +316,11 @@ impl Raft {
         self.acknowledge_read_round(from, args.read_seq);
         let last_index = self.log.last_index();
         let next_after_rejection = self.next_index_after_rejection(&reply);
+        let (id, term) = (self.id, self.current_term);
         let Some(progress) = self.progress.get_mut(&from) else {
             return;
         };
+        progress.answered();
         if reply.success {
             // Figure 2: on success, update nextIndex and matchIndex for the follower.
             let matched = args.prev_log_index + args.entries.len() as Index;
@@ -257,14 +331,37 @@ impl Raft {
                 return;
             }
         } else {
-            // Replies can be reordered: a rejection of something older than what
-            // the follower has since matched, or (while probing) of anything but
-            // the latest probe, is stale. Ignore it.
-            let stale = args.prev_log_index < progress.match_index
-                || (progress.state == ReplicationState::Probe
-                    && args.prev_log_index + 1 != progress.next_index);
-            if stale {
+            // While a snapshot is being sent, AppendEntries are heartbeats
+            // only: their rejections say nothing new.
+            if progress.snapshot_transfer.is_some() {
                 return;
+            }
+            // A follower never loses entries it acknowledged, unless its disk
+            // did (Raft assumes stable storage; operators do not always
+            // provide it). A heartbeat is anchored at an entry the follower had
+            // acknowledged before it was sent (`send_heartbeat`), so its
+            // rejection proves the loss: start over from what the follower
+            // holds now. (An empty probe overtaken by the entries before it can
+            // look the same; that costs one extra probe.)
+            let heartbeat = args.entries.is_empty() && args.prev_log_index <= progress.match_index;
+            if heartbeat {
+                info!(
+                    id,
+                    term,
+                    "follower {from} lost entries it had stored (its log now ends before {next_after_rejection}, it had matched {}): replicating to it from scratch",
+                    progress.match_index
+                );
+                progress.forget_match();
+            } else {
+                // Replies can be reordered: a rejection of something older than
+                // what the follower has since matched, or (while probing) of
+                // anything but the latest probe, is stale. Ignore it.
+                let stale = args.prev_log_index < progress.match_index
+                    || (progress.state == ReplicationState::Probe
+                        && args.prev_log_index + 1 != progress.next_index);
+                if stale {
+                    return;
+                }
             }
             // Figure 2: on failure, decrement nextIndex and retry; the hints let
             // the leader skip a whole conflicting term at once (§5.3).

@@ -81,6 +81,7 @@ impl Raft {
         let Some(progress) = self.progress.get_mut(&peer) else {
             return;
         };
+        let starting = progress.snapshot_transfer.is_none();
         let transfer = match progress.snapshot_transfer.take() {
             Some(t) if t.snapshot == current => t,
             _ => {
@@ -97,8 +98,13 @@ impl Raft {
                 }
             }
         };
+        if starting {
+            // One piece in flight at a time, as for a probe.
+            progress.back_off_to(progress.next_index);
+        }
         let offset = transfer.offset;
         progress.snapshot_transfer = Some(transfer);
+        progress.sent_data(0, 0);
         let done = offset.saturating_add(chunk) >= current.size;
         let args = InstallSnapshotArgs {
             term: self.current_term,
@@ -238,6 +244,7 @@ impl Raft {
         let Some(progress) = self.progress.get_mut(&from) else {
             return;
         };
+        progress.answered();
         if reply.stored >= args.size {
             progress.snapshot_transfer = None;
             if progress.maybe_advance(args.last_included_index) {

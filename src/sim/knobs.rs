@@ -165,6 +165,10 @@ pub struct Knobs {
     /// seeds read through the log instead (the paper's original design, under
     /// which Figure 8's bug is visible: a prompt no-op hides it).
     pub noop_on_election: bool,
+    /// Flow control: most AppendEntries with entries in flight to a
+    /// streaming follower (the server's default is 64; a window of 1 sends
+    /// one message at a time, as a probe does).
+    pub max_inflight_messages: usize,
 }
 
 impl Knobs {
@@ -226,6 +230,7 @@ impl Knobs {
         let check_quorum = options.check_quorum.unwrap_or(rng.range(0, 4) != 0);
         let noop_on_election = rng.range(0, 4) != 0;
         let snapshot_chunk_bytes = [64, 512, 4096, 1 << 20][rng.range(0, 4) as usize];
+        let max_inflight_messages = [1, 4, 64][rng.range(0, 3) as usize];
         // The swarm's choice for membership changes, drawn after everything
         // else: a seed it switches off keeps the schedule it had before they
         // existed. One it switches on keeps their weight even when the options
@@ -264,6 +269,7 @@ impl Knobs {
             check_quorum,
             noop_on_election,
             snapshot_chunk_bytes,
+            max_inflight_messages,
         }
     }
 }
@@ -280,13 +286,14 @@ impl fmt::Display for Knobs {
             .collect();
         write!(
             f,
-            "nodes={}+{} pre-vote={} check-quorum={} noop={} clients={} keys={} accounts={} delay={}+{}ms drop={}‰ dup={}‰ \
+            "nodes={}+{} pre-vote={} check-quorum={} noop={} window={} clients={} keys={} accounts={} delay={}+{}ms drop={}‰ dup={}‰ \
              faults=[{}] fault-gap={}ms snapshot-every={} think={}ms ops(put,append,get,transfer,audit,balance)={:?}",
             self.nodes,
             self.spare_nodes,
             self.pre_vote,
             self.check_quorum,
             self.noop_on_election,
+            self.max_inflight_messages,
             self.clients,
             self.keys,
             self.accounts,

@@ -124,6 +124,7 @@ impl World {
         config.check_quorum = self.knobs.check_quorum;
         config.noop_on_election = self.knobs.noop_on_election;
         config.snapshot_chunk_bytes = self.knobs.snapshot_chunk_bytes;
+        config.max_inflight_messages = self.knobs.max_inflight_messages;
         config.bug = self.options.bug;
         self.trace.node(
             id,

@@ -655,6 +655,11 @@ impl World {
     /// Servers outside the configuration (removed, or whose addition was
     /// called off) need not catch up, nor a learner whose server never
     /// started (the leader that added it fell before it could).
+    ///
+    /// Without the no-op at election, a new leader cannot commit the entries
+    /// of earlier terms until a client proposes something (§5.4.2, Figure
+    /// 8), and the clients may be done: then every server must have applied
+    /// what the leader has committed.
     pub(super) fn finished(&self) -> bool {
         if self.clients_done < self.clients.len() {
             return false;
@@ -662,11 +667,16 @@ impl World {
         let Some(leader) = self.leader_index() else {
             return false;
         };
-        // Every member of the leader's configuration (thesis §4: servers that
-        // were removed, or whose addition was called off, need not catch up).
         let Some(running) = self.nodes[leader].running.as_ref() else {
             return false;
         };
+        let target = if self.knobs.noop_on_election {
+            self.max_acked
+        } else {
+            running.raft.status().commit_index
+        };
+        // Every member of the leader's configuration (thesis §4: servers that
+        // were removed, or whose addition was called off, need not catch up).
         let (configuration, _) = running.raft.configuration();
         configuration
             .members()
@@ -675,7 +685,7 @@ impl World {
             .all(|n| {
                 n.running
                     .as_ref()
-                    .is_some_and(|r| r.applier.last_applied() >= self.max_acked)
+                    .is_some_and(|r| r.applier.last_applied() >= target)
             })
     }
 
