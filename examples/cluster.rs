@@ -6,13 +6,16 @@
 //! ```
 //!
 //! Console commands: `status`, `kill N`, `restart N`, `partition 1,2 3`, `heal`,
-//! `transfer N` (hand leadership to node N),
+//! `transfer N` (hand leadership to node N), `add N` (start node N, empty, on
+//! the next port, and add it to the cluster: as a learner, then a voter),
+//! `remove N` (remove node N from the cluster, then stop it), `members`,
 //! `quit`. Meanwhile talk to the nodes with `nc 127.0.0.1 8001` (or
 //! `cargo run --example cli`) and watch leadership move. Each node stores its
 //! state under `data/cluster/n<id>`, so `restart` recovers from disk. The nodes
 //! authenticate each other with a cluster key made fresh from `/dev/urandom`
 //! at every start (it only has to be shared inside this process).
 
+use std::collections::BTreeMap;
 use std::io::{self, BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::sync::Arc;
@@ -36,23 +39,37 @@ fn main() {
         eprintln!("cannot make a cluster key: {e}");
         std::process::exit(1);
     }
+    // Node N listens on base + N - 1: the first n bootstrap the cluster, the
+    // ones `add` starts join it (thesis §4).
+    let addr = |id: usize| format!("127.0.0.1:{}", base as usize + id - 1);
     let config = |id: usize| {
-        let mut c = ServerConfig::new(id as NodeId, peers.clone(), format!("data/cluster/n{id}"));
+        let data = format!("data/cluster/n{id}");
+        let mut c = if id <= n {
+            ServerConfig::new(id as NodeId, peers.clone(), data)
+        } else {
+            let mut c = ServerConfig::new(id as NodeId, Vec::new(), data);
+            c.join = true;
+            c.listen = addr(id);
+            c
+        };
         c.partition = Arc::clone(&partition);
         c.cluster_key = Some(Hidden(key.clone()));
         c
     };
-    let mut servers: Vec<Option<Server>> = (1..=n)
+    let mut servers: BTreeMap<usize, Option<Server>> = (1..=n)
         .map(|id| match Server::start(config(id)) {
-            Ok(s) => Some(s),
+            Ok(s) => (id, Some(s)),
             Err(e) => {
                 eprintln!("node {id} failed to start: {e}");
-                None
+                (id, None)
             }
         })
         .collect();
     println!("cluster of {n} on {}", peers.join(","));
-    println!("commands: status | kill N | restart N | partition 1,2 3 | heal | transfer N | quit");
+    println!(
+        "commands: status | members | kill N | restart N | partition 1,2 3 | heal | transfer N | \
+         add N | remove N | quit"
+    );
     let stdin = io::stdin();
     loop {
         print!("cluster> ");
@@ -62,40 +79,78 @@ fn main() {
             break;
         }
         let words: Vec<&str> = line.split_whitespace().collect();
+        let known: Vec<usize> = servers.keys().copied().collect();
         let node = |w: Option<&&str>| {
             w.and_then(|w| w.parse::<usize>().ok())
-                .filter(|&i| (1..=n).contains(&i))
+                .filter(|i| known.contains(i))
+        };
+        // Any running node takes a command meant for the leader: a follower
+        // forwards it.
+        let to_any = |line: &str| {
+            known
+                .iter()
+                .map(|&id| ask(&addr(id), line))
+                .find(|r| !r.starts_with("down"))
+                .unwrap_or_else(|| "every node is down".into())
         };
         match words.first().map(|w| w.to_ascii_lowercase()).as_deref() {
             None => {}
             Some("status") => {
-                for (i, addr) in peers.iter().enumerate() {
-                    println!("{}: {}", i + 1, status(addr));
+                for &id in &known {
+                    println!("{id}: {}", status(&addr(id)));
                 }
             }
+            Some("members") => println!("{}", to_any("MEMBERS")),
             Some("kill") => match node(words.get(1)) {
                 Some(i) => {
-                    if let Some(mut s) = servers[i - 1].take() {
+                    if let Some(mut s) = servers.get_mut(&i).and_then(Option::take) {
                         s.shutdown();
                         println!("killed node {i}");
                     }
                 }
-                None => println!("usage: kill N (1..={n})"),
+                None => println!("usage: kill N (one of {known:?})"),
             },
             Some("restart") => match node(words.get(1)) {
                 Some(i) => {
-                    if let Some(mut s) = servers[i - 1].take() {
+                    if let Some(mut s) = servers.get_mut(&i).and_then(Option::take) {
                         s.shutdown();
                     }
                     match Server::start(config(i)) {
                         Ok(s) => {
-                            servers[i - 1] = Some(s);
+                            servers.insert(i, Some(s));
                             println!("restarted node {i}");
                         }
                         Err(e) => println!("node {i} failed to start: {e}"),
                     }
                 }
-                None => println!("usage: restart N (1..={n})"),
+                None => println!("usage: restart N (one of {known:?})"),
+            },
+            Some("add") => {
+                let id = words.get(1).and_then(|w| w.parse::<usize>().ok());
+                match id.filter(|id| !known.contains(id) && *id > 0) {
+                    Some(id) => match Server::start(config(id)) {
+                        Ok(s) => {
+                            servers.insert(id, Some(s));
+                            let reply = to_any(&format!("ADD {id} {}", addr(id)));
+                            println!("add {id} at {}: {reply}", addr(id));
+                        }
+                        Err(e) => println!("node {id} failed to start: {e}"),
+                    },
+                    None => println!("usage: add N (a new id: ids are never reused)"),
+                }
+            }
+            Some("remove") => match node(words.get(1)) {
+                Some(i) => {
+                    let reply = to_any(&format!("REMOVE {i}"));
+                    println!("remove {i}: {reply}");
+                    if reply == "OK" {
+                        if let Some(mut s) = servers.get_mut(&i).and_then(Option::take) {
+                            s.shutdown();
+                            println!("stopped node {i}");
+                        }
+                    }
+                }
+                None => println!("usage: remove N (one of {known:?})"),
             },
             Some("partition") => {
                 let groups: Vec<Vec<NodeId>> = words[1..]
@@ -115,22 +170,14 @@ fn main() {
                 println!("healed");
             }
             Some("transfer") => match node(words.get(1)) {
-                // Any node takes LEADER: a follower forwards it to the leader.
-                Some(i) => {
-                    let reply = peers
-                        .iter()
-                        .map(|addr| ask(addr, &format!("LEADER {i}")))
-                        .find(|r| !r.starts_with("down"))
-                        .unwrap_or_else(|| "every node is down".into());
-                    println!("transfer to {i}: {reply}");
-                }
-                None => println!("usage: transfer N (1..={n})"),
+                Some(i) => println!("transfer to {i}: {}", to_any(&format!("LEADER {i}"))),
+                None => println!("usage: transfer N (one of {known:?})"),
             },
             Some("quit") | Some("exit") => break,
             Some(other) => println!("unknown command {other}"),
         }
     }
-    for mut s in servers.into_iter().flatten() {
+    for mut s in servers.into_values().flatten() {
         s.shutdown();
     }
 }
@@ -146,7 +193,7 @@ fn ask(addr: &str, request: &str) -> String {
             &addr.parse().map_err(io::Error::other)?,
             Duration::from_millis(300),
         )?;
-        s.set_read_timeout(Some(Duration::from_secs(5)))?;
+        s.set_read_timeout(Some(Duration::from_secs(35)))?;
         s.write_all(format!("{request}\n").as_bytes())?;
         let mut line = String::new();
         BufReader::new(s).read_line(&mut line)?;

@@ -30,11 +30,12 @@ usage: sim [flags]
   -clients N        clients (default: drawn per seed, 1..=6)
   -fault-ms N       virtual milliseconds of faults (default 20000)
   -liveness-ms N    virtual milliseconds allowed to recover afterwards (default 20000)
-  -faults a,b       fault kinds allowed: crash,partition,one-way,bridge,pause,fast-clock
-                    (default all; a seed switches some off); 'none' for none
+  -faults a,b       fault kinds allowed: crash,partition,one-way,bridge,pause,fast-clock,
+                    transfer,membership (default all; a seed switches some off); 'none'
   -lossless         never drop or duplicate messages
   -bug NAME         break one rule on purpose: figure8, no-election-restriction,
-                    unpersisted-vote, truncate-without-conflict, read-index-any-term
+                    unpersisted-vote, truncate-without-conflict, read-index-any-term,
+                    membership-2015
   -shrink           after a violation, look for fewer faults that still fail
   -keep-going       report every failing seed instead of stopping at the first
   -h                print this help";

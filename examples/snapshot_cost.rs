@@ -15,10 +15,11 @@
 use std::io;
 use std::time::{Duration, Instant};
 
+use raftkv::raft::Snapshot;
 use raftkv::service::command::Command;
 use raftkv::service::state_machine::{Op, StateMachine};
 use raftkv::storage::file::FileStorage;
-use raftkv::storage::Storage;
+use raftkv::storage::{SnapshotFill, Storage};
 
 /// Runs `step` three times and returns the fastest run and its result.
 fn best_of_three<T>(mut step: impl FnMut() -> T) -> (Duration, T) {
@@ -74,8 +75,14 @@ fn main() -> io::Result<()> {
 
     let dir = std::env::temp_dir().join(format!("snapshot_cost-{}", std::process::id()));
     let storage = FileStorage::open(&dir)?;
+    let point = Snapshot {
+        last_included_index: 7,
+        last_included_term: 1,
+        ..Snapshot::default()
+    };
     let (took, written) = best_of_three(|| {
-        storage.write_snapshot(7, 1, &mut |w| sm.write_snapshot(&mut &mut *w).map(drop))
+        let fill: SnapshotFill<'_> = &mut |w| sm.write_snapshot(&mut &mut *w).map(drop);
+        storage.write_snapshot(point.clone(), fill)
     });
     let snapshot = written?;
     println!(

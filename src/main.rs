@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! raftkv -id 1 -addr :8001 -peers :8001,:8002,:8003 -data data/n1 -cluster-key-file cluster.key
+//! raftkv -id 4 -addr :8004 -join -data data/n4 -cluster-key-file cluster.key   # then ADD 4 127.0.0.1:8004
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -17,9 +18,14 @@ use raftkv::service::quota::DEFAULT_QUOTA_BYTES;
 const USAGE: &str = "\
 usage: raftkv [flags]
 
-  -id N                    this node's 1-based position in -peers (default 1)
+  -id N                    this node's id: its 1-based position in -peers, or with -join a
+                           fresh id never used in the cluster before (default 1)
   -addr HOST:PORT          address to listen on (default: this node's entry in -peers, else :8001)
-  -peers A,B,C             every node's address, this one included (default: -addr alone)
+  -peers A,B,C             bootstraps a brand-new cluster: every node's address, this one
+                           included (default: -addr alone); ignored once the data directory
+                           holds a configuration (membership changes then decide)
+  -join                    start empty and wait to be added to a running cluster with
+                           ADD <id> <host:port> (needs -addr; no -peers)
   -data DIR                directory for Raft state (default data/node<id>)
   -cluster-key-file PATH   the cluster key peers authenticate with: the file's bytes, at least 16
                            (make one: head -c 32 /dev/urandom > cluster.key && chmod 600 cluster.key);
@@ -51,6 +57,7 @@ struct Flags {
     addr: Option<String>,
     peers: Option<Vec<String>>,
     data: Option<PathBuf>,
+    join: bool,
     snapshot_bytes: usize,
     timeout_ms: u64,
     max_conns: usize,
@@ -81,6 +88,7 @@ fn parse_flags(args: &[String]) -> Result<Flags, String> {
         addr: None,
         peers: None,
         data: None,
+        join: false,
         snapshot_bytes: 4 << 20,
         timeout_ms: 3000,
         max_conns: 1024,
@@ -106,7 +114,10 @@ fn parse_flags(args: &[String]) -> Result<Flags, String> {
             Some((n, v)) => (n, Some(v.to_string())),
             None => (stripped, None),
         };
-        if matches!(name, "v" | "h" | "help" | "pre-vote" | "check-quorum") {
+        if matches!(
+            name,
+            "v" | "h" | "help" | "pre-vote" | "check-quorum" | "join"
+        ) {
             // Go's boolean flags: `-v` or `-v=true` turn one on, `-v=false` off.
             let on = match inline.as_deref() {
                 None | Some("true") => true,
@@ -117,6 +128,7 @@ fn parse_flags(args: &[String]) -> Result<Flags, String> {
                 "v" => flags.verbose = on,
                 "pre-vote" => flags.pre_vote = on,
                 "check-quorum" => flags.check_quorum = on,
+                "join" => flags.join = on,
                 _ => flags.help = on,
             }
             continue;
@@ -213,7 +225,26 @@ fn read_secrets(
 fn server_config(flags: Flags) -> Result<ServerConfig, String> {
     let id = flags.id;
     let addr = flags.addr.clone();
-    let peers = match (flags.peers, &addr) {
+    if flags.join {
+        if flags.peers.is_some() {
+            return Err("-join starts a server that waits to be added: give no -peers".into());
+        }
+        let Some(addr) = addr else {
+            return Err("-join needs -addr: the address the cluster will reach it at".into());
+        };
+        if id == 0 {
+            return Err("-id must be 1 or more".into());
+        }
+        let data = flags
+            .data
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(format!("data/node{id}")));
+        let mut config = ServerConfig::new(id, Vec::new(), data);
+        config.join = true;
+        config.listen = addr;
+        return Ok(apply_flags(config, flags));
+    }
+    let peers = match (flags.peers.clone(), &addr) {
         (Some(p), _) => p,
         (None, Some(a)) => vec![a.clone()],
         (None, None) => vec![expand(":8001")],
@@ -227,9 +258,15 @@ fn server_config(flags: Flags) -> Result<ServerConfig, String> {
     let listen = addr.unwrap_or_else(|| peers[id as usize - 1].clone());
     let data = flags
         .data
+        .clone()
         .unwrap_or_else(|| PathBuf::from(format!("data/node{id}")));
     let mut config = ServerConfig::new(id, peers, data);
     config.listen = listen;
+    Ok(apply_flags(config, flags))
+}
+
+/// The flags every server takes, bootstrapping or joining.
+fn apply_flags(mut config: ServerConfig, flags: Flags) -> ServerConfig {
     config.snapshot_bytes = flags.snapshot_bytes.max(1);
     config.request_timeout = Duration::from_millis(flags.timeout_ms.max(1));
     config.max_connections = flags.max_conns.max(1);
@@ -239,7 +276,7 @@ fn server_config(flags: Flags) -> Result<ServerConfig, String> {
     config.quota_bytes = flags.quota_bytes;
     config.pre_vote = flags.pre_vote;
     config.check_quorum = flags.check_quorum;
-    Ok(config)
+    config
 }
 
 fn main() -> ExitCode {
@@ -347,6 +384,21 @@ mod tests {
         assert_eq!(parse_duration("1h"), Some(Duration::from_secs(3600)));
         for bad in ["0", "0s", "", "s", "5x", "-1s", "1.5s"] {
             assert_eq!(parse_duration(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_joining_server_listens_on_its_address_with_no_peers() {
+        let c = server_config(parse_flags(&args("-id 4 -addr :8004 -join")).unwrap()).unwrap();
+        assert!(c.join);
+        assert!(c.peers.is_empty());
+        assert_eq!(c.listen, "127.0.0.1:8004");
+        assert_eq!(c.data_dir, PathBuf::from("data/node4"));
+        for bad in ["-id 4 -join", "-id 4 -addr :8004 -join -peers :1,:2"] {
+            assert!(
+                server_config(parse_flags(&args(bad)).unwrap()).is_err(),
+                "{bad}"
+            );
         }
     }
 

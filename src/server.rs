@@ -16,6 +16,10 @@
 //!
 //! A follower forwards client commands to the leader it knows, on an
 //! authenticated link, and relays the reply, so any node accepts any command.
+//! Peers are whoever the cluster configuration names (thesis §4): their ids
+//! and addresses come from the log, not from the command line, which only
+//! bootstraps a brand-new cluster (`-peers`) or starts a server that waits to
+//! be added (`-join`).
 //! A line must arrive whole within the idle timeout (`-idle-timeout` for
 //! clients, [`PEER_IDLE_TIMEOUT`] for peers), so neither an idle connection nor
 //! a half-written line holds a thread for longer.
@@ -25,7 +29,7 @@ mod peer;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{self, BufReader, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
@@ -48,7 +52,7 @@ use crate::service::state_machine::DEFAULT_QUOTA_BYTES;
 use crate::storage::file::FileStorage;
 use crate::transport::line::{read_line_before, LineError};
 use crate::transport::link::PeerLink;
-use crate::transport::tcp::{Partition, TcpTransport};
+use crate::transport::tcp::{is_loopback, Partition, TcpTransport};
 use crate::{debug, info};
 
 pub use crate::transport::tcp::PEER_IDLE_TIMEOUT;
@@ -64,10 +68,15 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Everything needed to run one server.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
-    /// This server's id: its 1-based position in `peers`.
+    /// This server's id (ids are never reused).
     pub id: NodeId,
-    /// Every server's address, this one's included, in id order.
+    /// The addresses of a brand-new cluster's servers, this one's included,
+    /// for ids 1, 2, ...: its bootstrap configuration. Ignored once the data
+    /// directory holds a configuration; empty with `join`.
     pub peers: Vec<String>,
+    /// Start empty and wait to be added to a running cluster (`ADD`), never
+    /// campaigning until a configuration makes this server a voter.
+    pub join: bool,
     /// Address to listen on (usually `peers[id - 1]`).
     pub listen: String,
     /// Directory for Raft state.
@@ -117,6 +126,7 @@ impl ServerConfig {
         Self {
             id,
             peers,
+            join: false,
             listen,
             data_dir: data_dir.into(),
             snapshot_bytes: 4 << 20,
@@ -141,18 +151,7 @@ impl ServerConfig {
 /// Raft to it. An address that does not resolve counts as not loopback.
 fn check_unkeyed(config: &ServerConfig) -> io::Result<()> {
     for addr in config.peers.iter().chain([&config.listen]) {
-        let loopback = addr
-            .to_socket_addrs()
-            .map(|mut ips| {
-                let mut any = false;
-                let all = ips.all(|a| {
-                    any = true;
-                    a.ip().is_loopback()
-                });
-                any && all
-            })
-            .unwrap_or(false);
-        if !loopback {
+        if !is_loopback(addr) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!(
@@ -203,17 +202,20 @@ impl Server {
     /// Fails if the address is taken or the stored state is corrupt.
     pub fn start(config: ServerConfig) -> io::Result<Server> {
         let id = config.id;
-        if id == 0 || id as usize > config.peers.len() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!(
-                    "id {id} is not a position in a list of {} peers",
-                    config.peers.len()
-                ),
+        let bad = |why: String| Err(io::Error::new(io::ErrorKind::InvalidInput, why));
+        if config.join && (id == 0 || !config.peers.is_empty()) {
+            return bad(format!("-join takes an id above 0 and no peers (id {id})"));
+        }
+        if !config.join && (id == 0 || id as usize > config.peers.len()) {
+            return bad(format!(
+                "id {id} is not a position in a list of {} peers",
+                config.peers.len()
             ));
         }
         let key = config.cluster_key.as_ref().map(|k| k.0.as_slice());
-        if key.is_none() && config.peers.len() > 1 {
+        // A cluster that may grow (a joining server's) counts as many servers.
+        let many = config.peers.len() > 1 || config.join;
+        if key.is_none() && many {
             check_unkeyed(&config)?;
         }
         let auth = PeerAuth::new(key, &config.cluster_id)
@@ -223,13 +225,15 @@ impl Server {
         let addr = listener.local_addr()?;
         let storage = Arc::new(FileStorage::open(&config.data_dir)?);
         let addrs: BTreeMap<NodeId, String> = (1..).zip(config.peers.iter().cloned()).collect();
+        // The node gives the transport the configuration's addresses.
         let transport = Arc::new(TcpTransport::new(
             id,
-            addrs.clone(),
+            BTreeMap::new(),
             Arc::clone(&config.partition),
             Arc::clone(&auth),
         ));
         let mut raft_config = RaftConfig::new(id, addrs.keys().copied().collect());
+        raft_config.addresses = addrs;
         raft_config.seed = clock_seed() ^ id;
         raft_config.pre_vote = config.pre_vote;
         raft_config.check_quorum = config.check_quorum;
@@ -250,16 +254,22 @@ impl Server {
         };
         let replica = Replica::start(node, apply_rx, policy);
         let term = replica.node().status().term;
-        let mut frontend = Frontend::new(replica, config.request_timeout, config.peers.len());
+        let mut frontend = Frontend::new(replica, config.request_timeout);
         frontend.set_quota(config.quota_bytes);
+        frontend.set_loopback_only(!auth.is_keyed());
+        let configuration = frontend.replica().node().status().configuration;
         info!(
             id,
             term,
-            "listening on {addr}, peers {}, cluster id {}",
-            config.peers.join(","),
+            "listening on {addr}, {}, cluster id {}",
+            if configuration.is_empty() {
+                "waiting to be added to a cluster".to_string()
+            } else {
+                configuration.to_string()
+            },
             config.cluster_id
         );
-        if !auth.is_keyed() && config.peers.len() > 1 {
+        if !auth.is_keyed() && many {
             info!(
                 id,
                 term,
@@ -435,7 +445,6 @@ fn serve_http(
     let forward = |l: &str| peer::forward(l, shared);
     let ctx = http::Context {
         id: shared.config.id,
-        peers: &shared.config.peers,
         frontend: &shared.frontend,
         forward: &forward,
         open_connections: &shared.connections,

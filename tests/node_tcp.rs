@@ -322,7 +322,9 @@ fn bad_input_never_crashes_a_node() {
     );
     assert!(exchange(b"RAFT 2 !!!!\n").starts_with("ERR AUTH RAFT is peer traffic"));
     assert!(exchange(b"RAFT x y\n").starts_with("ERR AUTH"));
-    assert!(exchange(b"PEER raftkv 2 1 xyz\n").starts_with("ERR AUTH node 2 is not a peer"));
+    // Any other id may dial (membership changes), but not this node's own.
+    assert!(exchange(b"PEER raftkv 1 1 xyz\n").starts_with("ERR AUTH node 1 is not a peer"));
+    assert!(exchange(b"PEER raftkv 2 1 xyz\n").starts_with("ERR AUTH usage: PEER"));
     assert!(exchange(b"CLIENT 0 0 GET k\n").starts_with("ERR BAD_REQUEST usage: CLIENT"));
     assert!(exchange(b"\x00\x01\x02 garbage\n").starts_with("ERR UNKNOWN_COMMAND"));
     let mut huge = vec![b'a'; (1 << 20) + 10];

@@ -103,6 +103,8 @@ fn forged_requests(from: u64) -> Vec<Request> {
             last_included_term: 1000,
             size: forged_state.snapshot().len() as u64,
             offset: 0,
+            configuration: Default::default(),
+            configuration_index: 0,
             data: forged_state.snapshot(),
             done: true,
         }),

@@ -1,10 +1,11 @@
 //! `/status`, `/cluster` and `/health`: what this server, and every member it
 //! can reach, say about the cluster.
 //!
-//! `/status` is this server alone: its Raft state, when it last heard from each
-//! peer, and its recent changes of term, role and leader (`history`, as
-//! "milliseconds ago" so that clocks need not agree). `/cluster` adds every
-//! other member's `/status`, fetched over HTTP in parallel with a short
+//! `/status` is this server alone: its Raft state, the configuration it uses
+//! (`members`, with each one's role: voter or learner; thesis §4), when it last
+//! heard from each peer, and its recent changes of term, role and leader
+//! (`history`, as "milliseconds ago" so that clocks need not agree). `/cluster`
+//! adds every other member's `/status`, fetched over HTTP in parallel with a short
 //! deadline; a member that does not answer is listed as unreachable with the
 //! reason. It asks over the real network, so the cluster example's simulated
 //! partition (which cuts only Raft and forwarding) does not hide anyone: each
@@ -40,10 +41,20 @@ pub fn status(ctx: &Context) -> Response {
 pub fn status_json(ctx: &Context) -> Json {
     let node = ctx.frontend.replica().node();
     let (s, m) = (node.status(), node.metrics());
-    let members = (1..).zip(ctx.peers).map(|(id, addr): (NodeId, _)| {
-        Json::object([("id", Json::from(id)), ("addr", Json::from(addr.as_str()))])
+    let configuration = &s.configuration;
+    let members = configuration.members().map(|(id, addr)| {
+        let role = if configuration.is_voter(id) {
+            "voter"
+        } else {
+            "learner"
+        };
+        Json::object([
+            ("id", Json::from(id)),
+            ("addr", Json::from(addr)),
+            ("role", Json::from(role)),
+        ])
     });
-    let peers = m.peers().map(|(id, _)| {
+    let peers = m.peers().into_iter().map(|(id, _)| {
         let ago = m.last_contact(id).map(|d| d.as_millis() as u64);
         Json::object([("id", Json::from(id)), ("last_contact_ms", Json::from(ago))])
     });
@@ -58,6 +69,7 @@ pub fn status_json(ctx: &Context) -> Json {
     Json::object([
         ("id", Json::from(s.id)),
         ("addr", Json::from(addr(ctx, s.id))),
+        ("configuration_index", Json::from(s.configuration_index)),
         ("role", Json::from(s.role.to_string())),
         ("term", Json::from(s.term)),
         ("leader", Json::from(s.leader_id)),
@@ -75,22 +87,27 @@ pub fn status_json(ctx: &Context) -> Json {
     ])
 }
 
+/// Member `id`'s address, as this server's configuration says.
 fn addr(ctx: &Context, id: NodeId) -> String {
-    ctx.peers
-        .get((id as usize).wrapping_sub(1))
-        .cloned()
+    let status = ctx.frontend.replica().node().status();
+    status
+        .configuration
+        .address(id)
         .unwrap_or_default()
+        .to_string()
 }
 
 /// `GET /cluster`: every member, this one first-hand and the others by
 /// asking them (passing on the request's `Authorization`, if any, for members
 /// that require a client token).
 pub fn cluster(ctx: &Context, authorization: Option<&str>) -> Response {
+    let configuration = ctx.frontend.replica().node().status().configuration;
     let fetched: Vec<(NodeId, Result<Json, String>)> = thread::scope(|scope| {
-        let asks: Vec<_> = (1..=ctx.peers.len() as NodeId)
-            .filter(|&id| id != ctx.id)
-            .map(|id| {
-                let addr = addr(ctx, id);
+        let asks: Vec<_> = configuration
+            .members()
+            .filter(|&(id, _)| id != ctx.id)
+            .map(|(id, addr)| {
+                let addr = addr.to_string();
                 (id, scope.spawn(move || fetch_status(&addr, authorization)))
             })
             .collect();
@@ -195,12 +212,14 @@ pub fn health(ctx: &Context) -> Response {
     if s.role == Role::Leader {
         let heard = m
             .peers()
+            .into_iter()
+            .filter(|(id, _)| s.configuration.is_voter(*id))
             .filter(|(id, _)| m.last_contact(*id).is_some_and(|d| d <= LEADER_CONTACT))
             .count();
-        let members = ctx.peers.len();
+        let members = s.configuration.voters.len().max(1);
         if (heard + 1) * 2 <= members {
             let message = format!(
-                "leader {leader} heard from only {heard} of {} peers in the last {:?}",
+                "leader {leader} heard from only {heard} of {} voters in the last {:?}",
                 members - 1,
                 LEADER_CONTACT
             );

@@ -53,10 +53,9 @@ const LINGER_BYTES: u64 = 256 * 1024;
 
 /// What the HTTP side needs from the server it runs in.
 pub struct Context<'a> {
-    /// This server's id.
+    /// This server's id. (The members and their addresses are the
+    /// configuration's, from the node's status: thesis §4.)
     pub id: NodeId,
-    /// Every member's address; member `i` is at `peers[i - 1]`.
-    pub peers: &'a [String],
     /// Answers text-protocol lines: the one execution path.
     pub frontend: &'a Frontend,
     /// Relays a line to the leader (the text protocol's forwarding).

@@ -11,7 +11,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
 use super::{Counter, Gauge, Histogram};
@@ -46,7 +46,8 @@ pub struct RaftMetrics {
     pub proposals_failed_leadership_lost: Counter,
     /// Proposals with no outcome before the request deadline.
     pub proposals_failed_timeout: Counter,
-    peers: BTreeMap<NodeId, PeerMetrics>,
+    /// By peer; the members change with the configuration (thesis §4).
+    peers: RwLock<BTreeMap<NodeId, Arc<PeerMetrics>>>,
     history: Mutex<History>,
 }
 
@@ -85,18 +86,7 @@ struct History {
 impl RaftMetrics {
     /// Empty metrics for a server whose peers (itself excluded) are `peers`.
     pub fn new(peers: &[NodeId]) -> Self {
-        let peers = peers
-            .iter()
-            .map(|&p| {
-                let metrics = PeerMetrics {
-                    round_trip: Histogram::latency(),
-                    send_failures: Counter::default(),
-                    last_contact: AtomicU64::new(0),
-                };
-                (p, metrics)
-            })
-            .collect();
-        Self {
+        let metrics = Self {
             started: Instant::now(),
             wal_fsync: Histogram::latency(),
             snapshot_save: Histogram::latency(),
@@ -108,9 +98,32 @@ impl RaftMetrics {
             proposals_pending: Gauge::default(),
             proposals_failed_leadership_lost: Counter::default(),
             proposals_failed_timeout: Counter::default(),
-            peers,
+            peers: RwLock::new(BTreeMap::new()),
             history: Mutex::new(History::default()),
+        };
+        metrics.set_peers(peers);
+        metrics
+    }
+
+    /// The peers are now `peers` (the configuration changed): measurements
+    /// of those still there are kept, new ones start empty.
+    pub fn set_peers(&self, peers: &[NodeId]) {
+        let mut map = self.peers.write().unwrap_or_else(|e| e.into_inner());
+        map.retain(|id, _| peers.contains(id));
+        for &id in peers {
+            map.entry(id).or_insert_with(|| {
+                Arc::new(PeerMetrics {
+                    round_trip: Histogram::latency(),
+                    send_failures: Counter::default(),
+                    last_contact: AtomicU64::new(0),
+                })
+            });
         }
+    }
+
+    fn peer(&self, id: NodeId) -> Option<Arc<PeerMetrics>> {
+        let map = self.peers.read().unwrap_or_else(|e| e.into_inner());
+        map.get(&id).cloned()
     }
 
     /// Hook: storage made a `Ready` durable in `took` (`with_snapshot` if it
@@ -154,7 +167,7 @@ impl RaftMetrics {
 
     /// Hook: a call to `peer` returned after `took`, with a reply or not.
     pub fn peer_call(&self, peer: NodeId, took: Duration, replied: bool) {
-        let Some(p) = self.peers.get(&peer) else {
+        let Some(p) = self.peer(peer) else {
             return;
         };
         if replied {
@@ -167,20 +180,21 @@ impl RaftMetrics {
 
     /// Hook: a message from `peer` arrived (an RPC, or a reply to ours).
     pub fn heard_from(&self, peer: NodeId) {
-        if let Some(p) = self.peers.get(&peer) {
+        if let Some(p) = self.peer(peer) {
             let micros = self.started.elapsed().as_micros() as u64;
             p.last_contact.store(micros + 1, Ordering::Relaxed);
         }
     }
 
     /// Each peer's measurements, by id.
-    pub fn peers(&self) -> impl Iterator<Item = (NodeId, &PeerMetrics)> {
-        self.peers.iter().map(|(&id, p)| (id, p))
+    pub fn peers(&self) -> Vec<(NodeId, Arc<PeerMetrics>)> {
+        let map = self.peers.read().unwrap_or_else(|e| e.into_inner());
+        map.iter().map(|(&id, p)| (id, Arc::clone(p))).collect()
     }
 
     /// How long ago `peer` was last heard from; `None` if never.
     pub fn last_contact(&self, peer: NodeId) -> Option<Duration> {
-        let stored = self.peers.get(&peer)?.last_contact.load(Ordering::Relaxed);
+        let stored = self.peer(peer)?.last_contact.load(Ordering::Relaxed);
         let at = Duration::from_micros(stored.checked_sub(1)?);
         Some(self.started.elapsed().saturating_sub(at))
     }
@@ -236,6 +250,9 @@ mod tests {
             snapshot_index: 0,
             last_log_index: commit,
             transferring_to: None,
+            configuration: Default::default(),
+            configuration_index: 0,
+            membership_change: None,
         }
     }
 
@@ -274,7 +291,7 @@ mod tests {
         m.peer_call(2, Duration::from_millis(3), true);
         m.peer_call(2, Duration::from_secs(3), false);
         m.peer_call(9, Duration::from_millis(3), true); // not a peer: ignored
-        let (_, p) = m.peers().next().unwrap();
+        let (_, p) = m.peers().into_iter().next().unwrap();
         assert_eq!(p.round_trip.snapshot().count(), 1);
         assert_eq!(p.send_failures.get(), 1);
         assert!(m.last_contact(2).unwrap() < Duration::from_secs(5));

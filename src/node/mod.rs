@@ -23,6 +23,11 @@
 //! waits for the service to take them. So the service may call
 //! [`Node::snapshot`] from the thread that consumes the apply channel.
 //!
+//! The peers are the members of the configuration in force (thesis §4): each
+//! `Ready` that says the configuration changed starts senders for new
+//! members, stops those of members gone, and gives the transport the
+//! addresses, before any message of that `Ready` is sent.
+//!
 //! Trade-off: one thread owns the core instead of a mutex shared by many (the
 //! course's usual shape). Every input is a message, so there is no lock to hold
 //! while delivering to a channel, and no way to forget to persist before replying.
@@ -44,7 +49,7 @@ use crate::raft::core::{Config, Raft, Role, Status};
 use crate::raft::messages::{Index, NodeId, Request, Response, Term};
 use crate::raft::ready::ApplyMsg;
 use crate::raft::ready::Snapshot;
-use crate::raft::{ProposeError, TransferError};
+use crate::raft::{Configuration, MembershipChange, MembershipError, ProposeError, TransferError};
 use crate::storage::{SnapshotFill, Storage};
 use crate::transport::Transporter;
 use crate::{debug, info};
@@ -94,6 +99,13 @@ pub enum Event {
         /// Receives whether Raft took the read.
         reply: Sender<Result<(), ProposeError>>,
     },
+    /// The service asks the leader to change the membership (thesis §4).
+    ChangeMembership {
+        /// What to change.
+        change: MembershipChange,
+        /// Receives the change's number, or why it was refused.
+        reply: Sender<Result<u64, MembershipError>>,
+    },
     /// The service asks to hand leadership to `target` (thesis §3.10).
     TransferLeadership {
         /// The server that should lead.
@@ -110,6 +122,14 @@ pub enum Event {
         data: Vec<u8>,
         /// Receives whether the log was compacted.
         done: Sender<bool>,
+    },
+    /// The service is about to write a snapshot through `index`: what
+    /// storage keeps with it (the term, the configuration as of it).
+    SnapshotPoint {
+        /// Last index the snapshot includes.
+        index: Index,
+        /// Receives the description, `None` if no snapshot can end there.
+        reply: Sender<Option<Snapshot>>,
     },
     /// The service has written a snapshot to storage itself: compact.
     SnapshotWritten {
@@ -154,9 +174,9 @@ impl Node {
     ) -> io::Result<Node> {
         let initial = storage.load()?;
         let id = config.id;
-        let peers: Vec<NodeId> = config.peers.iter().copied().filter(|&p| p != id).collect();
         let raft = Raft::new(config, initial);
-        let metrics = Arc::new(RaftMetrics::new(&peers));
+        // The peers arrive with the first Ready's configuration.
+        let metrics = Arc::new(RaftMetrics::new(&[]));
         let shared = Arc::new(Shared {
             status: Mutex::new(raft.status()),
             status_changed: Condvar::new(),
@@ -165,27 +185,6 @@ impl Node {
         });
         let (events_tx, events_rx) = mpsc::channel();
         let (apply_tx, apply_rx) = mpsc::channel();
-        let senders = peers
-            .iter()
-            .map(|&p| {
-                let events = Mutex::new(events_tx.clone());
-                let on_reply = move |request, response| {
-                    let event = Event::Response {
-                        from: p,
-                        request,
-                        response,
-                    };
-                    let _ = lock(&events).send(event);
-                };
-                let (transport, metrics) = (Arc::clone(&transport), Arc::clone(&metrics));
-                let chunks = ChunkSource {
-                    storage: Arc::clone(&storage),
-                    chunk_bytes: raft.config().snapshot_chunk_bytes,
-                };
-                let sender = PeerSender::new(p, transport, Box::new(on_reply), metrics, chunks);
-                (p, sender)
-            })
-            .collect();
         info!(
             id,
             raft.status().term,
@@ -198,7 +197,9 @@ impl Node {
             raft,
             tick,
             events: events_rx,
-            senders,
+            replies: events_tx.clone(),
+            transport,
+            senders: BTreeMap::new(),
             storage: Arc::clone(&storage),
             applier: apply_tx,
             shared: Arc::clone(&shared),
@@ -244,6 +245,15 @@ impl Node {
         let (reply, rx) = mpsc::channel();
         self.send_event(Event::ReadIndex { id, reply });
         rx.recv().unwrap_or(Err(ProposeError::NotLeader))
+    }
+
+    /// Asks the leader to change the membership (thesis §4). Returns the
+    /// change's number once it has started; watch
+    /// [`Status::membership_change`] for its outcome.
+    pub fn change_membership(&self, change: MembershipChange) -> Result<u64, MembershipError> {
+        let (reply, rx) = mpsc::channel();
+        self.send_event(Event::ChangeMembership { change, reply });
+        rx.recv().unwrap_or(Err(MembershipError::NotLeader))
     }
 
     /// Asks the leader to hand leadership to `target` (thesis §3.10). Returns
@@ -313,7 +323,15 @@ impl Node {
         term: Term,
         fill: SnapshotFill<'_>,
     ) -> io::Result<bool> {
-        let snapshot = self.storage.write_snapshot(index, term, fill)?;
+        // The description storage keeps with the bytes: the configuration as
+        // of `index` (thesis §4.1) comes from the core.
+        let (reply, point) = mpsc::channel();
+        self.send_event(Event::SnapshotPoint { index, reply });
+        let point = point.recv().ok().flatten();
+        let Some(point) = point.filter(|p| p.last_included_term == term) else {
+            return Ok(false);
+        };
+        let snapshot = self.storage.write_snapshot(point, fill)?;
         let (done, rx) = mpsc::channel();
         self.send_event(Event::SnapshotWritten { snapshot, done });
         Ok(rx.recv().unwrap_or(false))
@@ -387,6 +405,10 @@ struct NodeLoop {
     raft: Raft,
     tick: Duration,
     events: Receiver<Event>,
+    /// Where the senders hand peers' replies (back into `events`).
+    replies: Sender<Event>,
+    transport: Arc<dyn Transporter>,
+    /// One per member of the configuration but this server.
     senders: BTreeMap<NodeId, PeerSender>,
     storage: Arc<dyn Storage>,
     applier: Sender<Vec<ApplyMsg>>,
@@ -464,11 +486,17 @@ impl NodeLoop {
             Event::ReadIndex { id, reply } => {
                 let _ = reply.send(self.raft.read_index(id));
             }
+            Event::ChangeMembership { change, reply } => {
+                let _ = reply.send(self.raft.change_membership(change));
+            }
             Event::TransferLeadership { target, reply } => {
                 let _ = reply.send(self.raft.transfer_leadership(target));
             }
             Event::Snapshot { index, data, done } => {
                 let _ = done.send(self.store_snapshot(index, data));
+            }
+            Event::SnapshotPoint { index, reply } => {
+                let _ = reply.send(self.raft.snapshot_point(index));
             }
             Event::SnapshotWritten { snapshot, done } => {
                 let _ = done.send(self.raft.snapshot(snapshot));
@@ -480,15 +508,11 @@ impl NodeLoop {
 
     /// Writes a small snapshot handed over as bytes, then compacts.
     fn store_snapshot(&mut self, index: Index, data: Vec<u8>) -> bool {
-        let log = self.raft.log();
-        if index <= log.snapshot_index() || index > self.raft.status().last_applied {
-            return false;
-        }
-        let Some(term) = log.term(index) else {
+        let Some(point) = self.raft.snapshot_point(index) else {
             return false;
         };
         let fill: SnapshotFill<'_> = &mut |w| w.write_all(&data);
-        match self.storage.write_snapshot(index, term, fill) {
+        match self.storage.write_snapshot(point, fill) {
             Ok(snapshot) => self.raft.snapshot(snapshot),
             Err(e) => {
                 info!(
@@ -498,6 +522,52 @@ impl NodeLoop {
                 );
                 false
             }
+        }
+    }
+
+    /// The configuration changed (thesis §4): senders for new members, none
+    /// for those gone, their addresses to the transport.
+    fn apply_configuration(&mut self, configuration: &Configuration) {
+        let me = self.raft.config().id;
+        let addresses: BTreeMap<NodeId, String> = configuration
+            .members()
+            .filter(|&(id, _)| id != me)
+            .map(|(id, addr)| (id, addr.to_string()))
+            .collect();
+        self.transport.set_addresses(&addresses);
+        let peers: Vec<NodeId> = addresses.keys().copied().collect();
+        self.shared.metrics.set_peers(&peers);
+        self.senders.retain(|id, sender| {
+            let keep = addresses.contains_key(id);
+            if !keep {
+                // Its workers end after their current calls; do not wait.
+                drop(sender.stop());
+            }
+            keep
+        });
+        for &p in &peers {
+            if self.senders.contains_key(&p) {
+                continue;
+            }
+            let events = Mutex::new(self.replies.clone());
+            let on_reply = move |request, response| {
+                let event = Event::Response {
+                    from: p,
+                    request,
+                    response,
+                };
+                let _ = lock(&events).send(event);
+            };
+            let (transport, metrics) = (
+                Arc::clone(&self.transport),
+                Arc::clone(&self.shared.metrics),
+            );
+            let chunks = ChunkSource {
+                storage: Arc::clone(&self.storage),
+                chunk_bytes: self.raft.config().snapshot_chunk_bytes,
+            };
+            let sender = PeerSender::new(p, transport, Box::new(on_reply), metrics, chunks);
+            self.senders.insert(p, sender);
         }
     }
 
@@ -515,9 +585,12 @@ impl NodeLoop {
         // A durable write can let the leader commit (§10.2.1), which makes a
         // new Ready: loop until there is nothing left to do.
         loop {
-            let ready = self.raft.ready();
+            let mut ready = self.raft.ready();
             if ready.is_empty() && self.pending_replies.is_empty() {
                 break;
+            }
+            if let Some(configuration) = ready.configuration.take() {
+                self.apply_configuration(&configuration);
             }
             let mut messages = Some(ready.messages);
             if ready.send_first {

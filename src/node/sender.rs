@@ -45,6 +45,8 @@ impl ChunkSource {
             last_included_index: args.last_included_index,
             last_included_term: args.last_included_term,
             size: args.size,
+            configuration: args.configuration.clone(),
+            configuration_index: args.configuration_index,
         };
         let len = if args.done {
             args.size.saturating_sub(args.offset)
@@ -153,6 +155,16 @@ impl PeerSender {
     /// Stops accepting requests, drops queued ones, and waits for the workers to
     /// finish their current calls.
     pub fn close(&self) {
+        for worker in self.stop() {
+            let _ = worker.join();
+        }
+    }
+
+    /// Stops accepting requests and drops queued ones, without waiting: the
+    /// workers end after their current calls (a peer that left the
+    /// configuration may take seconds to time out, and the node thread must
+    /// not wait for that). Returns the workers, to join if wanted.
+    pub fn stop(&self) -> Vec<JoinHandle<()>> {
         let workers = {
             let mut state = self.shared.lock();
             state.closed = true;
@@ -160,9 +172,7 @@ impl PeerSender {
             std::mem::take(&mut state.workers)
         };
         self.shared.wakeup.notify_all();
-        for worker in workers {
-            let _ = worker.join();
-        }
+        workers
     }
 }
 

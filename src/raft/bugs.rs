@@ -28,16 +28,22 @@ pub enum Bug {
     /// Thesis §6.4 off: a new leader serves reads before it has committed an
     /// entry of its own term, with a commit index that may be stale.
     ReadIndexAnyTerm,
+    /// Thesis §4.1 as corrected in 2015 off: a leader changes the
+    /// configuration before it has committed an entry of its own term, so
+    /// leaders of different terms can make sibling changes whose majorities
+    /// do not overlap, and a committed entry is overwritten.
+    Membership2015,
 }
 
 impl Bug {
     /// Every bug, in a fixed order.
-    pub const ALL: [Bug; 5] = [
+    pub const ALL: [Bug; 6] = [
         Bug::Figure8,
         Bug::NoElectionRestriction,
         Bug::UnpersistedVote,
         Bug::TruncateWithoutConflict,
         Bug::ReadIndexAnyTerm,
+        Bug::Membership2015,
     ];
 
     /// The name used on command lines (`-bug figure8`).
@@ -48,6 +54,7 @@ impl Bug {
             Bug::UnpersistedVote => "unpersisted-vote",
             Bug::TruncateWithoutConflict => "truncate-without-conflict",
             Bug::ReadIndexAnyTerm => "read-index-any-term",
+            Bug::Membership2015 => "membership-2015",
         }
     }
 
@@ -64,6 +71,9 @@ impl Bug {
             }
             Bug::ReadIndexAnyTerm => {
                 "thesis §6.4: serve reads only after committing an entry of the current term"
+            }
+            Bug::Membership2015 => {
+                "thesis §4.1 (2015 fix): change the configuration only after committing an entry of the current term"
             }
         }
     }

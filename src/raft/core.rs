@@ -8,16 +8,18 @@
 //! assert its exact output.
 //!
 //! The rules themselves live in the files named after the paper's sections:
-//! `election.rs` (§5.2, §5.4.1), `replication.rs` (§5.3, §5.4.2), `snapshot.rs` (§7).
-//! This file holds the state, the term rule every RPC obeys (§5.1), and role changes
-//! shared by all of them.
+//! `election.rs` (§5.2, §5.4.1), `replication.rs` (§5.3, §5.4.2), `snapshot.rs` (§7),
+//! `membership.rs` (thesis §4). This file holds the state, the term rule every RPC
+//! obeys (§5.1), and role changes shared by all of them.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use super::bugs::Bug;
+use super::configuration::Configuration;
 use super::leadership::Transfer;
 use super::log::RaftLog;
+use super::membership::{Change, ChangeStatus};
 use super::messages::{EntryKind, Index, NodeId, Request, Response, Term};
 use super::progress::Progress;
 use super::read_index::ReadQueue;
@@ -31,8 +33,14 @@ use crate::info;
 pub struct Config {
     /// This server's id.
     pub id: NodeId,
-    /// Every server in the cluster, this one included.
+    /// The voters of a brand-new cluster, this one included: the
+    /// configuration in force while the log and snapshot hold none (thesis
+    /// §4.1). Empty for a server that waits to be added (it never campaigns
+    /// until a configuration makes it a voter).
     pub peers: Vec<NodeId>,
+    /// The addresses of `peers`, carried into that bootstrap configuration
+    /// (empty in the course tests, which route by id).
+    pub addresses: BTreeMap<NodeId, String>,
     /// The election timeout is drawn uniformly from
     /// `election_ticks..2 * election_ticks` each time the timer is reset (§5.2).
     pub election_ticks: u32,
@@ -74,6 +82,7 @@ impl Config {
         Self {
             id,
             peers,
+            addresses: BTreeMap::new(),
             election_ticks: 30,
             heartbeat_ticks: 10,
             max_append_bytes: 256 * 1024,
@@ -145,6 +154,12 @@ pub struct Status {
     pub last_log_index: Index,
     /// The server a leadership transfer is handing over to, while one runs.
     pub transferring_to: Option<NodeId>,
+    /// The configuration in force: the latest in the log or snapshot (thesis §4.1).
+    pub configuration: Configuration,
+    /// The index of the entry holding it (0: the bootstrap peers).
+    pub configuration_index: Index,
+    /// The membership change this server runs as leader, or ran last.
+    pub membership_change: Option<ChangeStatus>,
 }
 
 /// One Raft server's consensus state (Figure 2), with no I/O of its own.
@@ -152,8 +167,6 @@ pub struct Status {
 pub struct Raft {
     pub(super) config: Config,
     pub(super) id: NodeId,
-    /// Every other server in the cluster.
-    pub(super) peers: Vec<NodeId>,
 
     // ---- Persistent state on all servers (Figure 2) ----
     /// Latest term this server has seen (0 on first boot, increases monotonically).
@@ -165,6 +178,14 @@ pub struct Raft {
     /// The latest snapshot, kept to bring lagging followers up to date (§7).
     /// Invariant: `snapshot.last_included_index == log.snapshot_index()`.
     pub(super) snapshot: Snapshot,
+
+    // ---- The configuration (thesis §4.1), derived from the log and snapshot ----
+    /// The latest configuration in the log or snapshot, committed or not;
+    /// the bootstrap peers if neither holds one.
+    pub(super) configuration: Configuration,
+    /// The index of the entry holding it (0: the bootstrap peers).
+    /// Invariant: `configuration_index <= log.last_index()`.
+    pub(super) configuration_index: Index,
 
     // ---- Volatile state on all servers ----
     /// Highest log index known to be committed.
@@ -190,6 +211,10 @@ pub struct Raft {
     pub(super) transfer: Option<Transfer>,
     /// Reads in flight (thesis §6.4); see `read_index.rs`.
     pub(super) reads: ReadQueue,
+    /// The membership change this leader runs, or ran last (thesis §4).
+    pub(super) change: Option<Change>,
+    /// The number of the last membership change started here.
+    pub(super) change_seq: u64,
 
     // ---- Timers, counted in ticks ----
     /// Ticks since the last heartbeat received or vote granted (followers, candidates).
@@ -210,6 +235,8 @@ pub struct Raft {
     pub(super) hard_state_changed: bool,
     /// `snapshot` changed and must be stored.
     pub(super) snapshot_changed: bool,
+    /// `configuration` changed and the runtime must learn of it.
+    pub(super) configuration_changed: bool,
     /// `snapshot` was installed from a leader and must be handed to the service.
     pub(super) snapshot_to_apply: bool,
     /// Pieces of a leader's snapshot received, to store.
@@ -236,15 +263,8 @@ impl Raft {
             snapshot.last_included_term,
             initial.entries,
         );
-        let peers = config
-            .peers
-            .iter()
-            .copied()
-            .filter(|&p| p != config.id)
-            .collect();
         let mut raft = Raft {
             id: config.id,
-            peers,
             rng: Rng::new(config.seed),
             config,
             current_term: initial.hard_state.current_term,
@@ -256,12 +276,16 @@ impl Raft {
             snapshot_chunks: Vec::new(),
             incoming: None,
             snapshot,
+            configuration: Configuration::default(),
+            configuration_index: 0,
             role: Role::Follower,
             leader_id: None,
             votes_granted: BTreeSet::new(),
             progress: BTreeMap::new(),
             transfer: None,
             reads: ReadQueue::default(),
+            change: None,
+            change_seq: 0,
             election_elapsed: 0,
             election_timeout: 0,
             heartbeat_elapsed: 0,
@@ -269,12 +293,24 @@ impl Raft {
             messages: Vec::new(),
             hard_state_changed: false,
             snapshot_changed: false,
+            configuration_changed: false,
             unstable_from: None,
             replicate_pending: false,
             persisted_index: 0,
         };
         // What storage returned is on disk.
         raft.persisted_index = raft.log.last_index();
+        raft.reload_configuration();
+        // The runtime learns the configuration from the first Ready.
+        raft.configuration_changed = true;
+        if raft.configuration_index > 0 && !raft.config.peers.is_empty() {
+            info!(
+                raft.id,
+                raft.current_term,
+                "the stored log holds the configuration at {}: ignoring the bootstrap peers (-peers)",
+                raft.configuration_index
+            );
+        }
         raft.reset_election_timer();
         raft
     }
@@ -287,6 +323,7 @@ impl Raft {
                 self.tick_heartbeat();
                 self.tick_check_quorum();
                 self.tick_transfer();
+                self.tick_membership();
             }
             Role::Follower | Role::PreCandidate | Role::Candidate => self.tick_election(),
         }
@@ -356,6 +393,10 @@ impl Raft {
                 "ignored a reply from {from} of the wrong kind"
             ),
         }
+        if self.role == Role::Leader {
+            self.observe_catch_up(from);
+            self.maybe_release_removed();
+        }
     }
 
     /// Takes everything the core wants done since the last call: persist, then
@@ -375,7 +416,7 @@ impl Raft {
         }
         ready.persist.snapshot_chunks = std::mem::take(&mut self.snapshot_chunks);
         if std::mem::take(&mut self.snapshot_changed) {
-            ready.persist.snapshot = Some(self.snapshot);
+            ready.persist.snapshot = Some(self.snapshot.clone());
         }
         if let Some(first_index) = self.unstable_from.take() {
             ready.persist.log = Some(LogWrite {
@@ -383,13 +424,16 @@ impl Raft {
                 entries: self.log.entries_from(first_index, usize::MAX),
             });
         }
+        if std::mem::take(&mut self.configuration_changed) {
+            ready.configuration = Some(self.configuration.clone());
+        }
         ready.messages = std::mem::take(&mut self.messages);
         // Thesis §10.2.1: a leader's AppendEntries may leave before its own
         // write completes (it counts itself only once `persisted` says so).
         // Anything that follows a change of term or vote must wait for it.
         ready.send_first = self.role == Role::Leader && ready.persist.hard_state.is_none();
         if std::mem::take(&mut self.snapshot_to_apply) {
-            ready.apply.push(ApplyMsg::Snapshot(self.snapshot));
+            ready.apply.push(ApplyMsg::Snapshot(self.snapshot.clone()));
         }
         // Figure 2: if commitIndex > lastApplied, apply log[lastApplied + 1] (in order).
         while self.last_applied < self.commit_index {
@@ -404,7 +448,7 @@ impl Raft {
                     term,
                     command: entry.command.clone(),
                 },
-                EntryKind::Noop => ApplyMsg::Internal { index, term },
+                EntryKind::Noop | EntryKind::Config => ApplyMsg::Internal { index, term },
             });
             self.last_applied = index;
         }
@@ -424,7 +468,13 @@ impl Raft {
         &self.log
     }
 
-    /// The configuration this server runs with.
+    /// The cluster configuration in force (thesis §4.1) and the index of the
+    /// entry holding it.
+    pub fn configuration(&self) -> (&Configuration, Index) {
+        (&self.configuration, self.configuration_index)
+    }
+
+    /// The tunables this server runs with.
     pub fn config(&self) -> &Config {
         &self.config
     }
@@ -449,6 +499,9 @@ impl Raft {
             snapshot_index: self.log.snapshot_index(),
             last_log_index: self.log.last_index(),
             transferring_to: self.transfer.as_ref().map(|t| t.target),
+            configuration: self.configuration.clone(),
+            configuration_index: self.configuration_index,
+            membership_change: self.change.as_ref().map(|c| c.status.clone()),
         }
     }
 
@@ -476,6 +529,7 @@ impl Raft {
         self.role = Role::Follower;
         if previous == Role::Leader {
             self.fail_reads();
+            self.abandon_change();
         }
         if previous != Role::Follower {
             self.progress.clear();
@@ -498,10 +552,11 @@ impl Raft {
         self.election_timeout = self.rng.range(min, 2 * min) as u32;
     }
 
-    /// How many servers, self included, make a majority.
-    pub(super) fn quorum(&self) -> usize {
-        let cluster_size = self.peers.len() + 1;
-        cluster_size / 2 + 1
+    /// Whether the votes granted so far are a majority of the voters (§5.2;
+    /// thesis §4.1: of the latest configuration's voters).
+    pub(super) fn has_vote_quorum(&self) -> bool {
+        self.configuration
+            .has_quorum(|id| self.votes_granted.contains(&id))
     }
 
     /// Whether the simulator switched this rule off (see [`Bug`]).
@@ -521,6 +576,11 @@ impl Raft {
         self.log.truncate_from(index);
         self.mark_unstable(index);
         self.persisted_index = self.persisted_index.min(index - 1);
+        if index <= self.configuration_index {
+            // Thesis §4.1: the configuration entry is gone; the previous
+            // configuration is in force again.
+            self.reload_configuration();
+        }
     }
 
     /// The runtime made this server's log durable through `index`, whose entry

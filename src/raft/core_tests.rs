@@ -5,6 +5,7 @@
 //! check-quorum, the thesis' extensions, are off here and tested in
 //! `leadership_tests.rs`.
 
+use super::configuration::Configuration;
 use super::core::{Config, InitialState, Raft, Role};
 use super::messages::*;
 use super::progress::ReplicationState;
@@ -536,6 +537,7 @@ fn a_follower_behind_the_snapshot_gets_install_snapshot() {
         last_included_index: index,
         last_included_term: term,
         size,
+        ..Snapshot::default()
     };
     assert!(!raft.snapshot(snap(2, 7, 10)), "names a term the log lacks");
     assert!(raft.snapshot(snap(2, 1, 10)));
@@ -572,6 +574,8 @@ fn a_follower_behind_the_snapshot_gets_install_snapshot() {
                 last_included_term: 1,
                 size: 10,
                 offset: 0,
+                configuration: Configuration::bootstrap(&[1, 2, 3], &Default::default()),
+                configuration_index: 0,
                 data: vec![],
                 done: true,
             })
@@ -591,6 +595,8 @@ fn install_snapshot_replaces_a_conflicting_log() {
         last_included_term: 2,
         size: 2,
         offset: 0,
+        configuration: Configuration::default(),
+        configuration_index: 0,
         data: b"s5".to_vec(),
         done: true,
     };
@@ -609,17 +615,18 @@ fn install_snapshot_replaces_a_conflicting_log() {
         last_included_index: 5,
         last_included_term: 2,
         size: 2,
+        ..Snapshot::default()
     };
     assert_eq!(
         ready.persist.snapshot_chunks,
         vec![SnapshotChunk {
-            snapshot: installed,
+            snapshot: installed.clone(),
             offset: 0,
             data: b"s5".to_vec(),
             done: true
         }]
     );
-    assert_eq!(ready.persist.snapshot, Some(installed));
+    assert_eq!(ready.persist.snapshot, Some(installed.clone()));
     assert_eq!(ready.apply, vec![ApplyMsg::Snapshot(installed)]);
 }
 
@@ -638,6 +645,8 @@ fn install_snapshot_keeps_a_matching_suffix_and_never_goes_back() {
             last_included_term: 1,
             size: 0,
             offset: 0,
+            configuration: Configuration::default(),
+            configuration_index: 0,
             data: vec![],
             done: true,
         })
@@ -670,6 +679,7 @@ fn a_restarted_server_applies_its_snapshot_first() {
                 last_included_index: 10,
                 last_included_term: 3,
                 size: 3,
+                ..Snapshot::default()
             },
             entries: entries(&[3]),
         },
@@ -747,6 +757,8 @@ fn a_snapshot_arrives_in_pieces_and_installs_on_the_last() {
             last_included_term: 2,
             size: 6,
             offset,
+            configuration: Configuration::default(),
+            configuration_index: 0,
             data: data.to_vec(),
             done,
         })
@@ -813,6 +825,7 @@ fn the_leader_sends_a_snapshot_piece_by_piece() {
         last_included_index: 1,
         last_included_term: 1,
         size: 10,
+        ..Snapshot::default()
     };
     assert!(raft.snapshot(snapshot));
     raft.ready();
@@ -833,7 +846,7 @@ fn the_leader_sends_a_snapshot_piece_by_piece() {
     assert_eq!(offsets, vec![(0, false), (4, false), (8, true)]);
     let progress = &raft.progress[&2];
     assert_eq!(
-        (progress.match_index, progress.snapshot_transfer),
+        (progress.match_index, progress.snapshot_transfer.clone()),
         (1, None)
     );
 }
@@ -868,6 +881,7 @@ fn the_leader_resumes_a_snapshot_from_where_the_follower_stands() {
         last_included_index: 1,
         last_included_term: 1,
         size: 10,
+        ..Snapshot::default()
     }));
     raft.ready();
     let progress = raft.progress.get_mut(&2).unwrap();
@@ -920,6 +934,7 @@ fn a_heartbeat_answer_during_a_snapshot_transfer_keeps_one_piece_in_flight() {
         last_included_index: 1,
         last_included_term: 1,
         size: 10,
+        ..Snapshot::default()
     }));
     raft.ready();
     let progress = raft.progress.get_mut(&2).unwrap();

@@ -20,9 +20,18 @@ use crate::{debug, info};
 impl Raft {
     /// §5.2: "If election timeout elapses without receiving AppendEntries RPC from
     /// current leader or granting vote to candidate: convert to candidate."
+    /// Thesis §4.2.1, §4.2.3: a server that may not campaign (a learner, a
+    /// removed server, one waiting to be added; see `may_campaign`) never does.
     pub(super) fn tick_election(&mut self) {
         self.election_elapsed += 1;
         if self.election_elapsed >= self.election_timeout {
+            if !self.may_campaign() {
+                // Forget a leader not heard from, as a pre-candidate does, so
+                // stickiness does not keep this server from voting.
+                self.leader_id = None;
+                self.reset_election_timer();
+                return;
+            }
             if self.config.pre_vote {
                 self.become_pre_candidate();
             } else {
@@ -51,7 +60,7 @@ impl Raft {
             self.log.last_index(),
             self.log.last_term()
         );
-        if self.votes_granted.len() >= self.quorum() {
+        if self.has_vote_quorum() {
             self.become_candidate(false);
             return;
         }
@@ -111,7 +120,7 @@ impl Raft {
             return;
         }
         self.votes_granted.insert(from);
-        if self.votes_granted.len() >= self.quorum() {
+        if self.has_vote_quorum() {
             self.become_candidate(false);
         }
     }
@@ -143,15 +152,15 @@ impl Raft {
             self.log.last_index(),
             self.log.last_term()
         );
-        if self.votes_granted.len() >= self.quorum() {
+        if self.has_vote_quorum() {
             self.become_leader();
             return;
         }
         self.broadcast_vote_request(false, leadership_transfer);
     }
 
-    /// Sends every other server a RequestVote for this term (or a pre-vote for
-    /// the next one).
+    /// Sends every other voter a RequestVote for this term (or a pre-vote for
+    /// the next one). Learners are not asked: their votes would not count.
     fn broadcast_vote_request(&mut self, pre_vote: bool, leadership_transfer: bool) {
         let args = RequestVoteArgs {
             term: self.current_term + u64::from(pre_vote),
@@ -161,7 +170,9 @@ impl Raft {
             pre_vote,
             leadership_transfer,
         };
-        for peer in self.peers.clone() {
+        let me = self.id;
+        let voters: Vec<NodeId> = self.configuration.voters.keys().copied().collect();
+        for peer in voters.into_iter().filter(|&p| p != me) {
             self.send(peer, Request::RequestVote(args.clone()));
         }
     }
@@ -176,15 +187,25 @@ impl Raft {
         self.check_quorum_elapsed = 0;
         let last = self.log.last_index();
         self.progress = self
-            .peers
-            .iter()
-            .map(|&p| (p, Progress::new(last)))
+            .others()
+            .into_iter()
+            .map(|p| (p, Progress::new(last)))
             .collect();
         if self.config.noop_on_election {
             // §8: commit an entry of this term at once, which settles which
             // earlier entries are committed (and lets reads be served, §6.4).
-            let index = self.log.append(Entry::noop(self.current_term));
+            // The first leader of a new cluster writes its bootstrap
+            // configuration instead, so the log holds one from then on.
+            let entry = if self.configuration_index == 0 && !self.configuration.is_empty() {
+                Entry::configuration(self.current_term, &self.configuration)
+            } else {
+                Entry::noop(self.current_term)
+            };
+            let index = self.log.append(entry);
             self.mark_unstable(index);
+            if self.configuration_index == 0 {
+                self.adopt_configuration(index, self.configuration.clone());
+            }
         }
         let voters: Vec<String> = self.votes_granted.iter().map(|v| v.to_string()).collect();
         info!(
@@ -258,7 +279,7 @@ impl Raft {
             return;
         }
         self.votes_granted.insert(from);
-        if self.votes_granted.len() >= self.quorum() {
+        if self.has_vote_quorum() {
             self.become_leader();
         }
     }

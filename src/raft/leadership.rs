@@ -28,7 +28,7 @@ pub enum TransferError {
     NotLeader,
     /// The target is this server, already the leader.
     ToSelf,
-    /// No server in the cluster has this id.
+    /// No voter in the cluster has this id (learners cannot lead).
     UnknownServer(NodeId),
 }
 
@@ -37,7 +37,7 @@ impl fmt::Display for TransferError {
         match self {
             TransferError::NotLeader => write!(f, "not the leader"),
             TransferError::ToSelf => write!(f, "this server is already the leader"),
-            TransferError::UnknownServer(id) => write!(f, "no server with id {id}"),
+            TransferError::UnknownServer(id) => write!(f, "no voter with id {id}"),
         }
     }
 }
@@ -56,16 +56,25 @@ impl Raft {
             return;
         }
         self.check_quorum_elapsed = 0;
-        let heard = 1 + self.progress.values().filter(|p| p.recent_active).count();
+        // Thesis §4.1: the voters of the latest configuration count; a leader
+        // being removed does not count itself.
+        let heard = |id| id == self.id || self.progress.get(&id).is_some_and(|p| p.recent_active);
+        let quorum = self.configuration.has_quorum(heard);
+        let heard = self
+            .configuration
+            .voters
+            .keys()
+            .filter(|&&id| heard(id))
+            .count();
         for progress in self.progress.values_mut() {
             progress.recent_active = false;
         }
-        if heard < self.quorum() {
+        if !quorum {
             info!(
                 self.id,
                 self.current_term,
-                "stepped down: heard from {heard} of {} servers within an election timeout (check-quorum, §6.2)",
-                self.peers.len() + 1
+                "stepped down: heard from {heard} of {} voters within an election timeout (check-quorum, §6.2)",
+                self.configuration.voters.len()
             );
             let term = self.current_term;
             self.become_follower(term, None);
@@ -100,7 +109,7 @@ impl Raft {
         if target == self.id {
             return Err(TransferError::ToSelf);
         }
-        if !self.progress.contains_key(&target) {
+        if !self.progress.contains_key(&target) || !self.configuration.is_voter(target) {
             return Err(TransferError::UnknownServer(target));
         }
         if self.transfer.as_ref().is_some_and(|t| t.target == target) {
@@ -162,7 +171,8 @@ impl Raft {
     /// campaign at once, without a pre-vote and flagged as a transfer so that
     /// voters still hearing from the old leader vote anyway.
     pub(super) fn handle_timeout_now(&mut self, args: TimeoutNowArgs) -> TimeoutNowReply {
-        if args.term == self.current_term && self.role != Role::Leader {
+        // A server that may not campaign never does (thesis §4.2.1).
+        if args.term == self.current_term && self.role != Role::Leader && self.may_campaign() {
             info!(
                 self.id,
                 self.current_term,

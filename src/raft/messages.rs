@@ -5,9 +5,10 @@
 //! message is a version byte, a kind tag, then its fields in declaration order
 //! (see [`crate::codec`]).
 
+use super::configuration::Configuration;
 use crate::codec::{Decode, DecodeError, Decoder, Encode, Encoder};
 
-/// A server's identity: its 1-based position in the cluster's peer list.
+/// A server's identity, chosen by the operator and never reused (thesis §4).
 pub type NodeId = u64;
 /// An election term (§5.1). Term 0 means "before any election".
 pub type Term = u64;
@@ -15,7 +16,7 @@ pub type Term = u64;
 pub type Index = u64;
 
 /// Version byte opening every encoded request and reply.
-pub const WIRE_VERSION: u8 = 4;
+pub const WIRE_VERSION: u8 = 5;
 
 /// What a log entry is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,6 +26,10 @@ pub enum EntryKind {
     /// An empty entry a new leader appends to commit an entry of its own term
     /// at once (§8, thesis §6.4); the state machine ignores it.
     Noop,
+    /// A new cluster configuration (thesis §4.1), encoded in `command`; it
+    /// takes effect on every server as soon as it is appended. The state
+    /// machine ignores it.
+    Config,
 }
 
 /// One log entry: the leader's term when it was created, and what it carries.
@@ -54,6 +59,25 @@ impl Entry {
             term,
             kind: EntryKind::Noop,
             command: Vec::new(),
+        }
+    }
+
+    /// A configuration entry in `term` (thesis §4.1).
+    pub fn configuration(term: Term, configuration: &Configuration) -> Self {
+        Entry {
+            term,
+            kind: EntryKind::Config,
+            command: configuration.encode(),
+        }
+    }
+
+    /// The configuration this entry carries, if it is a configuration entry
+    /// (a corrupt one is refused when the entry is decoded, so `None` here
+    /// means "not a configuration").
+    pub fn as_configuration(&self) -> Option<Configuration> {
+        match self.kind {
+            EntryKind::Config => Configuration::decode(&self.command).ok(),
+            _ => None,
         }
     }
 }
@@ -137,6 +161,11 @@ pub struct InstallSnapshotArgs {
     pub size: u64,
     /// Byte offset where this piece is placed in the snapshot.
     pub offset: u64,
+    /// The configuration as of `last_included_index` (thesis §4.1: a
+    /// snapshot carries it, since the entries that held it are gone) ...
+    pub configuration: Configuration,
+    /// ... and the index of the entry that held it (0: the bootstrap peers).
+    pub configuration_index: Index,
     /// Raw bytes of the snapshot starting at `offset` (opaque to Raft; the
     /// core leaves them empty and the runtime reads them from storage).
     pub data: Vec<u8>,
@@ -224,6 +253,7 @@ impl Response {
 
 const KIND_COMMAND: u8 = 0;
 const KIND_NOOP: u8 = 1;
+const KIND_CONFIG: u8 = 2;
 
 impl Encode for Entry {
     fn encode_to(&self, e: &mut Encoder) {
@@ -231,6 +261,7 @@ impl Encode for Entry {
         e.put_u8(match self.kind {
             EntryKind::Command => KIND_COMMAND,
             EntryKind::Noop => KIND_NOOP,
+            EntryKind::Config => KIND_CONFIG,
         });
         e.put_bytes(&self.command);
     }
@@ -242,13 +273,20 @@ impl Decode for Entry {
         let kind = match d.get_u8()? {
             KIND_COMMAND => EntryKind::Command,
             KIND_NOOP => EntryKind::Noop,
+            KIND_CONFIG => EntryKind::Config,
             other => return Err(DecodeError::Corrupt(format!("unknown entry kind {other}"))),
         };
-        Ok(Entry {
+        let entry = Entry {
             term,
             kind,
             command: d.get_vec()?,
-        })
+        };
+        if kind == EntryKind::Config {
+            // A configuration decides quorums: refuse a corrupt one here, at
+            // the edge, rather than find it later.
+            Configuration::decode(&entry.command)?;
+        }
+        Ok(entry)
     }
 }
 
@@ -302,6 +340,8 @@ impl Encode for Request {
                 e.put_uvarint(a.last_included_term);
                 e.put_uvarint(a.size);
                 e.put_uvarint(a.offset);
+                a.configuration.encode_to(e);
+                e.put_uvarint(a.configuration_index);
                 e.put_bytes(&a.data);
                 e.put_bool(a.done);
             }
@@ -341,6 +381,8 @@ impl Decode for Request {
                 last_included_term: d.get_uvarint()?,
                 size: d.get_uvarint()?,
                 offset: d.get_uvarint()?,
+                configuration: d.get()?,
+                configuration_index: d.get_uvarint()?,
                 data: d.get_vec()?,
                 done: d.get_bool()?,
             }),
@@ -430,6 +472,11 @@ mod tests {
                 entries: vec![
                     Entry::command(7, b"put x 1".to_vec()),
                     Entry::command(7, vec![]),
+                    Entry::noop(7),
+                    Entry::configuration(
+                        7,
+                        &Configuration::bootstrap(&[1, 4], &Default::default()),
+                    ),
                 ],
                 leader_commit: 40,
                 read_seq: 0,
@@ -441,6 +488,9 @@ mod tests {
                 last_included_term: 8,
                 size: 10,
                 offset: 4,
+                configuration: Configuration::bootstrap(&[1, 2], &Default::default())
+                    .with_learner(3, "h:3"),
+                configuration_index: 900,
                 data: vec![0, 1, 2, 255],
                 done: false,
             }),

@@ -5,7 +5,8 @@
 //! rules by section: `election.rs` (§5.2, §5.4.1, pre-vote §9.6),
 //! `replication.rs` (§5.3, §5.4.2), `snapshot.rs` (§7), `leadership.rs`
 //! (check-quorum §6.2, stickiness §4.2.3, leadership transfer §3.10; thesis
-//! sections). [`ready`] is the core's output; the runtime in
+//! sections), [`membership`] (thesis §4: adding and removing servers, with
+//! the [`configuration`] they change). [`ready`] is the core's output; the runtime in
 //! [`crate::node`] persists, sends and applies it, and the simulator
 //! (`src/sim/`) does the same on virtual time.
 //!
@@ -13,10 +14,12 @@
 //! input goes into and a [`Ready`] comes out of.
 
 pub mod bugs;
+pub mod configuration;
 pub mod core;
 mod election;
 pub mod leadership;
 pub mod log;
+pub mod membership;
 pub mod messages;
 pub mod progress;
 mod read_index;
@@ -32,11 +35,17 @@ mod flow_control_tests;
 #[cfg(test)]
 mod leadership_tests;
 #[cfg(test)]
+mod membership_tests;
+#[cfg(test)]
 mod read_index_tests;
 
 pub use self::bugs::Bug;
+pub use self::configuration::Configuration;
 pub use self::core::{Config, InitialState, Raft, Role, Status};
 pub use self::leadership::TransferError;
+pub use self::membership::{
+    AbortReason, ChangeStage, ChangeStatus, MembershipChange, MembershipError,
+};
 pub use self::messages::{Entry, Index, NodeId, Term};
 pub use self::ready::{ApplyMsg, HardState, Persist, Ready, Snapshot, SnapshotChunk};
 pub use self::replication::ProposeError;

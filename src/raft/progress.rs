@@ -16,7 +16,7 @@ use super::messages::Index;
 use super::ready::Snapshot;
 
 /// A snapshot being sent to a follower in pieces (§7, Figure 13).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SnapshotTransfer {
     /// The snapshot being sent.
     pub snapshot: Snapshot,
@@ -192,6 +192,7 @@ impl Progress {
         self.inflight.free_through(self.match_index);
         if self
             .snapshot_transfer
+            .as_ref()
             .is_some_and(|t| t.snapshot.last_included_index <= self.match_index)
         {
             self.snapshot_transfer = None;

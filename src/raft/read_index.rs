@@ -120,20 +120,18 @@ impl Raft {
         self.maybe_confirm_reads();
     }
 
-    /// Confirms every pending read whose round a majority (this leader
-    /// included) has acknowledged.
+    /// Confirms every pending read whose round a majority of the voters
+    /// (this leader included, if it votes; thesis §4.1) has acknowledged.
     fn maybe_confirm_reads(&mut self) {
         if self.reads.pending.is_empty() {
             return;
         }
-        let mut acks: Vec<u64> = self
-            .progress
-            .values()
-            .map(|p| p.read_ack)
-            .chain([u64::MAX])
-            .collect();
-        acks.sort_unstable_by(|a, b| b.cmp(a));
-        let Some(&confirmed) = acks.get(self.quorum() - 1) else {
+        let ack = |id| match self.progress.get(&id) {
+            _ if id == self.id => u64::MAX,
+            Some(p) => p.read_ack,
+            None => 0,
+        };
+        let Some(confirmed) = self.configuration.quorum_value(ack) else {
             return;
         };
         let done = self

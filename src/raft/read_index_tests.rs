@@ -1,6 +1,7 @@
 //! One test per rule of ReadIndex (thesis §6.4), asserting the core's exact
 //! output, and of the no-op a new leader appends (§8).
 
+use super::configuration::Configuration;
 use super::core::{Config, InitialState, Raft, Role};
 use super::messages::*;
 use super::ready::{ApplyMsg, HardState, Outbound, Ready, Snapshot};
@@ -98,21 +99,50 @@ fn read_seq(out: &Outbound) -> u64 {
     }
 }
 
-/// Reference: §8 — a new leader appends a no-op of its term at once and
-/// sends it with its first AppendEntries; it applies as `Internal`.
+/// Reference: §8 — a new leader appends an entry of its term at once and
+/// sends it with its first AppendEntries; it applies as `Internal`. The first
+/// leader of a new cluster makes it its bootstrap configuration, so the log
+/// holds one from then on (thesis §4.1); later leaders append a no-op.
 #[test]
 fn a_new_leader_appends_a_noop_of_its_term() {
     let mut raft = server_at(1, 3, 0, &[]);
+    let bootstrap = Configuration::bootstrap(&[1, 2, 3], &Default::default());
     let ready = elect(&mut raft);
     let Request::AppendEntries(args) = &ready.messages[0].request else {
         panic!("expected AppendEntries");
     };
-    assert_eq!(args.entries, vec![Entry::noop(1)]);
+    assert_eq!(args.entries, vec![Entry::configuration(1, &bootstrap)]);
     raft.handle_response(2, &ready.messages[0].request, ok_reply(1));
     assert_eq!(
         raft.ready().apply,
         vec![ApplyMsg::Internal { index: 1, term: 1 }]
     );
+    assert_eq!(raft.configuration(), (&bootstrap, 1));
+
+    let mut later = server_at(1, 3, 1, &[]);
+    later.handle_request(
+        2,
+        append_from_2(1, vec![Entry::configuration(1, &bootstrap)]),
+    );
+    later.ready();
+    let ready = elect(&mut later);
+    let Request::AppendEntries(args) = &ready.messages[0].request else {
+        panic!("expected AppendEntries");
+    };
+    assert_eq!(args.entries, vec![Entry::noop(2)]);
+}
+
+/// An AppendEntries from leader 2 in `term` carrying `entries` from index 1.
+fn append_from_2(term: Term, entries: Vec<Entry>) -> Request {
+    Request::AppendEntries(AppendEntriesArgs {
+        term,
+        leader_id: 2,
+        prev_log_index: 0,
+        prev_log_term: 0,
+        entries,
+        leader_commit: 0,
+        read_seq: 0,
+    })
 }
 
 /// Reference: thesis §6.4 — a read records the commit index, waits for a

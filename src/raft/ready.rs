@@ -14,6 +14,7 @@
 //! the runtime reports it with [`super::Raft::persisted`]; the leader counts
 //! itself toward a majority only then. Replies to RPCs always wait for the write.
 
+use super::configuration::Configuration;
 use super::messages::{Entry, Index, NodeId, Request, Term};
 use crate::codec::{Decode, DecodeError, Decoder, Encode, Encoder};
 
@@ -49,7 +50,7 @@ impl Decode for HardState {
 /// core knows of it. The bytes themselves live in storage (`Storage::
 /// write_snapshot`, `open_snapshot`), so a snapshot of any size never passes
 /// through the core's memory.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Snapshot {
     /// The last log index the snapshot includes.
     pub last_included_index: Index,
@@ -57,6 +58,12 @@ pub struct Snapshot {
     pub last_included_term: Term,
     /// The length of the snapshot's bytes.
     pub size: u64,
+    /// The cluster configuration as of `last_included_index` (thesis §4.1):
+    /// the entries that held it are gone, so the snapshot carries it ...
+    pub configuration: Configuration,
+    /// ... and the index of the entry that held it (0: the bootstrap peers).
+    /// Invariant: `configuration_index <= last_included_index`.
+    pub configuration_index: Index,
 }
 
 /// One piece of a snapshot arriving from the leader (Figure 13's `offset`,
@@ -139,8 +146,8 @@ pub enum ApplyMsg {
     /// Replace the whole state with this snapshot; later commands continue from
     /// `last_included_index + 1`. Never moves the state machine backwards.
     Snapshot(Snapshot),
-    /// A committed entry Raft wrote for itself (a leader's no-op): nothing to
-    /// apply, but it takes its index.
+    /// A committed entry Raft wrote for itself (a leader's no-op, or a
+    /// configuration): nothing to apply, but it takes its index.
     Internal {
         /// The entry's log index.
         index: Index,
@@ -185,12 +192,19 @@ pub struct Ready {
     /// The messages may be sent before `persist` is durable (see the module
     /// documentation).
     pub send_first: bool,
+    /// The configuration changed (thesis §4.1): the latest one in the log or
+    /// snapshot is now this. The runtime learns peers and their addresses
+    /// here, before it sends `messages` (some may go to a new member).
+    pub configuration: Option<Configuration>,
 }
 
 impl Ready {
     /// True if the runtime has nothing to do.
     pub fn is_empty(&self) -> bool {
-        self.persist.is_empty() && self.messages.is_empty() && self.apply.is_empty()
+        self.persist.is_empty()
+            && self.messages.is_empty()
+            && self.apply.is_empty()
+            && self.configuration.is_none()
     }
 }
 

@@ -69,7 +69,8 @@ impl Raft {
     /// AppendEntries without entries.
     pub(super) fn broadcast_heartbeat(&mut self) {
         let last = self.log.last_index();
-        for peer in self.peers.clone() {
+        let peers: Vec<NodeId> = self.progress.keys().copied().collect();
+        for peer in peers {
             let Some(p) = self.progress.get_mut(&peer) else {
                 continue;
             };
@@ -268,6 +269,7 @@ impl Raft {
         if self.has_bug(Bug::TruncateWithoutConflict) && replaces_suffix {
             self.truncate_log_from(prev_log_index + 1);
         }
+        let mut appended_configuration = None;
         for (offset, entry) in entries.into_iter().enumerate() {
             let index = prev_log_index + 1 + offset as Index;
             match self.log.term(index) {
@@ -278,8 +280,15 @@ impl Raft {
                 }
                 None => {}
             }
+            if let Some(configuration) = entry.as_configuration() {
+                appended_configuration = Some((index, configuration));
+            }
             self.log.append(entry);
             self.mark_unstable(index);
+        }
+        // Thesis §4.1: a configuration takes effect as soon as it is appended.
+        if let Some((index, configuration)) = appended_configuration {
+            self.adopt_configuration(index, configuration);
         }
 
         // 5. If leaderCommit > commitIndex, set commitIndex =
@@ -388,14 +397,14 @@ impl Raft {
     pub(super) fn maybe_commit(&mut self) -> bool {
         // Thesis §10.2.1: the leader's own log counts only once it is on disk,
         // since the runtime may send AppendEntries before the leader's write.
-        let mut matched: Vec<Index> = self
-            .progress
-            .values()
-            .map(|p| p.match_index)
-            .chain([self.persisted_index])
-            .collect();
-        matched.sort_unstable_by(|a, b| b.cmp(a));
-        let Some(&majority_index) = matched.get(self.quorum() - 1) else {
+        // Thesis §4.1: the latest configuration's voters count; learners do
+        // not, and neither does a leader that is removing itself.
+        let matched = |id| match self.progress.get(&id) {
+            _ if id == self.id => self.persisted_index,
+            Some(p) => p.match_index,
+            None => 0,
+        };
+        let Some(majority_index) = self.configuration.quorum_value(matched) else {
             return false;
         };
         let current_term = self.log.term(majority_index) == Some(self.current_term);
@@ -406,6 +415,7 @@ impl Raft {
                 self.current_term, "committed up to {majority_index}"
             );
             self.admit_waiting_reads();
+            self.maybe_advance_change();
             return true;
         }
         false

@@ -10,13 +10,13 @@
 //! on both sides, whatever the snapshot's size.
 
 use super::core::{Raft, Role};
-use super::messages::{InstallSnapshotArgs, InstallSnapshotReply, NodeId, Request};
+use super::messages::{Index, InstallSnapshotArgs, InstallSnapshotReply, NodeId, Request};
 use super::progress::SnapshotTransfer;
 use super::ready::{Snapshot, SnapshotChunk};
 use crate::{debug, info};
 
 /// A snapshot the follower is receiving, and how much of it it holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Incoming {
     /// The snapshot.
     pub snapshot: Snapshot,
@@ -29,7 +29,7 @@ impl Raft {
     /// `last_included_index`) to storage: drop the log up to there. Returns
     /// false (and does nothing) if it is not past the current snapshot, covers
     /// entries not applied yet, or names a term the log does not hold there.
-    pub fn snapshot(&mut self, snapshot: Snapshot) -> bool {
+    pub fn snapshot(&mut self, mut snapshot: Snapshot) -> bool {
         let index = snapshot.last_included_index;
         if index <= self.log.snapshot_index() || index > self.last_applied {
             return false;
@@ -37,29 +37,52 @@ impl Raft {
         if self.log.term(index) != Some(snapshot.last_included_term) {
             return false;
         }
+        // Thesis §4.1: the snapshot carries the configuration as of its
+        // index, found before the entries holding it are dropped.
+        (snapshot.configuration, snapshot.configuration_index) = self.configuration_at(index);
         self.log.compact_to(index, snapshot.last_included_term);
+        let size = snapshot.size;
         self.install(snapshot);
         info!(
             self.id,
             self.current_term,
-            "took snapshot through index {index} ({} bytes); log now {}..={}",
-            snapshot.size,
+            "took snapshot through index {index} ({size} bytes); log now {}..={}",
             self.log.first_index(),
             self.log.last_index()
         );
         true
     }
 
+    /// The description of a snapshot the service may take through `index`:
+    /// its term and the cluster configuration as of it (thesis §4.1), which
+    /// storage keeps with the bytes. `None` if `index` is not applied yet or
+    /// no longer in the log.
+    pub fn snapshot_point(&self, index: Index) -> Option<Snapshot> {
+        if index <= self.log.snapshot_index() || index > self.last_applied {
+            return None;
+        }
+        let last_included_term = self.log.term(index)?;
+        let (configuration, configuration_index) = self.configuration_at(index);
+        Some(Snapshot {
+            last_included_index: index,
+            last_included_term,
+            size: 0,
+            configuration,
+            configuration_index,
+        })
+    }
+
     /// Sends a follower the next piece of the current snapshot, when the
     /// entries it needs are gone (§7). A transfer of an older snapshot starts
     /// over with the current one.
     pub(super) fn send_snapshot(&mut self, peer: NodeId) {
-        let current = self.snapshot;
+        let current = self.snapshot.clone();
         let chunk = self.config.snapshot_chunk_bytes.max(1);
         let Some(progress) = self.progress.get_mut(&peer) else {
             return;
         };
-        let transfer = match progress.snapshot_transfer {
+        let starting = progress.snapshot_transfer.is_none();
+        let transfer = match progress.snapshot_transfer.take() {
             Some(t) if t.snapshot == current => t,
             _ => {
                 debug!(
@@ -70,25 +93,28 @@ impl Raft {
                     current.size
                 );
                 SnapshotTransfer {
-                    snapshot: current,
+                    snapshot: current.clone(),
                     offset: 0,
                 }
             }
         };
-        if progress.snapshot_transfer.is_none() {
+        if starting {
             // One piece in flight at a time, as for a probe.
             progress.back_off_to(progress.next_index);
         }
+        let offset = transfer.offset;
         progress.snapshot_transfer = Some(transfer);
         progress.sent_data(0, 0);
-        let done = transfer.offset.saturating_add(chunk) >= current.size;
+        let done = offset.saturating_add(chunk) >= current.size;
         let args = InstallSnapshotArgs {
             term: self.current_term,
             leader_id: self.id,
             last_included_index: current.last_included_index,
             last_included_term: current.last_included_term,
             size: current.size,
-            offset: transfer.offset,
+            offset,
+            configuration: current.configuration,
+            configuration_index: current.configuration_index,
             data: Vec::new(),
             done,
         };
@@ -115,6 +141,8 @@ impl Raft {
             last_included_index: args.last_included_index,
             last_included_term: args.last_included_term,
             size: args.size,
+            configuration: args.configuration,
+            configuration_index: args.configuration_index,
         };
         // A snapshot of what we have already committed would move us backwards:
         // say we hold it all, so the leader moves on to AppendEntries.
@@ -126,7 +154,7 @@ impl Raft {
         // 2. Create a new snapshot file if the first piece (offset 0).
         if args.offset == 0 {
             self.incoming = Some(Incoming {
-                snapshot,
+                snapshot: snapshot.clone(),
                 stored: 0,
             });
         }
@@ -135,6 +163,7 @@ impl Raft {
         // resume.
         let continues = self
             .incoming
+            .as_ref()
             .is_some_and(|i| i.snapshot == snapshot && i.stored == args.offset);
         // (Sums saturate: the offset comes from the network.)
         let end = args.offset.saturating_add(args.data.len() as u64);
@@ -142,6 +171,7 @@ impl Raft {
         if !continues || !fits {
             reply.stored = self
                 .incoming
+                .as_ref()
                 .filter(|i| i.snapshot == snapshot)
                 .map_or(0, |i| i.stored);
             return reply;
@@ -149,12 +179,15 @@ impl Raft {
         // 3. Write data into the snapshot file at the given offset.
         let stored = end;
         self.snapshot_chunks.push(SnapshotChunk {
-            snapshot,
+            snapshot: snapshot.clone(),
             offset: args.offset,
             data: args.data,
             done: args.done,
         });
-        self.incoming = Some(Incoming { snapshot, stored });
+        self.incoming = Some(Incoming {
+            snapshot: snapshot.clone(),
+            stored,
+        });
         reply.stored = stored;
         // 4. Reply and wait for more data chunks if done is false.
         if args.done {
@@ -179,7 +212,11 @@ impl Raft {
             self.persisted_index = self.persisted_index.min(index);
         }
         // 5. Save snapshot file, discard any existing snapshot with a smaller index.
+        let size = snapshot.size;
         self.install(snapshot);
+        // Thesis §4.1: the latest configuration is in the suffix kept, or
+        // else the snapshot's.
+        self.reload_configuration();
         // 8. Reset the state machine using the snapshot contents.
         self.commit_index = index;
         self.last_applied = index;
@@ -187,8 +224,7 @@ impl Raft {
         info!(
             self.id,
             self.current_term,
-            "installed snapshot through index {index} ({} bytes) from leader {leader}",
-            snapshot.size
+            "installed snapshot through index {index} ({size} bytes) from leader {leader}"
         );
     }
 

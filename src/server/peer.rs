@@ -33,13 +33,14 @@ pub(super) fn serve(
     shared: &Shared,
 ) {
     let me = shared.config.id;
-    let members = shared.config.peers.len() as NodeId;
     let auth = &shared.auth;
-    let (mut acceptor, challenge) =
-        match Acceptor::hello(auth, me, |id| (1..=members).contains(&id), hello) {
-            Ok(accepted) => accepted,
-            Err(refusal) => return refuse(&mut writer, remote, None, &refusal, shared),
-        };
+    // Any node that holds the cluster key may call: a server answers whoever
+    // asks, member or not (thesis §4.1), which is how a leader reaches a
+    // server it is adding, and a new voter votes before it knows it is one.
+    let (mut acceptor, challenge) = match Acceptor::hello(auth, me, |id| id != 0, hello) {
+        Ok(accepted) => accepted,
+        Err(refusal) => return refuse(&mut writer, remote, None, &refusal, shared),
+    };
     if send(&mut writer, &challenge).is_err() {
         return;
     }
@@ -132,9 +133,12 @@ pub(super) fn forward(line: &str, shared: &Shared) -> String {
     if !shared.config.partition.allows(me, leader) {
         return "ERR NO_LEADER leader unreachable; retry".into();
     }
-    let Some(addr) = shared.config.peers.get(leader as usize - 1) else {
-        return "ERR NO_LEADER no leader known; retry".into();
+    // The configuration is the source of truth for addresses (thesis §4).
+    let configuration = shared.frontend.replica().node().status().configuration;
+    let Some(addr) = configuration.address(leader).map(str::to_string) else {
+        return "ERR NO_LEADER no address known for the leader; retry".into();
     };
+    let addr = &addr;
     let unreachable = || format!("ERR NO_LEADER leader {leader} unreachable; retry");
     // A pooled link may have been closed by the leader (idle, or restarted);
     // then the request never arrived and one retry on a new link is safe.
@@ -152,16 +156,16 @@ pub(super) fn forward(line: &str, shared: &Shared) -> String {
         let mut link = match pooled.take() {
             Some(link) => link,
             None => match PeerLink::open(addr, Arc::clone(&shared.auth), me, leader) {
-                Ok(link) => {
-                    let _ = link.set_reply_timeout(shared.config.request_timeout * 2);
-                    link
-                }
+                Ok(link) => link,
                 Err(e) => {
                     report_refusal(leader, &e, shared);
                     return unreachable();
                 }
             },
         };
+        // As long as the leader may take to answer this line, and a margin.
+        let reply_timeout = shared.frontend.reply_timeout(line) + shared.config.request_timeout;
+        let _ = link.set_reply_timeout(reply_timeout);
         match link.call(Kind::Forward, line.as_bytes()) {
             Ok(reply) => {
                 lock(&shared.forward_pool)

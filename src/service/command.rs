@@ -73,6 +73,12 @@ pub enum Local {
     Status,
     /// `LEADER id`: hand leadership to server `id` (thesis §3.10).
     Leader(u64),
+    /// `MEMBERS`: this server's view of the configuration (thesis §4).
+    Members,
+    /// `ADD id host:port`: add a server, as a learner first (thesis §4.2.1).
+    Add(u64, String),
+    /// `REMOVE id`: remove a server (thesis §4).
+    Remove(u64),
 }
 
 /// Any parsed request line.
@@ -109,7 +115,8 @@ fn bad(message: impl Into<String>) -> ParseError {
 /// The one-line reply to `HELP`.
 pub const HELP: &str = "commands: PUT k v | APPEND k v | DEL k | GET k | OPEN acct amount | \
 TRANSFER txid from to amount | BALANCE acct | AUDIT | REGISTER | CLIENT id seq command | \
-AUTH token | STATUS | LEADER id | PING | HELP | QUIT | CMD base64";
+AUTH token | STATUS | LEADER id | MEMBERS | ADD id host:port | REMOVE id | PING | HELP | QUIT | \
+CMD base64";
 
 /// Parses one request line (without its line ending). Blank lines are the
 /// caller's to skip.
@@ -138,6 +145,17 @@ pub fn parse(line: &str) -> Result<Request, ParseError> {
                 .filter(|&id| id != 0)
                 .ok_or_else(|| bad("usage: LEADER id (a server id, 1 or more)"))?;
             return Ok(Request::Local(Local::Leader(id)));
+        }
+        "MEMBERS" => return exact(0, "MEMBERS").map(|_| Request::Local(Local::Members)),
+        "ADD" => {
+            exact(2, "ADD id host:port")?;
+            let id = server_id(args[0], "ADD id host:port")?;
+            return Ok(Request::Local(Local::Add(id, address(args[1])?)));
+        }
+        "REMOVE" => {
+            exact(1, "REMOVE id")?;
+            let id = server_id(args[0], "REMOVE id")?;
+            return Ok(Request::Local(Local::Remove(id)));
         }
         "PUT" | "APPEND" => {
             let (key, value) = split_word(rest.trim_start());
@@ -209,6 +227,26 @@ pub fn parse(line: &str) -> Result<Request, ParseError> {
         }
     };
     Ok(Request::Command(command))
+}
+
+/// A server id: 1 or more.
+fn server_id(s: &str, usage: &str) -> Result<u64, ParseError> {
+    s.parse::<u64>()
+        .ok()
+        .filter(|&id| id != 0)
+        .ok_or_else(|| bad(format!("usage: {usage} (a server id, 1 or more)")))
+}
+
+/// A peer address `host:port`, short enough for a configuration entry.
+fn address(s: &str) -> Result<String, ParseError> {
+    let port = s
+        .rsplit_once(':')
+        .map(|(host, port)| (host, port.parse::<u16>()));
+    let valid = matches!(port, Some((host, Ok(port))) if !host.is_empty() && port != 0);
+    if !valid || s.len() > crate::raft::configuration::MAX_ADDRESS {
+        return Err(bad(format!("'{s}' is not an address host:port")));
+    }
+    Ok(s.to_string())
 }
 
 /// Splits off the first whitespace-delimited word.
@@ -463,6 +501,38 @@ mod tests {
         assert_eq!(cmd("APPEND k"), Command::Append("k".into(), "".into()));
         assert_eq!(cmd("Get k"), Command::Get("k".into()));
         assert_eq!(parse("ping"), Ok(Request::Local(Local::Ping)));
+    }
+
+    /// Reference: thesis §4 — the operator's membership commands.
+    #[test]
+    fn membership_commands_parse_ids_and_addresses() {
+        assert_eq!(parse("members"), Ok(Request::Local(Local::Members)));
+        assert_eq!(
+            parse("ADD 4 127.0.0.1:8004"),
+            Ok(Request::Local(Local::Add(4, "127.0.0.1:8004".into())))
+        );
+        assert_eq!(
+            parse("add 12 db-4.example.com:8000"),
+            Ok(Request::Local(Local::Add(
+                12,
+                "db-4.example.com:8000".into()
+            )))
+        );
+        assert_eq!(parse("REMOVE 2"), Ok(Request::Local(Local::Remove(2))));
+        for bad in [
+            "ADD 4",
+            "ADD 0 h:1",
+            "ADD x h:1",
+            "ADD 4 h",
+            "ADD 4 h:0",
+            "ADD 4 :8004",
+            "ADD 4 h:99999",
+            "REMOVE",
+            "REMOVE 0",
+            "MEMBERS 1",
+        ] {
+            assert!(parse(bad).is_err(), "{bad} accepted");
+        }
     }
 
     #[test]

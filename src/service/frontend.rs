@@ -8,6 +8,11 @@
 //!
 //! It also counts the requests it answers by command and result, for
 //! `/metrics`; a forwarded request is counted by the server the client talked to.
+//!
+//! Membership (thesis §4): `MEMBERS` answers with this server's view of the
+//! configuration; `ADD` and `REMOVE` run on the leader (a follower forwards
+//! them), which starts the change and waits for its outcome: `OK` once the new
+//! configuration is committed, else an `ERR` saying why.
 
 use std::time::Duration;
 
@@ -16,13 +21,23 @@ use super::quota::DEFAULT_QUOTA_BYTES;
 use super::replica::{ExecError, Replica};
 use super::state_machine::Op;
 use crate::metrics::CounterVec;
-use crate::raft::{Role, Status, TransferError};
+use crate::raft::configuration::member_list;
+use crate::raft::membership::MAX_CATCH_UP_ROUNDS;
+use crate::raft::{
+    AbortReason, ChangeStage, MembershipChange, MembershipError, Role, Status, TransferError,
+};
+use crate::transport::tcp::is_loopback;
+
+/// How long `ADD` and `REMOVE` wait for their outcome: catching a learner up
+/// can take many rounds.
+pub const MEMBERSHIP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Answers client lines for one server.
 pub struct Frontend {
     replica: Replica,
     request_timeout: Duration,
-    peers: usize,
+    /// Only loopback addresses may join (a server without a cluster key).
+    loopback_only: bool,
     /// Requests answered, by command word and result code.
     requests: CounterVec,
     /// The space quota this server asks for (`-quota-bytes`).
@@ -30,13 +45,13 @@ pub struct Frontend {
 }
 
 impl Frontend {
-    /// A frontend for `replica` in a cluster of `peers` servers; requests wait
-    /// at most `request_timeout` for their outcome.
-    pub fn new(replica: Replica, request_timeout: Duration, peers: usize) -> Self {
+    /// A frontend for `replica`; requests wait at most `request_timeout` for
+    /// their outcome (membership changes, [`MEMBERSHIP_TIMEOUT`]).
+    pub fn new(replica: Replica, request_timeout: Duration) -> Self {
         Self {
             replica,
             request_timeout,
-            peers,
+            loopback_only: false,
             requests: CounterVec::default(),
             quota: DEFAULT_QUOTA_BYTES,
         }
@@ -53,6 +68,24 @@ impl Frontend {
     /// quota in force differs.
     pub fn set_quota(&mut self, bytes: u64) {
         self.quota = bytes;
+    }
+
+    /// Refuses `ADD` of a non-loopback address: without a cluster key, peer
+    /// messages prove nothing, so the cluster must stay on this machine.
+    pub fn set_loopback_only(&mut self, loopback_only: bool) {
+        self.loopback_only = loopback_only;
+    }
+
+    /// How long the server executing `line` may take to answer it (a
+    /// follower forwarding it waits that long for the leader).
+    pub fn reply_timeout(&self, line: &str) -> Duration {
+        let command_line = strip_word(line, "CLIENT")
+            .and_then(parse_session)
+            .map_or(line, |(_, _, rest)| rest);
+        match command::parse(command_line) {
+            Ok(command::Request::Local(Local::Add(..) | Local::Remove(_))) => MEMBERSHIP_TIMEOUT,
+            _ => self.request_timeout,
+        }
     }
 
     /// The replica behind this frontend.
@@ -108,6 +141,26 @@ impl Frontend {
                 };
                 (reply, false, "leader")
             }
+            Ok(command::Request::Local(Local::Members)) => (self.members_line(), false, "members"),
+            Ok(command::Request::Local(Local::Add(id, address))) => {
+                if self.loopback_only && !is_loopback(&address) {
+                    let e = format!(
+                        "ERR BAD_REQUEST {address} is not a loopback address, and without a \
+                         cluster key only loopback servers may join"
+                    );
+                    return (e, false, "add");
+                }
+                let change = MembershipChange::Add { id, address };
+                (self.change_or_forward(change, line, forward), false, "add")
+            }
+            Ok(command::Request::Local(Local::Remove(id))) => {
+                let change = MembershipChange::Remove { id };
+                (
+                    self.change_or_forward(change, line, forward),
+                    false,
+                    "remove",
+                )
+            }
             Ok(command::Request::Command(command)) => {
                 self.maybe_replicate_quota();
                 let word = command::word(&command);
@@ -160,7 +213,7 @@ impl Frontend {
             Err(TransferError::NotLeader) => return None,
             Err(TransferError::ToSelf) => return Some("OK".into()),
             Err(TransferError::UnknownServer(id)) => {
-                return Some(format!("ERR BAD_REQUEST no server with id {id}"))
+                return Some(format!("ERR BAD_REQUEST no voter with id {id}"))
             }
         }
         let decided = |s: &Status| {
@@ -188,6 +241,88 @@ impl Frontend {
         })
     }
 
+    /// Runs `change` if this server leads, else forwards `line` (or says
+    /// there is no leader, for a line that was forwarded already).
+    fn change_or_forward(
+        &self,
+        change: MembershipChange,
+        line: &str,
+        forward: Option<&dyn Fn(&str) -> String>,
+    ) -> String {
+        match (self.change_membership(change), forward) {
+            (Some(reply), _) => reply,
+            (None, Some(forward)) => forward(line),
+            (None, None) => "ERR NO_LEADER not the leader; retry".into(),
+        }
+    }
+
+    /// `ADD` or `REMOVE` on this server (thesis §4): starts the change and
+    /// waits until it is committed or called off. `None` if this server is
+    /// not the leader (forward it).
+    fn change_membership(&self, change: MembershipChange) -> Option<String> {
+        let node = self.replica.node();
+        let seq = match node.change_membership(change.clone()) {
+            Ok(seq) => seq,
+            Err(MembershipError::NotLeader) => return None,
+            Err(e) => return Some(refusal(e)),
+        };
+        // Ours has ended, or a later change began (so ours ended).
+        let ended = |s: &Status| {
+            s.membership_change
+                .as_ref()
+                .is_some_and(|c| c.seq > seq || (c.seq == seq && c.is_finished()))
+        };
+        let Some(status) = node.wait_for_status(MEMBERSHIP_TIMEOUT, ended) else {
+            return Some(format!(
+                "ERR TIMEOUT the change ({change}) is still in progress; see MEMBERS"
+            ));
+        };
+        let stage = match status.membership_change {
+            Some(c) if c.seq == seq => c.stage,
+            // Overtaken: judge by the configuration it left.
+            _ => {
+                let done = match &change {
+                    MembershipChange::Add { id, .. } => status.configuration.is_voter(*id),
+                    MembershipChange::Remove { id } => !status.configuration.is_member(*id),
+                };
+                if done {
+                    ChangeStage::Done
+                } else {
+                    ChangeStage::Aborted(AbortReason::LeadershipLost)
+                }
+            }
+        };
+        let id = change.server();
+        Some(match stage {
+            ChangeStage::Done => "OK".into(),
+            ChangeStage::Aborted(AbortReason::Unreachable) => format!(
+                "ERR UNREACHABLE server {id} did not answer; the configuration is unchanged"
+            ),
+            ChangeStage::Aborted(AbortReason::TooSlow) => format!(
+                "ERR CATCH_UP server {id} could not catch up in {MAX_CATCH_UP_ROUNDS} rounds; \
+                 the configuration is unchanged"
+            ),
+            ChangeStage::Aborted(AbortReason::LeadershipLost)
+            | ChangeStage::CatchingUp { .. }
+            | ChangeStage::Committing => {
+                format!("ERR NO_LEADER leadership changed during the change ({change}); retry")
+            }
+        })
+    }
+
+    /// The `MEMBERS` reply: this server's configuration (thesis §4), the
+    /// index of the entry holding it, and the leader it knows.
+    pub fn members_line(&self) -> String {
+        let s = self.replica.node().status();
+        format!(
+            "MEMBERS index={} leader={} voters={} learners={}",
+            s.configuration_index,
+            s.leader_id.unwrap_or(0),
+            member_list(&s.configuration.voters),
+            member_list(&s.configuration.learners)
+        )
+    }
+
     /// The `STATUS` reply.
     pub fn status_line(&self) -> String {
         let s = self.replica.node().status();
@@ -201,8 +336,23 @@ impl Frontend {
             s.last_applied,
             s.snapshot_index,
             s.last_log_index,
-            self.peers
+            s.configuration.voters.len()
         )
+    }
+}
+
+/// The `ERR` reply for a membership change the leader refused.
+fn refusal(e: MembershipError) -> String {
+    match e {
+        MembershipError::NotLeader => "ERR NO_LEADER not the leader; retry".into(),
+        MembershipError::Transferring(to) => {
+            format!("ERR NO_LEADER leadership is moving to {to}; retry")
+        }
+        MembershipError::ChangeInProgress => format!("ERR CHANGE_IN_PROGRESS {e}; retry"),
+        MembershipError::NotReady => format!("ERR CHANGE_IN_PROGRESS {e}; retry shortly"),
+        MembershipError::IdInUse(_) => format!("ERR ID_IN_USE {e}"),
+        MembershipError::NotMember(_) => format!("ERR NOT_MEMBER {e}"),
+        MembershipError::LastVoter => format!("ERR BAD_REQUEST {e}"),
     }
 }
 

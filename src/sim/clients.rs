@@ -174,10 +174,12 @@ impl SimClient {
         self.attempts
     }
 
-    /// Moves to the next server, and returns how long to back off first
-    /// (10 ms doubling to 200 ms, as `src/client.rs`).
-    pub(crate) fn rotate(&mut self, servers: usize) -> Time {
-        self.server = (self.server + 1) % servers.max(1);
+    /// Moves to the next of `servers` (the indexes of those that exist, in
+    /// order), and returns how long to back off first (10 ms doubling to 200
+    /// ms, as `src/client.rs`).
+    pub(crate) fn rotate(&mut self, servers: &[usize]) -> Time {
+        let next = servers.iter().position(|&s| s > self.server).unwrap_or(0);
+        self.server = servers.get(next).copied().unwrap_or(0);
         let pause = self.backoff;
         self.backoff = (self.backoff * 2).min(200 * MS);
         pause
@@ -242,7 +244,8 @@ impl World {
             }
             ClientState::Waiting { .. } => {
                 // No reply in time: try the next server.
-                let pause = self.clients[client].rotate(self.knobs.nodes);
+                let servers = self.live_servers();
+                let pause = self.clients[client].rotate(&servers);
                 self.clients[client].state = ClientState::Backoff;
                 self.wake_client(client, pause);
             }
@@ -292,7 +295,8 @@ impl World {
             );
         }
         if is_retryable(&reply) {
-            let pause = self.clients[client].rotate(self.knobs.nodes);
+            let servers = self.live_servers();
+            let pause = self.clients[client].rotate(&servers);
             self.clients[client].state = ClientState::Backoff;
             self.wake_client(client, pause);
             return;

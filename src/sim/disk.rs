@@ -11,7 +11,7 @@
 //! `FileStorage` does. Durable bytes are never damaged: Raft does not promise
 //! to survive that.
 
-use crate::raft::messages::{Index, InstallSnapshotArgs, Term};
+use crate::raft::messages::InstallSnapshotArgs;
 use crate::raft::ready::{LogWrite, Persist, Snapshot};
 use crate::raft::rng::Rng;
 use crate::raft::InitialState;
@@ -40,14 +40,9 @@ impl SimDisk {
     }
 
     /// Writes a snapshot's bytes (durable when this returns).
-    pub(crate) fn write_snapshot(
-        &self,
-        index: Index,
-        term: Term,
-        data: &[u8],
-    ) -> Result<Snapshot, String> {
+    pub(crate) fn write_snapshot(&self, point: Snapshot, data: &[u8]) -> Result<Snapshot, String> {
         self.stored
-            .write_snapshot(index, term, &mut |w| w.write_all(data))
+            .write_snapshot(point, &mut |w| w.write_all(data))
             .map_err(|e| e.to_string())
     }
 
@@ -63,6 +58,8 @@ impl SimDisk {
             last_included_index: args.last_included_index,
             last_included_term: args.last_included_term,
             size: args.size,
+            configuration: args.configuration.clone(),
+            configuration_index: args.configuration_index,
         };
         let len = if args.done {
             args.size - args.offset
@@ -114,7 +111,7 @@ fn torn_prefix(persist: &Persist, rng: &mut Rng) -> (Persist, String) {
         torn.snapshot_chunks = persist.snapshot_chunks.clone();
     }
     if done("snapshot") {
-        torn.snapshot = persist.snapshot;
+        torn.snapshot = persist.snapshot.clone();
     }
     let mut what = format!("{} of {} file steps", cut, steps.len());
     if cut == steps.len() {

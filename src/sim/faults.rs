@@ -3,7 +3,9 @@
 //! Every fault draws the same number of random values whatever its kind, and a
 //! kind the seed switched off is skipped after its draws. So switching a kind
 //! off (as shrinking does) removes those faults and leaves every other fault at
-//! the same moment with the same parameters.
+//! the same moment with the same parameters. Faults pick their servers among
+//! those that exist when they strike (servers join and leave with membership
+//! changes).
 
 use super::knobs::{FaultKind, Knobs};
 use super::{Time, MS};
@@ -62,15 +64,17 @@ pub(crate) enum Fault {
     /// Ask the leader, if any, to hand leadership to `node` (or the next
     /// server, if `node` leads).
     Transfer { node: usize },
+    /// Ask the leader, if any, to add a new server (if `add` and a fresh id
+    /// is left) or else to remove the member that `pick` chooses.
+    Membership { add: bool, pick: u64 },
 }
 
 /// Draws faults for one schedule.
 pub(crate) struct FaultPlan {
     rng: Rng,
     kinds: Vec<FaultKind>,
-    weights: [u64; 7],
+    weights: [u64; 8],
     gap: Time,
-    nodes: usize,
 }
 
 impl FaultPlan {
@@ -80,7 +84,6 @@ impl FaultPlan {
             kinds: knobs.faults.clone(),
             weights: knobs.fault_weights,
             gap: knobs.fault_gap,
-            nodes: knobs.nodes,
         }
     }
 
@@ -89,8 +92,9 @@ impl FaultPlan {
         self.rng.range(MS, 2 * self.gap + 1)
     }
 
-    /// The next fault, or `None` if its kind is switched off for this seed.
-    pub(crate) fn next_fault(&mut self) -> Option<Fault> {
+    /// The next fault among `servers` (the indexes of those that exist, in
+    /// order), or `None` if its kind is switched off for this seed.
+    pub(crate) fn next_fault(&mut self, servers: &[usize]) -> Option<Fault> {
         let total: u64 = self.weights.iter().sum();
         let mut x = self.rng.range(0, total.max(1));
         let mut kind = FaultKind::Crash;
@@ -105,8 +109,8 @@ impl FaultPlan {
         if !self.kinds.contains(&kind) {
             return None;
         }
-        let n = self.nodes as u64;
-        let node = (draws[0] % n) as usize;
+        let n = servers.len().max(1) as u64;
+        let node = servers.get((draws[0] % n) as usize).copied().unwrap_or(0);
         let duration = |min: Time, max: Time, d: u64| min + d % (max - min + 1);
         Some(match kind {
             FaultKind::Crash => Fault::Crash {
@@ -125,8 +129,14 @@ impl FaultPlan {
                 },
             },
             FaultKind::Partition | FaultKind::OneWay | FaultKind::Bridge => {
+                // Two sides (and a bridge) need as many servers: membership
+                // changes may have left fewer.
+                let needed = if kind == FaultKind::Bridge { 3 } else { 2 };
+                if servers.len() < needed {
+                    return None;
+                }
                 // A random order of the servers, split after the first `k`.
-                let mut order: Vec<usize> = (0..self.nodes).collect();
+                let mut order: Vec<usize> = servers.to_vec();
                 let mut x = draws[0];
                 for i in (1..order.len()).rev() {
                     x = x.rotate_left(7) ^ 0x9E37_79B9_7F4A_7C15;
@@ -153,6 +163,10 @@ impl FaultPlan {
                 lasts: duration(1000 * MS, 5000 * MS, draws[2]),
             },
             FaultKind::Transfer => Fault::Transfer { node },
+            FaultKind::Membership => Fault::Membership {
+                add: draws[1].is_multiple_of(2),
+                pick: draws[2],
+            },
         })
     }
 }
@@ -175,7 +189,7 @@ mod tests {
         for _ in 0..200 {
             if let Some(Fault::Partition {
                 from, to, bridge, ..
-            }) = plan.next_fault()
+            }) = plan.next_fault(&[0, 1, 2, 3, 4])
             {
                 let mut all: Vec<usize> = from.iter().chain(&to).chain(&bridge).copied().collect();
                 all.sort_unstable();
@@ -200,7 +214,8 @@ mod tests {
         );
         for _ in 0..100 {
             assert_eq!(a.next_gap(), b.next_gap());
-            let (fa, fb) = (a.next_fault(), b.next_fault());
+            let servers = [0, 1, 2];
+            let (fa, fb) = (a.next_fault(&servers), b.next_fault(&servers));
             match fa {
                 Some(Fault::Crash { .. }) => assert_eq!(fb, None),
                 other => assert_eq!(other, fb),

@@ -104,6 +104,8 @@ struct Shadow {
     last_applied: Index,
     /// What it had applied when it last crashed: index and chain hash.
     applied_at_crash: Option<(Index, Option<u64>)>,
+    /// A term it became leader of in a step whose save is still under way.
+    leader_unsaved: Option<Term>,
 }
 
 /// Everything the checker has seen, across servers and restarts.
@@ -152,7 +154,8 @@ pub struct AppliedEntry<'a> {
 pub const STATE_SAMPLE: Index = 8;
 
 impl Checker {
-    /// A checker for `nodes` servers.
+    /// A checker for `nodes` servers (every server that may ever exist:
+    /// servers join and leave with membership changes, thesis §4).
     pub fn new(nodes: usize) -> Self {
         Self {
             shadows: vec![Shadow::default(); nodes],
@@ -190,6 +193,20 @@ impl Checker {
         // snapshot the crash keeps from reaching the disk).
         let hash = self.committed.get(&applied).map(|&(h, _)| h);
         self.shadows[node].applied_at_crash = Some((applied, hash));
+        // A leader whose term never reached its disk never led: it sends
+        // nothing of its term before the save (a sole voter elects itself
+        // within one step, before saving its vote).
+        self.shadows[node].leader_unsaved = None;
+    }
+
+    /// Server `node`'s step saved its `Persist` in full: a leadership it
+    /// claimed in that step now counts (§5.2, Figure 2: a term and vote are
+    /// durable before the server acts on them).
+    pub fn on_saved(&mut self, node: usize) -> Result<(), Violation> {
+        match self.shadows[node].leader_unsaved.take() {
+            Some(term) => self.election_safety(Self::id(node), term),
+            None => Ok(()),
+        }
     }
 
     /// The chain hash of `(index, term)` as some server held it (index 0 is
@@ -266,11 +283,18 @@ impl Checker {
                 ),
             ));
         }
-        self.election_safety(after)?;
+        if after.role == Role::Leader {
+            if persist.hard_state.is_some() {
+                self.shadows[node].leader_unsaved = Some(after.term);
+            } else {
+                self.election_safety(after.id, after.term)?;
+            }
+        }
         let became_leader = after.role == Role::Leader
             && (before.role != Role::Leader || before.term != after.term);
         if became_leader {
             self.leader_completeness(node, after)?;
+            self.leaders_are_voters(after)?;
         }
         self.commit_index_only_moves_forward(node, after)?;
         let shadow = &mut self.shadows[node];
@@ -348,19 +372,14 @@ impl Checker {
         }
     }
 
-    /// §5.2, Election Safety: at most one leader can be elected in a given term.
-    fn election_safety(&mut self, status: &Status) -> Result<(), Violation> {
-        if status.role != Role::Leader {
-            return Ok(());
-        }
-        match self.leaders.insert(status.term, status.id) {
-            Some(other) if other != status.id => Err(violation(
+    /// §5.2, Election Safety: at most one leader can be elected in a given
+    /// term. Checked once the leader's term is durable.
+    fn election_safety(&mut self, leader: NodeId, term: Term) -> Result<(), Violation> {
+        match self.leaders.insert(term, leader) {
+            Some(other) if other != leader => Err(violation(
                 "election_safety",
                 "§5.2",
-                format!(
-                    "nodes {other} and {} were both leader in term {}",
-                    status.id, status.term
-                ),
+                format!("nodes {other} and {leader} were both leader in term {term}"),
             )),
             _ => Ok(()),
         }
@@ -420,6 +439,24 @@ impl Checker {
             ));
         }
         Ok(())
+    }
+
+    /// Thesis §4.1: only a voter of its latest configuration campaigns (or
+    /// one being removed, until its removal is committed), so every leader
+    /// is one when elected.
+    fn leaders_are_voters(&self, status: &Status) -> Result<(), Violation> {
+        let being_removed = status.configuration_index > status.commit_index;
+        if status.configuration.is_voter(status.id) || being_removed {
+            return Ok(());
+        }
+        Err(violation(
+            "leaders_are_voters",
+            "thesis §4.1: only voters campaign",
+            format!(
+                "node {} became leader of term {} with configuration {} at {}",
+                status.id, status.term, status.configuration, status.configuration_index
+            ),
+        ))
     }
 
     /// Figure 2: commitIndex increases monotonically (within one incarnation; it

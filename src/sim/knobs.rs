@@ -31,11 +31,14 @@ pub enum FaultKind {
     FastClock,
     /// The leader is asked to hand leadership to another server (thesis §3.10).
     Transfer,
+    /// The leader is asked to add a server (a fresh id: ids are never reused)
+    /// or to remove one, keeping a majority of the voters up (thesis §4).
+    Membership,
 }
 
 impl FaultKind {
     /// Every kind, in a fixed order.
-    pub const ALL: [FaultKind; 7] = [
+    pub const ALL: [FaultKind; 8] = [
         FaultKind::Crash,
         FaultKind::Partition,
         FaultKind::OneWay,
@@ -43,6 +46,7 @@ impl FaultKind {
         FaultKind::Pause,
         FaultKind::FastClock,
         FaultKind::Transfer,
+        FaultKind::Membership,
     ];
 
     /// The name used on command lines and in traces.
@@ -55,6 +59,7 @@ impl FaultKind {
             FaultKind::Pause => "pause",
             FaultKind::FastClock => "fast-clock",
             FaultKind::Transfer => "transfer",
+            FaultKind::Membership => "membership",
         }
     }
 
@@ -67,8 +72,11 @@ impl FaultKind {
 /// Choices a person makes for a run; everything else comes from the seed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Options {
-    /// Number of servers; drawn from {3, 5, 7} if `None`.
+    /// Number of servers the cluster starts with; drawn from {3, 5, 7} if `None`.
     pub nodes: Option<usize>,
+    /// Servers that may be added later, each under a fresh id; if `None`, 6
+    /// when the seed draws membership changes, else 0.
+    pub spare_nodes: Option<usize>,
     /// Number of clients; drawn from 1..=6 if `None`.
     pub clients: Option<usize>,
     /// Virtual time during which faults are injected.
@@ -93,6 +101,7 @@ impl Default for Options {
     fn default() -> Self {
         Self {
             nodes: None,
+            spare_nodes: None,
             clients: None,
             fault_time: 20 * SECOND,
             liveness_time: 20 * SECOND,
@@ -108,8 +117,10 @@ impl Default for Options {
 /// Every parameter of one schedule, drawn from its seed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Knobs {
-    /// Number of servers.
+    /// Number of servers the cluster starts with (ids `1..=nodes`).
     pub nodes: usize,
+    /// Servers that may join later (ids `nodes + 1..`).
+    pub spare_nodes: usize,
     /// Number of clients.
     pub clients: usize,
     /// Number of distinct keys the clients use.
@@ -129,7 +140,7 @@ pub struct Knobs {
     pub faults: Vec<FaultKind>,
     /// How often each kind of [`FaultKind::ALL`] is drawn, relative to the
     /// others (1..=4; kinds switched off are drawn, then skipped).
-    pub fault_weights: [u64; 7],
+    pub fault_weights: [u64; 8],
     /// Mean virtual time between two faults.
     pub fault_gap: Time,
     /// A server snapshots after applying this many entries (0: never).
@@ -184,15 +195,18 @@ impl Knobs {
         let drop_permille = rate(3, 200);
         let dup_permille = rate(4, 200);
         // Swarm: each allowed kind stays on with probability 7/10.
-        let faults = FaultKind::ALL
+        // Membership changes are drawn last (below), so that seeds without
+        // them keep the schedules they had before they existed.
+        let mut faults: Vec<FaultKind> = FaultKind::ALL
             .into_iter()
+            .filter(|&k| k != FaultKind::Membership)
             .filter(|k| {
                 let on = rng.range(0, 10) < 7;
                 on && options.faults.contains(k)
             })
             .collect();
-        let mut fault_weights = [0; 7];
-        for w in fault_weights.iter_mut() {
+        let mut fault_weights = [0; 8];
+        for w in fault_weights[..7].iter_mut() {
             *w = rng.range(1, 5);
         }
         // Mean gaps from 50 ms to 3.2 s, spread evenly on a log scale.
@@ -217,8 +231,25 @@ impl Knobs {
         let noop_on_election = rng.range(0, 4) != 0;
         let snapshot_chunk_bytes = [64, 512, 4096, 1 << 20][rng.range(0, 4) as usize];
         let max_inflight_messages = [1, 4, 64][rng.range(0, 3) as usize];
+        // The swarm's choice for membership changes, drawn after everything
+        // else: a seed it switches off keeps the schedule it had before they
+        // existed. One it switches on keeps their weight even when the options
+        // rule them out, so that shrinking them away leaves the other faults
+        // in place.
+        let mut membership = false;
+        if rng.range(0, 10) < 7 {
+            fault_weights[7] = rng.range(1, 5);
+            membership = options.faults.contains(&FaultKind::Membership);
+        }
+        if membership {
+            faults.push(FaultKind::Membership);
+        }
+        let spare_nodes = options
+            .spare_nodes
+            .unwrap_or(if membership { 6 } else { 0 });
         Knobs {
             nodes,
+            spare_nodes,
             clients,
             keys,
             accounts,
@@ -255,9 +286,10 @@ impl fmt::Display for Knobs {
             .collect();
         write!(
             f,
-            "nodes={} pre-vote={} check-quorum={} noop={} window={} clients={} keys={} accounts={} delay={}+{}ms drop={}‰ dup={}‰ \
+            "nodes={}+{} pre-vote={} check-quorum={} noop={} window={} clients={} keys={} accounts={} delay={}+{}ms drop={}‰ dup={}‰ \
              faults=[{}] fault-gap={}ms snapshot-every={} think={}ms ops(put,append,get,transfer,audit,balance)={:?}",
             self.nodes,
+            self.spare_nodes,
             self.pre_vote,
             self.check_quorum,
             self.noop_on_election,

@@ -86,7 +86,7 @@ impl World {
                 sent_at: self.now,
                 body: body.clone(),
             };
-            self.schedule(delay, Event::Deliver(packet));
+            self.schedule(delay, Event::Deliver(Box::new(packet)));
         }
     }
 

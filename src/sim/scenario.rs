@@ -2,8 +2,9 @@
 //!
 //! The same servers, network and invariant checks as a random schedule, but no
 //! random faults and no clients: the test isolates, partitions, crashes and
-//! heals servers itself, proposes commands, asks for leadership transfers, and
-//! lets virtual time pass. The network is reliable (1–3 ms per message) unless
+//! heals servers itself, proposes commands, asks for leadership transfers and
+//! membership changes (servers [`SPARE_SERVERS`] beyond the first may join),
+//! and lets virtual time pass. The network is reliable (1–3 ms per message) unless
 //! the test cuts links. Every step is still checked against the paper's safety
 //! properties, so a scenario fails on a violation as well as on its own
 //! assertions. Runs are deterministic: a scenario either always passes or
@@ -29,12 +30,17 @@ use super::{Time, MS};
 use crate::codec::Encode;
 use crate::raft::messages::{Index, NodeId, Term};
 use crate::raft::rng::Rng;
-use crate::raft::{ProposeError, Role, Status, TransferError};
+use crate::raft::{
+    Bug, Configuration, MembershipChange, MembershipError, ProposeError, Role, Status,
+    TransferError,
+};
 use crate::service::command::Command;
 use crate::service::state_machine::Op;
 
 /// The servers' minimum election timeout in virtual time (30 ticks of 10 ms).
 pub const ELECTION_TIMEOUT: Time = 300 * MS;
+/// How many servers may join a scenario's cluster (ids after the first ones).
+pub const SPARE_SERVERS: usize = 4;
 
 /// A cluster a test drives by hand.
 pub struct Scenario {
@@ -52,8 +58,26 @@ impl Scenario {
 
     /// As [`Scenario::new`], choosing pre-vote and check-quorum.
     pub fn with(nodes: usize, seed: u64, pre_vote: bool, check_quorum: bool) -> Scenario {
+        Scenario::build(nodes, seed, pre_vote, check_quorum, None)
+    }
+
+    /// As [`Scenario::new`], with one rule of the paper broken on purpose
+    /// (to show what it prevents).
+    pub fn with_bug(nodes: usize, seed: u64, bug: Bug) -> Scenario {
+        Scenario::build(nodes, seed, true, true, Some(bug))
+    }
+
+    fn build(
+        nodes: usize,
+        seed: u64,
+        pre_vote: bool,
+        check_quorum: bool,
+        bug: Option<Bug>,
+    ) -> Scenario {
         let options = Options {
+            bug,
             nodes: Some(nodes),
+            spare_nodes: Some(SPARE_SERVERS),
             clients: Some(0),
             faults: Vec::new(),
             lossy: false,
@@ -63,7 +87,10 @@ impl Scenario {
         };
         let mut world = World::new(seed, &options, Trace::new(TraceMode::Off, false));
         world.knobs.snapshot_entries = 0;
-        world.net = Network::new(Rng::new(seed ^ 0x5ce4a), nodes, MS, 2 * MS, 0, 0);
+        // As the server: a new leader appends an entry of its term at once.
+        world.knobs.noop_on_election = true;
+        let slots = nodes + SPARE_SERVERS;
+        world.net = Network::new(Rng::new(seed ^ 0x5ce4a), slots, MS, 2 * MS, 0, 0);
         let mut scenario = Scenario { world, requests: 0 };
         scenario.fail_on(|w| w.begin());
         scenario
@@ -94,6 +121,31 @@ impl Scenario {
     pub fn run_for(&mut self, duration: Time) {
         let until = self.now() + duration;
         self.fail_on(|w| w.advance_to(until));
+    }
+
+    /// Lets time pass, a millisecond at a time, until `done` holds, `limit`
+    /// has passed (`Ok(false)`), or an invariant breaks (`Err`): for scenarios
+    /// that show what a broken rule leads to.
+    pub fn try_run_until(
+        &mut self,
+        limit: Time,
+        done: impl Fn(&Scenario) -> bool,
+    ) -> Result<bool, Violation> {
+        let start = self.now();
+        while self.now() - start <= limit {
+            if done(self) {
+                return Ok(true);
+            }
+            let until = self.now() + MS;
+            self.world.advance_to(until)?;
+        }
+        Ok(false)
+    }
+
+    /// Servers snapshot after applying this many entries (0, the default:
+    /// never), as the service does past its threshold.
+    pub fn snapshot_every(&mut self, entries: u64) {
+        self.world.knobs.snapshot_entries = entries;
     }
 
     /// Lets time pass, a millisecond at a time, until `done` holds or `limit`
@@ -205,6 +257,54 @@ impl Scenario {
         let result = running.raft.transfer_leadership(target);
         self.fail_on(|w| w.step(index, None::<StepInput>));
         result
+    }
+
+    /// Starts server `id`, one of the spares, empty: it waits to be added
+    /// (thesis §4), like `raftkv -join`.
+    pub fn join(&mut self, id: NodeId) {
+        let index = self.index(id);
+        assert!(!self.world.nodes[index].born, "server {id} exists already");
+        self.world.nodes[index].born = true;
+        self.fail_on(|w| w.start(index));
+    }
+
+    /// Asks server `leader` for a membership change (thesis §4).
+    pub fn change(
+        &mut self,
+        leader: NodeId,
+        change: MembershipChange,
+    ) -> Result<u64, MembershipError> {
+        let index = self.index(leader);
+        let running = self.world.nodes[index]
+            .running
+            .as_mut()
+            .ok_or(MembershipError::NotLeader)?;
+        let before = running.raft.status();
+        let result = running.raft.change_membership(change);
+        self.fail_on(|w| w.finish_step(index, before, Vec::new()));
+        result
+    }
+
+    /// Starts server `id` (if it is not running yet) and asks `leader` to add
+    /// it, at the address `sim:<id>`.
+    pub fn add(&mut self, leader: NodeId, id: NodeId) -> Result<u64, MembershipError> {
+        if !self.world.nodes[self.index(id)].born {
+            self.join(id);
+        }
+        let address = format!("sim:{id}");
+        self.change(leader, MembershipChange::Add { id, address })
+    }
+
+    /// Asks `leader` to remove server `id`.
+    pub fn remove(&mut self, leader: NodeId, id: NodeId) -> Result<u64, MembershipError> {
+        self.change(leader, MembershipChange::Remove { id })
+    }
+
+    /// Server `id`'s configuration and the index of the entry holding it,
+    /// if it is running.
+    pub fn configuration(&self, id: NodeId) -> Option<(Configuration, Index)> {
+        self.status(id)
+            .map(|s| (s.configuration, s.configuration_index))
     }
 
     /// Sends `GET key` to server `id` as a client would (a read served by

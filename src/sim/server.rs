@@ -20,7 +20,7 @@ use super::{format_time, Time, MS};
 use crate::codec::{Decode, Encode};
 use crate::raft::messages::{Index, NodeId, Request, Response};
 use crate::raft::ready::Outbound;
-use crate::raft::{ApplyMsg, Config, Raft, Status};
+use crate::raft::{ApplyMsg, Config, MembershipChange, Raft, Status};
 use crate::service::applier::{Applier, Outcome};
 use crate::service::command::Command;
 use crate::service::state_machine::Op;
@@ -48,6 +48,12 @@ pub(super) struct Running {
 
 /// A server slot: its disk survives crashes; the rest does not.
 pub(super) struct SimNode {
+    /// The server exists: one of the first, or one the leader was asked to add.
+    pub(super) born: bool,
+    /// Its removal is committed: it is stopped for good.
+    pub(super) retired: bool,
+    /// The leader was asked to remove it (the request may not commit).
+    pub(super) removal_requested: bool,
     pub(super) disk: SimDisk,
     pub(super) running: Option<Running>,
     pub(super) incarnation: u32,
@@ -69,6 +75,7 @@ pub(super) enum StepInput {
     Transfer {
         target: NodeId,
     },
+    Membership(MembershipChange),
     Request {
         from: usize,
         request: Request,
@@ -99,7 +106,13 @@ impl World {
         let initial = self.nodes[node].disk.load();
         self.checker.on_start(node, &initial)?;
         let id = node as NodeId + 1;
-        let peers = (1..=self.nodes.len() as NodeId).collect();
+        // The first servers bootstrap the cluster; later ones start empty and
+        // wait to be added (thesis §4).
+        let peers = if node < self.knobs.nodes {
+            (1..=self.knobs.nodes as NodeId).collect()
+        } else {
+            Vec::new()
+        };
         let n = &mut self.nodes[node];
         n.incarnation += 1;
         n.restarted_at = self.now;
@@ -140,7 +153,9 @@ impl World {
         }
         let every = self.nodes[node].tick_every;
         self.schedule(every, Event::Tick { node, incarnation });
-        self.step(node, Some(StepInput::Tick))
+        self.step(node, Some(StepInput::Tick))?;
+        self.retire_removed(node);
+        Ok(())
     }
 
     pub(super) fn resume(&mut self, node: usize) -> Result<(), Violation> {
@@ -184,6 +199,15 @@ impl World {
         match input {
             None => {}
             Some(StepInput::Tick) => running.raft.tick(),
+            Some(StepInput::Membership(change)) => {
+                if let Err(refused) = running.raft.change_membership(change.clone()) {
+                    self.trace.node(
+                        id,
+                        before.term,
+                        format_args!("refused to {change}: {refused}"),
+                    );
+                }
+            }
             Some(StepInput::Transfer { target }) => {
                 if let Err(refused) = running.raft.transfer_leadership(target) {
                     self.trace.node(
@@ -345,6 +369,7 @@ impl World {
                     .disk
                     .save(&ready.persist)
                     .map_err(|e| storage_violation(id, e))?;
+                self.checker.on_saved(node)?;
                 if self.trace.on() {
                     self.trace.node(
                         id,
@@ -411,9 +436,9 @@ impl World {
                 running.since_snapshot = 0;
                 let index = running.applier.last_applied();
                 let data = running.applier.state_machine().snapshot();
-                if let Some(term) = running.raft.log().term(index) {
+                if let Some(point) = running.raft.snapshot_point(index) {
                     // As the replica's snapshot thread: bytes to storage first.
-                    let written = self.nodes[node].disk.write_snapshot(index, term, &data);
+                    let written = self.nodes[node].disk.write_snapshot(point, &data);
                     if let (Ok(snapshot), Some(running)) =
                         (written, self.nodes[node].running.as_mut())
                     {

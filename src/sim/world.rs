@@ -12,6 +12,12 @@
 //! more), each client issues one last operation, and the cluster has a bounded
 //! virtual time to elect a leader and finish every request: liveness. The
 //! history is checked at the end (`history.rs`).
+//!
+//! Servers come and go with membership changes (thesis §4): the world has a
+//! slot for every server that may ever exist, the first `knobs.nodes` born at
+//! the start and the spares born when the leader is asked to add them (each
+//! under a fresh id). A server whose removal is known committed is retired:
+//! stopped for good, as an operator would once `REMOVE` answered.
 
 use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
@@ -27,9 +33,9 @@ use super::runner::RunStats;
 use super::server::{SimNode, StepInput, Waiter, TICK};
 use super::trace::Trace;
 use super::{format_time, Time, SECOND};
-use crate::raft::messages::Index;
+use crate::raft::messages::{Index, NodeId};
 use crate::raft::rng::Rng;
-use crate::raft::Role;
+use crate::raft::{MembershipChange, Role};
 
 #[derive(Debug)]
 pub(super) enum Event {
@@ -37,7 +43,8 @@ pub(super) enum Event {
         node: usize,
         incarnation: u32,
     },
-    Deliver(Packet),
+    /// Boxed: a packet is large, the other events small.
+    Deliver(Box<Packet>),
     ClientWake {
         client: usize,
         token: u64,
@@ -133,9 +140,10 @@ impl World {
     /// A fresh schedule for `seed`.
     pub(crate) fn new(seed: u64, options: &Options, trace: Trace) -> World {
         let knobs = Knobs::draw(seed, options);
+        let slots = knobs.nodes + knobs.spare_nodes;
         let net = Network::new(
             Rng::new(stream_seed(seed, Stream::Network)),
-            knobs.nodes,
+            slots,
             knobs.delay_min,
             knobs.delay_spread,
             knobs.drop_permille,
@@ -144,8 +152,11 @@ impl World {
         let clients = (0..knobs.clients)
             .map(|c| SimClient::new(c, Rng::new(stream_seed(seed, Stream::Client(c))), &knobs))
             .collect();
-        let nodes = (0..knobs.nodes)
-            .map(|_| SimNode {
+        let nodes = (0..slots)
+            .map(|slot| SimNode {
+                born: slot < knobs.nodes,
+                retired: false,
+                removal_requested: false,
                 disk: SimDisk::default(),
                 running: None,
                 incarnation: 0,
@@ -163,7 +174,7 @@ impl World {
             options: options.clone(),
             faults: FaultPlan::new(Rng::new(stream_seed(seed, Stream::Faults)), &knobs),
             disk_rng: Rng::new(stream_seed(seed, Stream::Disk)),
-            checker: Checker::new(knobs.nodes),
+            checker: Checker::new(slots),
             knobs,
             now: 0,
             seq: 0,
@@ -191,7 +202,7 @@ impl World {
     pub(crate) fn begin(&mut self) -> Result<(), Violation> {
         self.trace
             .sim("sim", format_args!("seed {} {}", self.seed, self.knobs));
-        for node in 0..self.nodes.len() {
+        for node in self.live_servers() {
             self.start(node)?;
         }
         for client in 0..self.clients.len() {
@@ -263,7 +274,7 @@ impl World {
     pub(super) fn handle(&mut self, event: Event) -> Result<(), Violation> {
         match event {
             Event::Tick { node, incarnation } => self.on_tick(node, incarnation),
-            Event::Deliver(packet) => self.deliver(packet),
+            Event::Deliver(packet) => self.deliver(*packet),
             Event::ClientWake { client, token } => {
                 if self.clients[client].token == token {
                     self.on_client_wake(client);
@@ -283,7 +294,8 @@ impl World {
             }
             Event::Fault => {
                 if self.phase == Phase::Faults {
-                    if let Some(fault) = self.faults.next_fault() {
+                    let servers = self.live_servers();
+                    if let Some(fault) = self.faults.next_fault(&servers) {
                         self.inject(fault)?;
                     }
                     let gap = self.faults.next_gap();
@@ -292,7 +304,7 @@ impl World {
                 Ok(())
             }
             Event::Restart { node } => {
-                if self.nodes[node].running.is_none() {
+                if self.nodes[node].running.is_none() && !self.nodes[node].retired {
                     self.start(node)?;
                 }
                 Ok(())
@@ -428,7 +440,9 @@ impl World {
                     return Ok(());
                 };
                 let target = if node == leader {
-                    (node + 1) % self.nodes.len()
+                    let servers = self.live_servers();
+                    let next = servers.iter().position(|&s| s == node).map_or(0, |i| i + 1);
+                    servers[next % servers.len()]
                 } else {
                     node
                 };
@@ -464,8 +478,122 @@ impl World {
                 );
                 self.schedule(lasts, Event::ClockNormal { node, incarnation });
             }
+            Fault::Membership { add, pick } => self.change_membership(add, pick)?,
         }
         Ok(())
+    }
+
+    /// The servers that exist: born, and not retired.
+    pub(super) fn live_servers(&self) -> Vec<usize> {
+        (0..self.nodes.len())
+            .filter(|&i| self.nodes[i].born && !self.nodes[i].retired)
+            .collect()
+    }
+
+    /// The running leader of the highest term, if any.
+    pub(super) fn leader_index(&self) -> Option<usize> {
+        (0..self.nodes.len())
+            .filter_map(|i| {
+                let status = self.nodes[i].running.as_ref()?.raft.status();
+                (status.role == Role::Leader).then_some((status.term, i))
+            })
+            .max()
+            .map(|(_, i)| i)
+    }
+
+    /// A membership fault (thesis §4): asks the leader to add a server under
+    /// a fresh id (started empty, waiting to be added), or to remove a member,
+    /// but only if a majority of the remaining voters is running.
+    fn change_membership(&mut self, add: bool, pick: u64) -> Result<(), Violation> {
+        let Some(leader) = self.leader_index() else {
+            return Ok(());
+        };
+        let Some(running) = self.nodes[leader].running.as_ref() else {
+            return Ok(());
+        };
+        let (configuration, _) = running.raft.configuration();
+        let configuration = configuration.clone();
+        let fresh = (0..self.nodes.len()).find(|&i| !self.nodes[i].born);
+        let change = match fresh {
+            Some(slot) if add => {
+                let id = slot as NodeId + 1;
+                MembershipChange::Add {
+                    id,
+                    address: format!("sim:{id}"),
+                }
+            }
+            _ => {
+                let members: Vec<NodeId> = configuration.members().map(|(id, _)| id).collect();
+                let Some(&id) = members.get((pick % members.len().max(1) as u64) as usize) else {
+                    return Ok(());
+                };
+                let remaining = configuration.without(id, true);
+                let up = remaining
+                    .voters
+                    .keys()
+                    .filter(|&&v| self.nodes[v as usize - 1].running.is_some())
+                    .count();
+                if remaining.voters.is_empty() || up < remaining.majority() {
+                    return Ok(());
+                }
+                self.nodes[id as usize - 1].removal_requested = true;
+                MembershipChange::Remove { id }
+            }
+        };
+        self.trace.sim(
+            "sim",
+            format_args!("FAULT ask leader {} to {change}", leader + 1),
+        );
+        let added = match &change {
+            MembershipChange::Add { id, .. } => Some(*id),
+            MembershipChange::Remove { .. } => None,
+        };
+        self.step(leader, Some(StepInput::Membership(change)))?;
+        // A new server starts (empty, waiting to be added) once the leader
+        // took the request: its id stays fresh otherwise.
+        let accepted = self.nodes[leader].running.as_ref().is_some_and(|r| {
+            let (configuration, _) = r.raft.configuration();
+            added.is_some_and(|id| configuration.is_member(id))
+        });
+        if let (Some(id), true) = (added, accepted) {
+            let slot = id as usize - 1;
+            self.nodes[slot].born = true;
+            self.start(slot)?;
+        }
+        Ok(())
+    }
+
+    /// Retires the servers whose removal server `node` knows is committed:
+    /// stops them for good, as an operator would.
+    pub(super) fn retire_removed(&mut self, node: usize) {
+        let pending: Vec<usize> = (0..self.nodes.len())
+            .filter(|&i| self.nodes[i].removal_requested && !self.nodes[i].retired)
+            .collect();
+        if pending.is_empty() {
+            return;
+        }
+        let Some(running) = self.nodes[node].running.as_ref() else {
+            return;
+        };
+        let status = running.raft.status();
+        if status.configuration_index > status.commit_index {
+            return;
+        }
+        for slot in pending {
+            if status.configuration.retired.contains(&(slot as NodeId + 1)) {
+                self.trace.sim(
+                    "sim",
+                    format_args!(
+                        "node {}'s removal is committed: it stops for good",
+                        slot + 1
+                    ),
+                );
+                if self.nodes[slot].running.is_some() {
+                    self.stop(slot);
+                }
+                self.nodes[slot].retired = true;
+            }
+        }
     }
 
     /// Server `node` stops: everything but its disk is lost. It restarts after
@@ -503,7 +631,7 @@ impl World {
         );
         self.net.heal();
         self.net.make_reliable();
-        for node in 0..self.nodes.len() {
+        for node in self.live_servers() {
             self.nodes[node].crash_point = None;
             self.nodes[node].tick_every = TICK;
             if self.nodes[node].running.is_none() {
@@ -520,30 +648,41 @@ impl World {
 
     // ---- The end ----
 
-    /// Liveness reached: a leader, every client done, and every server (all
-    /// are up and connected now) has applied everything any client was told:
-    /// a follower left behind for good, say by a snapshot transfer that never
-    /// finishes, is a liveness failure too.
+    /// Liveness reached: a leader, every client done, and every server of its
+    /// configuration (all are up and connected now) has applied everything
+    /// any client was told: a follower left behind for good, say by a
+    /// snapshot transfer that never finishes, is a liveness failure too.
+    /// Servers outside the configuration (removed, or whose addition was
+    /// called off) need not catch up, nor a learner whose server never
+    /// started (the leader that added it fell before it could).
     ///
     /// Without the no-op at election, a new leader cannot commit the entries
     /// of earlier terms until a client proposes something (§5.4.2, Figure
     /// 8), and the clients may be done: then every server must have applied
     /// what the leader has committed.
     pub(super) fn finished(&self) -> bool {
-        let leader_commit = self.nodes.iter().find_map(|n| {
-            let status = n.running.as_ref()?.raft.status();
-            (status.role == Role::Leader).then_some(status.commit_index)
-        });
-        let Some(leader_commit) = leader_commit else {
+        if self.clients_done < self.clients.len() {
+            return false;
+        }
+        let Some(leader) = self.leader_index() else {
+            return false;
+        };
+        let Some(running) = self.nodes[leader].running.as_ref() else {
             return false;
         };
         let target = if self.knobs.noop_on_election {
             self.max_acked
         } else {
-            leader_commit
+            running.raft.status().commit_index
         };
-        self.clients_done == self.clients.len()
-            && self.nodes.iter().all(|n| {
+        // Every member of the leader's configuration (thesis §4: servers that
+        // were removed, or whose addition was called off, need not catch up).
+        let (configuration, _) = running.raft.configuration();
+        configuration
+            .members()
+            .map(|(id, _)| &self.nodes[id as usize - 1])
+            .filter(|n| n.born)
+            .all(|n| {
                 n.running
                     .as_ref()
                     .is_some_and(|r| r.applier.last_applied() >= target)
@@ -569,6 +708,7 @@ impl World {
             .nodes
             .iter()
             .enumerate()
+            .filter(|(_, n)| n.born && !n.retired)
             .map(|(i, n)| match &n.running {
                 Some(r) => {
                     let s = r.raft.status();

@@ -364,13 +364,8 @@ impl Storage for FileStorage {
         Ok(())
     }
 
-    fn write_snapshot(
-        &self,
-        index: Index,
-        term: Term,
-        fill: SnapshotFill<'_>,
-    ) -> io::Result<Snapshot> {
-        self.snapshots.write(index, term, fill)
+    fn write_snapshot(&self, snapshot: Snapshot, fill: SnapshotFill<'_>) -> io::Result<Snapshot> {
+        self.snapshots.write(snapshot, fill)
     }
 
     fn open_snapshot(&self, snapshot: &Snapshot) -> io::Result<Box<dyn std::io::Read + Send>> {
@@ -453,6 +448,7 @@ fn corrupt(path: &Path, why: &str) -> io::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::raft::configuration::Configuration;
 
     fn entry(term: Term, command: &str) -> Entry {
         Entry::command(term, command.as_bytes().to_vec())
@@ -465,6 +461,19 @@ mod tests {
                 entries,
             }),
             ..Persist::default()
+        }
+    }
+
+    /// A snapshot through `index` (term 1), the configuration as of it a
+    /// learner's addition at index 2 (thesis §4.1).
+    fn point(index: Index) -> Snapshot {
+        let addresses = [(1, "h:1".to_string())].into_iter().collect();
+        Snapshot {
+            last_included_index: index,
+            last_included_term: 1,
+            configuration: Configuration::bootstrap(&[1], &addresses).with_learner(2, "h:2"),
+            configuration_index: 2,
+            size: 0,
         }
     }
 
@@ -495,15 +504,17 @@ mod tests {
             loaded.entries,
             vec![entry(1, "a"), entry(1, "b"), entry(3, "C")]
         );
-        let snapshot = s.write_snapshot(2, 1, &mut |w| w.write_all(b"ab")).unwrap();
+        let snapshot = s
+            .write_snapshot(point(2), &mut |w| w.write_all(b"ab"))
+            .unwrap();
         s.save(&Persist {
-            snapshot: Some(snapshot),
+            snapshot: Some(snapshot.clone()),
             ..Persist::default()
         })
         .unwrap();
         s.save(&write(4, vec![entry(3, "e")])).unwrap();
         let loaded = reopen(dir.path()).unwrap();
-        assert_eq!(loaded.snapshot, snapshot);
+        assert_eq!(loaded.snapshot, snapshot, "with its configuration");
         let mut bytes = Vec::new();
         s.open_snapshot(&snapshot)
             .unwrap()
@@ -576,7 +587,8 @@ mod tests {
         s.save(&write(1, vec![entry(1, "a"), entry(1, "b"), entry(1, "c")]))
             .unwrap();
         // Simulate the crash: the snapshot is written, the log not yet rewritten.
-        s.write_snapshot(2, 1, &mut |w| w.write_all(b"ab")).unwrap();
+        s.write_snapshot(point(2), &mut |w| w.write_all(b"ab"))
+            .unwrap();
         assert_eq!(reopen(dir.path()).unwrap().entries, vec![entry(1, "c")]);
     }
 

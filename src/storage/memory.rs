@@ -19,12 +19,15 @@ use crate::raft::ready::{HardState, Persist, Snapshot};
 struct Stored {
     /// Term, vote, the current snapshot's description and the log after it.
     state: InitialState,
-    /// Snapshot bytes by (index, term): the current one, and newer ones written
-    /// or received but not yet made current.
-    snapshots: BTreeMap<(Index, Term), Arc<Vec<u8>>>,
+    /// Snapshots by (index, term): the current one, and newer ones written or
+    /// received but not yet made current.
+    snapshots: BTreeMap<(Index, Term), StoredSnapshot>,
     /// A snapshot being received in pieces.
     incoming: Option<(Snapshot, Vec<u8>)>,
 }
+
+/// A snapshot's description (the configuration included) and its bytes.
+type StoredSnapshot = (Snapshot, Arc<Vec<u8>>);
 
 /// Raft state held in memory, updated atomically under one lock.
 #[derive(Debug, Default)]
@@ -63,7 +66,7 @@ impl MemoryStorage {
 
     /// The current snapshot.
     pub fn snapshot(&self) -> Snapshot {
-        self.lock().state.snapshot
+        self.lock().state.snapshot.clone()
     }
 
     /// The stored term and vote.
@@ -82,7 +85,7 @@ impl MemoryStorage {
         self.lock()
             .snapshots
             .get(&key)
-            .cloned()
+            .map(|(_, bytes)| Arc::clone(bytes))
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no such snapshot"))
     }
 }
@@ -110,7 +113,7 @@ impl Storage for MemoryStorage {
         // A newer snapshot written or received before a crash is taken, as
         // `FileStorage` does: it holds committed state. It becomes the stored
         // base, so later log writes are placed after it.
-        if let Some((&(index, term), bytes)) = stored.snapshots.last_key_value() {
+        if let Some((&(index, term), (snapshot, _))) = stored.snapshots.last_key_value() {
             let state = &mut stored.state;
             if index > state.snapshot.last_included_index {
                 let covered = index - state.snapshot.last_included_index;
@@ -124,11 +127,7 @@ impl Storage for MemoryStorage {
                 } else {
                     state.entries.clear();
                 }
-                state.snapshot = Snapshot {
-                    last_included_index: index,
-                    last_included_term: term,
-                    size: bytes.len() as u64,
-                };
+                state.snapshot = snapshot.clone();
             }
         }
         Ok(stored.state.clone())
@@ -138,7 +137,7 @@ impl Storage for MemoryStorage {
         let mut stored = self.lock();
         for chunk in &persist.snapshot_chunks {
             if chunk.offset == 0 {
-                stored.incoming = Some((chunk.snapshot, Vec::new()));
+                stored.incoming = Some((chunk.snapshot.clone(), Vec::new()));
             }
             let Some((snapshot, bytes)) = stored.incoming.as_mut() else {
                 return Err(io::Error::new(
@@ -156,7 +155,7 @@ impl Storage for MemoryStorage {
             if chunk.done {
                 if let Some((snapshot, bytes)) = stored.incoming.take() {
                     let key = (snapshot.last_included_index, snapshot.last_included_term);
-                    stored.snapshots.insert(key, Arc::new(bytes));
+                    stored.snapshots.insert(key, (snapshot, Arc::new(bytes)));
                 }
             }
         }
@@ -168,7 +167,7 @@ impl Storage for MemoryStorage {
             let drop = usize::try_from(covered).unwrap_or(usize::MAX);
             let drop = drop.min(state.entries.len());
             state.entries.drain(..drop);
-            state.snapshot = *snapshot;
+            state.snapshot = snapshot.clone();
             let current = (snapshot.last_included_index, snapshot.last_included_term);
             stored.snapshots.retain(|&key, _| key >= current);
         }
@@ -193,20 +192,16 @@ impl Storage for MemoryStorage {
         Ok(())
     }
 
-    fn write_snapshot(
-        &self,
-        index: Index,
-        term: Term,
-        fill: SnapshotFill<'_>,
-    ) -> io::Result<Snapshot> {
+    fn write_snapshot(&self, snapshot: Snapshot, fill: SnapshotFill<'_>) -> io::Result<Snapshot> {
         let mut bytes = Vec::new();
         fill(&mut bytes)?;
         let snapshot = Snapshot {
-            last_included_index: index,
-            last_included_term: term,
             size: bytes.len() as u64,
+            ..snapshot
         };
-        self.lock().snapshots.insert((index, term), Arc::new(bytes));
+        let key = (snapshot.last_included_index, snapshot.last_included_term);
+        let stored = (snapshot.clone(), Arc::new(bytes));
+        self.lock().snapshots.insert(key, stored);
         Ok(snapshot)
     }
 
@@ -258,7 +253,14 @@ mod tests {
         ))
         .unwrap();
         s.save(&write(3, vec![entry(2, b"C")])).unwrap();
-        let snapshot = s.write_snapshot(2, 1, &mut |w| w.write_all(b"ab")).unwrap();
+        let point = Snapshot {
+            last_included_index: 2,
+            last_included_term: 1,
+            ..Snapshot::default()
+        };
+        let snapshot = s
+            .write_snapshot(point, &mut |w| w.write_all(b"ab"))
+            .unwrap();
         s.save(&Persist {
             snapshot: Some(snapshot),
             ..Persist::default()

@@ -14,7 +14,6 @@ pub mod snapshot_files;
 use std::io::{self, Read, Write};
 
 use crate::raft::core::InitialState;
-use crate::raft::messages::{Index, Term};
 use crate::raft::ready::{Persist, Snapshot};
 
 /// Writes a snapshot's bytes into the writer it is given.
@@ -45,20 +44,17 @@ pub trait Storage: Send + Sync {
     /// acknowledged). Every such prefix is a state Raft can safely restart from.
     fn save(&self, persist: &Persist) -> io::Result<()>;
 
-    /// Writes a snapshot of the state through (`index`, `term`), streaming its
-    /// bytes from `fill`, and returns its description. It does not become the
-    /// current snapshot until a `save` names it; it never blocks `save` for
-    /// longer than a file rename.
+    /// Writes the snapshot `snapshot` describes (its point and the cluster
+    /// configuration as of it; its `size` is ignored), streaming its bytes
+    /// from `fill`, and returns its description with the size written. It does
+    /// not become the current snapshot until a `save` names it; it never blocks
+    /// `save` for longer than a file rename.
     ///
     /// # Correctness
-    /// When this returns `Ok` the snapshot's bytes are durable; a crash before
-    /// leaves no trace a `load` would take for a snapshot.
-    fn write_snapshot(
-        &self,
-        index: Index,
-        term: Term,
-        fill: SnapshotFill<'_>,
-    ) -> io::Result<Snapshot>;
+    /// When this returns `Ok` the snapshot's bytes and its description, the
+    /// configuration included, are durable (`load` returns them with it); a
+    /// crash before leaves no trace a `load` would take for a snapshot.
+    fn write_snapshot(&self, snapshot: Snapshot, fill: SnapshotFill<'_>) -> io::Result<Snapshot>;
 
     /// Opens `snapshot`'s bytes for reading (to restore the state machine).
     /// The reader fails with `InvalidData` at the end if the bytes do not match

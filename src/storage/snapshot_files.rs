@@ -2,9 +2,14 @@
 //!
 //! ```text
 //! DIR/snapshot-<index:020>-<term:020>      one complete snapshot
-//! file   = magic "RKVSN02\n" header crc32(header):u32le data crc32(data):u32le
-//! header = index:u64le term:u64le size:u64le
+//! file   = magic "RKVSN03\n" header crc32(header):u32le data crc32(data):u32le
+//! header = index:u64le term:u64le size:u64le configuration_index:u64le
+//!          configuration_len:u32le configuration
 //! ```
+//!
+//! The header carries the cluster configuration as of the snapshot's index
+//! (thesis §4.1; `raft::configuration` encodes it): the log entries that held
+//! it are gone once the snapshot is current.
 //!
 //! A snapshot is written under a temporary name (`.tmp` when the service writes
 //! it whole, `.incoming` while a leader's pieces arrive), fsynced, renamed, and
@@ -19,13 +24,17 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
 use super::SnapshotFill;
-use crate::codec::Crc32;
+use crate::codec::{Crc32, Decode, Encode};
+use crate::raft::configuration::Configuration;
 use crate::raft::messages::{Index, Term};
 use crate::raft::ready::{Snapshot, SnapshotChunk};
 
-const MAGIC: &[u8; 8] = b"RKVSN02\n";
-/// Magic, header (24 bytes) and its checksum.
-const HEADER_LEN: u64 = 8 + 24 + 4;
+const MAGIC: &[u8; 8] = b"RKVSN03\n";
+/// Magic and the header's fixed fields (then the configuration and the
+/// header's checksum).
+const FIXED_LEN: usize = 8 + 36;
+/// Longest encoded configuration accepted when reading (bounds allocation).
+const MAX_CONFIGURATION: usize = 1 << 20;
 /// The data's checksum.
 const TRAILER_LEN: u64 = 4;
 /// Buffers for reading and writing files.
@@ -60,10 +69,14 @@ fn parse_name(name: &str) -> Option<(Index, Term)> {
 
 fn header(snapshot: &Snapshot) -> Vec<u8> {
     let mut bytes = MAGIC.to_vec();
-    let mut fields = Vec::with_capacity(24);
+    let configuration = snapshot.configuration.encode();
+    let mut fields = Vec::with_capacity(36 + configuration.len());
     fields.extend_from_slice(&snapshot.last_included_index.to_le_bytes());
     fields.extend_from_slice(&snapshot.last_included_term.to_le_bytes());
     fields.extend_from_slice(&snapshot.size.to_le_bytes());
+    fields.extend_from_slice(&snapshot.configuration_index.to_le_bytes());
+    fields.extend_from_slice(&(configuration.len() as u32).to_le_bytes());
+    fields.extend_from_slice(&configuration);
     let mut crc = Crc32::new();
     crc.update(&fields);
     bytes.extend_from_slice(&fields);
@@ -161,14 +174,11 @@ impl SnapshotFiles {
         File::open(&self.dir)?.sync_all()
     }
 
-    /// Writes a snapshot through (`index`, `term`) whole, streaming its bytes
-    /// from `fill`.
-    pub fn write(&self, index: Index, term: Term, fill: SnapshotFill<'_>) -> io::Result<Snapshot> {
-        let mut snapshot = Snapshot {
-            last_included_index: index,
-            last_included_term: term,
-            size: 0,
-        };
+    /// Writes the snapshot `snapshot` describes whole (its `size` is what
+    /// `fill` writes), streaming its bytes from `fill`.
+    pub fn write(&self, mut snapshot: Snapshot, fill: SnapshotFill<'_>) -> io::Result<Snapshot> {
+        let (index, term) = (snapshot.last_included_index, snapshot.last_included_term);
+        snapshot.size = 0;
         let tmp = self.dir.join(format!("{}.tmp", name(index, term)));
         let written = (|| {
             // 1. Write the bytes beside any older snapshot, the header last
@@ -204,7 +214,7 @@ impl SnapshotFiles {
     /// offset 0 (the core checks); a piece that does not continue the one
     /// being received is refused.
     pub fn receive(&self, chunk: &SnapshotChunk) -> io::Result<()> {
-        let snapshot = chunk.snapshot;
+        let snapshot = &chunk.snapshot;
         let tmp = self.dir.join(format!(
             "{}.incoming",
             name(snapshot.last_included_index, snapshot.last_included_term)
@@ -213,9 +223,9 @@ impl SnapshotFiles {
         if chunk.offset == 0 {
             // A new transfer: start the file over.
             let mut file = BufWriter::with_capacity(BUFFER, File::create(&tmp)?);
-            file.write_all(&header(&snapshot))?;
+            file.write_all(&header(snapshot))?;
             *incoming = Some(Incoming {
-                snapshot,
+                snapshot: snapshot.clone(),
                 file,
                 crc: Crc32::new(),
                 written: 0,
@@ -227,7 +237,7 @@ impl SnapshotFiles {
                 "a piece past offset 0 of a transfer never started",
             ));
         };
-        if current.snapshot != snapshot || current.written != chunk.offset {
+        if current.snapshot != *snapshot || current.written != chunk.offset {
             return Err(invalid(&tmp, "a piece out of order"));
         }
         current.file.write_all(&chunk.data)?;
@@ -252,16 +262,17 @@ impl SnapshotFiles {
         let file = done.file.into_inner().map_err(|e| e.into_error())?;
         file.sync_all()?;
         drop(file);
-        self.publish(&tmp, &snapshot)
+        self.publish(&tmp, snapshot)
     }
 
     /// Opens `snapshot`'s data for reading, verified against its checksum.
     pub fn open(&self, snapshot: &Snapshot) -> io::Result<Box<dyn Read + Send>> {
         let path = self.path(snapshot);
         let mut file = BufReader::with_capacity(BUFFER, File::open(&path)?);
-        let mut head = vec![0u8; HEADER_LEN as usize];
+        let expected = header(snapshot);
+        let mut head = vec![0u8; expected.len()];
         file.read_exact(&mut head)?;
-        if head != header(snapshot) {
+        if head != expected {
             return Err(invalid(&path, "header does not describe this snapshot"));
         }
         Ok(Box::new(Verifying {
@@ -277,7 +288,8 @@ impl SnapshotFiles {
         let len =
             len.min(usize::try_from(snapshot.size.saturating_sub(offset)).unwrap_or(usize::MAX));
         let mut file = File::open(self.path(snapshot))?;
-        file.seek(SeekFrom::Start(HEADER_LEN + offset))?;
+        let header_len = header(snapshot).len() as u64;
+        file.seek(SeekFrom::Start(header_len + offset))?;
         let mut bytes = vec![0u8; len];
         file.read_exact(&mut bytes)?;
         Ok(bytes)
@@ -287,23 +299,41 @@ impl SnapshotFiles {
     fn describe(&self, path: &Path, index: Index, term: Term) -> io::Result<Snapshot> {
         let mut file = File::open(path)?;
         let length = file.metadata()?.len();
-        let mut head = vec![0u8; HEADER_LEN as usize];
-        file.read_exact(&mut head)
-            .map_err(|_| invalid(path, "shorter than its header"))?;
+        let short = |_| invalid(path, "shorter than its header");
+        let mut head = vec![0u8; FIXED_LEN];
+        file.read_exact(&mut head).map_err(short)?;
         let field = |at: usize| {
             let mut word = [0u8; 8];
             word.copy_from_slice(&head[at..at + 8]);
             u64::from_le_bytes(word)
         };
+        let mut len = [0u8; 4];
+        len.copy_from_slice(&head[40..44]);
+        let configuration_len = u32::from_le_bytes(len) as usize;
+        if configuration_len > MAX_CONFIGURATION {
+            return Err(invalid(path, "not a complete snapshot file"));
+        }
+        let mut configuration = vec![0u8; configuration_len];
+        file.read_exact(&mut configuration).map_err(short)?;
+        let configuration = Configuration::decode(&configuration)
+            .map_err(|e| invalid(path, &format!("its configuration is corrupt: {e}")))?;
         let snapshot = Snapshot {
             last_included_index: field(8),
             last_included_term: field(16),
             size: field(24),
+            configuration_index: field(32),
+            configuration,
         };
-        let consistent = head == header(&snapshot)
+        let header = header(&snapshot);
+        let mut whole = head;
+        whole.extend_from_slice(&snapshot.configuration.encode());
+        let mut crc = [0u8; 4];
+        file.read_exact(&mut crc).map_err(short)?;
+        whole.extend_from_slice(&crc);
+        let consistent = whole == header
             && snapshot.last_included_index == index
             && snapshot.last_included_term == term
-            && length == HEADER_LEN + snapshot.size + TRAILER_LEN;
+            && length == header.len() as u64 + snapshot.size + TRAILER_LEN;
         if !consistent {
             return Err(invalid(path, "not a complete snapshot file"));
         }
@@ -363,9 +393,22 @@ impl SnapshotFiles {
 mod tests {
     use super::*;
 
+    /// A configuration as of index 2, to see it survive the file.
+    fn configuration() -> Configuration {
+        let addresses = [(1, "h:1".to_string())].into_iter().collect();
+        Configuration::bootstrap(&[1], &addresses).with_learner(2, "h:2")
+    }
+
     fn write(files: &SnapshotFiles, index: Index, bytes: &[u8]) -> Snapshot {
+        let point = Snapshot {
+            last_included_index: index,
+            last_included_term: 1,
+            configuration: configuration(),
+            configuration_index: 2,
+            size: 0,
+        };
         files
-            .write(index, 1, &mut |w| w.write_all(bytes))
+            .write(point, &mut |w| w.write_all(bytes))
             .expect("write")
     }
 
@@ -381,6 +424,10 @@ mod tests {
         let files = SnapshotFiles::new(dir.path());
         let s = write(&files, 7, b"hello snapshot");
         assert_eq!(s.size, 14);
+        assert_eq!(
+            (&s.configuration, s.configuration_index),
+            (&configuration(), 2)
+        );
         assert_eq!(read(&files, &s).unwrap(), b"hello snapshot");
         assert_eq!(files.read_chunk(&s, 6, 4).unwrap(), b"snap");
         assert_eq!(files.read_chunk(&s, 10, 100).unwrap(), b"shot");
@@ -395,9 +442,11 @@ mod tests {
             last_included_index: 9,
             last_included_term: 2,
             size: 6,
+            configuration: configuration(),
+            configuration_index: 2,
         };
         let piece = |offset, data: &[u8], done| SnapshotChunk {
-            snapshot: s,
+            snapshot: s.clone(),
             offset,
             data: data.to_vec(),
             done,
@@ -418,12 +467,12 @@ mod tests {
         fs::write(dir.path().join(format!("{}.tmp", name(5, 1))), b"half").unwrap();
         assert_eq!(
             files.latest().unwrap(),
-            Some(s),
+            Some(s.clone()),
             "the .tmp is not a snapshot"
         );
         let path = files.path(&s);
         let mut bytes = fs::read(&path).unwrap();
-        bytes[HEADER_LEN as usize + 2] ^= 1;
+        bytes[header(&s).len() + 2] ^= 1;
         fs::write(&path, bytes).unwrap();
         let err = read(&files, &s).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);

@@ -9,6 +9,7 @@ pub mod line;
 pub mod link;
 pub mod tcp;
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use crate::raft::messages::{NodeId, Request, Response};
@@ -50,4 +51,9 @@ impl std::error::Error for TransportError {}
 pub trait Transporter: Send + Sync {
     /// Sends `request` to peer `to` and waits for its reply.
     fn call(&self, to: NodeId, request: &Request) -> Result<Response, TransportError>;
+
+    /// The cluster's configuration changed (thesis §4): from now on, peer
+    /// `id` is reached at `addresses[id]`. The configuration is the source
+    /// of truth for addresses. Transports that route by id ignore this.
+    fn set_addresses(&self, _addresses: &BTreeMap<NodeId, String>) {}
 }

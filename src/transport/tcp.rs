@@ -6,7 +6,9 @@
 //! kept and reused, one RPC at a time per link, with a small pool per peer so a
 //! slow call does not hold up the next. A peer that refuses connections is
 //! retried with exponential backoff (50 ms doubling to 1 s) rather than dialed
-//! for every RPC.
+//! for every RPC. Peers' addresses come from the cluster configuration and
+//! change with it ([`Transporter::set_addresses`]); without a cluster key
+//! only loopback addresses are dialed.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
@@ -83,7 +85,8 @@ struct Peer {
 /// Sends peer RPCs over TCP.
 pub struct TcpTransport {
     me: NodeId,
-    addrs: BTreeMap<NodeId, String>,
+    /// Where each peer is, as the latest configuration says.
+    addrs: RwLock<BTreeMap<NodeId, String>>,
     peers: Mutex<BTreeMap<NodeId, Peer>>,
     partition: Arc<Partition>,
     auth: Arc<PeerAuth>,
@@ -102,7 +105,7 @@ impl TcpTransport {
     ) -> Self {
         Self {
             me,
-            addrs,
+            addrs: RwLock::new(addrs),
             peers: Mutex::new(BTreeMap::new()),
             partition,
             auth,
@@ -132,9 +135,12 @@ impl TcpTransport {
         }
         let addr = self
             .addrs
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
             .get(&to)
+            .cloned()
             .ok_or_else(|| LinkError::Io(std::io::Error::other(format!("no address for {to}"))))?;
-        let opened = PeerLink::open(addr, Arc::clone(&self.auth), self.me, to);
+        let opened = PeerLink::open(&addr, Arc::clone(&self.auth), self.me, to);
         let mut peers = self.peers();
         let peer = peers.entry(to).or_default();
         match opened {
@@ -173,6 +179,32 @@ impl TcpTransport {
 }
 
 impl Transporter for TcpTransport {
+    /// Takes the configuration's addresses. A peer whose address changed
+    /// loses its pooled links (they lead to the old address). Without a
+    /// cluster key, a non-loopback address is refused: peer tags would prove
+    /// nothing, and anyone could have asked for it with `ADD`.
+    fn set_addresses(&self, addresses: &BTreeMap<NodeId, String>) {
+        let mut addrs = self.addrs.write().unwrap_or_else(|e| e.into_inner());
+        let mut peers = self.peers();
+        for (&id, addr) in addresses {
+            if !self.auth.is_keyed() && !is_loopback(addr) {
+                info!(
+                    self.me,
+                    0,
+                    "refusing to reach node {id} at {addr}: without a cluster key only loopback addresses are allowed"
+                );
+                addrs.remove(&id);
+                continue;
+            }
+            if addrs.get(&id) != Some(addr) {
+                peers.remove(&id);
+                addrs.insert(id, addr.clone());
+            }
+        }
+        addrs.retain(|id, _| addresses.contains_key(id));
+        peers.retain(|id, _| addresses.contains_key(id));
+    }
+
     fn call(&self, to: NodeId, request: &Request) -> Result<Response, TransportError> {
         if !self.partition.allows(self.me, to) {
             return Err(TransportError::Unreachable("partitioned".into()));
@@ -213,6 +245,17 @@ fn to_transport_error(e: LinkError) -> TransportError {
         LinkError::Refused(line) => TransportError::BadReply(line),
         LinkError::Forged(why) => TransportError::BadReply(why),
     }
+}
+
+/// Whether every address `addr` resolves to is a loopback address (one that
+/// does not resolve is not).
+pub fn is_loopback(addr: &str) -> bool {
+    addr.to_socket_addrs()
+        .map(|ips| {
+            let ips: Vec<SocketAddr> = ips.collect();
+            !ips.is_empty() && ips.iter().all(|a| a.ip().is_loopback())
+        })
+        .unwrap_or(false)
 }
 
 /// Opens a connection with the transport's timeouts and Nagle off.

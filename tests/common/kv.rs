@@ -186,7 +186,7 @@ impl KvCluster {
             scale_with_state: false,
         };
         let replica = Replica::start(Arc::new(node), apply_rx, policy);
-        let frontend = Arc::new(Frontend::new(replica, REQUEST_TIMEOUT, self.n));
+        let frontend = Arc::new(Frontend::new(replica, REQUEST_TIMEOUT));
         self.net.add_server(
             id,
             Arc::new(KvHandler {

@@ -23,6 +23,10 @@ pub struct ProcCluster {
     node_flags: Vec<Vec<String>>,
     /// The client token, sent as `AUTH` before every request when set.
     token: Option<String>,
+    /// How many nodes bootstrapped the cluster (`-peers` lists theirs).
+    bootstrap: usize,
+    /// Nodes started with `-join`, waiting to be added (membership changes).
+    joining: Vec<bool>,
 }
 
 /// Writes a secret file only its owner can read.
@@ -104,6 +108,8 @@ impl ProcCluster {
                 extra: flags,
                 node_flags,
                 token: token.map(str::to_string),
+                bootstrap: n,
+                joining: vec![false; n],
             };
             for i in 0..n {
                 cluster.spawn(i);
@@ -145,15 +151,18 @@ impl ProcCluster {
         self.dir.path().join(format!("n{}", i + 1))
     }
 
-    /// The command that runs node `i`.
+    /// The command that runs node `i`: one of the bootstrap nodes (`-peers`),
+    /// or one started with [`ProcCluster::join`] (`-join`).
     pub fn command(&self, i: usize) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_raftkv"));
-        let peers: Vec<String> = self.addrs();
-        cmd.arg("-id")
-            .arg((i + 1).to_string())
-            .arg("-peers")
-            .arg(peers.join(","))
-            .arg("-data")
+        cmd.arg("-id").arg((i + 1).to_string());
+        if self.joining[i] {
+            cmd.arg("-addr").arg(self.addr(i)).arg("-join");
+        } else {
+            let peers: Vec<String> = self.addrs().into_iter().take(self.bootstrap).collect();
+            cmd.arg("-peers").arg(peers.join(","));
+        }
+        cmd.arg("-data")
             .arg(self.data_dir(i))
             .args(&self.extra)
             .args(&self.node_flags[i])
@@ -192,6 +201,19 @@ impl ProcCluster {
             .expect("log file");
         let child = self.command(i).stderr(log).spawn().expect("spawn raftkv");
         self.children[i] = Some(child);
+    }
+
+    /// Starts a new node on `port`, empty and waiting to be added (`-join`),
+    /// under the next id; waits until it answers PING and returns its index.
+    pub fn join(&mut self, port: u16) -> usize {
+        let i = self.ports.len();
+        self.ports.push(port);
+        self.children.push(None);
+        self.node_flags.push(Vec::new());
+        self.joining.push(true);
+        self.spawn(i);
+        self.wait_until_up(i);
+        i
     }
 
     /// Waits until node `i` answers PING (10 s at most).
