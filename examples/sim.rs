@@ -33,6 +33,8 @@ usage: sim [flags]
   -faults a,b       fault kinds allowed: crash,partition,one-way,bridge,pause,fast-clock,
                     transfer,membership (default all; a seed switches some off); 'none'
   -lossless         never drop or duplicate messages
+  -noop on|off      the leader's no-op at election and ReadIndex reads (default: drawn
+                    per seed, on in three of four; figure8 hides behind the no-op)
   -bug NAME         break one rule on purpose: figure8, no-election-restriction,
                     unpersisted-vote, truncate-without-conflict, read-index-any-term,
                     membership-2015
@@ -121,6 +123,13 @@ fn parse(args: &[String]) -> Result<Flags, String> {
                                 .map(|k| FaultKind::parse(k).ok_or(format!("unknown fault '{k}'")))
                                 .collect::<Result<_, _>>()?
                         }
+                    }
+                    "noop" => {
+                        flags.options.noop_on_election = Some(match value.as_str() {
+                            "on" => true,
+                            "off" => false,
+                            _ => return Err("-noop takes on or off".into()),
+                        })
                     }
                     "bug" => {
                         flags.options.bug =

@@ -358,3 +358,22 @@ fn every_original_server_is_replaced_one_by_one_even_when_the_leader_dies_mid_ch
     let remaining: Vec<String> = replacements.iter().map(|&i| cluster.addr(i)).collect();
     assert_linearizable(&load.finish(&remaining));
 }
+
+/// Reference: thesis §4.2.3 — a removed server learns of its removal: the
+/// leader keeps replicating to it until the removal commits and then tells
+/// it the commit index, so the removed server's own `MEMBERS` no longer lists
+/// it (and it never campaigns).
+#[test]
+fn a_removed_follower_learns_that_it_was_removed() {
+    let mut cluster = ProcCluster::start(3, &[]);
+    cluster.wait_for_leader();
+    let all = [0, 1, 2];
+    let leader = leader_among(&cluster, &all);
+    let follower = (0..3).find(|&i| i != leader).expect("a follower");
+    let line = format!("REMOVE {}", follower + 1);
+    assert_eq!(admin(&mut cluster, &all, &line), "OK", "{line}");
+    let rest: Vec<usize> = all.iter().copied().filter(|&i| i != follower).collect();
+    let voters: Vec<u64> = rest.iter().map(|&i| i as u64 + 1).collect();
+    wait_for_voters(&cluster, &rest, &voters);
+    wait_for_voters(&cluster, &[follower], &voters);
+}

@@ -53,6 +53,12 @@ fn options_for(bug: Bug) -> Options {
     if bug != Bug::Membership2015 {
         options.faults.retain(|&k| k != FaultKind::Membership);
     }
+    if bug == Bug::Figure8 {
+        // A new leader's no-op commits at once and carries the earlier
+        // terms' entries with it, which hides Figure 8's bug: search
+        // without it, as the paper's algorithm runs.
+        options.noop_on_election = Some(false);
+    }
     options
 }
 
@@ -84,7 +90,7 @@ fn assert_caught(bug: Bug, budget: u64) {
 /// Reference: §5.4.2 and Figure 8.
 #[test]
 fn committing_an_earlier_terms_entry_by_counting_replicas_is_caught() {
-    assert_caught(Bug::Figure8, 500);
+    assert_caught(Bug::Figure8, 1000);
 }
 
 /// Reference: §5.4.1.

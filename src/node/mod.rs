@@ -200,6 +200,7 @@ impl Node {
             replies: events_tx.clone(),
             transport,
             senders: BTreeMap::new(),
+            addresses: BTreeMap::new(),
             storage: Arc::clone(&storage),
             applier: apply_tx,
             shared: Arc::clone(&shared),
@@ -408,8 +409,11 @@ struct NodeLoop {
     /// Where the senders hand peers' replies (back into `events`).
     replies: Sender<Event>,
     transport: Arc<dyn Transporter>,
-    /// One per member of the configuration but this server.
+    /// One per server this one has known as a member (but itself).
     senders: BTreeMap<NodeId, PeerSender>,
+    /// Every other server's address, from the configurations seen: current
+    /// members, and servers removed since this process started.
+    addresses: BTreeMap<NodeId, String>,
     storage: Arc<dyn Storage>,
     applier: Sender<Vec<ApplyMsg>>,
     shared: Arc<Shared>,
@@ -525,26 +529,24 @@ impl NodeLoop {
         }
     }
 
-    /// The configuration changed (thesis §4): senders for new members, none
-    /// for those gone, their addresses to the transport.
+    /// The configuration changed (thesis §4): senders for new members, their
+    /// addresses to the transport. A server the configuration removes keeps
+    /// its sender and address: the leader goes on replicating to it until its
+    /// removal commits, then tells it so (thesis §4.2.3, `Raft::others`), and
+    /// those messages must reach it. Its idle sender holds no thread.
     fn apply_configuration(&mut self, configuration: &Configuration) {
         let me = self.raft.config().id;
-        let addresses: BTreeMap<NodeId, String> = configuration
+        let members: Vec<NodeId> = configuration
             .members()
-            .filter(|&(id, _)| id != me)
-            .map(|(id, addr)| (id, addr.to_string()))
+            .map(|(id, _)| id)
+            .filter(|&id| id != me)
             .collect();
-        self.transport.set_addresses(&addresses);
-        let peers: Vec<NodeId> = addresses.keys().copied().collect();
-        self.shared.metrics.set_peers(&peers);
-        self.senders.retain(|id, sender| {
-            let keep = addresses.contains_key(id);
-            if !keep {
-                // Its workers end after their current calls; do not wait.
-                drop(sender.stop());
-            }
-            keep
-        });
+        for (id, addr) in configuration.members().filter(|&(id, _)| id != me) {
+            self.addresses.insert(id, addr.to_string());
+        }
+        self.transport.set_addresses(&self.addresses);
+        self.shared.metrics.set_peers(&members);
+        let peers: Vec<NodeId> = self.addresses.keys().copied().collect();
         for &p in &peers {
             if self.senders.contains_key(&p) {
                 continue;
