@@ -253,3 +253,29 @@ fn a_rejection_overtaken_by_an_acknowledgment_keeps_the_match() {
         "{probe:?}"
     );
 }
+
+/// Read rounds (thesis §6.4) come far more often than heartbeat intervals:
+/// they never count as an interval, so a window in flight survives any
+/// number of them.
+#[test]
+fn read_rounds_do_not_give_up_a_window() {
+    let mut raft = streaming_leader();
+    for c in 4..=5 {
+        propose(&mut raft, c);
+        raft.ready();
+    }
+    assert_eq!(raft.progress[&2].inflight.len(), 2);
+    for read in 1..=5 {
+        raft.read_index(read).expect("leader");
+        let ready = raft.ready();
+        assert!(
+            to(&ready, 2)
+                .iter()
+                .all(|r| matches!(r, Request::AppendEntries(a) if a.entries.is_empty())),
+            "read round {read}: heartbeats only"
+        );
+    }
+    let progress = &raft.progress[&2];
+    assert_eq!(progress.state, ReplicationState::Replicate);
+    assert_eq!(progress.inflight.len(), 2);
+}

@@ -55,12 +55,33 @@ impl Raft {
     }
 
     /// Leaders send a heartbeat every `heartbeat_ticks` to keep followers from
-    /// starting elections (§5.2).
+    /// starting elections (§5.2), first giving up windows that stalled.
     pub(super) fn tick_heartbeat(&mut self) {
         self.heartbeat_elapsed += 1;
         if self.heartbeat_elapsed >= self.config.heartbeat_ticks {
             self.heartbeat_elapsed = 0;
+            self.give_up_stalled_windows();
             self.broadcast_heartbeat();
+        }
+    }
+
+    /// Once per heartbeat interval (not per read round: those come far more
+    /// often): a streaming follower whose oldest message in flight went a
+    /// whole interval unanswered is probed again from `match_index` (see
+    /// `Progress::stalled`).
+    fn give_up_stalled_windows(&mut self) {
+        let (id, term) = (self.id, self.current_term);
+        for (&peer, p) in self.progress.iter_mut() {
+            if p.stalled() {
+                debug!(
+                    id,
+                    term,
+                    "no answer from {peer} for entries through {} in a heartbeat interval: probing from {}",
+                    p.inflight.oldest().unwrap_or(0),
+                    p.match_index + 1
+                );
+                p.back_off_to(p.match_index + 1);
+            }
         }
     }
 
@@ -71,20 +92,9 @@ impl Raft {
         let last = self.log.last_index();
         let peers: Vec<NodeId> = self.progress.keys().copied().collect();
         for peer in peers {
-            let Some(p) = self.progress.get_mut(&peer) else {
+            let Some(p) = self.progress.get(&peer) else {
                 continue;
             };
-            if p.stalled() {
-                debug!(
-                    self.id,
-                    self.current_term,
-                    "no answer from {peer} for entries through {} in a heartbeat interval: probing from {}",
-                    p.inflight.oldest().unwrap_or(0),
-                    p.match_index + 1
-                );
-                p.back_off_to(p.match_index + 1);
-            }
-            let p = &self.progress[&peer];
             let lacks = p.snapshot_transfer.is_some()
                 || p.state == ReplicationState::Probe
                 || p.next_index <= last;
