@@ -795,11 +795,10 @@ fn a_snapshot_arrives_in_pieces_and_installs_on_the_last() {
     assert!(matches!(&ready.apply[..], [ApplyMsg::Snapshot(s)] if s.size == 6));
 }
 
-/// Reference: Figure 13 — the leader sends one piece at a time, the next one
-/// from where the follower's reply says it stopped, then goes back to
-/// AppendEntries after the snapshot.
-#[test]
-fn the_leader_sends_a_snapshot_piece_by_piece() {
+/// Server 1 of 2, leader of term 1, with a 10-byte snapshot through index 1
+/// (pieces of 4 bytes), has just sent follower 2 (which has nothing) the
+/// snapshot's first piece.
+fn leader_sending_a_snapshot() -> Raft {
     let mut config = Config::new(1, vec![1, 2]);
     config.pre_vote = false;
     config.check_quorum = false;
@@ -832,6 +831,15 @@ fn the_leader_sends_a_snapshot_piece_by_piece() {
     let progress = raft.progress.get_mut(&2).unwrap();
     (progress.next_index, progress.paused) = (1, false);
     raft.send_append(2);
+    raft
+}
+
+/// Reference: Figure 13 — the leader sends one piece at a time, the next one
+/// from where the follower's reply says it stopped, then goes back to
+/// AppendEntries after the snapshot.
+#[test]
+fn the_leader_sends_a_snapshot_piece_by_piece() {
+    let mut raft = leader_sending_a_snapshot();
     let mut offsets = Vec::new();
     for _ in 0..3 {
         let out = raft.ready().messages;
@@ -857,36 +865,7 @@ fn the_leader_sends_a_snapshot_piece_by_piece() {
 /// from there. Replies to earlier pieces move nothing.
 #[test]
 fn the_leader_resumes_a_snapshot_from_where_the_follower_stands() {
-    let mut config = Config::new(1, vec![1, 2]);
-    config.pre_vote = false;
-    config.check_quorum = false;
-    config.snapshot_chunk_bytes = 4;
-    config.election_ticks = 10;
-    let mut raft = Raft::new(config, InitialState::default());
-    tick_until_candidate(&mut raft);
-    let votes = raft.ready().messages;
-    raft.handle_response(
-        2,
-        &votes[0].request,
-        Response::RequestVote(RequestVoteReply {
-            term: 1,
-            vote_granted: true,
-        }),
-    );
-    raft.propose(b"x".to_vec()).expect("leader");
-    let ready = raft.ready();
-    report_persisted(&mut raft, &ready);
-    raft.last_applied = 1;
-    assert!(raft.snapshot(Snapshot {
-        last_included_index: 1,
-        last_included_term: 1,
-        size: 10,
-        ..Snapshot::default()
-    }));
-    raft.ready();
-    let progress = raft.progress.get_mut(&2).unwrap();
-    (progress.next_index, progress.paused) = (1, false);
-    raft.send_append(2);
+    let mut raft = leader_sending_a_snapshot();
     let reply = |stored| Response::InstallSnapshot(InstallSnapshotReply { term: 1, stored });
     let first = raft.ready().messages.remove(0).request;
     raft.handle_response(2, &first, reply(4));
@@ -910,36 +889,7 @@ fn the_leader_resumes_a_snapshot_from_where_the_follower_stands() {
 /// pieces go at once.
 #[test]
 fn a_heartbeat_answer_during_a_snapshot_transfer_keeps_one_piece_in_flight() {
-    let mut config = Config::new(1, vec![1, 2]);
-    config.pre_vote = false;
-    config.check_quorum = false;
-    config.snapshot_chunk_bytes = 4;
-    config.election_ticks = 10;
-    let mut raft = Raft::new(config, InitialState::default());
-    tick_until_candidate(&mut raft);
-    let votes = raft.ready().messages;
-    raft.handle_response(
-        2,
-        &votes[0].request,
-        Response::RequestVote(RequestVoteReply {
-            term: 1,
-            vote_granted: true,
-        }),
-    );
-    raft.propose(b"x".to_vec()).expect("leader");
-    let ready = raft.ready();
-    report_persisted(&mut raft, &ready);
-    raft.last_applied = 1;
-    assert!(raft.snapshot(Snapshot {
-        last_included_index: 1,
-        last_included_term: 1,
-        size: 10,
-        ..Snapshot::default()
-    }));
-    raft.ready();
-    let progress = raft.progress.get_mut(&2).unwrap();
-    (progress.next_index, progress.paused) = (1, false);
-    raft.send_append(2);
+    let mut raft = leader_sending_a_snapshot();
     let first = raft.ready().messages;
     assert!(
         matches!(&first[..], [m] if matches!(&m.request, Request::InstallSnapshot(a) if a.offset == 0))
