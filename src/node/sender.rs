@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 
 use crate::metrics::raft::RaftMetrics;
 use crate::raft::messages::{NodeId, Request, Response};
-use crate::raft::ready::Snapshot;
 use crate::storage::Storage;
 use crate::transport::Transporter;
 
@@ -41,18 +40,8 @@ impl ChunkSource {
         let Request::InstallSnapshot(args) = request else {
             return true;
         };
-        let snapshot = Snapshot {
-            last_included_index: args.last_included_index,
-            last_included_term: args.last_included_term,
-            size: args.size,
-            configuration: args.configuration.clone(),
-            configuration_index: args.configuration_index,
-        };
-        let len = if args.done {
-            args.size.saturating_sub(args.offset)
-        } else {
-            self.chunk_bytes
-        };
+        let snapshot = args.snapshot();
+        let len = args.piece_len(self.chunk_bytes);
         let len = usize::try_from(len).unwrap_or(usize::MAX);
         match self
             .storage

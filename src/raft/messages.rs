@@ -6,6 +6,7 @@
 //! (see [`crate::codec`]).
 
 use super::configuration::Configuration;
+use super::ready::Snapshot;
 use crate::codec::{Decode, DecodeError, Decoder, Encode, Encoder};
 
 /// A server's identity, chosen by the operator and never reused (thesis §4).
@@ -171,6 +172,29 @@ pub struct InstallSnapshotArgs {
     pub data: Vec<u8>,
     /// True if this is the last piece.
     pub done: bool,
+}
+
+impl InstallSnapshotArgs {
+    /// The snapshot this piece belongs to.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            last_included_index: self.last_included_index,
+            last_included_term: self.last_included_term,
+            size: self.size,
+            configuration: self.configuration.clone(),
+            configuration_index: self.configuration_index,
+        }
+    }
+
+    /// The bytes this piece carries when pieces are `chunk` bytes: `chunk`,
+    /// or what remains of the snapshot for the last one.
+    pub fn piece_len(&self, chunk: u64) -> u64 {
+        if self.done {
+            self.size.saturating_sub(self.offset)
+        } else {
+            chunk
+        }
+    }
 }
 
 /// InstallSnapshot reply.

@@ -172,10 +172,7 @@ impl Progress {
     /// always provide it). Forget what it had matched and probe again.
     pub fn forget_match(&mut self) {
         self.match_index = 0;
-        self.state = ReplicationState::Probe;
-        self.inflight.clear();
-        self.oldest_at_last_round = None;
-        self.paused = false;
+        self.back_off_to(self.next_index);
     }
 
     /// Records that the follower holds everything up to `index`. Returns whether

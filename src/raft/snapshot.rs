@@ -137,13 +137,7 @@ impl Raft {
         // Every piece comes from the current leader: it is a heartbeat too.
         self.become_follower(args.term, Some(args.leader_id));
         self.election_elapsed = 0;
-        let snapshot = Snapshot {
-            last_included_index: args.last_included_index,
-            last_included_term: args.last_included_term,
-            size: args.size,
-            configuration: args.configuration,
-            configuration_index: args.configuration_index,
-        };
+        let snapshot = args.snapshot();
         // A snapshot of what we have already committed would move us backwards:
         // say we hold it all, so the leader moves on to AppendEntries.
         if snapshot.last_included_index <= self.commit_index {

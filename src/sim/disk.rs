@@ -54,18 +54,8 @@ impl SimDisk {
     /// The bytes of the piece `args` names, `chunk` bytes long unless it is
     /// the last; `None` if the snapshot is no longer stored.
     pub(crate) fn read_chunk(&self, args: &InstallSnapshotArgs, chunk: u64) -> Option<Vec<u8>> {
-        let snapshot = Snapshot {
-            last_included_index: args.last_included_index,
-            last_included_term: args.last_included_term,
-            size: args.size,
-            configuration: args.configuration.clone(),
-            configuration_index: args.configuration_index,
-        };
-        let len = if args.done {
-            args.size - args.offset
-        } else {
-            chunk
-        };
+        let snapshot = args.snapshot();
+        let len = args.piece_len(chunk);
         let data = self
             .stored
             .read_snapshot_chunk(&snapshot, args.offset, usize::try_from(len).ok()?)
