@@ -43,7 +43,7 @@ use crate::auth::peer::{PeerAuth, DEFAULT_CLUSTER_ID};
 use crate::auth::token::ClientAuth;
 use crate::http;
 use crate::metrics::CounterVec;
-use crate::node::Node;
+use crate::node::{ApplySink, Node};
 use crate::raft::messages::NodeId;
 use crate::raft::Config as RaftConfig;
 use crate::service::frontend::Frontend;
@@ -240,13 +240,13 @@ impl Server {
         // Reads are served by ReadIndex, which needs a commit in each new
         // leader's term (thesis §6.4).
         raft_config.noop_on_election = true;
-        let (apply_tx, apply_rx) = mpsc::sync_channel(1024);
-        let node = Arc::new(Node::new(
+        let (apply_tx, apply_rx) = mpsc::channel();
+        let node = Arc::new(Node::with_sink(
             raft_config,
             config.tick,
             transport,
             storage,
-            apply_tx,
+            ApplySink::Batches(apply_tx),
         )?);
         let policy = SnapshotPolicy {
             log_bytes: config.snapshot_bytes,

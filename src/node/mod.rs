@@ -1,4 +1,5 @@
-//! The runtime around the core: one node thread, per-peer senders, one applier.
+//! The runtime around the core: one node thread, per-peer senders, and (for
+//! the course's one-message-at-a-time apply channel) one applier.
 //!
 //! This is where the core's [`crate::raft::Ready`] meets threads, a [`Storage`] and a
 //! [`Transporter`]; the simulator (`src/sim/`) executes the same `Ready` on
@@ -12,16 +13,26 @@
 //!                                         ▼
 //!                                      Storage (persist first)
 //!                                         │
-//!                                   applier thread ──▶ apply channel ──▶ service
+//!                   ApplySink::Batches: ──┴──▶ one batch per Ready ──▶ service
+//!                   ApplySink::Each: applier thread ──▶ apply channel ──▶ service
 //! ```
 //!
 //! The node thread owns the [`Raft`] core and is the only thread that touches it.
 //! It waits for events (or the next tick), feeds them to the core, then executes
 //! the core's [`crate::raft::Ready`]: persist, then send (and answer the RPCs it just handled),
 //! then apply. It never blocks on the network or on the service: requests go to
-//! per-peer sender queues and committed entries to the applier thread, which alone
-//! waits for the service to take them. So the service may call
-//! [`Node::snapshot`] from the thread that consumes the apply channel.
+//! per-peer sender queues and committed entries to an unbounded channel (the
+//! service's own, or the applier thread's, which alone waits for a bounded
+//! apply channel). So the service may call [`Node::snapshot`] from the thread
+//! that consumes the apply channel.
+//!
+//! Every hand-off between threads is a wake-up, and on a loaded two-core
+//! machine wake-ups are what a request costs most (the benchmark's profile
+//! puts a third of all CPU time in waking threads and switching to them).
+//! So the server's path has as few as it can: a proposal or a read is a
+//! message with a [`Callback`] (the caller sleeps once, until its outcome),
+//! and committed entries go to the service as one batch per `Ready`, with no
+//! thread in between.
 //!
 //! The peers are the members of the configuration in force (thesis §4): each
 //! `Ready` that says the configuration changed starts senders for new
@@ -89,15 +100,15 @@ pub enum Event {
     Propose {
         /// The command.
         command: Vec<u8>,
-        /// Receives the entry's index and term, or why it was refused.
-        reply: Sender<Result<(Index, Term), ProposeError>>,
+        /// Called with the entry's index and term, or why it was refused.
+        reply: OnProposed,
     },
     /// The service asks to serve read `id` by ReadIndex (thesis §6.4).
     ReadIndex {
         /// The service's read id.
         id: u64,
-        /// Receives whether Raft took the read.
-        reply: Sender<Result<(), ProposeError>>,
+        /// Called with whether Raft took the read.
+        reply: OnReadAdmitted,
     },
     /// The service asks the leader to change the membership (thesis §4).
     ChangeMembership {
@@ -142,6 +153,60 @@ pub enum Event {
     Shutdown,
 }
 
+/// A request's answer, called back exactly once: by the node thread with the
+/// outcome, or with [`ProposeError::NotLeader`] if the node stops before
+/// handling the request (the request was never made). A callback rather than
+/// a channel, so that a proposer need not wake up twice (once for its entry's
+/// index, once for its outcome): it registers where the apply loop will find
+/// it, and sleeps only until its entry is applied.
+pub struct Callback<T>(Option<AnswerFn<T>>);
+
+/// What a [`Callback`] calls.
+type AnswerFn<T> = Box<dyn FnOnce(Result<T, ProposeError>) + Send>;
+
+impl<T> Callback<T> {
+    /// Calls `f` with the answer.
+    pub fn new(f: impl FnOnce(Result<T, ProposeError>) + Send + 'static) -> Self {
+        Callback(Some(Box::new(f)))
+    }
+
+    fn call(mut self, answer: Result<T, ProposeError>) {
+        if let Some(f) = self.0.take() {
+            f(answer);
+        }
+    }
+}
+
+impl<T> Drop for Callback<T> {
+    /// Dropped unanswered (the node stopped first): the request was never made.
+    fn drop(&mut self) {
+        if let Some(f) = self.0.take() {
+            f(Err(ProposeError::NotLeader));
+        }
+    }
+}
+
+/// Called with the index and term a proposal's entry will have if it
+/// commits, or why it was refused.
+pub type OnProposed = Callback<(Index, Term)>;
+
+/// Called with whether Raft admitted a read (its outcome arrives on the apply
+/// channel).
+pub type OnReadAdmitted = Callback<()>;
+
+/// Where a node delivers what it has committed, in order.
+pub enum ApplySink {
+    /// One message at a time, on a bounded channel (the course's
+    /// `applyCh`): an applier thread waits for the service to take each, so
+    /// the node thread never blocks, and nothing is delivered once the node
+    /// is killed.
+    Each(SyncSender<ApplyMsg>),
+    /// Each `Ready`'s messages as one batch, straight from the node thread
+    /// (no thread in between): for a service that keeps up and drains
+    /// batches, like [`crate::service::replica::Replica`].
+    Batches(Sender<Vec<ApplyMsg>>),
+}
+
 /// State shared between the node's threads and its handle.
 struct Shared {
     status: Mutex<Status>,
@@ -172,6 +237,17 @@ impl Node {
         storage: Arc<dyn Storage>,
         apply: SyncSender<ApplyMsg>,
     ) -> io::Result<Node> {
+        Self::with_sink(config, tick, transport, storage, ApplySink::Each(apply))
+    }
+
+    /// [`Node::new`], delivering to `apply` as the sink says.
+    pub fn with_sink(
+        config: Config,
+        tick: Duration,
+        transport: Arc<dyn Transporter>,
+        storage: Arc<dyn Storage>,
+        apply: ApplySink,
+    ) -> io::Result<Node> {
         let initial = storage.load()?;
         let id = config.id;
         let raft = Raft::new(config, initial);
@@ -184,7 +260,13 @@ impl Node {
             metrics: Arc::clone(&metrics),
         });
         let (events_tx, events_rx) = mpsc::channel();
-        let (apply_tx, apply_rx) = mpsc::channel();
+        let (apply_tx, applier) = match apply {
+            ApplySink::Batches(batches) => (batches, None),
+            ApplySink::Each(each) => {
+                let (apply_tx, apply_rx) = mpsc::channel();
+                (apply_tx, Some((apply_rx, each)))
+            }
+        };
         info!(
             id,
             raft.status().term,
@@ -206,15 +288,17 @@ impl Node {
             shared: Arc::clone(&shared),
             pending_replies: Vec::new(),
         };
-        let applier_shared = Arc::clone(&shared);
-        let threads = vec![
-            thread::Builder::new()
-                .name(format!("raft-{id}"))
-                .spawn(move || node_loop.run())?,
-            thread::Builder::new()
-                .name(format!("apply-{id}"))
-                .spawn(move || run_applier(apply_rx, apply, &applier_shared))?,
-        ];
+        let mut threads = vec![thread::Builder::new()
+            .name(format!("raft-{id}"))
+            .spawn(move || node_loop.run())?];
+        if let Some((batches, apply)) = applier {
+            let applier_shared = Arc::clone(&shared);
+            threads.push(
+                thread::Builder::new()
+                    .name(format!("apply-{id}"))
+                    .spawn(move || run_applier(batches, apply, &applier_shared))?,
+            );
+        }
         Ok(Node {
             id,
             events: events_tx,
@@ -235,17 +319,40 @@ impl Node {
     /// reported on the apply channel.
     pub fn start(&self, command: Vec<u8>) -> Result<(Index, Term), ProposeError> {
         let (reply, rx) = mpsc::channel();
-        self.send_event(Event::Propose { command, reply });
+        self.propose(
+            command,
+            Callback::new(move |proposed| {
+                let _ = reply.send(proposed);
+            }),
+        );
         rx.recv().unwrap_or(Err(ProposeError::NotLeader))
     }
 
+    /// [`Node::start`] without waiting: `reply` is called on the node thread
+    /// with the index and term, or why the proposal was refused.
+    pub fn propose(&self, command: Vec<u8>, reply: OnProposed) {
+        self.send_event(Event::Propose { command, reply });
+    }
+
     /// Asks the leader to serve read `id` without a log entry (thesis §6.4).
-    /// Returns at once; `ApplyMsg::Read { id, .. }` arrives on the apply
-    /// channel when the read may be answered, or `ApplyMsg::ReadFailed`.
+    /// Returns whether Raft took it; `ApplyMsg::Read { id, .. }` arrives on
+    /// the apply channel when the read may be answered, or
+    /// `ApplyMsg::ReadFailed`.
     pub fn read_index(&self, id: u64) -> Result<(), ProposeError> {
         let (reply, rx) = mpsc::channel();
-        self.send_event(Event::ReadIndex { id, reply });
+        self.admit_read(
+            id,
+            Callback::new(move |admitted| {
+                let _ = reply.send(admitted);
+            }),
+        );
         rx.recv().unwrap_or(Err(ProposeError::NotLeader))
+    }
+
+    /// [`Node::read_index`] without waiting: `reply` is called on the node
+    /// thread with whether Raft took the read.
+    pub fn admit_read(&self, id: u64, reply: OnReadAdmitted) {
+        self.send_event(Event::ReadIndex { id, reply });
     }
 
     /// Asks the leader to change the membership (thesis §4). Returns the
@@ -361,7 +468,8 @@ impl Node {
         self.shared.killed.load(Ordering::SeqCst)
     }
 
-    /// Tells the server to stop, without waiting: nothing more is applied and
+    /// Tells the server to stop, without waiting: nothing more is applied (to
+    /// an [`ApplySink::Batches`] sink, nothing after the batch in hand) and
     /// its threads wind down. Safe to call from the apply channel's consumer
     /// (unlike [`Node::kill`], which waits for the applier that feeds it).
     pub fn stop(&self) {
@@ -484,12 +592,8 @@ impl NodeLoop {
                 request,
                 response,
             } => self.raft.handle_response(from, &request, response),
-            Event::Propose { command, reply } => {
-                let _ = reply.send(self.raft.propose(command));
-            }
-            Event::ReadIndex { id, reply } => {
-                let _ = reply.send(self.raft.read_index(id));
-            }
+            Event::Propose { command, reply } => reply.call(self.raft.propose(command)),
+            Event::ReadIndex { id, reply } => reply.call(self.raft.read_index(id)),
             Event::ChangeMembership { change, reply } => {
                 let _ = reply.send(self.raft.change_membership(change));
             }

@@ -1,11 +1,13 @@
 //! A replica: one server's state machine kept in step with its Raft node.
 //!
 //! [`Replica::execute`] proposes an operation and waits until it is applied at
-//! the index Raft assigned; the apply loop (the thread that consumes the node's
-//! apply channel) applies every committed entry through the [`Applier`] (the
-//! state machine and the proposals waiting on it, shared with the simulator),
-//! wakes the waiting request, and snapshots once the log has grown past a
-//! threshold.
+//! the index Raft assigned; the apply loop (the thread that takes the node's
+//! batches of committed entries) applies every one through the [`Applier`]
+//! (the state machine and the proposals waiting on it, shared with the
+//! simulator), wakes the waiting request, and snapshots once the log has grown
+//! past a threshold. The request thread sleeps once: the node thread numbers
+//! its entry and leaves it for the apply loop to register ([`Numbered`]),
+//! rather than waking it to register itself.
 //!
 //! Snapshots never stall the apply loop for longer than a copy of the state's
 //! structure: the loop clones the state machine (cheap, its values are shared
@@ -31,7 +33,7 @@ use std::time::{Duration, Instant};
 use super::applier::{Applier, Outcome};
 use super::state_machine::{Op, StateMachine, Stats};
 use crate::codec::Encode;
-use crate::node::Node;
+use crate::node::{Callback, Node};
 use crate::raft::messages::NodeId;
 use crate::raft::messages::{Index, Term};
 use crate::raft::{ApplyMsg, ProposeError};
@@ -50,7 +52,18 @@ pub enum ExecError {
     Transferring(NodeId),
 }
 
-type Applied = Applier<Sender<Outcome>>;
+/// How the apply loop reaches a waiting request: its outcome, or why Raft
+/// refused it.
+type Waiter = Sender<Result<Outcome, ProposeError>>;
+
+type Applied = Applier<Waiter>;
+
+/// Proposals Raft has numbered, waiting for the apply loop to register them
+/// in the [`Applier`]. The node thread adds to it (never touching the state
+/// machine's lock, which a snapshot's copy can hold for a while); the apply
+/// loop takes them all before each batch, and an entry is always numbered
+/// before the batch that commits it is sent.
+type Numbered = Mutex<Vec<(Index, Term, Waiter)>>;
 
 /// How a copy of the state is streamed into a snapshot (run off the apply
 /// thread): [`StateMachine::write_snapshot`], or in tests one that waits to be
@@ -61,15 +74,20 @@ type SnapshotEncoder = Arc<dyn Fn(&StateMachine, &mut dyn Write) -> io::Result<(
 pub struct Replica {
     node: Arc<Node>,
     applied: Arc<Mutex<Applied>>,
+    numbered: Arc<Numbered>,
     apply_loop: Mutex<Option<JoinHandle<()>>>,
     /// The next ReadIndex read id.
     next_read: AtomicU64,
 }
 
 impl Replica {
-    /// Starts applying what `node` delivers on `apply`, snapshotting as
-    /// `policy` says.
-    pub fn start(node: Arc<Node>, apply: Receiver<ApplyMsg>, policy: SnapshotPolicy) -> Replica {
+    /// Starts applying what `node` delivers on `apply` (the node's
+    /// [`crate::node::ApplySink::Batches`]), snapshotting as `policy` says.
+    pub fn start(
+        node: Arc<Node>,
+        apply: Receiver<Vec<ApplyMsg>>,
+        policy: SnapshotPolicy,
+    ) -> Replica {
         Self::start_with(
             node,
             apply,
@@ -83,12 +101,14 @@ impl Replica {
     /// [`Replica::start`], encoding snapshots with `encode`.
     fn start_with(
         node: Arc<Node>,
-        apply: Receiver<ApplyMsg>,
+        apply: Receiver<Vec<ApplyMsg>>,
         policy: SnapshotPolicy,
         encode: SnapshotEncoder,
     ) -> Replica {
         let applied = Arc::new(Mutex::new(Applied::default()));
+        let numbered = Arc::new(Numbered::default());
         let (loop_node, loop_applied) = (Arc::clone(&node), Arc::clone(&applied));
+        let loop_numbered = Arc::clone(&numbered);
         let snapshots = Snapshots {
             policy,
             last_size: Arc::new(AtomicU64::new(0)),
@@ -97,11 +117,15 @@ impl Replica {
         };
         let apply_loop = thread::Builder::new()
             .name(format!("service-{}", node.id()))
-            .spawn(move || run_apply_loop(&loop_node, &loop_applied, apply, snapshots))
+            .spawn(move || {
+                let shared = (&loop_node, &*loop_applied, &*loop_numbered);
+                run_apply_loop(shared, apply, snapshots);
+            })
             .ok();
         Replica {
             node,
             applied,
+            numbered,
             apply_loop: Mutex::new(apply_loop),
             next_read: AtomicU64::new(1),
         }
@@ -119,20 +143,27 @@ impl Replica {
             return self.read(op, timeout);
         }
         let metrics = self.node.metrics();
-        // Not the leader: no proposal was made (the frontend forwards instead).
-        let (index, term) = self.node.start(op.encode()).map_err(refused)?;
-        metrics.proposals_pending.inc();
         let (tx, rx) = mpsc::channel();
-        let early = lock(&self.applied).wait_for(index, term, tx);
-        let outcome = early.or_else(|| rx.recv_timeout(timeout).ok());
+        let numbered = Arc::clone(&self.numbered);
+        // The node thread numbers the entry and queues this request for the
+        // apply loop; this thread sleeps once, until the outcome is known.
+        let on_numbered = move |proposed: Result<(Index, Term), ProposeError>| match proposed {
+            Ok((index, term)) => lock_numbered(&numbered).push((index, term, tx)),
+            Err(e) => drop(tx.send(Err(e))),
+        };
+        metrics.proposals_pending.inc();
+        self.node.propose(op.encode(), Callback::new(on_numbered));
+        let outcome = rx.recv_timeout(timeout).ok();
         metrics.proposals_pending.dec();
         match outcome {
-            Some(Outcome::Reply(reply)) => Ok(reply),
-            Some(Outcome::Replaced) => {
+            Some(Ok(Outcome::Reply(reply))) => Ok(reply),
+            // Not the leader: no proposal was made (the frontend forwards instead).
+            Some(Err(e)) => Err(refused(e)),
+            Some(Ok(Outcome::Replaced)) => {
                 metrics.proposals_failed_leadership_lost.inc();
                 Err(ExecError::NotLeader)
             }
-            Some(Outcome::Unknown) | None => {
+            Some(Ok(Outcome::Unknown)) | None => {
                 metrics.proposals_failed_timeout.inc();
                 Err(ExecError::Timeout)
             }
@@ -146,16 +177,24 @@ impl Replica {
     fn read(&self, op: &Op, timeout: Duration) -> Result<String, ExecError> {
         let id = self.next_read.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel();
-        lock(&self.applied).wait_read(id, op.command.clone(), tx);
-        if let Err(e) = self.node.read_index(id) {
-            lock(&self.applied).cancel_read(id);
-            return Err(refused(e));
-        }
+        lock(&self.applied).wait_read(id, op.command.clone(), tx.clone());
+        // Raft's refusal comes back on the same channel as the answer, so
+        // this thread sleeps once.
+        let on_admitted = move |admitted: Result<(), ProposeError>| {
+            if let Err(e) = admitted {
+                let _ = tx.send(Err(e));
+            }
+        };
+        self.node.admit_read(id, Callback::new(on_admitted));
         let outcome = rx.recv_timeout(timeout).ok();
         match outcome {
-            Some(Outcome::Reply(reply)) => Ok(reply),
-            Some(Outcome::Replaced) => Err(ExecError::NotLeader),
-            Some(Outcome::Unknown) | None => {
+            Some(Ok(Outcome::Reply(reply))) => Ok(reply),
+            Some(Ok(Outcome::Replaced)) => Err(ExecError::NotLeader),
+            Some(Err(e)) => {
+                lock(&self.applied).cancel_read(id);
+                Err(refused(e))
+            }
+            Some(Ok(Outcome::Unknown)) | None => {
                 lock(&self.applied).cancel_read(id);
                 Err(ExecError::Timeout)
             }
@@ -228,6 +267,10 @@ pub const ENTRY_COST: usize = 64;
 
 fn lock(applied: &Mutex<Applied>) -> MutexGuard<'_, Applied> {
     applied.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn lock_numbered(numbered: &Numbered) -> MutexGuard<'_, Vec<(Index, Term, Waiter)>> {
+    numbered.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// When the apply loop takes a snapshot.
@@ -340,87 +383,122 @@ impl Drop for Snapshots {
     }
 }
 
+/// Registers the proposals Raft has numbered since the last batch (see
+/// [`Numbered`]); one whose entry was applied already learns its outcome now.
+fn register_numbered(applied: &Mutex<Applied>, numbered: &Numbered) {
+    let fresh = std::mem::take(&mut *lock_numbered(numbered));
+    if fresh.is_empty() {
+        return;
+    }
+    let mut state = lock(applied);
+    for (index, term, waiter) in fresh {
+        if let Some(outcome) = state.wait_for(index, term, waiter.clone()) {
+            let _ = waiter.send(Ok(outcome));
+        }
+    }
+}
+
+/// The apply loop: takes each batch of committed entries (and confirmed
+/// reads, and snapshots) from the node, in order, until the node stops.
 fn run_apply_loop(
-    node: &Arc<Node>,
-    applied: &Mutex<Applied>,
-    apply: Receiver<ApplyMsg>,
+    (node, applied, numbered): (&Arc<Node>, &Mutex<Applied>, &Numbered),
+    apply: Receiver<Vec<ApplyMsg>>,
     mut snapshots: Snapshots,
 ) {
-    let (id, mut since_snapshot) = (node.id(), 0usize);
-    for msg in apply {
-        match msg {
-            ApplyMsg::Command {
-                index,
-                term,
-                command,
-            } => {
-                since_snapshot += command.len() + ENTRY_COST;
-                node.metrics().proposals_applied.inc();
-                let mut state = lock(applied);
-                if let (_, Some((waiter, outcome))) = state.apply(index, term, &command) {
-                    let _ = waiter.send(outcome);
-                }
-                // Past the threshold while a snapshot is still being written:
-                // keep applying, and start the next one once it is done.
-                if snapshots.due(since_snapshot) && !snapshots.busy() {
-                    let started = Instant::now();
-                    let copy = state.state_machine().clone();
-                    drop(state);
-                    since_snapshot = 0;
-                    snapshots.start(node, (index, term), copy, started.elapsed());
-                }
-            }
-            ApplyMsg::Internal { index, term } => {
-                since_snapshot += ENTRY_COST;
-                if let Some((waiter, outcome)) = lock(applied).skip(index, term) {
-                    let _ = waiter.send(outcome);
-                }
-            }
-            ApplyMsg::Read { id, .. } => {
-                if let Some((waiter, outcome)) = lock(applied).read(id) {
-                    let _ = waiter.send(outcome);
-                }
-            }
-            ApplyMsg::ReadFailed { id } => {
-                if let Some((waiter, outcome)) = lock(applied).read_failed(id) {
-                    let _ = waiter.send(outcome);
-                }
-            }
-            ApplyMsg::Snapshot(snapshot) => {
-                let covered = snapshot.last_included_index;
-                let started = Instant::now();
-                // Streamed from storage: read outside the lock, then swapped in.
-                let read = node
-                    .open_snapshot(&snapshot)
-                    .and_then(|mut r| StateMachine::read_snapshot(&mut r));
-                let restored = read.map(|sm| lock(applied).restore_state(covered, sm));
-                node.metrics()
-                    .snapshot_install
-                    .observe_duration(started.elapsed());
-                match restored {
-                    // Proposals the snapshot covers have unknown outcomes.
-                    Ok(waiters) => {
-                        for waiter in waiters {
-                            let _ = waiter.send(Outcome::Unknown);
-                        }
-                    }
-                    Err(e) => {
-                        info!(id, 0, "stopping: snapshot at {covered} is corrupt: {e}");
-                        node.stop();
-                        return;
-                    }
-                }
-                since_snapshot = 0;
-                debug!(id, 0, "restored state machine from snapshot at {covered}");
+    let mut since_snapshot = 0;
+    for batch in apply {
+        if node.is_killed() {
+            return;
+        }
+        register_numbered(applied, numbered);
+        for msg in batch {
+            since_snapshot = apply_one((node, applied), msg, since_snapshot, &mut snapshots);
+            if node.is_killed() {
+                return;
             }
         }
     }
 }
 
+/// Applies one message from the node; returns the log bytes applied since
+/// the last snapshot began.
+fn apply_one(
+    (node, applied): (&Arc<Node>, &Mutex<Applied>),
+    msg: ApplyMsg,
+    mut since_snapshot: usize,
+    snapshots: &mut Snapshots,
+) -> usize {
+    let id = node.id();
+    match msg {
+        ApplyMsg::Command {
+            index,
+            term,
+            command,
+        } => {
+            since_snapshot += command.len() + ENTRY_COST;
+            node.metrics().proposals_applied.inc();
+            let mut state = lock(applied);
+            if let (_, Some((waiter, outcome))) = state.apply(index, term, &command) {
+                let _ = waiter.send(Ok(outcome));
+            }
+            // Past the threshold while a snapshot is still being written:
+            // keep applying, and start the next one once it is done.
+            if snapshots.due(since_snapshot) && !snapshots.busy() {
+                let started = Instant::now();
+                let copy = state.state_machine().clone();
+                drop(state);
+                since_snapshot = 0;
+                snapshots.start(node, (index, term), copy, started.elapsed());
+            }
+        }
+        ApplyMsg::Internal { index, term } => {
+            since_snapshot += ENTRY_COST;
+            if let Some((waiter, outcome)) = lock(applied).skip(index, term) {
+                let _ = waiter.send(Ok(outcome));
+            }
+        }
+        ApplyMsg::Read { id, .. } => {
+            if let Some((waiter, outcome)) = lock(applied).read(id) {
+                let _ = waiter.send(Ok(outcome));
+            }
+        }
+        ApplyMsg::ReadFailed { id } => {
+            if let Some((waiter, outcome)) = lock(applied).read_failed(id) {
+                let _ = waiter.send(Ok(outcome));
+            }
+        }
+        ApplyMsg::Snapshot(snapshot) => {
+            let covered = snapshot.last_included_index;
+            let started = Instant::now();
+            // Streamed from storage: read outside the lock, then swapped in.
+            let read = node
+                .open_snapshot(&snapshot)
+                .and_then(|mut r| StateMachine::read_snapshot(&mut r));
+            let restored = read.map(|sm| lock(applied).restore_state(covered, sm));
+            node.metrics()
+                .snapshot_install
+                .observe_duration(started.elapsed());
+            match restored {
+                // Proposals the snapshot covers have unknown outcomes.
+                Ok(waiters) => {
+                    for waiter in waiters {
+                        let _ = waiter.send(Ok(Outcome::Unknown));
+                    }
+                }
+                Err(e) => {
+                    info!(id, 0, "stopping: snapshot at {covered} is corrupt: {e}");
+                    node.stop();
+                }
+            }
+            since_snapshot = 0;
+            debug!(id, 0, "restored state machine from snapshot at {covered}");
+        }
+    }
+    since_snapshot
+}
+
 #[cfg(test)]
 mod tests {
-    use std::sync::mpsc::sync_channel;
-
     use super::*;
     use crate::raft::core::{Config, Role};
     use crate::raft::messages::{Request, Response};
@@ -454,13 +532,13 @@ mod tests {
     /// snapshot); once released, Raft takes the snapshot. Reference: §7.
     #[test]
     fn the_apply_loop_keeps_applying_while_a_snapshot_is_being_written() {
-        let (apply_tx, apply_rx) = sync_channel(64);
-        let node = Node::new(
+        let (apply_tx, apply_rx) = mpsc::channel();
+        let node = Node::with_sink(
             Config::new(1, vec![1]),
             Duration::from_millis(5),
             Arc::new(NoPeers),
             Arc::new(MemoryStorage::new()),
-            apply_tx,
+            crate::node::ApplySink::Batches(apply_tx),
         )
         .unwrap();
         let (started_tx, started) = mpsc::channel();

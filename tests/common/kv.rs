@@ -7,13 +7,13 @@
 //! (0–99 ms), as in the course's KV tests.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::sync_channel;
+use std::sync::mpsc::channel;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, sleep};
 use std::time::{Duration, Instant};
 
 use raftkv::client::{Client, Connector};
-use raftkv::node::Node;
+use raftkv::node::{ApplySink, Node};
 use raftkv::raft::{Config, NodeId, Role};
 use raftkv::service::frontend::Frontend;
 use raftkv::service::replica::{Replica, SnapshotPolicy};
@@ -176,8 +176,9 @@ impl KvCluster {
         // As the server: reads are served by ReadIndex (thesis §6.4).
         config.noop_on_election = true;
         config.seed = fresh_seed() ^ id;
-        let (apply_tx, apply_rx) = sync_channel(1024);
-        let node = Node::new(config, TICK, transport, storage, apply_tx).expect("node starts");
+        let (apply_tx, apply_rx) = channel();
+        let sink = ApplySink::Batches(apply_tx);
+        let node = Node::with_sink(config, TICK, transport, storage, sink).expect("node starts");
         // Snapshot when the log holds about half the limit in commands, so the
         // persisted state (commands plus per-entry overhead) stays well under it.
         let snapshot_bytes = self.maxraftstate.map_or(usize::MAX, |l| l / 2);
