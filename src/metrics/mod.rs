@@ -12,9 +12,8 @@
 pub mod raft;
 pub mod text;
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
 /// Latency buckets in seconds: 0.1 ms doubling to 3.28 s (etcd's peer
@@ -146,23 +145,44 @@ impl Histogram {
 /// codes, route templates): never keys, ids or anything a client chooses freely.
 #[derive(Debug, Default)]
 pub struct CounterVec {
-    counts: Mutex<BTreeMap<Vec<String>, u64>>,
+    /// A handful of label combinations, each counted by an atomic: a request
+    /// takes the read lock and finds its counter without allocating, so the
+    /// connection threads that count every request do not queue on a mutex.
+    counts: RwLock<Vec<(Vec<String>, AtomicU64)>>,
 }
 
 impl CounterVec {
     /// Adds one to the counter with these label values.
     pub fn inc(&self, labels: &[&str]) {
-        let key: Vec<String> = labels.iter().map(|l| l.to_string()).collect();
-        *self.lock().entry(key).or_default() += 1;
+        let matches = |key: &[String]| key.iter().map(String::as_str).eq(labels.iter().copied());
+        {
+            let counts = self.counts.read().unwrap_or_else(|e| e.into_inner());
+            if let Some((_, n)) = counts.iter().find(|(key, _)| matches(key)) {
+                n.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+        }
+        let mut counts = self.counts.write().unwrap_or_else(|e| e.into_inner());
+        match counts.iter().find(|(key, _)| matches(key)) {
+            Some((_, n)) => {
+                n.fetch_add(1, Ordering::Relaxed);
+            }
+            None => {
+                let key = labels.iter().map(|l| l.to_string()).collect();
+                counts.push((key, AtomicU64::new(1)));
+            }
+        }
     }
 
     /// Every counter so far, by label values, in sorted order.
     pub fn snapshot(&self) -> Vec<(Vec<String>, u64)> {
-        self.lock().iter().map(|(k, &v)| (k.clone(), v)).collect()
-    }
-
-    fn lock(&self) -> MutexGuard<'_, BTreeMap<Vec<String>, u64>> {
-        self.counts.lock().unwrap_or_else(|e| e.into_inner())
+        let counts = self.counts.read().unwrap_or_else(|e| e.into_inner());
+        let mut all: Vec<_> = counts
+            .iter()
+            .map(|(k, n)| (k.clone(), n.load(Ordering::Relaxed)))
+            .collect();
+        all.sort();
+        all
     }
 }
 

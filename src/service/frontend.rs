@@ -190,7 +190,7 @@ impl Frontend {
     /// beyond the request timeout; a failure just means the next command tries
     /// again.
     fn maybe_replicate_quota(&self) {
-        if self.replica.with_state(|sm| sm.quota()) == self.quota
+        if self.replica.quota_in_force() == self.quota
             || self.replica.node().status().role != Role::Leader
         {
             return;

@@ -7,6 +7,7 @@
 //! and copies it once when a snapshot being written still does
 //! ([`Arc::make_mut`]).
 
+use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
 use std::sync::Arc;
@@ -29,13 +30,19 @@ pub struct Kv {
 impl Kv {
     /// Sets `key` to `value`.
     pub fn put(&mut self, key: &str, value: &str) -> String {
-        self.bytes = self.bytes - self.cost(key) + kv_cost(key, value.len());
+        let cost = kv_cost(key, value.len());
         let value = Arc::new(value.to_string());
-        match self.map.get_mut(key) {
+        // One search of the map: a PUT of a new key (the common case) needs
+        // the key's allocation anyway.
+        match self.map.entry(Arc::from(key)) {
             // A snapshot being written may hold the old value: replace, never mutate.
-            Some(slot) => *slot = value,
-            None => {
-                self.map.insert(Arc::from(key), value);
+            Entry::Occupied(mut slot) => {
+                self.bytes = self.bytes - kv_cost(key, slot.get().len()) + cost;
+                slot.insert(value);
+            }
+            Entry::Vacant(slot) => {
+                self.bytes += cost;
+                slot.insert(value);
             }
         }
         "OK".into()

@@ -6,8 +6,8 @@
 //! (the state machine and the proposals waiting on it, shared with the
 //! simulator), wakes the waiting request, and snapshots once the log has grown
 //! past a threshold. The request thread sleeps once: the node thread numbers
-//! its entry and leaves it for the apply loop to register ([`Numbered`]),
-//! rather than waking it to register itself.
+//! its entry (or admits its read) and leaves it for the apply loop to
+//! register ([`Admissions`]), rather than waking it to register itself.
 //!
 //! Snapshots never stall the apply loop for longer than a copy of the state's
 //! structure: the loop clones the state machine (cheap, its values are shared
@@ -31,6 +31,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use super::applier::{Applier, Outcome};
+use super::command::Command;
 use super::state_machine::{Op, StateMachine, Stats};
 use crate::codec::Encode;
 use crate::node::{Callback, Node};
@@ -58,12 +59,22 @@ type Waiter = Sender<Result<Outcome, ProposeError>>;
 
 type Applied = Applier<Waiter>;
 
-/// Proposals Raft has numbered, waiting for the apply loop to register them
-/// in the [`Applier`]. The node thread adds to it (never touching the state
-/// machine's lock, which a snapshot's copy can hold for a while); the apply
-/// loop takes them all before each batch, and an entry is always numbered
-/// before the batch that commits it is sent.
-type Numbered = Mutex<Vec<(Index, Term, Waiter)>>;
+/// A request Raft has taken, waiting for the apply loop to register it in
+/// the [`Applier`].
+enum Admitted {
+    /// A proposal, by the index and term Raft gave its entry.
+    Proposal(Index, Term, Waiter),
+    /// A read, by its id, and what it reads.
+    Read(u64, Command, Waiter),
+}
+
+/// Requests Raft has taken, for the apply loop to register. The node thread
+/// adds to it, in the callback of the request's event; neither it nor the
+/// request's thread touches the state machine's lock (which the apply loop
+/// holds while applying, and a snapshot's copy for a while). The apply loop
+/// takes them all before each batch: a proposal is always numbered, and a
+/// read admitted, before the batch that commits or confirms it is sent.
+type Admissions = Mutex<Vec<Admitted>>;
 
 /// How a copy of the state is streamed into a snapshot (run off the apply
 /// thread): [`StateMachine::write_snapshot`], or in tests one that waits to be
@@ -74,7 +85,10 @@ type SnapshotEncoder = Arc<dyn Fn(&StateMachine, &mut dyn Write) -> io::Result<(
 pub struct Replica {
     node: Arc<Node>,
     applied: Arc<Mutex<Applied>>,
-    numbered: Arc<Numbered>,
+    admissions: Arc<Admissions>,
+    /// The space quota in force, as of the last batch applied: read on every
+    /// request, so it must not take the state machine's lock.
+    quota_in_force: Arc<AtomicU64>,
     apply_loop: Mutex<Option<JoinHandle<()>>>,
     /// The next ReadIndex read id.
     next_read: AtomicU64,
@@ -106,9 +120,11 @@ impl Replica {
         encode: SnapshotEncoder,
     ) -> Replica {
         let applied = Arc::new(Mutex::new(Applied::default()));
-        let numbered = Arc::new(Numbered::default());
+        let admissions = Arc::new(Admissions::default());
         let (loop_node, loop_applied) = (Arc::clone(&node), Arc::clone(&applied));
-        let loop_numbered = Arc::clone(&numbered);
+        let loop_admissions = Arc::clone(&admissions);
+        let quota_in_force = Arc::new(AtomicU64::new(StateMachine::default().quota()));
+        let loop_quota = Arc::clone(&quota_in_force);
         let snapshots = Snapshots {
             policy,
             last_size: Arc::new(AtomicU64::new(0)),
@@ -118,14 +134,15 @@ impl Replica {
         let apply_loop = thread::Builder::new()
             .name(format!("service-{}", node.id()))
             .spawn(move || {
-                let shared = (&loop_node, &*loop_applied, &*loop_numbered);
-                run_apply_loop(shared, apply, snapshots);
+                let shared = (&loop_node, &*loop_applied, &*loop_admissions);
+                run_apply_loop(shared, &loop_quota, apply, snapshots);
             })
             .ok();
         Replica {
             node,
             applied,
-            numbered,
+            admissions,
+            quota_in_force,
             apply_loop: Mutex::new(apply_loop),
             next_read: AtomicU64::new(1),
         }
@@ -144,11 +161,13 @@ impl Replica {
         }
         let metrics = self.node.metrics();
         let (tx, rx) = mpsc::channel();
-        let numbered = Arc::clone(&self.numbered);
+        let admissions = Arc::clone(&self.admissions);
         // The node thread numbers the entry and queues this request for the
         // apply loop; this thread sleeps once, until the outcome is known.
         let on_numbered = move |proposed: Result<(Index, Term), ProposeError>| match proposed {
-            Ok((index, term)) => lock_numbered(&numbered).push((index, term, tx)),
+            Ok((index, term)) => {
+                lock_admissions(&admissions).push(Admitted::Proposal(index, term, tx))
+            }
             Err(e) => drop(tx.send(Err(e))),
         };
         metrics.proposals_pending.inc();
@@ -177,24 +196,22 @@ impl Replica {
     fn read(&self, op: &Op, timeout: Duration) -> Result<String, ExecError> {
         let id = self.next_read.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel();
-        lock(&self.applied).wait_read(id, op.command.clone(), tx.clone());
-        // Raft's refusal comes back on the same channel as the answer, so
-        // this thread sleeps once.
-        let on_admitted = move |admitted: Result<(), ProposeError>| {
-            if let Err(e) = admitted {
-                let _ = tx.send(Err(e));
-            }
+        let (admissions, command) = (Arc::clone(&self.admissions), op.command.clone());
+        // As for a proposal: the node thread queues the read for the apply
+        // loop, or sends Raft's refusal on the channel the answer would use.
+        let on_admitted = move |admitted: Result<(), ProposeError>| match admitted {
+            Ok(()) => lock_admissions(&admissions).push(Admitted::Read(id, command, tx)),
+            Err(e) => drop(tx.send(Err(e))),
         };
         self.node.admit_read(id, Callback::new(on_admitted));
         let outcome = rx.recv_timeout(timeout).ok();
         match outcome {
             Some(Ok(Outcome::Reply(reply))) => Ok(reply),
             Some(Ok(Outcome::Replaced)) => Err(ExecError::NotLeader),
-            Some(Err(e)) => {
-                lock(&self.applied).cancel_read(id);
-                Err(refused(e))
-            }
+            Some(Err(e)) => Err(refused(e)),
             Some(Ok(Outcome::Unknown)) | None => {
+                // If the apply loop has not registered it yet, it will, and
+                // Raft's confirmation or failure removes it then.
                 lock(&self.applied).cancel_read(id);
                 Err(ExecError::Timeout)
             }
@@ -204,6 +221,12 @@ impl Replica {
     /// Sizes of the state machine as of the last applied entry.
     pub fn stats(&self) -> Stats {
         lock(&self.applied).state_machine().stats()
+    }
+
+    /// The space quota in force (replicated by `SetQuota`), as of the last
+    /// batch of entries applied.
+    pub fn quota_in_force(&self) -> u64 {
+        self.quota_in_force.load(Ordering::Relaxed)
     }
 
     /// Reads the state machine as of the last applied entry.
@@ -269,8 +292,8 @@ fn lock(applied: &Mutex<Applied>) -> MutexGuard<'_, Applied> {
     applied.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn lock_numbered(numbered: &Numbered) -> MutexGuard<'_, Vec<(Index, Term, Waiter)>> {
-    numbered.lock().unwrap_or_else(|e| e.into_inner())
+fn lock_admissions(admissions: &Admissions) -> MutexGuard<'_, Vec<Admitted>> {
+    admissions.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// When the apply loop takes a snapshot.
@@ -383,17 +406,23 @@ impl Drop for Snapshots {
     }
 }
 
-/// Registers the proposals Raft has numbered since the last batch (see
-/// [`Numbered`]); one whose entry was applied already learns its outcome now.
-fn register_numbered(applied: &Mutex<Applied>, numbered: &Numbered) {
-    let fresh = std::mem::take(&mut *lock_numbered(numbered));
+/// Registers the requests Raft has taken since the last batch (see
+/// [`Admissions`]); a proposal whose entry was applied already learns its
+/// outcome now.
+fn register_admitted(applied: &Mutex<Applied>, admissions: &Admissions) {
+    let fresh = std::mem::take(&mut *lock_admissions(admissions));
     if fresh.is_empty() {
         return;
     }
     let mut state = lock(applied);
-    for (index, term, waiter) in fresh {
-        if let Some(outcome) = state.wait_for(index, term, waiter.clone()) {
-            let _ = waiter.send(Ok(outcome));
+    for admitted in fresh {
+        match admitted {
+            Admitted::Proposal(index, term, waiter) => {
+                if let Some(outcome) = state.wait_for(index, term, waiter.clone()) {
+                    let _ = waiter.send(Ok(outcome));
+                }
+            }
+            Admitted::Read(id, command, waiter) => state.wait_read(id, command, waiter),
         }
     }
 }
@@ -401,7 +430,8 @@ fn register_numbered(applied: &Mutex<Applied>, numbered: &Numbered) {
 /// The apply loop: takes each batch of committed entries (and confirmed
 /// reads, and snapshots) from the node, in order, until the node stops.
 fn run_apply_loop(
-    (node, applied, numbered): (&Arc<Node>, &Mutex<Applied>, &Numbered),
+    (node, applied, admissions): (&Arc<Node>, &Mutex<Applied>, &Admissions),
+    quota_in_force: &AtomicU64,
     apply: Receiver<Vec<ApplyMsg>>,
     mut snapshots: Snapshots,
 ) {
@@ -410,13 +440,15 @@ fn run_apply_loop(
         if node.is_killed() {
             return;
         }
-        register_numbered(applied, numbered);
+        register_admitted(applied, admissions);
         for msg in batch {
             since_snapshot = apply_one((node, applied), msg, since_snapshot, &mut snapshots);
             if node.is_killed() {
                 return;
             }
         }
+        let quota = lock(applied).state_machine().quota();
+        quota_in_force.store(quota, Ordering::Relaxed);
     }
 }
 
