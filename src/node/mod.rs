@@ -6,7 +6,7 @@
 //! virtual time instead.
 //!
 //! ```text
-//!   start() / snapshot() ──┐                      ┌──▶ PeerSender(2) ──▶ Transporter ─┐
+//!   propose() / snapshot() ┐                      ┌──▶ PeerSender(2) ──▶ Transporter ─┐
 //!   handle_rpc() ──────────┼─▶ events ─▶ node ────┼──▶ PeerSender(3) ──▶ Transporter ─┤
 //!   replies from peers ────┘    thread   │  ▲     │                                    │
 //!                               owns Raft │  └─────┴──── Event::Response ◀────────────┘
@@ -329,7 +329,9 @@ impl Node {
     }
 
     /// [`Node::start`] without waiting: `reply` is called on the node thread
-    /// with the index and term, or why the proposal was refused.
+    /// with the index and term, or why the proposal was refused (or, if the
+    /// node is stopping, with `NotLeader` on whichever thread drops the
+    /// request: possibly this one, before `propose` returns).
     pub fn propose(&self, command: Vec<u8>, reply: OnProposed) {
         self.send_event(Event::Propose { command, reply });
     }
@@ -350,7 +352,8 @@ impl Node {
     }
 
     /// [`Node::read_index`] without waiting: `reply` is called on the node
-    /// thread with whether Raft took the read.
+    /// thread with whether Raft took the read (if the node is stopping, as
+    /// for [`Node::propose`]).
     pub fn admit_read(&self, id: u64, reply: OnReadAdmitted) {
         self.send_event(Event::ReadIndex { id, reply });
     }

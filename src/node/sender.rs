@@ -10,6 +10,7 @@
 //! Raft treats it like a lost message and the next heartbeat repairs the gap.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -78,6 +79,9 @@ struct Shared {
     chunks: ChunkSource,
     state: Mutex<QueueState>,
     wakeup: Condvar,
+    /// Whether the peer accepted the last AppendEntries answered: only then
+    /// may heartbeats ride on entries (see [`merge`]).
+    last_append_accepted: AtomicBool,
 }
 
 #[derive(Default)]
@@ -109,6 +113,7 @@ impl PeerSender {
                 chunks,
                 state: Mutex::new(QueueState::default()),
                 wakeup: Condvar::new(),
+                last_append_accepted: AtomicBool::new(false),
             }),
         }
     }
@@ -180,9 +185,12 @@ impl Shared {
             if let Some(mut request) = state.queue.pop_front() {
                 // Under load, requests pile up while a call is in flight: send
                 // consecutive AppendEntries as one.
-                while let Some(merged) = state.queue.front().and_then(|next| merge(&request, next))
+                let healthy = self.last_append_accepted.load(Ordering::Relaxed);
+                while state
+                    .queue
+                    .front()
+                    .is_some_and(|next| merge(&mut request, next, healthy))
                 {
-                    request = merged;
                     state.queue.pop_front();
                 }
                 let started = Instant::now();
@@ -200,6 +208,10 @@ impl Shared {
                 let took = started.elapsed();
                 self.metrics.peer_call(self.peer, took, result.is_ok());
                 if let Ok(response) = result {
+                    if let Response::AppendEntries(reply) = &response {
+                        self.last_append_accepted
+                            .store(reply.success, Ordering::Relaxed);
+                    }
                     (self.on_reply)(request, response);
                 }
                 state = self.lock();
@@ -229,29 +241,63 @@ const MAX_MERGED_BYTES: usize = 4 << 20;
 /// kind, and the command's length.
 const ENTRY_OVERHEAD: usize = 16;
 
-/// `a` and `b` as one AppendEntries, if `b` continues right where `a` ends (same
-/// leader and term): `a`'s entries, then `b`'s, with the later commit index.
-fn merge(a: &Request, b: &Request) -> Option<Request> {
+/// Merges `b` into `a` (queued before it) and returns true, if both are
+/// AppendEntries of the same leader and term and one of these holds:
+/// - `b` continues right where `a` ends: `a`'s entries, then `b`'s (two
+///   heartbeats with the same anchor are the case with no entries);
+/// - the peer is `healthy` (it accepted the last AppendEntries answered) and
+///   one of them is a heartbeat while the other has entries: the one with
+///   entries, which the follower must get anyway, carries the heartbeat's
+///   read round and commit index.
+///
+/// The merged request carries the later commit index and read round. It is
+/// one the leader could have sent itself when it made `b`: its entries and
+/// their predecessor are still in its log (a leader only appends), and the
+/// follower's answer is sent after `b`'s read round began, so it may confirm
+/// it (thesis §6.4). Without heartbeats riding on entries, under a mix of
+/// reads and writes every read round would be a call of its own between two
+/// batches of entries.
+///
+/// What a heartbeat loses when it rides is its anchor: the leader takes the
+/// rejection of a heartbeat, which is anchored at an entry the follower had
+/// acknowledged, as proof that the follower lost its log, and the rejection
+/// of anything else as an ordinary mismatch (`handle_append_entries_reply`).
+/// So heartbeats ride only while the peer accepts AppendEntries: once it
+/// rejects one (a lost log, or just a mismatch), heartbeats go alone again
+/// until it accepts one.
+fn merge(a: &mut Request, b: &Request, healthy: bool) -> bool {
     let (Request::AppendEntries(a), Request::AppendEntries(b)) = (a, b) else {
-        return None;
+        return false;
     };
-    let continues = b.term == a.term
-        && b.leader_id == a.leader_id
-        && b.prev_log_index == a.prev_log_index + a.entries.len() as u64;
-    let bytes: usize = a
-        .entries
-        .iter()
-        .chain(&b.entries)
-        .map(|e| e.command.len() + ENTRY_OVERHEAD)
-        .sum();
-    if !continues || bytes > MAX_MERGED_BYTES {
-        return None;
+    if b.term != a.term || b.leader_id != a.leader_id {
+        return false;
     }
-    let mut merged = a.clone();
-    merged.entries.extend(b.entries.iter().cloned());
-    merged.leader_commit = a.leader_commit.max(b.leader_commit);
-    merged.read_seq = a.read_seq.max(b.read_seq);
-    Some(Request::AppendEntries(merged))
+    let commit = a.leader_commit.max(b.leader_commit);
+    let read_seq = a.read_seq.max(b.read_seq);
+    let (a_beats, b_beats) = (a.entries.is_empty(), b.entries.is_empty());
+    let continues = b.prev_log_index == a.prev_log_index + a.entries.len() as u64;
+    if healthy && a_beats && !b_beats {
+        // `a` is a heartbeat: `b` carries it.
+        *a = b.clone();
+    } else if healthy && b_beats && !a_beats {
+        // `b` is a heartbeat: `a` carries it.
+    } else if continues {
+        let bytes: usize = a
+            .entries
+            .iter()
+            .chain(&b.entries)
+            .map(|e| e.command.len() + ENTRY_OVERHEAD)
+            .sum();
+        if bytes > MAX_MERGED_BYTES {
+            return false;
+        }
+        a.entries.extend(b.entries.iter().cloned());
+    } else {
+        return false;
+    }
+    a.leader_commit = commit;
+    a.read_seq = read_seq;
+    true
 }
 
 #[cfg(test)]
@@ -260,6 +306,10 @@ mod tests {
     use crate::raft::messages::{AppendEntriesArgs, Entry};
 
     fn append(prev: u64, n: usize, commit: u64) -> Request {
+        append_in_round(prev, n, commit, 0)
+    }
+
+    fn append_in_round(prev: u64, n: usize, commit: u64, read_seq: u64) -> Request {
         Request::AppendEntries(AppendEntriesArgs {
             term: 2,
             leader_id: 1,
@@ -267,24 +317,81 @@ mod tests {
             prev_log_term: 2,
             entries: vec![Entry::command(2, vec![7]); n],
             leader_commit: commit,
-            read_seq: 0,
+            read_seq,
         })
+    }
+
+    /// What `merge(a, b)` leaves in `a`, if they merged.
+    fn merged(mut a: Request, b: &Request) -> Option<Request> {
+        merge(&mut a, b, true).then_some(a)
     }
 
     #[test]
     fn only_contiguous_appends_merge() {
-        let merged = merge(&append(10, 2, 5), &append(12, 3, 9)).expect("contiguous");
-        assert_eq!(merged, {
-            let Request::AppendEntries(mut a) = append(10, 5, 9) else {
-                unreachable!()
-            };
-            a.prev_log_term = 2;
-            Request::AppendEntries(a)
-        });
-        assert!(
-            merge(&append(10, 2, 5), &append(11, 3, 9)).is_none(),
-            "overlap"
+        assert_eq!(
+            merged(append(10, 2, 5), &append(12, 3, 9)),
+            Some(append(10, 5, 9))
         );
-        assert!(merge(&append(10, 2, 5), &append(14, 3, 9)).is_none(), "gap");
+        assert_eq!(merged(append(10, 2, 5), &append(11, 3, 9)), None, "overlap");
+        assert_eq!(merged(append(10, 2, 5), &append(14, 3, 9)), None, "gap");
+    }
+
+    /// A heartbeat (a read round) queued next to entries rides on them, on
+    /// either side: the call carries the entries, the later commit index and
+    /// the later read round.
+    #[test]
+    fn a_heartbeat_rides_on_the_entries_next_to_it() {
+        assert_eq!(
+            merged(append_in_round(12, 3, 9, 4), &append_in_round(8, 0, 11, 5)),
+            Some(append_in_round(12, 3, 11, 5)),
+            "heartbeat after entries"
+        );
+        assert_eq!(
+            merged(append_in_round(8, 0, 11, 5), &append_in_round(12, 3, 9, 4)),
+            Some(append_in_round(12, 3, 11, 5)),
+            "heartbeat before entries"
+        );
+        assert_eq!(
+            merged(append_in_round(8, 0, 9, 5), &append_in_round(8, 0, 11, 6)),
+            Some(append_in_round(8, 0, 11, 6)),
+            "two heartbeats with one anchor"
+        );
+        assert_eq!(
+            merged(append_in_round(8, 0, 9, 5), &append_in_round(10, 0, 11, 6)),
+            None,
+            "two anchors: the later may be a probe"
+        );
+        let mut other_term = append_in_round(8, 0, 11, 5);
+        if let Request::AppendEntries(a) = &mut other_term {
+            a.term = 3;
+        }
+        assert_eq!(
+            merged(append_in_round(12, 3, 9, 4), &other_term),
+            None,
+            "another term"
+        );
+    }
+
+    /// Once the peer rejects an AppendEntries, heartbeats go alone: the
+    /// rejection of one anchored at an acknowledged entry is how the leader
+    /// learns that the follower lost its log.
+    #[test]
+    fn heartbeats_go_alone_to_a_peer_that_rejects() {
+        for (a, b) in [
+            (append_in_round(12, 3, 9, 4), append_in_round(8, 0, 11, 5)),
+            (append_in_round(8, 0, 11, 5), append_in_round(12, 3, 9, 4)),
+        ] {
+            let mut unmerged = a.clone();
+            assert!(!merge(&mut unmerged, &b, false));
+            assert_eq!(unmerged, a);
+        }
+        assert_eq!(
+            {
+                let mut a = append(10, 2, 5);
+                merge(&mut a, &append(12, 3, 9), false).then_some(a)
+            },
+            Some(append(10, 5, 9)),
+            "contiguous entries still merge"
+        );
     }
 }

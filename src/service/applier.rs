@@ -138,8 +138,10 @@ impl<W> Applier<W> {
             .map(|(_, waiter)| (waiter, Outcome::Replaced))
     }
 
-    /// Registers `waiter` for read `id` of `command`, before the read is
-    /// handed to Raft (so its confirmation cannot arrive first).
+    /// Registers `waiter` for read `id` of `command`, before Raft's
+    /// confirmation or failure of it is applied (the server registers reads
+    /// Raft admitted before each batch; the simulator before handing them
+    /// to Raft).
     pub fn wait_read(&mut self, id: u64, command: Command, waiter: W) {
         self.reads.insert(id, (command, waiter));
     }

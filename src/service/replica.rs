@@ -189,9 +189,10 @@ impl Replica {
         }
     }
 
-    /// Thesis §6.4: a read without a log entry. Registers the read, asks Raft
-    /// to confirm this server still leads, and answers once the state machine
-    /// has applied the read index. A session's read is not recorded in its
+    /// Thesis §6.4: a read without a log entry. Asks Raft to confirm this
+    /// server still leads (once Raft admits the read, the apply loop
+    /// registers it), and answers once the state machine has applied the
+    /// read index. A session's read is not recorded in its
     /// session (reads change nothing, so retrying one is harmless).
     fn read(&self, op: &Op, timeout: Duration) -> Result<String, ExecError> {
         let id = self.next_read.fetch_add(1, Ordering::Relaxed);
@@ -210,8 +211,12 @@ impl Replica {
             Some(Ok(Outcome::Replaced)) => Err(ExecError::NotLeader),
             Some(Err(e)) => Err(refused(e)),
             Some(Ok(Outcome::Unknown)) | None => {
-                // If the apply loop has not registered it yet, it will, and
+                // Not registered yet (a leader cut off makes no batches):
+                // drop it from the list, so retries cannot pile up there.
+                // Taken by the apply loop meanwhile: it registers it, and
                 // Raft's confirmation or failure removes it then.
+                lock_admissions(&self.admissions)
+                    .retain(|a| !matches!(a, Admitted::Read(read, ..) if *read == id));
                 lock(&self.applied).cancel_read(id);
                 Err(ExecError::Timeout)
             }
@@ -520,6 +525,7 @@ fn apply_one(
                 Err(e) => {
                     info!(id, 0, "stopping: snapshot at {covered} is corrupt: {e}");
                     node.stop();
+                    return since_snapshot;
                 }
             }
             since_snapshot = 0;
