@@ -7,7 +7,7 @@
 //! simulator), wakes the waiting request, and snapshots once the log has grown
 //! past a threshold. The request thread sleeps once: the node thread numbers
 //! its entry (or admits its read) and leaves it for the apply loop to
-//! register ([`Admissions`]), rather than waking it to register itself.
+//! register (`Admissions`), rather than waking it to register itself.
 //!
 //! Snapshots never stall the apply loop for longer than a copy of the state's
 //! structure: the loop clones the state machine (cheap, its values are shared

@@ -39,6 +39,10 @@ const MAX_CONFIGURATION: usize = 1 << 20;
 const TRAILER_LEN: u64 = 4;
 /// Buffers for reading and writing files.
 const BUFFER: usize = 64 << 10;
+/// A snapshot being written is made durable this many bytes at a time, so the
+/// disk never holds a long queue of its dirty pages ahead of the log's next
+/// fdatasync (which would wait behind them).
+const SYNC_STEP: u64 = 1 << 20;
 
 /// The snapshot files of one storage directory.
 pub struct SnapshotFiles {
@@ -92,17 +96,24 @@ fn invalid(path: &Path, why: &str) -> io::Error {
 }
 
 /// Counts and checksums the bytes written through it.
-struct Counting<'a, W: Write> {
-    inner: &'a mut W,
+struct Counting<'a> {
+    inner: &'a mut BufWriter<File>,
     crc: Crc32,
     written: u64,
+    /// Bytes made durable so far.
+    synced: u64,
 }
 
-impl<W: Write> Write for Counting<'_, W> {
+impl Write for Counting<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.inner.write(buf)?;
         self.crc.update(&buf[..n]);
         self.written += n as u64;
+        if self.written - self.synced >= SYNC_STEP {
+            self.inner.flush()?;
+            self.inner.get_ref().sync_data()?;
+            self.synced = self.written;
+        }
         Ok(n)
     }
 
@@ -189,6 +200,7 @@ impl SnapshotFiles {
                 inner: &mut file,
                 crc: Crc32::new(),
                 written: 0,
+                synced: 0,
             };
             fill(&mut counting)?;
             let (crc, size) = (counting.crc.finish(), counting.written);
@@ -377,12 +389,16 @@ impl SnapshotFiles {
         }
     }
 
-    /// `snapshot` is now current: deletes every complete snapshot older than it.
+    /// `snapshot` is now current: deletes every complete snapshot older than
+    /// it (one already gone is fine: two of these may run at once).
     pub fn keep_from(&self, snapshot: &Snapshot) -> io::Result<()> {
         let current = (snapshot.last_included_index, snapshot.last_included_term);
         for (index, term, path) in self.complete()? {
             if (index, term) < current {
-                fs::remove_file(path)?;
+                match fs::remove_file(path) {
+                    Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                    _ => {}
+                }
             }
         }
         Ok(())
@@ -432,6 +448,16 @@ mod tests {
         assert_eq!(files.read_chunk(&s, 6, 4).unwrap(), b"snap");
         assert_eq!(files.read_chunk(&s, 10, 100).unwrap(), b"shot");
         assert_eq!(files.latest().unwrap(), Some(s));
+    }
+
+    #[test]
+    fn a_snapshot_made_durable_in_steps_reads_back_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = SnapshotFiles::new(dir.path());
+        let bytes: Vec<u8> = (0..(5 * SYNC_STEP / 2)).map(|i| (i % 251) as u8).collect();
+        let s = write(&files, 7, &bytes);
+        assert_eq!(s.size, bytes.len() as u64);
+        assert_eq!(read(&files, &s).unwrap(), bytes);
     }
 
     #[test]
