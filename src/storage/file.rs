@@ -18,14 +18,14 @@
 //!
 //! Appending costs O(batch): new entries are appended as records and replayed at
 //! start-up, where a later record at an index overrides earlier ones. A new
-//! snapshot that agrees with the log (§7: the log has its last entry) leaves
+//! snapshot that agrees with the log (§7: the log holds its last entry) leaves
 //! the file alone: start-up replays the file, then drops what the newest
 //! snapshot covers, which is what the snapshot did to the log in memory. Only
 //! once the file has grown to 64 MiB (`LOG_REWRITE_BYTES`, and twice what it still
 //! needs) does a snapshot rewrite it, atomically like the other files; a
 //! snapshot that disagrees (a leader's, replacing a conflicting log) rewrites
 //! it at once, since entries appended after it must not follow the old ones.
-//! Rewriting costs fsyncs and a rename on the node thread (6-30 ms measured
+//! Rewriting costs fsyncs and a rename on the node thread (6-35 ms measured
 //! under load, most of it freeing the old file's blocks), so it is rare, and
 //! the old file is closed (its blocks freed) on another thread, as older
 //! snapshot files are deleted.
