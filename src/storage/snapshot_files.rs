@@ -95,7 +95,8 @@ fn invalid(path: &Path, why: &str) -> io::Error {
     )
 }
 
-/// Counts and checksums the bytes written through it.
+/// Counts and checksums the bytes written through it, and makes them durable
+/// every [`SYNC_STEP`] bytes.
 struct Counting<'a> {
     inner: &'a mut BufWriter<File>,
     crc: Crc32,
