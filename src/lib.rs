@@ -11,11 +11,14 @@
 //! 3. [`raft::core`]: Figure 2's state and the term rule; then the rules, one
 //!    file per section: `raft/election.rs` (§5.2, §5.4.1), `raft/replication.rs`
 //!    (§5.3, §5.4.2), `raft/snapshot.rs` (§7).
-//! 4. [`raft::ready`]: what the core asks of the world: persist → send → apply.
-//! 5. [`node`]: the runtime that does it, with [`transport`] and [`storage`].
+//! 4. [`raft::ready`]: what the core asks of the world: persist → send → apply;
+//!    [`raft::executor`]: that order, written once, with the effects a runtime
+//!    supplies ([`raft::Effects`]).
+//! 5. [`node`]: the runtime's effects, with [`transport`] and [`storage`].
 //! 6. [`codec`]: the binary encoding of everything on the wire and on disk.
-//! 7. [`sim`]: the deterministic simulator that runs the core and the service
-//!    under thousands of fault schedules and checks the paper's properties.
+//! 7. [`sim`]: the deterministic simulator that runs the core, the executor
+//!    and the service under thousands of fault schedules and checks the
+//!    paper's properties.
 //! 8. [`service`] and [`server`]: the KV store and ledger on top, with client
 //!    sessions and the bounds that keep its state finite, and the one TCP port
 //!    for peers, text clients ([`client`]) and [`http`] (JSON API, `/metrics`

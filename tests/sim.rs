@@ -119,6 +119,13 @@ fn serving_reads_before_committing_in_the_current_term_is_caught() {
     assert_caught(Bug::ReadIndexAnyTerm, 2000);
 }
 
+/// Reference: Figure 2, "respond to RPCs only after updating stable storage",
+/// in the executor of a `Ready` that the runtime and the simulator share.
+#[test]
+fn releasing_replies_before_persisting_is_caught() {
+    assert_caught(Bug::ReplyBeforePersist, 200);
+}
+
 #[test]
 fn a_seed_replays_exactly() {
     let options = Options::default();

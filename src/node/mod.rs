@@ -2,8 +2,9 @@
 //! the course's one-message-at-a-time apply channel) one applier.
 //!
 //! This is where the core's [`crate::raft::Ready`] meets threads, a [`Storage`] and a
-//! [`Transporter`]; the simulator (`src/sim/`) executes the same `Ready` on
-//! virtual time instead.
+//! [`Transporter`]: the node thread supplies the effects
+//! ([`crate::raft::Effects`]) and [`crate::raft::executor`] decides their
+//! order, the same executor the simulator (`src/sim/`) runs on virtual time.
 //!
 //! ```text
 //!   propose() / snapshot() ┐                      ┌──▶ PeerSender(2) ──▶ Transporter ─┐
@@ -18,12 +19,13 @@
 //! ```
 //!
 //! The node thread owns the [`Raft`] core and is the only thread that touches it.
-//! It waits for events (or the next tick), feeds them to the core, then executes
-//! the core's [`crate::raft::Ready`]: persist, then send (and answer the RPCs it just handled),
-//! then apply. It never blocks on the network or on the service: requests go to
-//! per-peer sender queues and committed entries to an unbounded channel (the
-//! service's own, or the applier thread's, which alone waits for a bounded
-//! apply channel). So the service may call [`Node::snapshot`] from the thread
+//! It waits for events (or the next tick), feeds them to the core, then has
+//! the executor carry out the core's [`crate::raft::Ready`]: persist, then
+//! answer the RPCs it just handled and send, then apply. A storage failure
+//! halts the execution and stops the node thread. It never blocks on the
+//! network or on the service: requests go to per-peer sender queues and
+//! committed entries to an unbounded channel (the service's own, or the
+//! applier thread's, which alone waits for a bounded apply channel). So the service may call [`Node::snapshot`] from the thread
 //! that consumes the apply channel.
 //!
 //! Every hand-off between threads is a wake-up, and on a loaded two-core
@@ -57,9 +59,9 @@ use std::time::{Duration, Instant};
 
 use crate::metrics::raft::RaftMetrics;
 use crate::raft::core::{Config, Raft, Role, Status};
+use crate::raft::executor::{self, Effects};
 use crate::raft::messages::{Index, NodeId, Request, Response, Term};
-use crate::raft::ready::ApplyMsg;
-use crate::raft::ready::Snapshot;
+use crate::raft::ready::{ApplyMsg, Outbound, Persist, Snapshot};
 use crate::raft::{Configuration, MembershipChange, MembershipError, ProposeError, TransferError};
 use crate::storage::{SnapshotFill, Storage};
 use crate::transport::Transporter;
@@ -680,51 +682,10 @@ impl NodeLoop {
         }
     }
 
-    /// Hands requests to the per-peer senders.
-    fn send(&self, messages: Option<Vec<crate::raft::ready::Outbound>>) {
-        for message in messages.into_iter().flatten() {
-            if let Some(sender) = self.senders.get(&message.to) {
-                sender.send(message.request);
-            }
-        }
-    }
-
-    /// Persist, then send (and reply), then apply: the order [`crate::raft::Ready`] demands.
+    /// Executes the core's output (src/raft/executor.rs has the order), then
+    /// publishes the status.
     fn execute_ready(&mut self) -> io::Result<()> {
-        // A durable write can let the leader commit (§10.2.1), which makes a
-        // new Ready: loop until there is nothing left to do.
-        loop {
-            let mut ready = self.raft.ready();
-            if ready.is_empty() && self.pending_replies.is_empty() {
-                break;
-            }
-            if let Some(configuration) = ready.configuration.take() {
-                self.apply_configuration(&configuration);
-            }
-            let mut messages = Some(ready.messages);
-            if ready.send_first {
-                // Followers start writing while the leader does (§10.2.1).
-                self.send(messages.take());
-            }
-            if !ready.persist.is_empty() {
-                let started = Instant::now();
-                self.storage.save(&ready.persist)?;
-                let with_snapshot = ready.persist.snapshot.is_some();
-                self.shared
-                    .metrics
-                    .persisted(with_snapshot, started.elapsed());
-                if let Some((index, term)) = ready.persist.log.as_ref().and_then(|w| w.last()) {
-                    self.raft.persisted(index, term);
-                }
-            }
-            for (reply, response) in self.pending_replies.drain(..) {
-                let _ = reply.send(response);
-            }
-            self.send(messages);
-            if !ready.apply.is_empty() {
-                let _ = self.applier.send(ready.apply);
-            }
-        }
+        executor::execute(self)?;
         let status = self.raft.status();
         self.shared.metrics.observe(&status);
         let mut shared = lock(&self.shared.status);
@@ -732,6 +693,58 @@ impl NodeLoop {
             *shared = status;
             self.shared.status_changed.notify_all();
         }
+        Ok(())
+    }
+}
+
+/// The runtime's effects: a [`Storage`], the per-peer senders, the held reply
+/// channels, the apply sink. A storage failure halts the execution (and the
+/// node thread).
+impl Effects for NodeLoop {
+    type Halt = io::Error;
+
+    fn core(&mut self) -> &mut Raft {
+        &mut self.raft
+    }
+
+    fn holds_replies(&self) -> bool {
+        !self.pending_replies.is_empty()
+    }
+
+    fn configure(&mut self, configuration: &Configuration) -> io::Result<()> {
+        self.apply_configuration(configuration);
+        Ok(())
+    }
+
+    fn persist(&mut self, persist: &Persist) -> io::Result<()> {
+        let started = Instant::now();
+        self.storage.save(persist)?;
+        let with_snapshot = persist.snapshot.is_some();
+        self.shared
+            .metrics
+            .persisted(with_snapshot, started.elapsed());
+        Ok(())
+    }
+
+    fn release_replies(&mut self) -> io::Result<()> {
+        for (reply, response) in self.pending_replies.drain(..) {
+            let _ = reply.send(response);
+        }
+        Ok(())
+    }
+
+    /// Hands requests to the per-peer senders.
+    fn send(&mut self, messages: Vec<Outbound>) -> io::Result<()> {
+        for message in messages {
+            if let Some(sender) = self.senders.get(&message.to) {
+                sender.send(message.request);
+            }
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, apply: Vec<ApplyMsg>) -> io::Result<()> {
+        let _ = self.applier.send(apply);
         Ok(())
     }
 }

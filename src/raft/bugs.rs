@@ -1,7 +1,7 @@
 //! Deliberate bugs: one rule of the paper switched off, for the simulator to catch.
 //!
 //! Each [`Bug`] disables exactly one rule, at the one place that rule lives in
-//! the core. The simulator (`src/sim/`) runs schedules with a bug switched on
+//! the core (or, for the order of effects, in the executor of a `Ready`). The simulator (`src/sim/`) runs schedules with a bug switched on
 //! and must find a violation of a safety property; a test asserts that it does
 //! within a bounded number of seeds. That is the proof the simulator can see
 //! the bugs the paper warns about. A server never sets one.
@@ -33,17 +33,24 @@ pub enum Bug {
     /// leaders of different terms can make sibling changes whose majorities
     /// do not overlap, and a committed entry is overwritten.
     Membership2015,
+    /// Figure 2 ("respond to RPCs only after updating stable storage") off in
+    /// the executor of a `Ready` (`src/raft/executor.rs`): the replies to the
+    /// RPCs handled are released before the state they depend on is durable,
+    /// so a crash during the save can take back a vote or an acknowledged
+    /// entry that a peer already counted.
+    ReplyBeforePersist,
 }
 
 impl Bug {
     /// Every bug, in a fixed order.
-    pub const ALL: [Bug; 6] = [
+    pub const ALL: [Bug; 7] = [
         Bug::Figure8,
         Bug::NoElectionRestriction,
         Bug::UnpersistedVote,
         Bug::TruncateWithoutConflict,
         Bug::ReadIndexAnyTerm,
         Bug::Membership2015,
+        Bug::ReplyBeforePersist,
     ];
 
     /// The name used on command lines (`-bug figure8`).
@@ -55,6 +62,7 @@ impl Bug {
             Bug::TruncateWithoutConflict => "truncate-without-conflict",
             Bug::ReadIndexAnyTerm => "read-index-any-term",
             Bug::Membership2015 => "membership-2015",
+            Bug::ReplyBeforePersist => "reply-before-persist",
         }
     }
 
@@ -74,6 +82,9 @@ impl Bug {
             }
             Bug::Membership2015 => {
                 "thesis §4.1 (2015 fix): change the configuration only after committing an entry of the current term"
+            }
+            Bug::ReplyBeforePersist => {
+                "Figure 2: respond to RPCs only after updating stable storage"
             }
         }
     }

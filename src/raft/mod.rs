@@ -6,9 +6,10 @@
 //! `replication.rs` (§5.3, §5.4.2), `snapshot.rs` (§7), `leadership.rs`
 //! (check-quorum §6.2, stickiness §4.2.3, leadership transfer §3.10; thesis
 //! sections), [`membership`] (thesis §4: adding and removing servers, with
-//! the [`configuration`] they change). [`ready`] is the core's output; the runtime in
-//! [`crate::node`] persists, sends and applies it, and the simulator
-//! (`src/sim/`) does the same on virtual time.
+//! the [`configuration`] they change). [`ready`] is the core's output, and
+//! [`executor`] executes it in the one order every runtime follows (persist,
+//! then release replies, send, apply); the runtime in [`crate::node`] and the
+//! simulator (`src/sim/`) supply only the effects.
 //!
 //! Nothing here imports the modules that do I/O: the core is a value that
 //! input goes into and a [`Ready`] comes out of.
@@ -17,6 +18,7 @@ pub mod bugs;
 pub mod configuration;
 pub mod core;
 mod election;
+pub mod executor;
 pub mod leadership;
 pub mod log;
 pub mod membership;
@@ -31,6 +33,8 @@ pub mod snapshot;
 #[cfg(test)]
 mod core_tests;
 #[cfg(test)]
+mod executor_tests;
+#[cfg(test)]
 mod flow_control_tests;
 #[cfg(test)]
 mod leadership_tests;
@@ -42,6 +46,7 @@ mod read_index_tests;
 pub use self::bugs::Bug;
 pub use self::configuration::Configuration;
 pub use self::core::{Config, InitialState, Raft, Role, Status};
+pub use self::executor::Effects;
 pub use self::leadership::TransferError;
 pub use self::membership::{
     AbortReason, ChangeStage, ChangeStatus, MembershipChange, MembershipError,

@@ -1,9 +1,10 @@
 //! What the consensus core asks its runtime to do: persist, then send, then apply.
 //!
 //! The core ([`super::Raft`]) never touches a disk, a socket or a thread. Each time
-//! it handles input it accumulates a [`Ready`]; the runtime takes it and executes it
-//! **in field order**: make `persist` durable, then send `messages` (and replies to
-//! the RPCs just handled), then hand `apply` to the state machine. That order is
+//! it handles input it accumulates a [`Ready`]; [`super::executor::execute`]
+//! carries it out **in field order**, through effects the runtime supplies:
+//! make `persist` durable, then release the replies to the RPCs just handled
+//! and send `messages`, then hand `apply` to the state machine. That order is
 //! what makes the core's promises true: a vote or an appended entry is on disk
 //! before any peer can learn of it (Figure 2: "respond to RPCs only after updating
 //! stable storage"), and nothing is applied before it is durable locally.
@@ -11,8 +12,9 @@
 //! One exception, thesis §10.2.1: when `send_first` is set (a leader whose term
 //! and vote did not change), the messages may be sent before or while `persist`
 //! is written, so followers write in parallel with the leader. After the write
-//! the runtime reports it with [`super::Raft::persisted`]; the leader counts
+//! the executor reports it with [`super::Raft::persisted`]; the leader counts
 //! itself toward a majority only then. Replies to RPCs always wait for the write.
+//! The executor's documentation states the whole rule, step by step.
 
 use super::configuration::Configuration;
 use super::messages::{Entry, Index, NodeId, Request, Term};
@@ -180,7 +182,8 @@ pub struct Outbound {
     pub request: Request,
 }
 
-/// Everything one round of input made the core want done, in execution order.
+/// Everything one round of input made the core want done, in execution order
+/// (executed by [`super::executor::execute`]).
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Ready {
     /// 1. Make this durable.

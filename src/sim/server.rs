@@ -1,12 +1,15 @@
-//! A simulated server: the real core and the real service, executing each `Ready`.
+//! A simulated server: the real core, the real executor and the real service.
 //!
 //! A server handles one event the way the threaded runtime (`src/node/`)
-//! handles a batch: feed the core, take its `Ready`, then **persist → send →
-//! apply**. A pending crash strikes in the middle of the save (a torn save),
-//! between saving and sending, between sending and applying, or at the latest
-//! when the step ends. Clients are answered as `src/service/frontend.rs` does:
-//! a follower says `ERR NO_LEADER`, a leader proposes and waits for the entry's
-//! outcome through the shared [`Applier`].
+//! handles a batch: feed the core, then run the executor the runtime runs
+//! (`src/raft/executor.rs`: **persist → release replies → send → apply**) with
+//! the simulator's effects (`ServerEffects`): the simulated disk, network and
+//! service, and the checker's hooks. A pending crash strikes in the middle of
+//! the save (a torn save), between saving and sending, between sending and
+//! applying, or at the latest when the step ends; each halts the execution.
+//! Clients are answered as `src/service/frontend.rs` does: a follower says
+//! `ERR NO_LEADER`, a leader proposes and waits for the entry's outcome
+//! through the shared [`Applier`].
 
 use super::disk::SimDisk;
 use super::faults::CrashPoint;
@@ -18,8 +21,9 @@ use super::trace::{show, show_persist, show_request};
 use super::world::{Event, World};
 use super::{format_time, Time, MS};
 use crate::codec::{Decode, Encode};
+use crate::raft::executor::{self, Effects};
 use crate::raft::messages::{Index, NodeId, Request, Response};
-use crate::raft::ready::Outbound;
+use crate::raft::ready::{Outbound, Persist, Ready};
 use crate::raft::{ApplyMsg, Config, MembershipChange, Raft, Status};
 use crate::service::applier::{Applier, Outcome};
 use crate::service::command::Command;
@@ -323,139 +327,43 @@ impl World {
         Ok(())
     }
 
-    /// Persist, then send, then apply: the order `Ready` demands (src/raft/ready.rs).
+    /// Executes server `node`'s output with the executor the runtime runs
+    /// (src/raft/executor.rs), through the simulator's effects: `outgoing`
+    /// holds the replies to what the step handled.
     pub(super) fn execute_ready(
         &mut self,
         node: usize,
-        mut before: Status,
-        mut outgoing: Vec<(Endpoint, Body)>,
+        before: Status,
+        outgoing: Vec<(Endpoint, Body)>,
     ) -> Result<Crashed, Violation> {
-        let id = node as NodeId + 1;
-        // A durable write can let the leader commit (§10.2.1), and a snapshot
-        // makes a save of its own: loop until the core has nothing to do.
-        loop {
-            let Some(running) = self.nodes[node].running.as_mut() else {
-                return Ok(Crashed::Yes);
-            };
-            let ready = running.raft.ready();
-            let after = running.raft.status();
-            self.checker
-                .on_step(node, &before, &after, &ready.persist)?;
-            if ready.is_empty() && outgoing.is_empty() {
-                return Ok(Crashed::No);
-            }
-            let crash_point = self.nodes[node].crash_point;
-            let mut requests = Some(ready.messages);
-            if ready.send_first {
-                // Thesis §10.2.1: followers write while the leader does.
-                self.send_requests(node, after.term, requests.take());
-            }
-
-            // 1. Persist.
-            if !ready.persist.is_empty() {
-                if crash_point == Some(CrashPoint::DuringPersist) {
-                    let what = self.nodes[node]
-                        .disk
-                        .save_torn(&ready.persist, &mut self.disk_rng)
-                        .map_err(|e| storage_violation(id, e))?;
-                    self.trace.sim(
-                        "sim",
-                        format_args!("FAULT node {id} crashed in the middle of a save ({what} reached the disk)"),
-                    );
-                    self.crash(node);
-                    return Ok(Crashed::Yes);
-                }
-                self.nodes[node]
-                    .disk
-                    .save(&ready.persist)
-                    .map_err(|e| storage_violation(id, e))?;
-                self.checker.on_saved(node)?;
-                if self.trace.on() {
-                    self.trace.node(
-                        id,
-                        after.term,
-                        format_args!("persisted {}", show_persist(&ready.persist)),
-                    );
-                }
-                let last = ready.persist.log.as_ref().and_then(|w| w.last());
-                if let (Some((index, term)), Some(running)) =
-                    (last, self.nodes[node].running.as_mut())
-                {
-                    running.raft.persisted(index, term);
-                }
-            }
-
-            // 2. Send (replies to the RPCs just handled, then the core's requests).
-            let sends = !outgoing.is_empty() || requests.as_ref().is_some_and(|r| !r.is_empty());
-            if sends && crash_point == Some(CrashPoint::BeforeSend) {
-                self.trace.sim(
-                    "sim",
-                    format_args!("FAULT node {id} crashed after saving, before sending"),
-                );
-                self.crash(node);
-                return Ok(Crashed::Yes);
-            }
-            for (to, body) in outgoing.drain(..) {
-                if let Body::Response {
-                    request: Request::RequestVote(args),
-                    response: Response::RequestVote(reply),
-                    ..
-                } = &body
-                {
-                    if reply.vote_granted && !args.pre_vote {
-                        self.checker
-                            .on_vote_granted(node, reply.term, args.candidate_id)?;
-                    }
-                }
-                self.send(Endpoint::Node(node), to, body);
-            }
-            self.send_requests(node, after.term, requests);
-
-            // 3. Apply.
-            if !ready.apply.is_empty() {
-                if crash_point == Some(CrashPoint::BeforeApply) {
-                    self.trace.sim(
-                        "sim",
-                        format_args!("FAULT node {id} crashed after sending, before applying"),
-                    );
-                    self.crash(node);
-                    return Ok(Crashed::Yes);
-                }
-                for msg in ready.apply {
-                    self.apply(node, msg)?;
-                }
-            }
-
-            // The service snapshots once enough entries were applied (src/service/replica.rs).
-            let Some(running) = self.nodes[node].running.as_mut() else {
-                return Ok(Crashed::Yes);
-            };
-            before = running.raft.status();
-            let threshold = self.knobs.snapshot_entries;
-            if threshold > 0 && running.since_snapshot >= threshold {
-                running.since_snapshot = 0;
-                let index = running.applier.last_applied();
-                let data = running.applier.state_machine().snapshot();
-                if let Some(point) = running.raft.snapshot_point(index) {
-                    // As the replica's snapshot thread: bytes to storage first.
-                    let written = self.nodes[node].disk.write_snapshot(point, &data);
-                    if let (Ok(snapshot), Some(running)) =
-                        (written, self.nodes[node].running.as_mut())
-                    {
-                        running.raft.snapshot(snapshot);
-                    }
-                }
-            }
+        if self.nodes[node].running.is_none() {
+            return Ok(Crashed::Yes);
+        }
+        let crash_point = self.nodes[node].crash_point;
+        let term = before.term;
+        let mut effects = ServerEffects {
+            world: self,
+            node,
+            before,
+            term,
+            outgoing,
+            crash_point,
+            send_first: false,
+        };
+        match executor::execute(&mut effects) {
+            Ok(()) => Ok(Crashed::No),
+            Err(Halt::Crashed) => Ok(Crashed::Yes),
+            Err(Halt::Violation(violation)) => Err(violation),
         }
     }
 
     /// Sends the core's requests from server `node` (in `term`, for the trace).
     /// A snapshot piece gets its bytes from the server's disk first, as the
     /// runtime's senders do (src/node/sender.rs).
-    fn send_requests(&mut self, node: usize, term: u64, requests: Option<Vec<Outbound>>) {
+    fn send_requests(&mut self, node: usize, term: u64, requests: Vec<Outbound>) {
         let id = node as NodeId + 1;
         let incarnation = self.nodes[node].incarnation;
-        for mut message in requests.into_iter().flatten() {
+        for mut message in requests {
             if let Request::InstallSnapshot(args) = &mut message.request {
                 let chunk = self.knobs.snapshot_chunk_bytes;
                 match self.nodes[node].disk.read_chunk(args, chunk) {
@@ -616,6 +524,174 @@ impl World {
     ) {
         let (to, body) = client_reply(waiter, reply, index);
         self.send(Endpoint::Node(node), to, body);
+    }
+}
+
+/// Why a simulated server's execution stopped early.
+enum Halt {
+    /// A crash point struck: the server is down, its disk as the crash left it.
+    Crashed,
+    /// The checker found a property broken.
+    Violation(Violation),
+}
+
+impl From<Violation> for Halt {
+    fn from(violation: Violation) -> Self {
+        Halt::Violation(violation)
+    }
+}
+
+/// A simulated server's effects: its [`SimDisk`] (with a torn save when a
+/// crash strikes during it), the simulated network, the service applied within
+/// the step, a crash before sending or before applying, and the checker's
+/// hooks on everything the executor does.
+struct ServerEffects<'w> {
+    world: &'w mut World,
+    node: usize,
+    /// The core's status before the `Ready` in hand (for the checker).
+    before: Status,
+    /// The core's term as of the `Ready` in hand (for the trace).
+    term: u64,
+    /// Replies to what the step handled (peers' RPCs, clients' requests),
+    /// held until the executor releases them.
+    outgoing: Vec<(Endpoint, Body)>,
+    crash_point: Option<CrashPoint>,
+    /// The `Ready` in hand sends before its save (thesis §10.2.1): a crash
+    /// "before sending" strikes after the save, so not at that send.
+    send_first: bool,
+}
+
+impl ServerEffects<'_> {
+    fn id(&self) -> NodeId {
+        self.node as NodeId + 1
+    }
+
+    /// Crashes the server if its pending crash is due at `point`.
+    fn maybe_crash(&mut self, point: CrashPoint, what: &str) -> Result<(), Halt> {
+        if self.crash_point != Some(point) {
+            return Ok(());
+        }
+        let id = self.id();
+        self.world
+            .trace
+            .sim("sim", format_args!("FAULT node {id} crashed {what}"));
+        self.world.crash(self.node);
+        Err(Halt::Crashed)
+    }
+}
+
+impl Effects for ServerEffects<'_> {
+    type Halt = Halt;
+
+    fn core(&mut self) -> &mut Raft {
+        // Every effect that stops the server halts the execution, and the
+        // executor asks for the core only while it runs.
+        let running = self.world.nodes[self.node].running.as_mut();
+        &mut running.expect("a halted execution asks nothing more").raft
+    }
+
+    /// The checker sees every step's status and `Persist`.
+    fn inspect(&mut self, ready: &Ready) -> Result<(), Halt> {
+        let after = self.core().status();
+        self.term = after.term;
+        self.send_first = ready.send_first;
+        let persist = &ready.persist;
+        let checker = &mut self.world.checker;
+        checker.on_step(self.node, &self.before, &after, persist)?;
+        Ok(())
+    }
+
+    fn holds_replies(&self) -> bool {
+        !self.outgoing.is_empty()
+    }
+
+    fn persist(&mut self, persist: &Persist) -> Result<(), Halt> {
+        let (node, id) = (self.node, self.id());
+        let world = &mut *self.world;
+        if self.crash_point == Some(CrashPoint::DuringPersist) {
+            let what = world.nodes[node]
+                .disk
+                .save_torn(persist, &mut world.disk_rng)
+                .map_err(|e| storage_violation(id, e))?;
+            let what = format!("in the middle of a save ({what} reached the disk)");
+            return self.maybe_crash(CrashPoint::DuringPersist, &what);
+        }
+        world.nodes[node]
+            .disk
+            .save(persist)
+            .map_err(|e| storage_violation(id, e))?;
+        world.checker.on_saved(node)?;
+        if world.trace.on() {
+            let what = show_persist(persist);
+            world
+                .trace
+                .node(id, self.term, format_args!("persisted {what}"));
+        }
+        Ok(())
+    }
+
+    /// Replies to peers and clients; the checker sees every vote granted.
+    fn release_replies(&mut self) -> Result<(), Halt> {
+        self.maybe_crash(CrashPoint::BeforeSend, "after saving, before sending")?;
+        let node = self.node;
+        for (to, body) in self.outgoing.drain(..) {
+            if let Body::Response {
+                request: Request::RequestVote(args),
+                response: Response::RequestVote(reply),
+                ..
+            } = &body
+            {
+                if reply.vote_granted && !args.pre_vote {
+                    let checker = &mut self.world.checker;
+                    checker.on_vote_granted(node, reply.term, args.candidate_id)?;
+                }
+            }
+            self.world.send(Endpoint::Node(node), to, body);
+        }
+        Ok(())
+    }
+
+    fn send(&mut self, messages: Vec<Outbound>) -> Result<(), Halt> {
+        if !std::mem::take(&mut self.send_first) {
+            self.maybe_crash(CrashPoint::BeforeSend, "after saving, before sending")?;
+        }
+        self.world.send_requests(self.node, self.term, messages);
+        Ok(())
+    }
+
+    /// The service applies within the step, answering the clients it wakes.
+    fn apply(&mut self, apply: Vec<ApplyMsg>) -> Result<(), Halt> {
+        self.maybe_crash(CrashPoint::BeforeApply, "after sending, before applying")?;
+        for msg in apply {
+            self.world.apply(self.node, msg)?;
+        }
+        Ok(())
+    }
+
+    /// The service snapshots once enough entries were applied
+    /// (src/service/replica.rs), writing the bytes to the disk first.
+    fn end_ready(&mut self) -> Result<(), Halt> {
+        let node = self.node;
+        let world = &mut *self.world;
+        let Some(running) = world.nodes[node].running.as_mut() else {
+            return Err(Halt::Crashed);
+        };
+        self.before = running.raft.status();
+        let threshold = world.knobs.snapshot_entries;
+        if threshold == 0 || running.since_snapshot < threshold {
+            return Ok(());
+        }
+        running.since_snapshot = 0;
+        let index = running.applier.last_applied();
+        let data = running.applier.state_machine().snapshot();
+        if let Some(point) = running.raft.snapshot_point(index) {
+            if let Ok(snapshot) = world.nodes[node].disk.write_snapshot(point, &data) {
+                if let Some(running) = world.nodes[node].running.as_mut() {
+                    running.raft.snapshot(snapshot);
+                }
+            }
+        }
+        Ok(())
     }
 }
 

@@ -1,0 +1,136 @@
+//! The one executor of a [`Ready`]: the order of effects, written once for the
+//! threaded runtime and the simulator alike.
+//!
+//! The core asks for effects; this module decides their order; a runtime
+//! supplies only the effects themselves, through [`Effects`]. The threaded
+//! runtime (`src/node/`) implements them with a [`crate::storage::Storage`],
+//! per-peer sender threads and channels; the simulator (`src/sim/`) with its
+//! simulated disk, network and service, and its checker's hooks. So the order
+//! the simulator checks is the order the runtime runs.
+//!
+//! The rule, for each `Ready` the core hands over (`super::ready` says why):
+//!
+//! 1. **configure**: learn the configuration in force, if it changed
+//!    (thesis §4.1), before any message of the `Ready` goes out: some may go to
+//!    a new member;
+//! 2. **persist**: make `persist` durable, then report the log write with
+//!    [`Raft::persisted`] (the leader counts itself toward a majority only
+//!    then, thesis §10.2.1);
+//! 3. **release the replies** to the RPCs handled since the last execution:
+//!    Figure 2, "respond to RPCs only after updating stable storage";
+//! 4. **send** the core's messages;
+//! 5. **apply** what committed.
+//!
+//! One exception, thesis §10.2.1: when `send_first` is set (a leader whose term
+//! and vote did not change), the messages go out before the write, so
+//! followers write in parallel with the leader. Replies never move.
+//!
+//! Then again, until the core has nothing left to do: a durable write can let
+//! the leader commit, which makes a new `Ready`.
+//!
+//! An effect may halt the execution (a storage failure in the runtime; a
+//! crash in the simulator, or a property the checker finds broken): nothing
+//! after it happens, as after a crash.
+
+use super::bugs::Bug;
+use super::configuration::Configuration;
+use super::core::Raft;
+use super::ready::{ApplyMsg, Outbound, Persist, Ready};
+
+/// What a runtime does for the executor: the effects, never their order.
+///
+/// Every method that returns `Err` halts the execution at once: the executor
+/// calls nothing after it, [`Effects::core`] included.
+pub trait Effects {
+    /// Why an execution stopped early.
+    type Halt;
+
+    /// The core whose output is executed.
+    fn core(&mut self) -> &mut Raft;
+
+    /// Sees each `Ready` as the core hands it over, before any of it is
+    /// executed (the simulator's checker looks here). Does nothing by default.
+    fn inspect(&mut self, _ready: &Ready) -> Result<(), Self::Halt> {
+        Ok(())
+    }
+
+    /// Whether replies to RPCs handled since the last execution are held,
+    /// waiting for [`Effects::release_replies`].
+    fn holds_replies(&self) -> bool;
+
+    /// The configuration in force changed (thesis §4.1): learn its members
+    /// and their addresses. Does nothing by default.
+    fn configure(&mut self, _configuration: &Configuration) -> Result<(), Self::Halt> {
+        Ok(())
+    }
+
+    /// Makes `persist` durable, in [`Persist`]'s order.
+    ///
+    /// # Correctness
+    /// When this returns `Ok`, the state survives a crash; if it halts, any
+    /// prefix of the steps may have reached the disk (a torn save), and
+    /// nothing of this `Ready` that the rule puts after the write happens.
+    fn persist(&mut self, persist: &Persist) -> Result<(), Self::Halt>;
+
+    /// Hands the replies to the RPCs handled since the last execution to
+    /// their senders, and holds none after.
+    fn release_replies(&mut self) -> Result<(), Self::Halt>;
+
+    /// Sends `messages` to peers (never empty).
+    fn send(&mut self, messages: Vec<Outbound>) -> Result<(), Self::Halt>;
+
+    /// Hands `apply` to the state machine, in order (never empty).
+    fn apply(&mut self, apply: Vec<ApplyMsg>) -> Result<(), Self::Halt>;
+
+    /// One `Ready` is executed and the next is about to be taken (the
+    /// simulator's service takes a snapshot here). Does nothing by default.
+    fn end_ready(&mut self) -> Result<(), Self::Halt> {
+        Ok(())
+    }
+}
+
+/// Executes the core's output in the order of the module documentation, until
+/// the core has nothing left to do and no reply is held.
+pub fn execute<E: Effects>(effects: &mut E) -> Result<(), E::Halt> {
+    loop {
+        let mut ready = effects.core().ready();
+        effects.inspect(&ready)?;
+        if ready.is_empty() && !effects.holds_replies() {
+            return Ok(());
+        }
+        // 1. Configure, before any message leaves: some may go to a new member.
+        if let Some(configuration) = ready.configuration.take() {
+            effects.configure(&configuration)?;
+        }
+        let mut messages = Some(ready.messages).filter(|m| !m.is_empty());
+        if ready.send_first {
+            // Thesis §10.2.1: followers start writing while the leader does.
+            if let Some(messages) = messages.take() {
+                effects.send(messages)?;
+            }
+        }
+        if effects.core().has_bug(Bug::ReplyBeforePersist) && effects.holds_replies() {
+            effects.release_replies()?;
+        }
+        // 2. Persist, then report the log write durable (thesis §10.2.1).
+        if !ready.persist.is_empty() {
+            effects.persist(&ready.persist)?;
+            if let Some((index, term)) = ready.persist.log.as_ref().and_then(|w| w.last()) {
+                effects.core().persisted(index, term);
+            }
+        }
+        // 3. Figure 2: respond to RPCs only after updating stable storage.
+        if effects.holds_replies() {
+            effects.release_replies()?;
+        }
+        // 4. Send.
+        if let Some(messages) = messages {
+            effects.send(messages)?;
+        }
+        // 5. Apply.
+        if !ready.apply.is_empty() {
+            effects.apply(ready.apply)?;
+        }
+        effects.end_ready()?;
+    }
+}
