@@ -29,15 +29,9 @@ pub mod rng;
 pub mod snapshot;
 
 #[cfg(test)]
-mod core_tests;
+mod rule_tests;
 #[cfg(test)]
-mod flow_control_tests;
-#[cfg(test)]
-mod leadership_tests;
-#[cfg(test)]
-mod membership_tests;
-#[cfg(test)]
-mod read_index_tests;
+mod script;
 
 pub use self::bugs::Bug;
 pub use self::configuration::Configuration;
