@@ -177,6 +177,25 @@ pub struct Pick {
 }
 
 impl Pick {
+    /// Which of `queue`'s messages this picks, in queue order.
+    fn choose(&self, queue: &VecDeque<Message>) -> Vec<bool> {
+        let (mut skipped, mut taken) = (0, 0);
+        queue
+            .iter()
+            .map(|m| {
+                if self.from.is_some_and(|f| f != m.from) {
+                    return false;
+                }
+                if skipped < self.skip {
+                    skipped += 1;
+                    return false;
+                }
+                taken += 1;
+                taken <= self.count
+            })
+            .collect()
+    }
+
     /// Every message.
     pub fn all() -> Pick {
         Pick {
@@ -351,38 +370,30 @@ impl Env {
         let Some(queue) = self.queues.get_mut(&to) else {
             return Vec::new();
         };
-        let mut taken = Vec::new();
-        let mut kept = VecDeque::new();
-        let mut skipped = 0;
-        while let Some(message) = queue.pop_front() {
-            let matches = pick.from.is_none_or(|f| f == message.from);
-            if matches && skipped < pick.skip {
-                skipped += 1;
-                kept.push_back(message);
-            } else if matches && taken.len() < pick.count {
-                taken.push(message);
-            } else {
-                kept.push_back(message);
-            }
-        }
-        *queue = kept;
-        taken
+        let chosen = pick.choose(queue);
+        let (taken, kept) = std::mem::take(queue)
+            .into_iter()
+            .zip(chosen)
+            .partition::<Vec<_>, _>(|(_, chosen)| *chosen);
+        *queue = kept.into_iter().map(|(m, _)| m).collect();
+        taken.into_iter().map(|(m, _)| m).collect()
     }
 
     /// The network duplicates the messages queued for `to` that `pick`
     /// selects: a copy of each joins the end of the queue.
     pub fn duplicate(&mut self, to: NodeId, pick: Pick, out: &mut Out) {
-        let copies = self.take(to, pick);
         let queue = self.queues.entry(to).or_default();
-        let mut all: Vec<Message> = queue.drain(..).collect();
-        // Put the originals back where they were (`take` kept the others'
-        // order), then the copies at the end.
-        all.extend(copies.iter().cloned());
+        let chosen = pick.choose(queue);
+        let copies: Vec<Message> = queue
+            .iter()
+            .zip(chosen)
+            .filter(|(_, chosen)| *chosen)
+            .map(|(m, _)| m.clone())
+            .collect();
         for copy in &copies {
             out.line(format!("{} (duplicated)", copy.show()));
         }
-        all.extend(copies);
-        queue.extend(all);
+        queue.extend(copies);
     }
 
     /// Hands `message` to its recipient's core. A request's reply waits for
