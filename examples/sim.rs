@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use raftkv::raft::Bug;
-use raftkv::sim::runner::{run_many, shrink, Failure};
+use raftkv::sim::runner::{shrink, Failure, Search};
 use raftkv::sim::{run_schedule, FaultKind, Options, Outcome, TraceMode, MS};
 
 const USAGE: &str = "\
@@ -205,14 +205,13 @@ fn explore(flags: &Flags) -> ExitCode {
             eprintln!("  {n}/{total} schedules");
         }
     };
-    let summary = run_many(
-        flags.first,
-        total,
-        &flags.options,
-        flags.threads,
-        !flags.keep_going,
-        &progress,
-    );
+    let search = Search {
+        first: flags.first,
+        count: total,
+        threads: flags.threads,
+        stop_at_first: !flags.keep_going,
+    };
+    let summary = search.run(&flags.options, &progress);
     for (seed, _) in &summary.failures {
         report(*seed, flags);
     }

@@ -10,7 +10,8 @@
 //! 2. [`raft::log`]: the log, with the offset left by a snapshot.
 //! 3. [`raft::core`]: Figure 2's state and the term rule; then the rules, one
 //!    file per section: `raft/election.rs` (§5.2, §5.4.1), `raft/replication.rs`
-//!    (§5.3, §5.4.2), `raft/snapshot.rs` (§7).
+//!    (§5.3, §5.4.2), `raft/snapshot.rs` (§7), and the thesis' extensions
+//!    [`raft`] lists (leadership, ReadIndex, membership).
 //! 4. [`raft::ready`]: what the core asks of the world: persist → send → apply;
 //!    [`raft::executor`]: that order, written once, with the effects a runtime
 //!    supplies ([`raft::Effects`]).
@@ -25,6 +26,7 @@
 //!    from [`metrics`], the live cluster page).
 //! 9. [`auth`]: who may talk to a server: peers prove they hold the cluster
 //!    key (an HMAC-SHA256 tag on every message), clients present a token.
+//! 10. [`logger`]: one line per event that matters, on stderr.
 //!
 //! # Threads of one server
 //! ```text

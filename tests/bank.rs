@@ -35,7 +35,10 @@ fn money_is_conserved(audit: &str) {
 
 #[test]
 fn bank_money_is_conserved_through_partitions_crashes_and_drops() {
-    let cfg = KvCluster::new(5, true, Some(4000));
+    let cfg = KvCluster::builder(5)
+        .unreliable()
+        .max_raft_state(4000)
+        .start();
     cfg.begin("Test: bank transfers under faults");
     let mut ck = cfg.make_clerk(&cfg.all());
     for a in 0..ACCOUNTS {

@@ -10,31 +10,10 @@ use std::time::Duration;
 
 use common::kv::*;
 
-fn generic(
-    name: &'static str,
-    clients: usize,
-    servers: usize,
-    unreliable: bool,
-    crash: bool,
-    partitions: bool,
-    randomkeys: bool,
-) {
-    generic_test(Generic {
-        name,
-        clients,
-        servers,
-        unreliable,
-        crash,
-        partitions,
-        maxraftstate: None,
-        randomkeys,
-    });
-}
-
 /// One client against five servers.
 #[test]
 fn basic_4a() {
-    generic("Test: one client (4A)", 1, 5, false, false, false, false);
+    generic_test(Generic::new("Test: one client (4A)"));
 }
 
 /// 1000 sequential appends average well under a heartbeat interval: commits
@@ -47,28 +26,27 @@ fn speed_4a() {
 /// Five concurrent clients.
 #[test]
 fn concurrent_4a() {
-    generic("Test: many clients (4A)", 5, 5, false, false, false, false);
+    generic_test(Generic {
+        clients: 5,
+        ..Generic::new("Test: many clients (4A)")
+    });
 }
 
 /// Five clients, unreliable network.
 #[test]
 fn unreliable_4a() {
-    generic(
-        "Test: unreliable net, many clients (4A)",
-        5,
-        5,
-        true,
-        false,
-        false,
-        false,
-    );
+    generic_test(Generic {
+        clients: 5,
+        unreliable: true,
+        ..Generic::new("Test: unreliable net, many clients (4A)")
+    });
 }
 
 /// Concurrent appends to one key on an unreliable network: each client's
 /// appends appear exactly once, in order.
 #[test]
 fn unreliable_one_key_4a() {
-    let cfg = KvCluster::new(3, true, None);
+    let cfg = KvCluster::builder(3).unreliable().start();
     let mut ck = cfg.make_clerk(&cfg.all());
     cfg.begin("Test: concurrent append to same key, unreliable (4A)");
     put(&mut ck, "k", "", None, 0);
@@ -94,7 +72,7 @@ fn unreliable_one_key_4a() {
 /// minority answers nothing; after healing, its pending requests complete.
 #[test]
 fn one_partition_4a() {
-    let cfg = KvCluster::new(5, false, None);
+    let cfg = KvCluster::builder(5).start();
     let mut ck = cfg.make_clerk(&cfg.all());
     put(&mut ck, "1", "13", None, 0);
     cfg.begin("Test: progress in majority (4A)");
@@ -151,112 +129,86 @@ fn one_partition_4a() {
 /// Random partitions, one client.
 #[test]
 fn many_partitions_one_client_4a() {
-    generic(
-        "Test: partitions, one client (4A)",
-        1,
-        5,
-        false,
-        false,
-        true,
-        false,
-    );
+    generic_test(Generic {
+        partitions: true,
+        ..Generic::new("Test: partitions, one client (4A)")
+    });
 }
 
 /// Random partitions, five clients.
 #[test]
 fn many_partitions_many_clients_4a() {
-    generic(
-        "Test: partitions, many clients (4A)",
-        5,
-        5,
-        false,
-        false,
-        true,
-        false,
-    );
+    generic_test(Generic {
+        clients: 5,
+        partitions: true,
+        ..Generic::new("Test: partitions, many clients (4A)")
+    });
 }
 
 /// Every server crashes and restarts each round; one client.
 #[test]
 fn persist_one_client_4a() {
-    generic(
-        "Test: restarts, one client (4A)",
-        1,
-        5,
-        false,
-        true,
-        false,
-        false,
-    );
+    generic_test(Generic {
+        crash: true,
+        ..Generic::new("Test: restarts, one client (4A)")
+    });
 }
 
 /// Restarts, five clients.
 #[test]
 fn persist_concurrent_4a() {
-    generic(
-        "Test: restarts, many clients (4A)",
-        5,
-        5,
-        false,
-        true,
-        false,
-        false,
-    );
+    generic_test(Generic {
+        clients: 5,
+        crash: true,
+        ..Generic::new("Test: restarts, many clients (4A)")
+    });
 }
 
 /// Restarts on an unreliable network.
 #[test]
 fn persist_concurrent_unreliable_4a() {
-    generic(
-        "Test: unreliable net, restarts, many clients (4A)",
-        5,
-        5,
-        true,
-        true,
-        false,
-        false,
-    );
+    generic_test(Generic {
+        clients: 5,
+        unreliable: true,
+        crash: true,
+        ..Generic::new("Test: unreliable net, restarts, many clients (4A)")
+    });
 }
 
 /// Restarts and partitions.
 #[test]
 fn persist_partition_4a() {
-    generic(
-        "Test: restarts, partitions, many clients (4A)",
-        5,
-        5,
-        false,
-        true,
-        true,
-        false,
-    );
+    generic_test(Generic {
+        clients: 5,
+        crash: true,
+        partitions: true,
+        ..Generic::new("Test: restarts, partitions, many clients (4A)")
+    });
 }
 
 /// Restarts, partitions, unreliable network.
 #[test]
 fn persist_partition_unreliable_4a() {
-    generic(
-        "Test: unreliable net, restarts, partitions, many clients (4A)",
-        5,
-        5,
-        true,
-        true,
-        true,
-        false,
-    );
+    generic_test(Generic {
+        clients: 5,
+        unreliable: true,
+        crash: true,
+        partitions: true,
+        ..Generic::new("Test: unreliable net, restarts, partitions, many clients (4A)")
+    });
 }
 
 /// Everything at once with random keys, 15 clients on 7 servers; the history
 /// must be linearizable.
 #[test]
 fn persist_partition_unreliable_linearizable_4a() {
-    generic(
-        "Test: unreliable net, restarts, partitions, random keys, many clients (4A)",
-        15,
-        7,
-        true,
-        true,
-        true,
-        true,
-    );
+    generic_test(Generic {
+        clients: 15,
+        servers: 7,
+        unreliable: true,
+        crash: true,
+        partitions: true,
+        randomkeys: true,
+        ..Generic::new("Test: unreliable net, restarts, partitions, random keys, many clients (4A)")
+    });
 }

@@ -10,31 +10,19 @@ use common::kv::*;
 
 const LIMIT: usize = 1000;
 
-fn generic(
-    name: &'static str,
-    clients: usize,
-    unreliable: bool,
-    crash: bool,
-    partitions: bool,
-    randomkeys: bool,
-) {
-    generic_test(Generic {
-        name,
-        clients,
-        servers: if randomkeys { 7 } else { 5 },
-        unreliable,
-        crash,
-        partitions,
+/// The generic test with snapshots at `LIMIT`.
+fn with_snapshots(name: &'static str) -> Generic {
+    Generic {
         maxraftstate: Some(LIMIT),
-        randomkeys,
-    });
+        ..Generic::new(name)
+    }
 }
 
 /// A server cut off from a majority that compacted its log is brought up by
 /// InstallSnapshot when it rejoins a different majority.
 #[test]
 fn snapshot_rpc_4b() {
-    let cfg = KvCluster::new(3, false, Some(LIMIT));
+    let cfg = KvCluster::builder(3).max_raft_state(LIMIT).start();
     let mut ck = cfg.make_clerk(&cfg.all());
     cfg.begin("Test: InstallSnapshot RPC (4B)");
     put(&mut ck, "a", "A", None, 0);
@@ -78,7 +66,7 @@ fn snapshot_rpc_4b() {
 /// 800 operations on one key keep the log and the snapshot small.
 #[test]
 fn snapshot_size_4b() {
-    let cfg = KvCluster::new(3, false, Some(LIMIT));
+    let cfg = KvCluster::builder(3).max_raft_state(LIMIT).start();
     let mut ck = cfg.make_clerk(&cfg.all());
     cfg.begin("Test: snapshot size is reasonable (4B)");
     for _ in 0..200 {
@@ -108,77 +96,67 @@ fn speed_4b() {
 /// Restarts with snapshots, one client.
 #[test]
 fn snapshot_recover_4b() {
-    generic(
-        "Test: restarts, snapshots, one client (4B)",
-        1,
-        false,
-        true,
-        false,
-        false,
-    );
+    generic_test(Generic {
+        crash: true,
+        ..with_snapshots("Test: restarts, snapshots, one client (4B)")
+    });
 }
 
 /// Restarts with snapshots, 20 clients.
 #[test]
 fn snapshot_recover_many_clients_4b() {
-    generic(
-        "Test: restarts, snapshots, many clients (4B)",
-        20,
-        false,
-        true,
-        false,
-        false,
-    );
+    generic_test(Generic {
+        clients: 20,
+        crash: true,
+        ..with_snapshots("Test: restarts, snapshots, many clients (4B)")
+    });
 }
 
 /// Snapshots on an unreliable network.
 #[test]
 fn snapshot_unreliable_4b() {
-    generic(
-        "Test: unreliable net, snapshots, many clients (4B)",
-        5,
-        true,
-        false,
-        false,
-        false,
-    );
+    generic_test(Generic {
+        clients: 5,
+        unreliable: true,
+        ..with_snapshots("Test: unreliable net, snapshots, many clients (4B)")
+    });
 }
 
 /// Snapshots, unreliable network, restarts.
 #[test]
 fn snapshot_unreliable_recover_4b() {
-    generic(
-        "Test: unreliable net, restarts, snapshots, many clients (4B)",
-        5,
-        true,
-        true,
-        false,
-        false,
-    );
+    generic_test(Generic {
+        clients: 5,
+        unreliable: true,
+        crash: true,
+        ..with_snapshots("Test: unreliable net, restarts, snapshots, many clients (4B)")
+    });
 }
 
 /// Snapshots, unreliable network, restarts, partitions.
 #[test]
 fn snapshot_unreliable_recover_concurrent_partition_4b() {
-    generic(
-        "Test: unreliable net, restarts, partitions, snapshots, many clients (4B)",
-        5,
-        true,
-        true,
-        true,
-        false,
-    );
+    generic_test(Generic {
+        clients: 5,
+        unreliable: true,
+        crash: true,
+        partitions: true,
+        ..with_snapshots("Test: unreliable net, restarts, partitions, snapshots, many clients (4B)")
+    });
 }
 
 /// Everything, random keys, 15 clients on 7 servers, checked for linearizability.
 #[test]
 fn snapshot_unreliable_recover_concurrent_partition_linearizable_4b() {
-    generic(
-        "Test: unreliable net, restarts, partitions, snapshots, random keys, many clients (4B)",
-        15,
-        true,
-        true,
-        true,
-        true,
-    );
+    generic_test(Generic {
+        clients: 15,
+        servers: 7,
+        unreliable: true,
+        crash: true,
+        partitions: true,
+        randomkeys: true,
+        ..with_snapshots(
+            "Test: unreliable net, restarts, partitions, snapshots, random keys, many clients (4B)",
+        )
+    });
 }

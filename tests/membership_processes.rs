@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use common::procs::{free_port, ProcCluster};
 use raftkv::client::Client;
-use raftkv::sim::linearizability::{check_kv, Input, Operation, Verdict, DEFAULT_STEPS};
+use raftkv::sim::linearizability::{check_kv, Input, Operation, Value, Verdict, DEFAULT_STEPS};
 
 /// Keys the load spreads over.
 const KEYS: usize = 4;
@@ -69,7 +69,7 @@ impl Load {
             self.history.lock().unwrap().push(Operation {
                 client: 1000,
                 input: Input::Get(key),
-                output: value,
+                output: value.map(Value::from),
                 call,
                 ret: Some(elapsed(self.started)),
             });
@@ -130,7 +130,7 @@ fn run_client(
         history.lock().unwrap().push(Operation {
             client: c,
             input,
-            output,
+            output: output.map(Value::from),
             call,
             ret,
         });

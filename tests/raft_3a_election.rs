@@ -10,7 +10,7 @@ use common::cluster::{Cluster, ELECTION_TIMEOUT};
 /// A leader is elected and, with no failures, stays leader. Reference: §5.2.
 #[test]
 fn initial_election_3a() {
-    let cfg = Cluster::new(3, true, false);
+    let cfg = Cluster::builder(3).start();
     cfg.begin("Test (3A): initial election");
     cfg.check_one_leader();
     // Let all peers hear the leader's first heartbeats before comparing terms.
@@ -32,7 +32,7 @@ fn initial_election_3a() {
 #[test]
 fn re_election_3a() {
     let servers = 3;
-    let cfg = Cluster::new(servers, true, false);
+    let cfg = Cluster::builder(servers).start();
     cfg.begin("Test (3A): election after network failure");
     let leader1 = cfg.check_one_leader();
     // If the leader disconnects, a new one should be elected.
@@ -60,7 +60,7 @@ fn re_election_3a() {
 #[test]
 fn many_elections_3a() {
     let servers = 7;
-    let cfg = Cluster::new(servers, true, false);
+    let cfg = Cluster::builder(servers).start();
     cfg.begin("Test (3A): multiple elections");
     cfg.check_one_leader();
     for _ in 1..10 {

@@ -13,7 +13,7 @@ use common::cluster::{cmd, Cluster, ELECTION_TIMEOUT};
 #[test]
 fn basic_agree_3b() {
     let servers = 3;
-    let cfg = Cluster::new(servers, true, false);
+    let cfg = Cluster::builder(servers).start();
     cfg.begin("Test (3B): basic agreement");
     for index in 1..=3u64 {
         let (nd, _) = cfg.n_committed(index);
@@ -28,7 +28,7 @@ fn basic_agree_3b() {
 #[test]
 fn rpc_bytes_3b() {
     let servers = 3;
-    let cfg = Cluster::new(servers, true, false);
+    let cfg = Cluster::builder(servers).start();
     cfg.begin("Test (3B): RPC byte count");
     cfg.one(cmd(99), servers, false);
     let bytes0 = cfg.bytes_total();
@@ -53,7 +53,7 @@ fn rpc_bytes_3b() {
 #[test]
 fn follower_failure_3b() {
     let servers = 3;
-    let cfg = Cluster::new(servers, true, false);
+    let cfg = Cluster::builder(servers).start();
     cfg.begin("Test (3B): test progressive failure of followers");
     cfg.one(cmd(101), servers, false);
     // Disconnect one follower from the network.
@@ -85,7 +85,7 @@ fn follower_failure_3b() {
 #[test]
 fn leader_failure_3b() {
     let servers = 3;
-    let cfg = Cluster::new(servers, true, false);
+    let cfg = Cluster::builder(servers).start();
     cfg.begin("Test (3B): test failure of leaders");
     cfg.one(cmd(101), servers, false);
     // Disconnect the first leader.
@@ -113,7 +113,7 @@ fn leader_failure_3b() {
 #[test]
 fn fail_agree_3b() {
     let servers = 3;
-    let cfg = Cluster::new(servers, true, false);
+    let cfg = Cluster::builder(servers).start();
     cfg.begin("Test (3B): agreement after follower reconnects");
     cfg.one(cmd(101), servers, false);
     // Disconnect one follower from the network.
@@ -140,7 +140,7 @@ fn fail_agree_3b() {
 #[test]
 fn fail_no_agree_3b() {
     let servers = 5;
-    let cfg = Cluster::new(servers, true, false);
+    let cfg = Cluster::builder(servers).start();
     cfg.begin("Test (3B): no agreement if too many followers disconnect");
     cfg.one(cmd(10), servers, false);
     // 3 of 5 followers disconnect.
@@ -172,7 +172,7 @@ fn fail_no_agree_3b() {
 #[test]
 fn concurrent_starts_3b() {
     let servers = 3;
-    let cfg = Cluster::new(servers, true, false);
+    let cfg = Cluster::builder(servers).start();
     cfg.begin("Test (3B): concurrent start()s");
     let mut success = false;
     'attempt: for attempt in 0..5 {
@@ -236,7 +236,7 @@ fn concurrent_starts_3b() {
 #[test]
 fn rejoin_3b() {
     let servers = 3;
-    let cfg = Cluster::new(servers, true, false);
+    let cfg = Cluster::builder(servers).start();
     cfg.begin("Test (3B): rejoin of partitioned leader");
     cfg.one(cmd(101), servers, true);
     // Leader network failure.
@@ -265,7 +265,7 @@ fn rejoin_3b() {
 #[test]
 fn backup_3b() {
     let servers = 5;
-    let cfg = Cluster::new(servers, true, false);
+    let cfg = Cluster::builder(servers).start();
     cfg.begin("Test (3B): leader backs up quickly over incorrect follower logs");
     let r = cfg.random(1 << 40);
     cfg.one(cmd(r), servers, true);
@@ -330,7 +330,7 @@ fn backup_3b() {
 #[test]
 fn count_3b() {
     let servers = 3;
-    let cfg = Cluster::new(servers, true, false);
+    let cfg = Cluster::builder(servers).start();
     cfg.begin("Test (3B): RPC counts aren't too high");
     let rpcs = |cfg: &Cluster| (0..servers).map(|j| cfg.rpc_count(j)).sum::<u64>();
     cfg.check_one_leader();

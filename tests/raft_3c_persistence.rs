@@ -8,14 +8,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::{self, sleep};
 use std::time::Duration;
 
-use common::cluster::{cmd, Cluster, ELECTION_TIMEOUT};
+use common::cluster::{cmd, Cluster, ClusterBuilder, ELECTION_TIMEOUT};
 
 /// Agreement survives restarting every server, the leader, and a follower.
 /// Reference: Figure 2, persistent state.
 #[test]
 fn persist1_3c() {
     let servers = 3;
-    let cfg = Cluster::new(servers, true, false);
+    let cfg = Cluster::builder(servers).start();
     cfg.begin("Test (3C): basic persistence");
     cfg.one(cmd(11), servers, true);
     // Crash and re-start all.
@@ -52,7 +52,7 @@ fn persist1_3c() {
 #[test]
 fn persist2_3c() {
     let servers = 5;
-    let cfg = Cluster::new(servers, true, false);
+    let cfg = Cluster::builder(servers).start();
     cfg.begin("Test (3C): more persistence");
     let mut index = 1;
     for _ in 0..5 {
@@ -87,7 +87,7 @@ fn persist2_3c() {
 #[test]
 fn persist3_3c() {
     let servers = 3;
-    let cfg = Cluster::new(servers, true, false);
+    let cfg = Cluster::builder(servers).start();
     cfg.begin("Test (3C): partitioned leader and one follower crash, leader restarts");
     cfg.one(cmd(101), 3, true);
     let leader = cfg.check_one_leader();
@@ -111,7 +111,7 @@ fn persist3_3c() {
 #[test]
 fn figure_8_3c() {
     let servers = 5;
-    let cfg = Cluster::new(servers, true, false);
+    let cfg = Cluster::builder(servers).start();
     cfg.begin("Test (3C): Figure 8");
     cfg.one(cmd(cfg.random(1 << 40)), 1, true);
     let mut nup = servers;
@@ -156,7 +156,7 @@ fn figure_8_3c() {
 #[test]
 fn unreliable_agree_3c() {
     let servers = 5;
-    let cfg = Cluster::new(servers, false, false);
+    let cfg = Cluster::builder(servers).unreliable().start();
     cfg.begin("Test (3C): unreliable agreement");
     thread::scope(|s| {
         for iters in 1..50u64 {
@@ -179,7 +179,7 @@ fn unreliable_agree_3c() {
 #[test]
 fn figure_8_unreliable_3c() {
     let servers = 5;
-    let cfg = Cluster::new(servers, false, false);
+    let cfg = Cluster::builder(servers).unreliable().start();
     cfg.begin("Test (3C): Figure 8 (unreliable)");
     cfg.one(cmd(cfg.random(10_000)), 1, true);
     let mut nup = servers;
@@ -225,14 +225,10 @@ fn figure_8_unreliable_3c() {
 /// Three clients submit to every live server while servers are disconnected,
 /// crashed and restarted; every value a client saw committed is in the final
 /// log. Reference: §5.4.3 State Machine Safety.
-fn churn(unreliable: bool) {
+fn churn(name: &str, cluster: ClusterBuilder) {
     let servers = 5;
-    let cfg = Cluster::new(servers, !unreliable, false);
-    cfg.begin(if unreliable {
-        "Test (3C): unreliable churn"
-    } else {
-        "Test (3C): churn"
-    });
+    let cfg = cluster.start();
+    cfg.begin(name);
     let stop = AtomicBool::new(false);
     let values: Vec<u64> = thread::scope(|s| {
         let clients: Vec<_> = (0..3u64)
@@ -322,11 +318,14 @@ fn churn(unreliable: bool) {
 /// Churn on a reliable network. Reference: §5.4.3.
 #[test]
 fn reliable_churn_3c() {
-    churn(false);
+    churn("Test (3C): churn", Cluster::builder(5));
 }
 
 /// Churn on an unreliable network. Reference: §5.4.3.
 #[test]
 fn unreliable_churn_3c() {
-    churn(true);
+    churn(
+        "Test (3C): unreliable churn",
+        Cluster::builder(5).unreliable(),
+    );
 }

@@ -13,9 +13,28 @@ const MAX_LOG_SIZE: usize = 2000;
 /// Thirty rounds: maybe cut off or crash a victim, submit 5–14 commands, agree,
 /// check the log stays compacted, bring the victim back (which may need
 /// InstallSnapshot). Reference: §7.
-fn snapshot_common(name: &str, disconnect: bool, reliable: bool, crash: bool) {
+/// What happens to the round's victim, and to the network.
+#[derive(Default)]
+struct Faults {
+    /// The victim is cut off, then reconnected.
+    disconnect: bool,
+    /// The victim crashes, then restarts.
+    crash: bool,
+    /// The network drops, delays and reorders messages.
+    unreliable: bool,
+}
+
+fn snapshot_common(name: &str, faults: Faults) {
+    let Faults {
+        disconnect,
+        crash,
+        unreliable,
+    } = faults;
     let servers = 3;
-    let cfg = Cluster::new(servers, reliable, true);
+    let cfg = Cluster::builder(servers)
+        .unreliable_if(unreliable)
+        .snapshots()
+        .start();
     cfg.begin(name);
     cfg.one(cmd(cfg.random(1 << 40)), servers, true);
     let mut leader1 = cfg.check_one_leader();
@@ -70,7 +89,7 @@ fn snapshot_common(name: &str, disconnect: bool, reliable: bool, crash: bool) {
 /// Snapshots keep the log short with every server up. Reference: §7.
 #[test]
 fn snapshot_basic_3d() {
-    snapshot_common("Test (3D): snapshots basic", false, true, false);
+    snapshot_common("Test (3D): snapshots basic", Faults::default());
 }
 
 /// A disconnected follower is caught up by InstallSnapshot. Reference: §7.
@@ -78,9 +97,10 @@ fn snapshot_basic_3d() {
 fn snapshot_install_3d() {
     snapshot_common(
         "Test (3D): install snapshots (disconnect)",
-        true,
-        true,
-        false,
+        Faults {
+            disconnect: true,
+            ..Faults::default()
+        },
     );
 }
 
@@ -89,16 +109,24 @@ fn snapshot_install_3d() {
 fn snapshot_install_unreliable_3d() {
     snapshot_common(
         "Test (3D): install snapshots (disconnect+unreliable)",
-        true,
-        false,
-        false,
+        Faults {
+            disconnect: true,
+            unreliable: true,
+            ..Faults::default()
+        },
     );
 }
 
 /// A crashed follower restarts from its snapshot and catches up. Reference: §7.
 #[test]
 fn snapshot_install_crash_3d() {
-    snapshot_common("Test (3D): install snapshots (crash)", false, true, true);
+    snapshot_common(
+        "Test (3D): install snapshots (crash)",
+        Faults {
+            crash: true,
+            ..Faults::default()
+        },
+    );
 }
 
 /// Crash and restart on an unreliable network. Reference: §7.
@@ -106,9 +134,11 @@ fn snapshot_install_crash_3d() {
 fn snapshot_install_uncrash_3d() {
     snapshot_common(
         "Test (3D): install snapshots (unreliable+crash)",
-        false,
-        false,
-        true,
+        Faults {
+            crash: true,
+            unreliable: true,
+            ..Faults::default()
+        },
     );
 }
 
@@ -117,7 +147,7 @@ fn snapshot_install_uncrash_3d() {
 #[test]
 fn snapshot_all_crash_3d() {
     let servers = 3;
-    let cfg = Cluster::new(servers, true, true);
+    let cfg = Cluster::builder(servers).snapshots().start();
     cfg.begin("Test (3D): crash and restart all servers");
     cfg.one(cmd(cfg.random(1 << 40)), servers, true);
     for _ in 0..5 {
@@ -146,7 +176,7 @@ fn snapshot_all_crash_3d() {
 #[test]
 fn snapshot_init_3d() {
     let servers = 3;
-    let cfg = Cluster::new(servers, true, true);
+    let cfg = Cluster::builder(servers).snapshots().start();
     cfg.begin("Test (3D): snapshot initialization after crash");
     cfg.one(cmd(cfg.random(1 << 40)), servers, true);
     // Enough ops to make a snapshot.

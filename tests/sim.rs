@@ -6,7 +6,7 @@
 //! violation, the last events before it, and the command that replays it.
 
 use raftkv::raft::Bug;
-use raftkv::sim::runner::{run_many, Failure};
+use raftkv::sim::runner::{Failure, Search};
 use raftkv::sim::{run_schedule, FaultKind, Options, Outcome, TraceMode};
 
 /// Seeds every `cargo test` runs (seeds 1..=FIXED_SEEDS).
@@ -28,7 +28,13 @@ fn fail_with_reports(failures: &[(u64, Outcome)], options: &Options) -> ! {
 #[test]
 fn fixed_seeds_hold_every_invariant() {
     let options = Options::default();
-    let summary = run_many(1, FIXED_SEEDS, &options, 2, false, &|_, _| {});
+    let search = Search {
+        first: 1,
+        count: FIXED_SEEDS,
+        threads: 2,
+        stop_at_first: false,
+    };
+    let summary = search.run(&options, &|_, _| {});
     println!("{}", summary.line());
     if !summary.failures.is_empty() {
         fail_with_reports(&summary.failures, &options);

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use super::clients::Record;
 use super::invariants::Violation;
-use super::linearizability::{check_kv, Input, Operation, Verdict};
+use super::linearizability::{check_kv, Input, Operation, Value, Verdict};
 use super::world::World;
 use crate::service::command::Command;
 
@@ -36,7 +36,7 @@ impl World {
             operations.push(Operation {
                 client: reader,
                 input: Input::Get(key.clone()),
-                output: kv.value(key).map(String::from),
+                output: kv.value(key).map(Value::from),
                 call: self.now,
                 ret: Some(self.now),
             });
@@ -113,7 +113,7 @@ pub(crate) fn kv_operations(history: &[Record]) -> Vec<Operation> {
                 .reply
                 .as_deref()
                 .and_then(|reply| reply.strip_prefix("VALUE "))
-                .map(String::from);
+                .map(Value::from);
             Some(Operation {
                 client: r.client,
                 input,

@@ -12,12 +12,19 @@
 //! they may take effect at any point after their call. Reads with unknown
 //! outcomes are dropped, since they cannot have changed anything.
 //!
+//! A read's output is a [`Value`]: a prefix of a shared text, so that the
+//! reads of a key that is only appended to can share one copy. A history of
+//! n appends and reads of one key would otherwise hold O(n²) bytes: at a
+//! few thousand operations a second, gigabytes within seconds.
+//!
 //! The search is bounded by a number of steps, not by wall-clock time, so its
 //! verdict does not depend on how fast the machine is. Running out of steps is
 //! [`Verdict::Unknown`], which callers treat as a failure: a checker that gives
 //! up must never pass a history it did not check.
 
 use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::sync::Arc;
 
 /// What a client asked.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,6 +45,63 @@ impl Input {
     }
 }
 
+/// What a read returned: the first `len` bytes of a text that other reads
+/// may share (see the module documentation). Compares as the string it is.
+#[derive(Clone)]
+pub struct Value {
+    text: Arc<str>,
+    len: usize,
+}
+
+impl Value {
+    /// The first `len` bytes of `text`, if `len` is within it and on a
+    /// character boundary.
+    pub fn prefix(text: &Arc<str>, len: usize) -> Option<Value> {
+        text.is_char_boundary(len).then(|| Value {
+            text: Arc::clone(text),
+            len,
+        })
+    }
+
+    /// The value as a string.
+    pub fn as_str(&self) -> &str {
+        &self.text[..self.len]
+    }
+}
+
+impl From<String> for Value {
+    fn from(s: String) -> Value {
+        let len = s.len();
+        Value {
+            text: s.into(),
+            len,
+        }
+    }
+}
+
+impl From<&str> for Value {
+    fn from(s: &str) -> Value {
+        Value {
+            text: s.into(),
+            len: s.len(),
+        }
+    }
+}
+
+impl PartialEq for Value {
+    fn eq(&self, other: &Value) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for Value {}
+
+impl fmt::Debug for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
 /// One operation in a history, with its real-time interval.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Operation {
@@ -46,7 +110,7 @@ pub struct Operation {
     /// What it asked.
     pub input: Input,
     /// What a Get returned (`None`: key absent); ignored for writes.
-    pub output: Option<String>,
+    pub output: Option<Value>,
     /// When it was invoked (any monotonic unit).
     pub call: u64,
     /// When it returned, or `None` if its outcome is unknown.
@@ -127,7 +191,10 @@ impl KeyState {
     /// Applies `op` if the model allows it, returning how to undo it.
     fn step(&mut self, op: &Operation) -> Option<Undo> {
         match &op.input {
-            Input::Get(_) => (op.output == self.value).then_some(Undo::Nothing),
+            Input::Get(_) => {
+                let output = op.output.as_ref().map(Value::as_str);
+                (output == self.value.as_deref()).then_some(Undo::Nothing)
+            }
             Input::Put(_, v) => {
                 let undo = Undo::Restore(self.value.replace(v.clone()), self.hash);
                 // Absent and empty differ: the hash of a present value starts at 1.
@@ -170,10 +237,10 @@ impl KeyState {
 
     /// Whether a later read could return `output`: the value so far is a
     /// prefix of it (only for keys whose value only grows).
-    fn is_prefix_of(&self, output: &Option<String>) -> bool {
+    fn is_prefix_of(&self, output: &Option<Value>) -> bool {
         match (&self.value, output) {
             (None, _) => true,
-            (Some(v), Some(o)) => o.starts_with(v.as_str()),
+            (Some(v), Some(o)) => o.as_str().starts_with(v.as_str()),
             (Some(_), None) => false,
         }
     }
@@ -242,16 +309,16 @@ fn check_one_key(ops: &[&Operation], budget: &mut u64) -> Verdict {
     // writes that no later read could have seen, long before the search would
     // reach that read. `puts_under[r]`: the Puts whose value read `r`'s output
     // starts with.
+    let puts: Vec<usize> = (0..ops.len())
+        .filter(|&i| matches!(ops[i].input, Input::Put(..)))
+        .collect();
     let puts_under: Vec<Vec<usize>> = ops
         .iter()
         .map(|read| match (&read.input, &read.output) {
-            (Input::Get(_), Some(out)) => ops
+            (Input::Get(_), Some(out)) => puts
                 .iter()
-                .enumerate()
-                .filter(
-                    |(_, p)| matches!(&p.input, Input::Put(_, v) if out.starts_with(v.as_str())),
-                )
-                .map(|(i, _)| i)
+                .copied()
+                .filter(|&p| matches!(&ops[p].input, Input::Put(_, v) if out.as_str().starts_with(v.as_str())))
                 .collect(),
             _ => Vec::new(),
         })
@@ -369,7 +436,7 @@ mod tests {
         Operation {
             client,
             input,
-            output: output.map(String::from),
+            output: output.map(Value::from),
             call,
             ret: Some(ret),
         }

@@ -303,61 +303,88 @@ impl Summary {
     }
 }
 
-/// Runs seeds `first..first + count` on `threads` threads, calling `progress`
-/// after each (from whichever thread ran it). With `stop_at_first`, stops
-/// handing out seeds once one fails.
-pub fn run_many(
-    first: u64,
-    count: u64,
-    options: &Options,
-    threads: usize,
-    stop_at_first: bool,
-    progress: &(dyn Fn(u64, &Outcome) + Sync),
-) -> Summary {
-    let started = Instant::now();
-    let next = AtomicU64::new(first);
-    let stop = AtomicBool::new(false);
-    let results: Mutex<Vec<(u64, Outcome)>> = Mutex::new(Vec::new());
-    std::thread::scope(|scope| {
-        for _ in 0..threads.max(1) {
-            scope.spawn(|| loop {
-                if stop.load(AtomicOrdering::Relaxed) {
-                    return;
-                }
-                let seed = next.fetch_add(1, AtomicOrdering::Relaxed);
-                if seed >= first + count {
-                    return;
-                }
-                let outcome = run_schedule(seed, options, TraceMode::Off, false);
-                if stop_at_first && outcome.violation().is_some() {
-                    stop.store(true, AtomicOrdering::Relaxed);
-                }
-                progress(seed, &outcome);
-                results
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push((seed, outcome));
-            });
-        }
-    });
-    let mut results = results.into_inner().unwrap_or_else(|e| e.into_inner());
-    results.sort_by_key(|(seed, _)| *seed);
-    let mut summary = Summary {
-        schedules: results.len() as u64,
-        steps: 0,
-        virtual_time: 0,
-        ops: 0,
-        failures: Vec::new(),
-        wall: started.elapsed(),
-    };
-    for (seed, outcome) in results {
-        let stats = outcome.stats();
-        summary.steps += stats.steps;
-        summary.virtual_time += stats.virtual_time;
-        summary.ops += stats.ops_ok;
-        if outcome.violation().is_some() {
-            summary.failures.push((seed, outcome));
+/// Which seeds to run and how: seeds `first..first + count` on `threads`
+/// threads; with `stop_at_first`, no new seed starts once one has failed.
+/// `Search { count: 300, ..Search::default() }.run(&options, &|_, _| {})`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Search {
+    /// The first seed.
+    pub first: u64,
+    /// How many seeds.
+    pub count: u64,
+    /// Threads running schedules (at least one).
+    pub threads: usize,
+    /// Stop handing out seeds once one fails.
+    pub stop_at_first: bool,
+}
+
+impl Default for Search {
+    /// Seeds 1..=100 on every core, all of them run.
+    fn default() -> Search {
+        Search {
+            first: 1,
+            count: 100,
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            stop_at_first: false,
         }
     }
-    summary
+}
+
+impl Search {
+    /// Runs the seeds, calling `progress` after each (from whichever thread
+    /// ran it).
+    pub fn run(&self, options: &Options, progress: &(dyn Fn(u64, &Outcome) + Sync)) -> Summary {
+        let Search {
+            first,
+            count,
+            threads,
+            stop_at_first,
+        } = *self;
+        let started = Instant::now();
+        let next = AtomicU64::new(first);
+        let stop = AtomicBool::new(false);
+        let results: Mutex<Vec<(u64, Outcome)>> = Mutex::new(Vec::new());
+        std::thread::scope(|scope| {
+            for _ in 0..threads.max(1) {
+                scope.spawn(|| loop {
+                    if stop.load(AtomicOrdering::Relaxed) {
+                        return;
+                    }
+                    let seed = next.fetch_add(1, AtomicOrdering::Relaxed);
+                    if seed >= first + count {
+                        return;
+                    }
+                    let outcome = run_schedule(seed, options, TraceMode::Off, false);
+                    if stop_at_first && outcome.violation().is_some() {
+                        stop.store(true, AtomicOrdering::Relaxed);
+                    }
+                    progress(seed, &outcome);
+                    results
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push((seed, outcome));
+                });
+            }
+        });
+        let mut results = results.into_inner().unwrap_or_else(|e| e.into_inner());
+        results.sort_by_key(|(seed, _)| *seed);
+        let mut summary = Summary {
+            schedules: results.len() as u64,
+            steps: 0,
+            virtual_time: 0,
+            ops: 0,
+            failures: Vec::new(),
+            wall: started.elapsed(),
+        };
+        for (seed, outcome) in results {
+            let stats = outcome.stats();
+            summary.steps += stats.steps;
+            summary.virtual_time += stats.virtual_time;
+            summary.ops += stats.ops_ok;
+            if outcome.violation().is_some() {
+                summary.failures.push((seed, outcome));
+            }
+        }
+        summary
+    }
 }

@@ -178,14 +178,61 @@ pub struct Cluster {
     stats: Mutex<Stats>,
 }
 
+/// The options of a [`Cluster`] about to start.
+#[must_use]
+pub struct ClusterBuilder {
+    servers: usize,
+    unreliable: bool,
+    snapshots: bool,
+}
+
+impl ClusterBuilder {
+    /// The network drops, delays and reorders messages.
+    pub fn unreliable(self) -> Self {
+        self.unreliable_if(true)
+    }
+
+    /// The network is unreliable if `on` (for tests run both ways).
+    pub fn unreliable_if(mut self, on: bool) -> Self {
+        self.unreliable = on;
+        self
+    }
+
+    /// The apply checker snapshots every 10 entries, as the course's part D
+    /// tester does.
+    pub fn snapshots(mut self) -> Self {
+        self.snapshots = true;
+        self
+    }
+
+    /// Starts the servers, connected.
+    pub fn start(self) -> Cluster {
+        Cluster::launch(self)
+    }
+}
+
 impl Cluster {
-    /// Starts `n` connected servers. `snapshots` makes the apply checker snapshot
-    /// every 10 entries.
-    pub fn new(n: usize, reliable: bool, snapshots: bool) -> Cluster {
+    /// How to start a cluster of `servers`: reliable, without snapshots,
+    /// unless the builder says otherwise
+    /// (`Cluster::builder(3).unreliable().snapshots().start()`).
+    pub fn builder(servers: usize) -> ClusterBuilder {
+        ClusterBuilder {
+            servers,
+            unreliable: false,
+            snapshots: false,
+        }
+    }
+
+    fn launch(options: ClusterBuilder) -> Cluster {
+        let ClusterBuilder {
+            servers: n,
+            unreliable,
+            snapshots,
+        } = options;
         init_logging();
         let seed = fresh_seed();
         let net = Network::new(seed);
-        net.set_reliable(reliable);
+        net.set_reliable(!unreliable);
         let cluster = Cluster {
             n,
             net,

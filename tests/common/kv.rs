@@ -6,9 +6,10 @@
 //! network, seeing the servers in shuffled order. Links to KV servers fail fast
 //! (0–99 ms), as in the course's KV tests.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::channel;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{self, sleep};
 use std::time::{Duration, Instant};
 
@@ -22,7 +23,7 @@ use raftkv::storage::memory::MemoryStorage;
 use super::cluster::{fresh_seed, init_logging, TICK};
 use super::network::{answer_raft, FakeTransport, Handler, Network, CLIENT_CHANNEL};
 use raftkv::raft::rng::Rng;
-use raftkv::sim::linearizability::{check_kv, Input, Operation, Verdict, DEFAULT_STEPS};
+use raftkv::sim::linearizability::{check_kv, Input, Operation, Value, Verdict, DEFAULT_STEPS};
 
 /// The election timeout the course's KV tests budget for.
 pub const ELECTION_TIMEOUT: Duration = Duration::from_secs(1);
@@ -98,9 +99,57 @@ pub struct KvCluster {
     started: Mutex<(String, Instant)>,
 }
 
+/// The options of a [`KvCluster`] about to start.
+#[must_use]
+pub struct KvClusterBuilder {
+    servers: usize,
+    unreliable: bool,
+    maxraftstate: Option<usize>,
+}
+
+impl KvClusterBuilder {
+    /// The network drops and delays messages.
+    pub fn unreliable(self) -> Self {
+        self.unreliable_if(true)
+    }
+
+    /// The network is unreliable if `on` (for tests run both ways).
+    pub fn unreliable_if(mut self, on: bool) -> Self {
+        self.unreliable = on;
+        self
+    }
+
+    /// Servers snapshot to keep their persisted Raft state near `bytes`
+    /// (the course's `maxraftstate`).
+    pub fn max_raft_state(mut self, bytes: usize) -> Self {
+        self.maxraftstate = Some(bytes);
+        self
+    }
+
+    /// Starts the servers, connected.
+    pub fn start(self) -> KvCluster {
+        KvCluster::launch(self)
+    }
+}
+
 impl KvCluster {
-    /// Starts `n` connected servers.
-    pub fn new(n: usize, unreliable: bool, maxraftstate: Option<usize>) -> KvCluster {
+    /// How to start `servers` KV servers: on a reliable network, never
+    /// snapshotting, unless the builder says otherwise
+    /// (`KvCluster::builder(5).unreliable().max_raft_state(1000).start()`).
+    pub fn builder(servers: usize) -> KvClusterBuilder {
+        KvClusterBuilder {
+            servers,
+            unreliable: false,
+            maxraftstate: None,
+        }
+    }
+
+    fn launch(options: KvClusterBuilder) -> KvCluster {
+        let KvClusterBuilder {
+            servers: n,
+            unreliable,
+            maxraftstate,
+        } = options;
         init_logging();
         let seed = fresh_seed();
         eprintln!("seed {seed} (set RAFTKV_SEED to replay the network's choices)");
@@ -325,10 +374,51 @@ impl Drop for KvCluster {
 // ---- operations, recorded for the linearizability check ----
 
 /// Every operation the clerks performed, with real-time intervals.
+///
+/// A read's output is kept as a prefix of a text shared by the reads of its
+/// key (a linearizability `Value`): a key that is only appended to holds
+/// one growing value, which every read of it returns a prefix of, so the log
+/// holds it once rather than once per read. (Kept whole, the outputs of a
+/// few tens of thousands of reads of such a key take gigabytes.)
 #[derive(Default)]
 pub struct OpLog {
     start: Option<Instant>,
-    ops: Mutex<Vec<Operation>>,
+    recorded: Mutex<Recorded>,
+}
+
+/// The operations so far, with their outputs set aside as shared texts.
+#[derive(Default)]
+struct Recorded {
+    /// The operations, `output` left `None`...
+    ops: Vec<Operation>,
+    /// ... and each one's output: the first `len` bytes of `texts[text]`.
+    outputs: Vec<Option<(usize, usize)>>,
+    /// Texts that outputs are prefixes of.
+    texts: Vec<String>,
+    /// The texts of each key's outputs.
+    texts_of_key: HashMap<String, Vec<usize>>,
+}
+
+impl Recorded {
+    /// Where `output`, read from `key`, is kept: a text it is a prefix of,
+    /// or one that it extends (which grows), or else a new one.
+    fn share(&mut self, key: &str, output: String) -> (usize, usize) {
+        let len = output.len();
+        let ids = self.texts_of_key.entry(key.to_string()).or_default();
+        for &id in ids.iter() {
+            let text = &mut self.texts[id];
+            if text.starts_with(&output) {
+                return (id, len);
+            }
+            if output.starts_with(text.as_str()) {
+                text.push_str(&output[text.len()..]);
+                return (id, len);
+            }
+        }
+        ids.push(self.texts.len());
+        self.texts.push(output);
+        (self.texts.len() - 1, len)
+    }
 }
 
 impl OpLog {
@@ -336,7 +426,7 @@ impl OpLog {
     pub fn new() -> Self {
         OpLog {
             start: Some(Instant::now()),
-            ops: Mutex::new(Vec::new()),
+            recorded: Mutex::default(),
         }
     }
 
@@ -344,13 +434,35 @@ impl OpLog {
         self.start.map_or(0, |s| s.elapsed().as_nanos() as u64)
     }
 
-    fn record(&self, op: Operation) {
-        self.ops.lock().unwrap().push(op);
+    fn record(&self, op: Operation, output: Option<String>) {
+        let mut recorded = self.recorded.lock().unwrap();
+        let key = match &op.input {
+            Input::Get(k) | Input::Put(k, _) | Input::Append(k, _) => k.clone(),
+        };
+        let shared = output.map(|o| recorded.share(&key, o));
+        recorded.ops.push(op);
+        recorded.outputs.push(shared);
     }
 
-    /// A copy of the history so far.
-    pub fn read(&self) -> Vec<Operation> {
-        self.ops.lock().unwrap().clone()
+    /// The history, each read's output a prefix of its key's shared text.
+    /// (Taken, not copied: the history is the largest thing a KV test holds.)
+    pub fn into_history(self) -> Vec<Operation> {
+        let recorded = self
+            .recorded
+            .into_inner()
+            .unwrap_or_else(|e| e.into_inner());
+        let texts: Vec<Arc<str>> = recorded.texts.into_iter().map(Arc::from).collect();
+        recorded
+            .ops
+            .into_iter()
+            .zip(recorded.outputs)
+            .map(|(op, output)| Operation {
+                output: output.map(|(id, len)| {
+                    Value::prefix(&texts[id], len).expect("a recorded output is a prefix")
+                }),
+                ..op
+            })
+            .collect()
     }
 }
 
@@ -369,13 +481,14 @@ fn run(
         Err(e) => panic!("clerk {client} gave up on {input:?}: {e}"),
     };
     if let Some(log) = log {
-        log.record(Operation {
+        let op = Operation {
             client,
             input,
-            output: output.clone(),
+            output: None,
             call,
             ret,
-        });
+        };
+        log.record(op, output.clone());
     }
     output
 }
@@ -435,7 +548,9 @@ pub fn check_concurrent_appends(v: &str, counts: &[usize]) {
     }
 }
 
-/// The parameters of the course's generic KV test.
+/// The parameters of the course's generic KV test. Start from
+/// [`Generic::new`] and name what differs:
+/// `Generic { clients: 5, unreliable: true, ..Generic::new("name") }`.
 pub struct Generic {
     /// Test name.
     pub name: &'static str,
@@ -455,6 +570,22 @@ pub struct Generic {
     pub randomkeys: bool,
 }
 
+impl Generic {
+    /// One client, five servers, no faults, no snapshots, a key per client.
+    pub fn new(name: &'static str) -> Generic {
+        Generic {
+            name,
+            clients: 1,
+            servers: 5,
+            unreliable: false,
+            crash: false,
+            partitions: false,
+            maxraftstate: None,
+            randomkeys: false,
+        }
+    }
+}
+
 /// Random two-sided splits every 1–1.2 s until `done`.
 fn partitioner(cfg: &KvCluster, done: &AtomicBool) {
     while !done.load(Ordering::SeqCst) {
@@ -470,12 +601,50 @@ fn partitioner(cfg: &KvCluster, done: &AtomicBool) {
     }
 }
 
+/// At most this many generic tests run at once in one test binary, however
+/// many cores the test harness uses. Each holds a few hundred MB at the end
+/// of its rounds (clients run as fast as the cluster commits, and without
+/// snapshots five servers keep their whole log, twice: in the core and in
+/// storage), so this bounds a binary's memory on any machine.
+const MAX_GENERIC_AT_ONCE: usize = 2;
+
+/// Generic tests running now, and a signal when one ends.
+static GENERIC_RUNNING: (Mutex<usize>, Condvar) = (Mutex::new(0), Condvar::new());
+
+/// A generic test's turn to run; the next may start when it is dropped.
+struct GenericSlot;
+
+impl GenericSlot {
+    fn take() -> GenericSlot {
+        let (running, ended) = &GENERIC_RUNNING;
+        let mut running = running.lock().unwrap_or_else(|e| e.into_inner());
+        while *running >= MAX_GENERIC_AT_ONCE {
+            running = ended.wait(running).unwrap_or_else(|e| e.into_inner());
+        }
+        *running += 1;
+        GenericSlot
+    }
+}
+
+impl Drop for GenericSlot {
+    fn drop(&mut self) {
+        let (running, ended) = &GENERIC_RUNNING;
+        *running.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
+        ended.notify_one();
+    }
+}
+
 /// The course's generic test: three rounds of 5 s of concurrent clients with the
 /// chosen faults, then checks (appends exactly once and in order, log trimmed,
 /// no snapshots without a limit) and a linearizability check of the history.
 pub fn generic_test(p: Generic) {
     const ROUND: Duration = Duration::from_secs(5);
-    let cfg = KvCluster::new(p.servers, p.unreliable, p.maxraftstate);
+    let _slot = GenericSlot::take();
+    let mut builder = KvCluster::builder(p.servers).unreliable_if(p.unreliable);
+    if let Some(bytes) = p.maxraftstate {
+        builder = builder.max_raft_state(bytes);
+    }
+    let cfg = builder.start();
     cfg.begin(p.name);
     let log = OpLog::new();
     let mut ck = cfg.make_clerk(&cfg.all());
@@ -574,7 +743,7 @@ pub fn generic_test(p: Generic) {
             assert_eq!(size, 0, "snapshot used ({size} bytes) without a limit");
         }
     }
-    let history = log.read();
+    let history = log.into_history();
     // A search that runs out of steps proves nothing: that fails the test too.
     match check_kv(&history, DEFAULT_STEPS) {
         Verdict::Linearizable => {}
@@ -590,7 +759,11 @@ pub fn generic_test(p: Generic) {
 /// (100 ms): commits must not wait for the next heartbeat.
 pub fn speed_test(name: &str, maxraftstate: Option<usize>) {
     const OPS: usize = 1000;
-    let cfg = KvCluster::new(3, false, maxraftstate);
+    let mut builder = KvCluster::builder(3);
+    if let Some(bytes) = maxraftstate {
+        builder = builder.max_raft_state(bytes);
+    }
+    let cfg = builder.start();
     let mut ck = cfg.make_clerk(&cfg.all());
     cfg.begin(name);
     // Wait until the first op completes, so a leader is elected.
