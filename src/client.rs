@@ -23,14 +23,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::server::MAX_CLIENT_LINE;
+use crate::service::reply::{Code, Reply};
 use crate::transport::line::{read_line, LineError};
 use crate::transport::tcp::dial;
 
-/// How a client reaches servers: one request line to server `i`, one reply back.
+/// How a client reaches servers: one request line to server `i`, one reply
+/// line back.
 pub trait Connector {
     /// How many servers there are.
     fn servers(&self) -> usize;
-    /// Sends `line` (ending in `\n`) to server `server` and returns its reply.
+    /// Sends `line` (ending in `\n`) to server `server` and returns its reply
+    /// line (without the line ending).
     fn call(&mut self, server: usize, line: &str) -> io::Result<String>;
 }
 
@@ -71,8 +74,8 @@ impl TcpConnector {
         stream.set_read_timeout(Some(Duration::from_secs(10)))?;
         let mut conn = BufReader::new(stream);
         if let Some(token) = &self.token {
-            let reply = send_line(&mut conn, &format!("AUTH {token}\n"))?;
-            if reply != "OK" {
+            let reply = parse(send_line(&mut conn, &format!("AUTH {token}\n"))?)?;
+            if reply != Reply::Ok {
                 return Err(io::Error::new(
                     io::ErrorKind::PermissionDenied,
                     format!("{addr} refused the client token: {reply}"),
@@ -181,10 +184,10 @@ impl<C: Connector> Client<C> {
         self.current = i % self.connector.servers().max(1);
     }
 
-    /// Sends one command line (e.g. `PUT k v`) and returns the reply line.
+    /// Sends one command line (e.g. `PUT k v`) and returns the reply.
     /// Retries until a definite reply or the deadline; the command is applied at
     /// most once, and exactly once if this returns `Ok`.
-    pub fn call(&mut self, command: &str) -> io::Result<String> {
+    pub fn call(&mut self, command: &str) -> io::Result<Reply> {
         if command.contains('\n') || command.contains('\r') {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -204,7 +207,10 @@ impl<C: Connector> Client<C> {
         self.seq += 1;
         let line = format!("CLIENT {session} {} {command}\n", self.seq);
         let reply = self.send_until_definite(&line, command, give_up)?;
-        if reply.starts_with("ERR SESSION_EXPIRED") || reply.starts_with("ERR SESSION_UNKNOWN") {
+        if matches!(
+            reply.code(),
+            Some(Code::SessionExpired | Code::SessionUnknown)
+        ) {
             // An earlier attempt may have been applied before the session
             // expired: the outcome is unknown, and running it again could
             // apply it twice. The next command opens a new session.
@@ -219,11 +225,10 @@ impl<C: Connector> Client<C> {
     /// Opens a session; returns its id. A retried `REGISTER` may open a second
     /// session, which is harmless: the unused one is evicted in time.
     fn register(&mut self, give_up: Instant) -> io::Result<u64> {
-        let reply = self.send_until_definite("REGISTER\n", "REGISTER", give_up)?;
-        reply
-            .strip_prefix("SESSION ")
-            .and_then(|id| id.parse().ok())
-            .ok_or_else(|| unexpected(&reply))
+        match self.send_until_definite("REGISTER\n", "REGISTER", give_up)? {
+            Reply::Session(id) => Ok(id),
+            other => Err(unexpected(&other)),
+        }
     }
 
     /// Sends `line` until a definite reply, trying the servers in turn.
@@ -232,13 +237,13 @@ impl<C: Connector> Client<C> {
         line: &str,
         command: &str,
         give_up: Instant,
-    ) -> io::Result<String> {
+    ) -> io::Result<Reply> {
         let mut pause = Duration::from_millis(10);
         loop {
-            match self.connector.call(self.current, line) {
+            match self.connector.call(self.current, line).and_then(parse) {
                 // The server we tried may be a deposed leader in a minority:
                 // try the next one (a follower forwards to the leader anyway).
-                Ok(reply) if is_retryable(&reply) => self.next_server(),
+                Ok(reply) if reply.is_retryable() => self.next_server(),
                 Ok(reply) => return Ok(reply),
                 Err(e) if e.kind() == io::ErrorKind::PermissionDenied => return Err(e),
                 Err(_) => self.next_server(),
@@ -259,14 +264,11 @@ impl<C: Connector> Client<C> {
 
     /// `GET key`: `Some(value)` or `None` if absent.
     pub fn get(&mut self, key: &str) -> io::Result<Option<String>> {
-        let reply = self.call(&format!("GET {key}"))?;
-        if reply == "NOT_FOUND" {
-            return Ok(None);
+        match self.call(&format!("GET {key}"))? {
+            Reply::Value(v) => Ok(Some(v.to_string())),
+            Reply::NotFound => Ok(None),
+            other => Err(unexpected(&other)),
         }
-        reply
-            .strip_prefix("VALUE ")
-            .map(|v| Some(v.to_string()))
-            .ok_or_else(|| unexpected(&reply))
     }
 
     /// `PUT key value`.
@@ -280,11 +282,9 @@ impl<C: Connector> Client<C> {
     }
 
     fn expect_ok(&mut self, command: &str) -> io::Result<()> {
-        let reply = self.call(command)?;
-        if reply == "OK" {
-            Ok(())
-        } else {
-            Err(unexpected(&reply))
+        match self.call(command)? {
+            Reply::Ok => Ok(()),
+            other => Err(unexpected(&other)),
         }
     }
 
@@ -293,23 +293,24 @@ impl<C: Connector> Client<C> {
     }
 }
 
+/// Sends one line and reads the reply line back.
 fn send_line(conn: &mut BufReader<TcpStream>, line: &str) -> io::Result<String> {
     conn.get_mut().write_all(line.as_bytes())?;
     match read_line(conn, |_| MAX_CLIENT_LINE * 2) {
-        Ok(reply) => String::from_utf8(reply).map_err(|_| unexpected("non-UTF-8 reply")),
+        Ok(reply) => {
+            String::from_utf8(reply).map_err(|_| io::Error::other("unexpected reply: not UTF-8"))
+        }
         Err(LineError::Io(e)) => Err(e),
         Err(LineError::Closed) => Err(io::ErrorKind::ConnectionAborted.into()),
-        Err(LineError::TooLong) => Err(unexpected("reply too long")),
+        Err(LineError::TooLong) => Err(io::Error::other("unexpected reply: too long")),
     }
 }
 
-/// Replies that mean "no outcome yet": retry the same (id, seq).
-fn is_retryable(reply: &str) -> bool {
-    reply.starts_with("ERR NO_LEADER")
-        || reply.starts_with("ERR TIMEOUT")
-        || reply.starts_with("ERR BUSY")
+/// A reply line as a [`Reply`]: the one place the client reads protocol text.
+fn parse(line: String) -> io::Result<Reply> {
+    Reply::parse_line(&line).ok_or_else(|| io::Error::other(format!("unexpected reply: {line}")))
 }
 
-fn unexpected(reply: &str) -> io::Error {
+fn unexpected(reply: &Reply) -> io::Error {
     io::Error::other(format!("unexpected reply: {reply}"))
 }

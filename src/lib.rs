@@ -17,7 +17,8 @@
 //! 7. [`sim`]: the deterministic simulator that runs the core and the service
 //!    under thousands of fault schedules and checks the paper's properties.
 //! 8. [`service`] and [`server`]: the KV store and ledger on top, with client
-//!    sessions and the bounds that keep its state finite, and the one TCP port
+//!    sessions, typed replies ([`service::reply`]) and the bounds that keep its
+//!    state finite, and the one TCP port
 //!    for peers, text clients ([`client`]) and [`http`] (JSON API, `/metrics`
 //!    from [`metrics`], the live cluster page).
 //! 9. [`auth`]: who may talk to a server: peers prove they hold the cluster

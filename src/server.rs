@@ -48,6 +48,7 @@ use crate::raft::messages::NodeId;
 use crate::raft::Config as RaftConfig;
 use crate::service::frontend::Frontend;
 use crate::service::replica::{Replica, SnapshotPolicy};
+use crate::service::reply::{Code, Reply};
 use crate::service::state_machine::DEFAULT_QUOTA_BYTES;
 use crate::storage::file::FileStorage;
 use crate::transport::line::{read_line_before, LineError};
@@ -353,7 +354,8 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
         }
         let Ok(mut stream) = stream else { continue };
         if shared.connections.load(Ordering::SeqCst) >= shared.config.max_connections {
-            let _ = stream.write_all(b"ERR BUSY too many connections; try later\n");
+            let busy = Reply::error(Code::Busy, "too many connections; try later");
+            let _ = stream.write_all(format!("{busy}\n").as_bytes());
             continue;
         }
         let _ = stream.set_nodelay(true);
@@ -396,7 +398,8 @@ fn handle_connection(stream: TcpStream, shared: &Shared) {
         let line = match read_line_before(&mut reader, |_| limit, deadline) {
             Ok(line) => line,
             Err(LineError::TooLong) => {
-                let _ = writeln!(writer, "ERR TOO_LONG line exceeds {limit} bytes");
+                let too_long = Reply::error(Code::TooLong, format!("line exceeds {limit} bytes"));
+                let _ = writeln!(writer, "{too_long}");
                 let _ = writer.flush();
                 return;
             }
@@ -422,9 +425,8 @@ fn handle_connection(stream: TcpStream, shared: &Shared) {
         }
         let (reply, close) = conn.answer(&line, shared);
         let Some(reply) = reply else { continue };
-        if writer
-            .write_all(reply.as_bytes())
-            .and_then(|_| writer.write_all(b"\n"))
+        // The one place a reply becomes protocol text: its line.
+        if writeln!(writer, "{reply}")
             .and_then(|_| writer.flush())
             .is_err()
             || close

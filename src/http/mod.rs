@@ -13,7 +13,8 @@
 //! execution path. The files: [`request`] parses, [`response`] writes,
 //! [`json`] encodes and parses bodies, [`api`] routes, [`cluster`] answers
 //! `/status`, `/cluster` and `/health`, [`metrics`] writes `/metrics`, [`page`]
-//! is the cluster page.
+//! is the cluster page, [`reply`] turns typed replies into statuses and error
+//! bodies.
 //!
 //! Deadlines, not just read timeouts, bound each phase (a client sending one
 //! byte a second never trips a per-read timeout): [`IDLE_TIMEOUT`] between
@@ -25,6 +26,7 @@ pub mod cluster;
 pub mod json;
 pub mod metrics;
 pub mod page;
+pub mod reply;
 pub mod request;
 pub mod response;
 
@@ -37,6 +39,7 @@ use crate::auth::token::ClientAuth;
 use crate::metrics::CounterVec;
 use crate::raft::NodeId;
 use crate::service::frontend::Frontend;
+use crate::service::reply::Reply;
 use request::{ReadError, Rejection};
 use response::Response;
 
@@ -59,7 +62,7 @@ pub struct Context<'a> {
     /// Answers text-protocol lines: the one execution path.
     pub frontend: &'a Frontend,
     /// Relays a line to the leader (the text protocol's forwarding).
-    pub forward: &'a dyn Fn(&str) -> String,
+    pub forward: &'a dyn Fn(&str) -> Reply,
     /// Connections open right now (peers, text and HTTP clients).
     pub open_connections: &'a AtomicUsize,
     /// HTTP requests answered, by method, route template and status.

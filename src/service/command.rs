@@ -10,8 +10,7 @@
 //! keys; [`to_line`] picks the form). Names and values never contain CR or LF:
 //! replies are lines too.
 
-use std::fmt;
-
+use super::reply::{Code, Error};
 use crate::codec::{Decode, DecodeError, Decoder, Encode, Encoder};
 use crate::transport::line::{base64_decode, base64_encode};
 
@@ -90,26 +89,9 @@ pub enum Request {
     Command(Command),
 }
 
-/// A request the server refuses, with the protocol's error code.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ParseError {
-    /// `BAD_REQUEST` or `UNKNOWN_COMMAND`.
-    pub code: &'static str,
-    /// What was wrong, for a person.
-    pub message: String,
-}
-
-impl fmt::Display for ParseError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ERR {} {}", self.code, self.message)
-    }
-}
-
-fn bad(message: impl Into<String>) -> ParseError {
-    ParseError {
-        code: "BAD_REQUEST",
-        message: message.into(),
-    }
+/// A `BAD_REQUEST` refusal.
+fn bad(message: impl Into<String>) -> Error {
+    Error::new(Code::BadRequest, message)
 }
 
 /// The one-line reply to `HELP`.
@@ -119,8 +101,8 @@ AUTH token | STATUS | LEADER id | MEMBERS | ADD id host:port | REMOVE id | PING 
 CMD base64";
 
 /// Parses one request line (without its line ending). Blank lines are the
-/// caller's to skip.
-pub fn parse(line: &str) -> Result<Request, ParseError> {
+/// caller's to skip. A refusal is `BAD_REQUEST` or `UNKNOWN_COMMAND`.
+pub fn parse(line: &str) -> Result<Request, Error> {
     let line = line.trim_start();
     let (word, rest) = split_word(line);
     let upper = word.to_ascii_uppercase();
@@ -220,17 +202,17 @@ pub fn parse(line: &str) -> Result<Request, ParseError> {
         }
         _ => {
             let shown: String = word.chars().take(32).collect();
-            return Err(ParseError {
-                code: "UNKNOWN_COMMAND",
-                message: format!("unknown command '{shown}' (try HELP)"),
-            });
+            return Err(Error::new(
+                Code::UnknownCommand,
+                format!("unknown command '{shown}' (try HELP)"),
+            ));
         }
     };
     Ok(Request::Command(command))
 }
 
 /// A server id: 1 or more.
-fn server_id(s: &str, usage: &str) -> Result<u64, ParseError> {
+fn server_id(s: &str, usage: &str) -> Result<u64, Error> {
     s.parse::<u64>()
         .ok()
         .filter(|&id| id != 0)
@@ -238,7 +220,7 @@ fn server_id(s: &str, usage: &str) -> Result<u64, ParseError> {
 }
 
 /// A peer address `host:port`, short enough for a configuration entry.
-fn address(s: &str) -> Result<String, ParseError> {
+fn address(s: &str) -> Result<String, Error> {
     let port = s
         .rsplit_once(':')
         .map(|(host, port)| (host, port.parse::<u16>()));
@@ -257,7 +239,7 @@ fn split_word(s: &str) -> (&str, &str) {
     }
 }
 
-fn name(s: &str, what: &str) -> Result<String, ParseError> {
+fn name(s: &str, what: &str) -> Result<String, Error> {
     if s.is_empty() || s.len() > MAX_NAME {
         return Err(bad(format!("{what} must be 1..={MAX_NAME} bytes")));
     }
@@ -268,7 +250,7 @@ fn name(s: &str, what: &str) -> Result<String, ParseError> {
 }
 
 /// Checks a decoded command against the rules a parsed line obeys.
-fn check(command: &Command) -> Result<(), ParseError> {
+fn check(command: &Command) -> Result<(), Error> {
     match command {
         Command::Put(k, v) | Command::Append(k, v) => {
             name(k, "key")?;
@@ -361,7 +343,7 @@ pub fn word(command: &Command) -> &'static str {
 }
 
 /// Parses `900`, `900.5` or `900.50` into cents; no sign, at most 2 decimals.
-pub fn parse_cents(s: &str) -> Result<i64, ParseError> {
+pub fn parse_cents(s: &str) -> Result<i64, Error> {
     let invalid = || {
         bad(format!(
             "invalid amount '{s}': use digits with up to 2 decimals"
@@ -562,16 +544,16 @@ mod tests {
     #[test]
     fn bad_requests_name_their_problem() {
         let code = |line: &str| parse(line).err().map(|e| e.code);
-        assert_eq!(code("FROB x"), Some("UNKNOWN_COMMAND"));
-        assert_eq!(code("GET"), Some("BAD_REQUEST"));
-        assert_eq!(code("GET a b"), Some("BAD_REQUEST"));
-        assert_eq!(code("PUT"), Some("BAD_REQUEST"));
-        assert_eq!(code("TRANSFER t a a 5"), Some("BAD_REQUEST"));
-        assert_eq!(code("TRANSFER t a b 0"), Some("BAD_REQUEST"));
-        assert_eq!(code("OPEN a 1.001"), Some("BAD_REQUEST"));
+        assert_eq!(code("FROB x"), Some(Code::UnknownCommand));
+        assert_eq!(code("GET"), Some(Code::BadRequest));
+        assert_eq!(code("GET a b"), Some(Code::BadRequest));
+        assert_eq!(code("PUT"), Some(Code::BadRequest));
+        assert_eq!(code("TRANSFER t a a 5"), Some(Code::BadRequest));
+        assert_eq!(code("TRANSFER t a b 0"), Some(Code::BadRequest));
+        assert_eq!(code("OPEN a 1.001"), Some(Code::BadRequest));
         assert_eq!(
             code(&format!("GET {}", "k".repeat(1025))),
-            Some("BAD_REQUEST")
+            Some(Code::BadRequest)
         );
     }
 

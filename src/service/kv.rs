@@ -23,6 +23,7 @@ use std::io::{self, Read, Write};
 use std::sync::Arc;
 
 use super::quota::kv_cost;
+use super::reply::Reply;
 use super::snapshot_stream::{corrupt, SnapshotReader, SnapshotWriter};
 
 /// How many shards the map is split into.
@@ -75,7 +76,7 @@ impl Kv {
     }
 
     /// Sets `key` to `value`.
-    pub fn put(&mut self, key: &str, value: &str) -> String {
+    pub fn put(&mut self, key: &str, value: &str) -> Reply {
         let cost = kv_cost(key, value.len());
         let value = Arc::new(value.to_string());
         // One search of the shard: a PUT of a new key (the common case)
@@ -92,11 +93,11 @@ impl Kv {
             }
         }
         self.bytes = self.bytes - shrank + cost;
-        "OK".into()
+        Reply::Ok
     }
 
     /// Appends `value` to `key`'s value, treating a missing key as empty.
-    pub fn append(&mut self, key: &str, value: &str) -> String {
+    pub fn append(&mut self, key: &str, value: &str) -> Reply {
         self.bytes += self.append_growth(key, value);
         let shard = self.shard_mut(key);
         match shard.get_mut(key) {
@@ -106,16 +107,16 @@ impl Kv {
                 shard.insert(Arc::from(key), Arc::new(value.to_string()));
             }
         }
-        "OK".into()
+        Reply::Ok
     }
 
     /// Removes `key` (removing a missing key is not an error).
-    pub fn del(&mut self, key: &str) -> String {
+    pub fn del(&mut self, key: &str) -> Reply {
         if self.shard(key).contains_key(key) {
             self.bytes -= self.cost(key);
             self.shard_mut(key).remove(key);
         }
-        "OK".into()
+        Reply::Ok
     }
 
     /// The value of `key`, if present.
@@ -148,11 +149,11 @@ impl Kv {
         self.bytes
     }
 
-    /// `VALUE v` or `NOT_FOUND`.
-    pub fn get(&self, key: &str) -> String {
-        match self.value(key) {
-            Some(v) => format!("VALUE {v}"),
-            None => "NOT_FOUND".into(),
+    /// `VALUE v` (the stored value, shared) or `NOT_FOUND`.
+    pub fn get(&self, key: &str) -> Reply {
+        match self.shard(key).get(key) {
+            Some(v) => Reply::Value(Arc::clone(v)),
+            None => Reply::NotFound,
         }
     }
 
@@ -209,14 +210,14 @@ mod tests {
     #[test]
     fn put_append_get_del() {
         let mut kv = Kv::default();
-        assert_eq!(kv.get("k"), "NOT_FOUND");
+        assert_eq!(kv.get("k"), Reply::NotFound);
         kv.append("k", "a");
         kv.append("k", "b c");
-        assert_eq!(kv.get("k"), "VALUE ab c");
+        assert_eq!(kv.get("k").to_string(), "VALUE ab c");
         kv.put("k", "x");
-        assert_eq!(kv.get("k"), "VALUE x");
+        assert_eq!(kv.get("k").to_string(), "VALUE x");
         kv.del("k");
-        assert_eq!(kv.get("k"), "NOT_FOUND");
+        assert_eq!(kv.get("k"), Reply::NotFound);
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! [`command`] parses the text protocol; [`state_machine`] applies commands
 //! deterministically ([`kv`], [`ledger`], [`session`] for exactly-once retries,
 //! [`quota`] for the size limit) and streams its snapshots
-//! ([`snapshot_stream`]).
+//! ([`snapshot_stream`]). Every answer is a typed [`reply::Reply`]; only the
+//! edges turn it into a line or an HTTP response.
 
 pub mod applier;
 pub mod command;
@@ -12,6 +13,7 @@ pub mod kv;
 pub mod ledger;
 pub mod quota;
 pub mod replica;
+pub mod reply;
 pub mod session;
 pub mod snapshot_stream;
 pub mod state_machine;

@@ -20,6 +20,8 @@
 //! limit at the same index. A leader whose `-quota-bytes` differs from the
 //! replicated value proposes its own before its next command.
 
+use super::reply::{Code, Reply};
+
 /// The quota when `-quota-bytes` is not given: 2 GiB, etcd's default.
 pub const DEFAULT_QUOTA_BYTES: u64 = 2 << 30;
 /// Counted per key and per account on top of its bytes (map entry, string
@@ -37,9 +39,12 @@ pub fn account_cost(name: &str) -> u64 {
 }
 
 /// The reply to a write refused for lack of space.
-pub fn nospace(used: u64, quota: u64) -> String {
-    format!(
-        "ERR NOSPACE the state holds {used} bytes of a {quota}-byte quota; reads, DEL and \
-         transfers between existing accounts still work"
+pub fn nospace(used: u64, quota: u64) -> Reply {
+    Reply::error(
+        Code::NoSpace,
+        format!(
+            "the state holds {used} bytes of a {quota}-byte quota; reads, DEL and transfers \
+             between existing accounts still work"
+        ),
     )
 }

@@ -21,6 +21,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Read, Write};
 
+use super::reply::{Code, Reply};
 use super::snapshot_stream::{corrupt, SnapshotReader, SnapshotWriter};
 
 /// Sessions kept; registering beyond this evicts the least recently used.
@@ -32,7 +33,9 @@ struct Session {
     /// The last sequence number applied.
     last_seq: u64,
     /// Its reply, if it was a write (`None`: a read, run again on retry).
-    reply: Option<String>,
+    /// Invariant: deterministic ([`Reply::is_deterministic`]): what every
+    /// replica answered, never a fact about one server at one moment.
+    reply: Option<Reply>,
     /// When the session was last used, in `Sessions::clock` ticks.
     last_used: u64,
 }
@@ -43,7 +46,7 @@ pub enum Verdict {
     /// Execute it (a new request, or the retry of a read), then `record` it.
     Execute,
     /// Already applied: answer with this reply, execute nothing.
-    Answer(String),
+    Answer(Reply),
 }
 
 /// The session table.
@@ -113,16 +116,25 @@ impl Sessions {
     pub fn peek(&self, client: u64, seq: u64) -> Verdict {
         let Some(session) = self.table.get(&client) else {
             return Verdict::Answer(if client < self.next_id {
-                format!(
-                    "ERR SESSION_EXPIRED session {client} expired (only the {MAX_SESSIONS} most \
-                     recently used sessions are kept); outcome unknown, register a new session"
+                Reply::error(
+                    Code::SessionExpired,
+                    format!(
+                        "session {client} expired (only the {MAX_SESSIONS} most recently used \
+                         sessions are kept); outcome unknown, register a new session"
+                    ),
                 )
             } else {
-                format!("ERR SESSION_UNKNOWN no session {client}; open one with REGISTER")
+                Reply::error(
+                    Code::SessionUnknown,
+                    format!("no session {client}; open one with REGISTER"),
+                )
             });
         };
         if seq < session.last_seq {
-            return Verdict::Answer("ERR BAD_REQUEST request superseded by a newer one".into());
+            return Verdict::Answer(Reply::error(
+                Code::BadRequest,
+                "request superseded by a newer one",
+            ));
         }
         match (&session.reply, seq == session.last_seq) {
             (Some(reply), true) => Verdict::Answer(reply.clone()),
@@ -132,10 +144,11 @@ impl Sessions {
 
     /// Remembers the outcome of request `seq` of `client`: the reply of a
     /// write, nothing for a read. Does nothing for an unknown session.
-    pub fn record(&mut self, client: u64, seq: u64, reply: Option<&str>) {
+    pub fn record(&mut self, client: u64, seq: u64, reply: Option<&Reply>) {
+        debug_assert!(reply.is_none_or(Reply::is_deterministic), "{reply:?}");
         if let Some(session) = self.table.get_mut(&client) {
             session.last_seq = seq;
-            session.reply = reply.map(str::to_string);
+            session.reply = reply.cloned();
         }
     }
 
@@ -155,7 +168,7 @@ impl Sessions {
     }
 
     /// Writes the table's encoding: next id, clock, then each session in id
-    /// order (id, last seq, last used, reply as 0 or 1 + bytes).
+    /// order (id, last seq, last used, reply as 0, or 1 and its reply line).
     pub fn write_to<W: Write>(&self, w: &mut SnapshotWriter<W>) -> io::Result<()> {
         w.put_uvarint(self.next_id)?;
         w.put_uvarint(self.clock)?;
@@ -167,7 +180,7 @@ impl Sessions {
             match &s.reply {
                 Some(reply) => {
                     w.put_bool(true)?;
-                    w.put_bytes(reply.as_bytes())?;
+                    w.put_bytes(reply.to_string().as_bytes())?;
                 }
                 None => w.put_bool(false)?,
             }
@@ -192,7 +205,11 @@ impl Sessions {
             let last_seq = r.get_uvarint()?;
             let last_used = r.get_uvarint()?;
             let reply = if r.get_bool()? {
-                Some(r.get_string()?)
+                let line = r.get_string()?;
+                let reply = Reply::parse_line(&line)
+                    .filter(Reply::is_deterministic)
+                    .ok_or_else(|| invalid(&format!("reply {line:?}")))?;
+                Some(reply)
             } else {
                 None
             };
@@ -225,12 +242,14 @@ mod tests {
         assert_eq!(s.register(), 1);
         assert_eq!(s.register(), 2);
         assert_eq!(s.check(1, 1), Verdict::Execute);
-        s.record(1, 1, Some("OK"));
-        assert_eq!(s.check(1, 1), Verdict::Answer("OK".into()));
+        s.record(1, 1, Some(&Reply::Ok));
+        assert_eq!(s.check(1, 1), Verdict::Answer(Reply::Ok));
         assert_eq!(s.check(1, 2), Verdict::Execute);
         s.record(1, 2, None);
         assert_eq!(s.check(1, 2), Verdict::Execute, "a retried read runs again");
-        assert!(matches!(s.check(1, 1), Verdict::Answer(r) if r.contains("superseded")));
+        assert!(
+            matches!(s.check(1, 1), Verdict::Answer(r) if r.to_string().contains("superseded"))
+        );
     }
 
     #[test]
@@ -241,17 +260,17 @@ mod tests {
         }
         // Use session 1, so session 2 is now the least recently used.
         assert_eq!(s.check(1, 1), Verdict::Execute);
-        s.record(1, 1, Some("OK"));
+        s.record(1, 1, Some(&Reply::Ok));
         let newest = s.register();
         assert_eq!(newest, MAX_SESSIONS as u64 + 1);
         assert_eq!(s.len(), MAX_SESSIONS);
-        assert_eq!(s.check(1, 1), Verdict::Answer("OK".into()), "1 was kept");
+        assert_eq!(s.check(1, 1), Verdict::Answer(Reply::Ok), "1 was kept");
         assert!(
-            matches!(s.check(2, 1), Verdict::Answer(r) if r.starts_with("ERR SESSION_EXPIRED"))
+            matches!(s.check(2, 1), Verdict::Answer(r) if r.code() == Some(Code::SessionExpired))
         );
         assert!(matches!(
             s.check(newest + 1, 1),
-            Verdict::Answer(r) if r.starts_with("ERR SESSION_UNKNOWN")
+            Verdict::Answer(r) if r.code() == Some(Code::SessionUnknown)
         ));
     }
 
@@ -261,7 +280,7 @@ mod tests {
         for i in 1..=5 {
             let id = s.register();
             s.check(id, i);
-            s.record(id, i, (i % 2 == 0).then_some("OK"));
+            s.record(id, i, (i % 2 == 0).then_some(&Reply::Ok));
         }
         let mut bytes = Vec::new();
         let mut w = SnapshotWriter::new(&mut bytes);

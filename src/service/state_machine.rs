@@ -12,6 +12,7 @@ use super::command::Command;
 use super::kv::Kv;
 use super::ledger::Ledger;
 use super::quota::{account_cost, nospace};
+use super::reply::{Code, Reply};
 use super::session::{Sessions, Verdict};
 use super::snapshot_stream::{corrupt, SnapshotReader, SnapshotWriter};
 use crate::codec::{Decode, DecodeError, Decoder, Encode, Encoder};
@@ -97,14 +98,14 @@ impl Default for StateMachine {
 }
 
 impl StateMachine {
-    /// Applies one operation and returns its reply line.
-    pub fn apply(&mut self, op: &Op) -> String {
+    /// Applies one operation and returns its reply.
+    pub fn apply(&mut self, op: &Op) -> Reply {
         match op.command {
             // Session management bypasses the session checks.
-            Command::Register => return format!("SESSION {}", self.sessions.register()),
+            Command::Register => return Reply::Session(self.sessions.register()),
             Command::SetQuota(bytes) => {
                 self.quota = bytes;
-                return "OK".into();
+                return Reply::Ok;
             }
             _ => {}
         }
@@ -115,7 +116,7 @@ impl StateMachine {
         }
         let reply = self.execute(&op.command);
         if op.client_id != 0 {
-            let kept = (!op.command.is_read()).then_some(reply.as_str());
+            let kept = (!op.command.is_read()).then_some(&reply);
             self.sessions.record(op.client_id, op.seq, kept);
         }
         reply
@@ -124,7 +125,7 @@ impl StateMachine {
     /// Answers a read-only command (`GET`, `BALANCE`, `AUDIT`) without
     /// changing anything, for reads served outside the log by ReadIndex
     /// (thesis §6.4). `None` for a command that writes.
-    pub fn read(&self, command: &Command) -> Option<String> {
+    pub fn read(&self, command: &Command) -> Option<Reply> {
         match command {
             Command::Get(k) => Some(self.kv.get(k)),
             Command::Balance(a) => Some(self.ledger.balance(a)),
@@ -133,7 +134,7 @@ impl StateMachine {
         }
     }
 
-    fn execute(&mut self, command: &Command) -> String {
+    fn execute(&mut self, command: &Command) -> Reply {
         let growth = match command {
             Command::Put(k, v) => self.kv.put_growth(k, v),
             Command::Append(k, v) => self.kv.append_growth(k, v),
@@ -152,7 +153,7 @@ impl StateMachine {
             Command::Transfer(t) => self.ledger.transfer(t),
             Command::Balance(a) => self.ledger.balance(a),
             Command::Audit => self.ledger.audit(),
-            Command::Register | Command::SetQuota(_) => "ERR BAD_REQUEST not here".into(),
+            Command::Register | Command::SetQuota(_) => Reply::error(Code::BadRequest, "not here"),
         }
     }
 
@@ -298,10 +299,10 @@ mod tests {
 
     fn register(sm: &mut StateMachine) -> u64 {
         let reply = sm.apply(&op(0, 0, "REGISTER"));
-        reply
-            .strip_prefix("SESSION ")
-            .and_then(|id| id.parse().ok())
-            .unwrap_or_else(|| panic!("{reply}"))
+        match reply {
+            Reply::Session(id) => id,
+            other => panic!("{other}"),
+        }
     }
 
     #[test]
@@ -334,10 +335,10 @@ mod tests {
         }
         assert_eq!(sm.sessions(), MAX_SESSIONS);
         let retry = sm.apply(&op(first, 1, "APPEND k x"));
-        assert!(retry.starts_with("ERR SESSION_EXPIRED"), "{retry}");
+        assert_eq!(retry.code(), Some(Code::SessionExpired), "{retry}");
         assert_eq!(sm.apply(&op(0, 0, "GET k")), "VALUE x", "not applied twice");
         let unknown = sm.apply(&op(999_999, 1, "APPEND k x"));
-        assert!(unknown.starts_with("ERR SESSION_UNKNOWN"), "{unknown}");
+        assert_eq!(unknown.code(), Some(Code::SessionUnknown), "{unknown}");
         assert_eq!(sm.apply(&op(0, 0, "GET k")), "VALUE x");
     }
 
@@ -358,13 +359,13 @@ mod tests {
         assert_eq!(sm.quota(), quota);
         assert_eq!(sm.apply(&op(0, 0, "PUT k1 0123456789")), "OK");
         let full = sm.apply(&op(0, 0, "PUT k2 v"));
-        assert!(full.starts_with("ERR NOSPACE"), "{full}");
-        assert!(sm
-            .apply(&op(0, 0, "APPEND k1 0123456789"))
-            .starts_with("ERR NOSPACE"));
-        assert!(sm
-            .apply(&op(0, 0, "OPEN carol 1"))
-            .starts_with("ERR NOSPACE"));
+        assert_eq!(full.code(), Some(Code::NoSpace), "{full}");
+        let nospace = |sm: &mut StateMachine, line| sm.apply(&op(0, 0, line)).code();
+        assert_eq!(
+            nospace(&mut sm, "APPEND k1 0123456789"),
+            Some(Code::NoSpace)
+        );
+        assert_eq!(nospace(&mut sm, "OPEN carol 1"), Some(Code::NoSpace));
         assert_eq!(
             sm.apply(&op(0, 0, "GET k2")),
             "NOT_FOUND",
@@ -375,8 +376,8 @@ mod tests {
         assert_eq!(sm.apply(&op(0, 0, "PUT k1 short")), "OK", "shrinks");
         assert_eq!(sm.apply(&op(0, 0, "TRANSFER t1 alice bob 5")), "OK");
         assert_eq!(
-            sm.apply(&op(0, 0, "OPEN alice 1")).split(' ').nth(1),
-            Some("EXISTS")
+            sm.apply(&op(0, 0, "OPEN alice 1")).code(),
+            Some(Code::Exists)
         );
         assert_eq!(sm.apply(&op(0, 0, "DEL k1")), "OK");
         assert_eq!(sm.apply(&op(0, 0, "PUT k2 v")), "OK", "space freed");
@@ -524,7 +525,7 @@ mod tests {
         copy.apply(&op(0, 0, "OPEN carol 5"));
         assert_eq!(original.snapshot(), after);
         assert_eq!(original.apply(&op(0, 0, "GET big")), "NOT_FOUND");
-        assert!(copy.apply(&op(0, 0, "GET big")).ends_with("xz"));
+        assert!(copy.apply(&op(0, 0, "GET big")).to_string().ends_with("xz"));
         assert_eq!(original.apply(&op(0, 0, "BALANCE carol")), "NOT_FOUND");
     }
 }

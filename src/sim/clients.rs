@@ -21,6 +21,7 @@ use super::{Time, MS};
 use crate::raft::messages::Index;
 use crate::raft::rng::Rng;
 use crate::service::command::{Command, Transfer};
+use crate::service::reply::Reply;
 use crate::service::state_machine::Op;
 
 /// Money each account opens with, in cents.
@@ -52,7 +53,7 @@ pub(crate) struct Record {
     /// When the definite reply arrived; `None` if the run ended first.
     pub(crate) ret: Option<Time>,
     /// The definite reply.
-    pub(crate) reply: Option<String>,
+    pub(crate) reply: Option<Reply>,
     /// The log index it was applied at, as reported by the server that replied.
     pub(crate) index: Option<Index>,
 }
@@ -159,12 +160,9 @@ impl SimClient {
     }
 
     /// Takes the reply to a `REGISTER`: `SESSION <id>`.
-    pub(crate) fn registered(&mut self, reply: &str) {
-        if let Some(id) = reply
-            .strip_prefix("SESSION ")
-            .and_then(|id| id.parse().ok())
-        {
-            self.session = id;
+    pub(crate) fn registered(&mut self, reply: &Reply) {
+        if let Reply::Session(id) = reply {
+            self.session = *id;
         }
     }
 
@@ -201,13 +199,6 @@ fn pick(rng: &mut Rng, weights: &[u64]) -> usize {
         x -= w;
     }
     0
-}
-
-/// Replies that mean "no outcome here; retry" (as `src/client.rs` treats them).
-pub(crate) fn is_retryable(reply: &str) -> bool {
-    reply.starts_with("ERR NO_LEADER")
-        || reply.starts_with("ERR TIMEOUT")
-        || reply.starts_with("ERR BUSY")
 }
 
 impl World {
@@ -282,7 +273,7 @@ impl World {
         &mut self,
         client: usize,
         attempt: u64,
-        reply: String,
+        reply: Reply,
         index: Option<Index>,
     ) {
         if self.clients[client].state != (ClientState::Waiting { attempt }) {
@@ -294,7 +285,8 @@ impl World {
                 format_args!("<- {reply} (attempt {attempt})"),
             );
         }
-        if is_retryable(&reply) {
+        // "No outcome here; retry", as `src/client.rs` treats it.
+        if reply.is_retryable() {
             let servers = self.live_servers();
             let pause = self.clients[client].rotate(&servers);
             self.clients[client].state = ClientState::Backoff;

@@ -12,6 +12,7 @@ use super::invariants::Violation;
 use super::linearizability::{check_kv, Input, Operation, Verdict};
 use super::world::World;
 use crate::service::command::Command;
+use crate::service::reply::Reply;
 
 /// Search steps the end-of-run linearizability check may take.
 const LINEARIZABILITY_STEPS: u64 = 50_000_000;
@@ -78,7 +79,7 @@ fn appends_apply_once(key: &str, value: &str, history: &[Record]) -> Result<(), 
         }
         let token = v.trim_end_matches(';');
         let seen = counts.get(token).copied().unwrap_or(0);
-        let acked = record.reply.as_deref() == Some("OK");
+        let acked = record.reply == Some(Reply::Ok);
         if seen > 1 || (acked && seen == 0 && !overwritten) {
             return Err(Violation {
                 invariant: "appends_apply_once",
@@ -109,11 +110,10 @@ pub(crate) fn kv_operations(history: &[Record]) -> Vec<Operation> {
                 Command::Get(k) => Input::Get(k.clone()),
                 _ => return None,
             };
-            let output = r
-                .reply
-                .as_deref()
-                .and_then(|reply| reply.strip_prefix("VALUE "))
-                .map(String::from);
+            let output = match &r.reply {
+                Some(Reply::Value(value)) => Some(value.to_string()),
+                _ => None,
+            };
             Some(Operation {
                 client: r.client,
                 input,

@@ -23,6 +23,7 @@ use crate::raft::ready::Outbound;
 use crate::raft::{ApplyMsg, Config, MembershipChange, Raft, Status};
 use crate::service::applier::{Applier, Outcome};
 use crate::service::command::Command;
+use crate::service::reply::{Code, Reply};
 use crate::service::state_machine::Op;
 
 /// The runtime's tick (NOTES.md: 10 ms).
@@ -254,7 +255,7 @@ impl World {
                     running.applier.wait_read(read, op.command.clone(), waiter);
                     if let Err(refused) = running.raft.read_index(read) {
                         running.applier.cancel_read(read);
-                        let reply = format!("ERR NO_LEADER {refused}; retry");
+                        let reply = Reply::error(Code::NoLeader, format!("{refused}; retry"));
                         outgoing.push(client_reply(waiter, reply, None));
                         return self.finish_step(node, before, outgoing);
                     }
@@ -264,7 +265,7 @@ impl World {
                 let (index, term) = match running.raft.propose(op.encode()) {
                     Ok(proposed) => proposed,
                     Err(refused) => {
-                        let reply = format!("ERR NO_LEADER {refused}; retry");
+                        let reply = Reply::error(Code::NoLeader, format!("{refused}; retry"));
                         outgoing.push(client_reply(waiter, reply, None));
                         return self.finish_step(node, before, outgoing);
                     }
@@ -599,8 +600,7 @@ impl World {
                     format_args!("restored the state machine from the snapshot at {index}"),
                 );
                 for waiter in covered {
-                    let reply = "ERR TIMEOUT outcome unknown".to_string();
-                    self.reply_to_client(node, waiter, reply, None);
+                    self.reply_to_client(node, waiter, Reply::outcome_unknown(), None);
                 }
             }
         }
@@ -611,7 +611,7 @@ impl World {
         &mut self,
         node: usize,
         waiter: Waiter,
-        reply: String,
+        reply: Reply,
         index: Option<Index>,
     ) {
         let (to, body) = client_reply(waiter, reply, index);
@@ -627,7 +627,7 @@ fn transfer_source(op: &Option<Op>, applier: &Applier<Waiter>) -> Option<i64> {
     }
 }
 
-fn client_reply(waiter: Waiter, reply: String, index: Option<Index>) -> (Endpoint, Body) {
+fn client_reply(waiter: Waiter, reply: Reply, index: Option<Index>) -> (Endpoint, Body) {
     (
         Endpoint::Client(waiter.client),
         Body::ClientReply {
@@ -638,12 +638,13 @@ fn client_reply(waiter: Waiter, reply: String, index: Option<Index>) -> (Endpoin
     )
 }
 
-/// The reply line a server's frontend sends for `outcome` (src/service/frontend.rs).
-fn describe_outcome(outcome: Outcome, index: Index) -> (String, Option<Index>) {
-    match outcome {
-        Outcome::Reply(reply) => (reply, Some(index)),
-        Outcome::Replaced => ("ERR NO_LEADER not the leader; retry".into(), None),
-        Outcome::Unknown => ("ERR TIMEOUT outcome unknown".into(), None),
+/// The reply a server's frontend sends for `outcome`, and the index it was
+/// applied at if it was: the same typed reply the threaded server makes
+/// (`Outcome::into_result`, `ExecError::reply`).
+fn describe_outcome(outcome: Outcome, index: Index) -> (Reply, Option<Index>) {
+    match outcome.into_result() {
+        Ok(reply) => (reply, Some(index)),
+        Err(e) => (e.reply(), None),
     }
 }
 
