@@ -22,8 +22,11 @@ use std::net::TcpStream;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::server::MAX_CLIENT_LINE;
+use crate::server::MAX_REPLY_LINE;
+use crate::service::command::{to_line, Command};
+use crate::service::range::{KeyValue, RangeRequest, RangeResult};
 use crate::service::reply::{Code, Reply};
+use crate::service::txn::{Compare, CompareOp, OpResult, Target, Txn, TxnOp, TxnResult};
 use crate::transport::line::{read_line, LineError};
 use crate::transport::tcp::dial;
 
@@ -262,27 +265,113 @@ impl<C: Connector> Client<C> {
         }
     }
 
-    /// `GET key`: `Some(value)` or `None` if absent.
+    /// Runs `command` ([`Client::call`] with its line, [`to_line`]).
+    pub fn execute(&mut self, command: &Command) -> io::Result<Reply> {
+        self.call(&to_line(command))
+    }
+
+    /// `GET key`: `Some(value)` or `None` if absent. A value that is not
+    /// UTF-8 is an error here: read it with [`Client::get_bytes`].
     pub fn get(&mut self, key: &str) -> io::Result<Option<String>> {
-        match self.call(&format!("GET {key}"))? {
-            Reply::Value(v) => Ok(Some(v.to_string())),
-            Reply::NotFound => Ok(None),
-            other => Err(unexpected(&other)),
+        match self.get_bytes(key.as_bytes())? {
+            Some(v) => String::from_utf8(v)
+                .map(Some)
+                .map_err(|_| io::Error::other(format!("the value of {key} is not UTF-8"))),
+            None => Ok(None),
         }
     }
 
     /// `PUT key value`.
     pub fn put(&mut self, key: &str, value: &str) -> io::Result<()> {
-        self.expect_ok(&format!("PUT {key} {value}"))
+        self.put_bytes(key.as_bytes(), value.as_bytes())
     }
 
     /// `APPEND key value`.
     pub fn append(&mut self, key: &str, value: &str) -> io::Result<()> {
-        self.expect_ok(&format!("APPEND {key} {value}"))
+        let command = Command::Append(key.into(), value.into());
+        self.expect_ok(&command)
     }
 
-    fn expect_ok(&mut self, command: &str) -> io::Result<()> {
-        match self.call(command)? {
+    /// Any key's value, any bytes: `Some(value)` or `None` if absent.
+    pub fn get_bytes(&mut self, key: &[u8]) -> io::Result<Option<Vec<u8>>> {
+        match self.execute(&Command::Get(key.to_vec()))? {
+            Reply::Value(v) => Ok(Some(v.to_vec())),
+            Reply::NotFound => Ok(None),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Sets any key to any value.
+    pub fn put_bytes(&mut self, key: &[u8], value: &[u8]) -> io::Result<()> {
+        self.expect_ok(&Command::Put(key.to_vec(), value.to_vec()))
+    }
+
+    /// Removes a key (removing a missing key is not an error).
+    pub fn delete(&mut self, key: &[u8]) -> io::Result<()> {
+        self.expect_ok(&Command::Del(key.to_vec()))
+    }
+
+    /// A key with its revisions (`GET k meta`), or `None` if absent;
+    /// `serializable` reads whichever server answers, possibly stale.
+    pub fn get_meta(&mut self, key: &[u8], serializable: bool) -> io::Result<Option<KeyValue>> {
+        let request = RangeRequest {
+            serializable,
+            ..RangeRequest::key(key)
+        };
+        Ok(self.range(&request)?.kvs.into_iter().next())
+    }
+
+    /// One page of a range; follow `next` for the next page.
+    pub fn range(&mut self, request: &RangeRequest) -> io::Result<RangeResult> {
+        match self.execute(&Command::Range(request.clone()))? {
+            Reply::Range(page) => Ok(page),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Runs a transaction (exactly once, as every command of a session).
+    pub fn txn(&mut self, txn: &Txn) -> io::Result<TxnResult> {
+        match self.execute(&Command::Txn(txn.clone()))? {
+            Reply::Txn(result) => Ok(result),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Compare-and-swap: sets `key` to `value` only if its mod revision is
+    /// `expected` (0: only if it does not exist). `Ok(Ok(revision))`: it was
+    /// set, at that revision; `Ok(Err(current))`: it was not, and this is
+    /// the key as it is (`None`: absent).
+    pub fn cas(
+        &mut self,
+        key: &[u8],
+        expected: u64,
+        value: &[u8],
+    ) -> io::Result<Result<u64, Option<KeyValue>>> {
+        let target = match expected {
+            0 => Target::Exists(false),
+            n => Target::ModRevision(n),
+        };
+        let txn = Txn {
+            compares: vec![Compare {
+                key: key.to_vec(),
+                target,
+                op: CompareOp::Equal,
+            }],
+            then: vec![TxnOp::Put(key.to_vec(), value.to_vec())],
+            otherwise: vec![TxnOp::Get(key.to_vec())],
+        };
+        let result = self.txn(&txn)?;
+        if result.succeeded {
+            return Ok(Ok(result.revision));
+        }
+        match result.results.into_iter().next() {
+            Some(OpResult::Get(page)) => Ok(Err(page.kvs.into_iter().next())),
+            other => Err(io::Error::other(format!("unexpected result: {other:?}"))),
+        }
+    }
+
+    fn expect_ok(&mut self, command: &Command) -> io::Result<()> {
+        match self.execute(command)? {
             Reply::Ok => Ok(()),
             other => Err(unexpected(&other)),
         }
@@ -296,7 +385,7 @@ impl<C: Connector> Client<C> {
 /// Sends one line and reads the reply line back.
 fn send_line(conn: &mut BufReader<TcpStream>, line: &str) -> io::Result<String> {
     conn.get_mut().write_all(line.as_bytes())?;
-    match read_line(conn, |_| MAX_CLIENT_LINE * 2) {
+    match read_line(conn, |_| MAX_REPLY_LINE) {
         Ok(reply) => {
             String::from_utf8(reply).map_err(|_| io::Error::other("unexpected reply: not UTF-8"))
         }

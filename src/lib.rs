@@ -49,6 +49,7 @@ pub mod auth;
 pub mod client;
 pub mod codec;
 pub mod http;
+pub mod json;
 pub mod logger;
 pub mod metrics;
 pub mod node;

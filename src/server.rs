@@ -58,8 +58,12 @@ use crate::{debug, info};
 
 pub use crate::transport::tcp::PEER_IDLE_TIMEOUT;
 
-/// Longest client request line.
-pub const MAX_CLIENT_LINE: usize = 1 << 20;
+/// Longest client request line: room for a `PUT64` of the largest key and
+/// value (base64 makes 1 MiB about 1.4 MB).
+pub const MAX_CLIENT_LINE: usize = 2 << 20;
+/// Longest reply line a client reads: a range page carries about 2 MiB of
+/// keys and values at most, which JSON's escapes can grow up to six times.
+pub const MAX_REPLY_LINE: usize = 16 << 20;
 /// How long a client connection may stay idle, or take to send one line, by
 /// default.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);

@@ -31,6 +31,7 @@
 
 use super::cluster;
 use super::json::{self, Json};
+use super::kv;
 use super::page;
 use super::reply::{self, failure};
 use super::request::{Head, Method};
@@ -73,8 +74,23 @@ pub fn handle(head: &Head, body: &[u8], ctx: &Context) -> (&'static str, Respons
             only(m, &[Method::Post], || transfer(body, ctx)),
         ),
         "/command" => ("/command", only(m, &[Method::Post], || command(body, ctx))),
+        "/kv" => ("/kv", only(m, &[Method::Get], || kv::range(head, ctx))),
+        "/txn" => (
+            "/txn",
+            only(m, &[Method::Post], || kv::txn(body, false, ctx)),
+        ),
+        "/batch" => (
+            "/batch",
+            only(m, &[Method::Post], || kv::txn(body, true, ctx)),
+        ),
         _ => match (path.strip_prefix("/kv/"), path.strip_prefix("/accounts/")) {
-            (Some(key), _) => ("/kv/{key}", kv(m, key, body, ctx)),
+            (Some(key), _) => {
+                let allowed = [Method::Get, Method::Put, Method::Delete];
+                (
+                    "/kv/{key}",
+                    only(m, &allowed, || kv::key(head, key, body, ctx)),
+                )
+            }
             (_, Some(id)) => (
                 "/accounts/{id}",
                 only(m, &[Method::Get], || balance(id, ctx)),
@@ -165,31 +181,6 @@ fn only(method: Method, allowed: &[Method], f: impl FnOnce() -> Response) -> Res
     }
     let message = format!("{} is not allowed here; use {allow}", method.as_str());
     Response::error(405, "METHOD_NOT_ALLOWED", &message).with("Allow", allow)
-}
-
-fn kv(method: Method, raw_key: &str, body: &[u8], ctx: &Context) -> Response {
-    let allowed = [Method::Get, Method::Put, Method::Delete];
-    let key = match percent_decode(raw_key) {
-        Ok(key) => key,
-        Err(response) => return only(method, &allowed, || response),
-    };
-    only(method, &allowed, || match method {
-        Method::Put => match utf8(body, "the value") {
-            Ok(value) => ok_or_error(&execute(ctx, Command::Put(key, value.into()))),
-            Err(response) => response,
-        },
-        Method::Delete => ok_or_error(&execute(ctx, Command::Del(key))),
-        _ => match execute(ctx, Command::Get(key.clone())) {
-            Reply::Value(value) => Response::json(
-                200,
-                &Json::object([
-                    ("key", Json::from(key)),
-                    ("value", Json::from(value.as_str())),
-                ]),
-            ),
-            other => failure(&other, &format!("no key {key:?}")),
-        },
-    })
 }
 
 fn open_account(body: &[u8], ctx: &Context) -> Response {
@@ -302,21 +293,13 @@ fn command(body: &[u8], ctx: &Context) -> Response {
 
 /// Runs `command` as the text protocol would (forwarding included) and returns
 /// the reply.
-fn execute(ctx: &Context, command: Command) -> Reply {
+pub(super) fn execute(ctx: &Context, command: Command) -> Reply {
     ctx.frontend
         .answer(&command::to_line(&command), ctx.forward)
         .0
 }
 
-/// `{"ok":true}` for an `OK` reply, else the reply as an error.
-fn ok_or_error(reply: &Reply) -> Response {
-    match reply {
-        Reply::Ok => Response::json(200, &Json::object([("ok", Json::from(true))])),
-        _ => failure(reply, ""),
-    }
-}
-
-fn utf8<'a>(body: &'a [u8], what: &str) -> Result<&'a str, Response> {
+pub(super) fn utf8<'a>(body: &'a [u8], what: &str) -> Result<&'a str, Response> {
     std::str::from_utf8(body)
         .map_err(|_| Response::error(400, "BAD_REQUEST", &format!("{what} is not UTF-8")))
 }
@@ -347,9 +330,9 @@ fn fields<const N: usize>(body: &[u8], names: [&str; N]) -> Result<[String; N], 
     Ok(out)
 }
 
-/// Decodes `%XX` escapes (RFC 3986 §2.1); `+` stays `+`. The result must be
-/// UTF-8; a bad escape is a 400.
-pub fn percent_decode(raw: &str) -> Result<String, Response> {
+/// Decodes `%XX` escapes (RFC 3986 §2.1) into bytes; `+` stays `+`. A bad
+/// escape is a 400.
+pub fn percent_decode_bytes(raw: &str) -> Result<Vec<u8>, Response> {
     let bad = |m: &str| Response::error(400, "BAD_REQUEST", m);
     let bytes = raw.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -367,7 +350,18 @@ pub fn percent_decode(raw: &str) -> Result<String, Response> {
         }
         i += 3;
     }
-    String::from_utf8(out).map_err(|_| bad("the path decodes to bytes that are not UTF-8"))
+    Ok(out)
+}
+
+/// [`percent_decode_bytes`], for names that must be UTF-8 (accounts).
+pub fn percent_decode(raw: &str) -> Result<String, Response> {
+    String::from_utf8(percent_decode_bytes(raw)?).map_err(|_| {
+        Response::error(
+            400,
+            "BAD_REQUEST",
+            "the path decodes to bytes that are not UTF-8",
+        )
+    })
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@
 //! Every API request becomes a text-protocol line and goes through the same
 //! [`Frontend`] as `nc` would, forwarding to the leader included: there is one
 //! execution path. The files: [`request`] parses, [`response`] writes,
-//! [`json`] encodes and parses bodies, [`api`] routes, [`cluster`] answers
+//! [`json`] (the crate's JSON) encodes and parses bodies, [`api`] routes, [`cluster`] answers
 //! `/status`, `/cluster` and `/health`, [`metrics`] writes `/metrics`, [`page`]
 //! is the cluster page, [`reply`] turns typed replies into statuses and error
 //! bodies.
@@ -23,7 +23,7 @@
 
 pub mod api;
 pub mod cluster;
-pub mod json;
+pub mod kv;
 pub mod metrics;
 pub mod page;
 pub mod reply;
@@ -34,6 +34,10 @@ use std::io::{self, BufReader, BufWriter, Cursor, Read, Write};
 use std::net::{IpAddr, Shutdown, TcpStream};
 use std::sync::atomic::AtomicUsize;
 use std::time::{Duration, Instant, SystemTime};
+
+/// The JSON bodies' encoder and parser (shared with the text protocol's
+/// structured replies).
+pub use crate::json;
 
 use crate::auth::token::ClientAuth;
 use crate::metrics::CounterVec;

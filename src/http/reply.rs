@@ -16,7 +16,7 @@ pub fn status(code: Code) -> u16 {
         Code::Auth => 403,
         Code::NoAccount => 404,
         Code::Exists | Code::TxidReused => 409,
-        Code::TooLong => 413,
+        Code::TooLong | Code::TooLarge => 413,
         Code::InsufficientFunds => 422,
         Code::NoLeader | Code::Busy => 503,
         Code::Timeout => 504,
@@ -27,7 +27,8 @@ pub fn status(code: Code) -> u16 {
         | Code::IdInUse
         | Code::NotMember
         | Code::Unreachable
-        | Code::CatchUp => 500,
+        | Code::CatchUp
+        | Code::ReplyNotKept => 500,
     }
 }
 

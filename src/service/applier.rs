@@ -15,6 +15,7 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use super::command::Command;
+use super::kv::Change;
 use super::replica::ExecError;
 use super::reply::{Code, Reply};
 use super::state_machine::{Op, StateMachine};
@@ -63,6 +64,10 @@ pub struct Applier<W> {
     recent: VecDeque<(Index, Term, Option<Reply>)>,
     /// Reads waiting for Raft to confirm them, by read id.
     reads: BTreeMap<u64, (Command, W)>,
+    /// The keys the entry applied last changed, with their revision (what a
+    /// watch will report); the buffer is reused, so recording costs no
+    /// allocation per write.
+    changes: Vec<Change>,
 }
 
 impl<W> Default for Applier<W> {
@@ -73,6 +78,7 @@ impl<W> Default for Applier<W> {
             waiters: BTreeMap::new(),
             recent: VecDeque::with_capacity(RECENT_OUTCOMES),
             reads: BTreeMap::new(),
+            changes: Vec::new(),
         }
     }
 }
@@ -86,6 +92,11 @@ impl<W> Applier<W> {
     /// The state machine as of [`Applier::last_applied`].
     pub fn state_machine(&self) -> &StateMachine {
         &self.sm
+    }
+
+    /// The keys the last entry applied changed, with their revision.
+    pub fn changes(&self) -> &[Change] {
+        &self.changes
     }
 
     /// How many proposals are waiting for their outcome.
@@ -117,8 +128,9 @@ impl<W> Applier<W> {
         command: &[u8],
     ) -> (Reply, Option<(W, Outcome)>) {
         debug_assert_eq!(index, self.last_applied + 1, "applies are consecutive");
+        self.changes.clear();
         let reply = match Op::decode(command) {
-            Ok(op) => self.sm.apply(&op),
+            Ok(op) => self.sm.apply_recording(op, &mut self.changes),
             Err(e) => Reply::error(Code::BadRequest, format!("undecodable entry: {e}")),
         };
         self.remember(index, term, Some(reply.clone()));
@@ -147,6 +159,7 @@ impl<W> Applier<W> {
     /// machine does nothing, but a proposal waiting on its index was replaced.
     pub fn skip(&mut self, index: Index, term: Term) -> Option<(W, Outcome)> {
         debug_assert_eq!(index, self.last_applied + 1, "applies are consecutive");
+        self.changes.clear();
         self.remember(index, term, None);
         self.waiters
             .remove(&index)

@@ -169,6 +169,10 @@ impl Frontend {
                     "remove",
                 )
             }
+            Ok(command::Request::Command(command)) if command.is_serializable() => {
+                let word = command::word(&command);
+                (self.replica.read_local(&command), false, word)
+            }
             Ok(command::Request::Command(command)) => {
                 self.maybe_replicate_quota();
                 let word = command::word(&command);

@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use super::command::{format_cents, Transfer, MAX_CENTS};
 use super::quota::account_cost;
-use super::reply::{Code, Reply};
+use super::reply::{get_kept, put_kept, Code, Reply};
 use super::snapshot_stream::{corrupt, SnapshotReader, SnapshotWriter};
 
 /// How many of the most recent transfers' txids are remembered.
@@ -182,14 +182,17 @@ impl Ledger {
             w.put_bytes(t.from.as_bytes())?;
             w.put_bytes(t.to.as_bytes())?;
             w.put_uvarint(t.cents as u64)?;
-            // The outcome's reply line, read back with `Reply::parse_line`.
-            w.put_bytes(outcome.to_string().as_bytes())?;
+            put_kept(w, outcome)?;
         }
         Ok(())
     }
 
-    /// Reads a ledger written by [`Ledger::write_to`].
-    pub fn read_from<R: Read>(r: &mut SnapshotReader<R>) -> io::Result<Self> {
+    /// Reads a ledger written by [`Ledger::write_to`] (with `outcomes_as_lines`,
+    /// one from before outcomes were kept in their binary encoding).
+    pub fn read_from<R: Read>(
+        r: &mut SnapshotReader<R>,
+        outcomes_as_lines: bool,
+    ) -> io::Result<Self> {
         let cents = |r: &mut SnapshotReader<R>| {
             i64::try_from(r.get_uvarint()?).map_err(|_| corrupt("balance out of range"))
         };
@@ -212,9 +215,7 @@ impl Ledger {
                 to: r.get_string()?,
                 cents: cents(r)?,
             };
-            let line = r.get_string()?;
-            let outcome = Reply::parse_line(&line)
-                .ok_or_else(|| corrupt(format!("transfer outcome {line:?}")))?;
+            let outcome = get_kept(r, outcomes_as_lines)?;
             if ledger.transfers.contains_key(t.txid.as_str()) {
                 return Err(corrupt(format!("txid {} twice", t.txid)));
             }

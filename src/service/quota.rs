@@ -28,9 +28,9 @@ pub const DEFAULT_QUOTA_BYTES: u64 = 2 << 30;
 /// headers), so that many tiny keys cannot dodge the quota.
 pub const ENTRY_OVERHEAD: u64 = 64;
 
-/// What a key holding a value of `value_len` bytes counts for.
-pub fn kv_cost(key: &str, value_len: usize) -> u64 {
-    ENTRY_OVERHEAD + key.len() as u64 + value_len as u64
+/// What a key of `key_len` bytes holding a value of `value_len` bytes counts for.
+pub fn kv_cost(key_len: usize, value_len: usize) -> u64 {
+    ENTRY_OVERHEAD + key_len as u64 + value_len as u64
 }
 
 /// What an account counts for (its name and an 8-byte balance).

@@ -239,6 +239,16 @@ impl Replica {
         }
     }
 
+    /// Answers a read from this server's state machine as it is, without
+    /// asking the leader (a serializable read: any server answers it, and
+    /// it may be stale; its reply says which revision it reflects).
+    pub fn read_local(&self, command: &Command) -> Reply {
+        lock(&self.applied)
+            .state_machine()
+            .read(command)
+            .unwrap_or_else(|| Reply::error(Code::BadRequest, "not a read"))
+    }
+
     /// Sizes of the state machine as of the last applied entry.
     pub fn stats(&self) -> Stats {
         lock(&self.applied).state_machine().stats()
@@ -576,7 +586,7 @@ mod tests {
         let op = Op {
             client_id: 0,
             seq: 0,
-            command: Command::Put(format!("k{i}"), "v".repeat(100)),
+            command: Command::Put(format!("k{i}").into(), "v".repeat(100).into()),
         };
         replica.execute(&op, PATIENCE)
     }

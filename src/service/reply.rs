@@ -18,10 +18,18 @@
 //! server, a refused token), which says nothing about the command's outcome.
 
 use std::fmt;
+use std::io::{self, Read, Write};
 use std::sync::Arc;
 
 use super::command::{format_cents, parse_cents};
+use super::kv::Value;
+use super::kv_json::{range_result_from, range_result_json, txn_result_from, txn_result_json};
+use super::range::{self, RangeResult};
+use super::snapshot_stream::{corrupt, SnapshotReader, SnapshotWriter};
+use super::txn::{self, TxnResult};
 use crate::codec::{Decode, DecodeError, Decoder, Encode, Encoder};
+use crate::json;
+use crate::transport::line::{base64_decode, base64_encode};
 
 /// One reply to one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,8 +38,14 @@ pub enum Reply {
     Ok,
     /// `NOT_FOUND`: no such key or account.
     NotFound,
-    /// `VALUE <v>`: a key's value (shared with the store, never copied).
-    Value(Arc<String>),
+    /// A key's value (shared with the store, never copied): `VALUE <v>` when
+    /// the value is UTF-8 without a line break, else `VALUE64 <base64>`.
+    Value(Value),
+    /// `RANGE <json>`: a page of keys with their revisions
+    /// ([`super::kv_json`] gives the JSON).
+    Range(RangeResult),
+    /// `TXN <json>`: what a transaction did.
+    Txn(TxnResult),
     /// `BALANCE <x.yy>`: an account's balance, in cents.
     Balance(i64),
     /// `AUDIT accounts=<n> total=<x.yy>`: the ledger at one point in the log.
@@ -110,11 +124,16 @@ pub enum Code {
     Unreachable = 19,
     /// A server being added could not catch up with the log.
     CatchUp = 20,
+    /// A key or value is over the store's limit.
+    TooLarge = 21,
+    /// A retried transaction was applied, but its reply was too large for
+    /// the session to keep (see `service::session`).
+    ReplyNotKept = 22,
 }
 
 impl Code {
     /// Every code, for reading names and tags back.
-    pub const ALL: [Code; 20] = [
+    pub const ALL: [Code; 22] = [
         Code::BadRequest,
         Code::UnknownCommand,
         Code::TooLong,
@@ -135,6 +154,8 @@ impl Code {
         Code::NotMember,
         Code::Unreachable,
         Code::CatchUp,
+        Code::TooLarge,
+        Code::ReplyNotKept,
     ];
 
     /// The code's name on the wire.
@@ -160,6 +181,8 @@ impl Code {
             Code::NotMember => "NOT_MEMBER",
             Code::Unreachable => "UNREACHABLE",
             Code::CatchUp => "CATCH_UP",
+            Code::TooLarge => "TOO_LARGE",
+            Code::ReplyNotKept => "REPLY_NOT_KEPT",
         }
     }
 
@@ -186,7 +209,9 @@ impl Code {
             | Code::Exists
             | Code::NoAccount
             | Code::InsufficientFunds
-            | Code::TxidReused => true,
+            | Code::TxidReused
+            | Code::TooLarge
+            | Code::ReplyNotKept => true,
             Code::TooLong
             | Code::NoAuth
             | Code::Auth
@@ -305,7 +330,16 @@ impl Reply {
                 let (code, message) = rest.split_once(' ').unwrap_or((rest, ""));
                 return Some(Reply::error(Code::from_name(code)?, message));
             }
-            "VALUE" if line.len() > word.len() => Some(Reply::Value(Arc::new(rest.to_string()))),
+            "VALUE" if line.len() > word.len() => Some(Reply::Value(Arc::new(rest.into()))),
+            "VALUE64" => base64_decode(rest.as_bytes()).map(|v| Reply::Value(Arc::new(v))),
+            "RANGE" => json::parse(rest)
+                .ok()
+                .and_then(|j| range_result_from(&j))
+                .map(Reply::Range),
+            "TXN" => json::parse(rest)
+                .ok()
+                .and_then(|j| txn_result_from(&j))
+                .map(Reply::Txn),
             "BALANCE" => parse_cents(rest).ok().map(Reply::Balance),
             "AUDIT" => parse_audit(rest),
             "SESSION" => rest.parse().ok().map(Reply::Session),
@@ -337,7 +371,12 @@ impl fmt::Display for Reply {
         match self {
             Reply::Ok => f.write_str("OK"),
             Reply::NotFound => f.write_str("NOT_FOUND"),
-            Reply::Value(v) => write!(f, "VALUE {v}"),
+            Reply::Value(v) => match std::str::from_utf8(v) {
+                Ok(text) if !text.contains(['\r', '\n']) => write!(f, "VALUE {text}"),
+                _ => write!(f, "VALUE64 {}", base64_encode(v)),
+            },
+            Reply::Range(page) => write!(f, "RANGE {}", range_result_json(page)),
+            Reply::Txn(result) => write!(f, "TXN {}", txn_result_json(result)),
             Reply::Balance(cents) => write!(f, "BALANCE {}", format_cents(*cents)),
             Reply::Audit {
                 accounts,
@@ -372,6 +411,29 @@ impl PartialEq<&str> for Reply {
     }
 }
 
+/// Writes a reply a snapshot keeps (a session's last, a transfer's
+/// outcome): its binary encoding.
+pub(super) fn put_kept<W: Write>(w: &mut SnapshotWriter<W>, reply: &Reply) -> io::Result<()> {
+    w.put_bytes(&reply.encode())
+}
+
+/// Reads a kept reply: its encoding, or in snapshots before version 4 its
+/// text line (`as_line`). Only deterministic replies are ever kept.
+pub(super) fn get_kept<R: Read>(r: &mut SnapshotReader<R>, as_line: bool) -> io::Result<Reply> {
+    let reply = if as_line {
+        let line = r.get_string()?;
+        Reply::parse_line(&line).ok_or_else(|| corrupt(format!("a kept reply {line:?}")))?
+    } else {
+        Reply::decode(&r.get_vec()?).map_err(|e| corrupt(format!("a kept reply: {e}")))?
+    };
+    if !reply.is_deterministic() {
+        return Err(corrupt(format!(
+            "a kept reply that is not deterministic: {reply}"
+        )));
+    }
+    Ok(reply)
+}
+
 const TAG_OK: u8 = 1;
 const TAG_NOT_FOUND: u8 = 2;
 const TAG_VALUE: u8 = 3;
@@ -382,6 +444,8 @@ const TAG_PONG: u8 = 7;
 const TAG_BYE: u8 = 8;
 const TAG_TEXT: u8 = 9;
 const TAG_ERROR: u8 = 10;
+const TAG_RANGE: u8 = 11;
+const TAG_TXN: u8 = 12;
 
 impl Encode for Reply {
     fn encode_to(&self, e: &mut Encoder) {
@@ -390,7 +454,15 @@ impl Encode for Reply {
             Reply::NotFound => e.put_u8(TAG_NOT_FOUND),
             Reply::Value(v) => {
                 e.put_u8(TAG_VALUE);
-                e.put_bytes(v.as_bytes());
+                e.put_bytes(v);
+            }
+            Reply::Range(page) => {
+                e.put_u8(TAG_RANGE);
+                range::put_result(e, page);
+            }
+            Reply::Txn(result) => {
+                e.put_u8(TAG_TXN);
+                txn::put_result(e, result);
             }
             Reply::Balance(cents) => {
                 e.put_u8(TAG_BALANCE);
@@ -432,7 +504,9 @@ impl Decode for Reply {
         Ok(match d.get_u8()? {
             TAG_OK => Reply::Ok,
             TAG_NOT_FOUND => Reply::NotFound,
-            TAG_VALUE => Reply::Value(Arc::new(get_string(d)?)),
+            TAG_VALUE => Reply::Value(Arc::new(d.get_vec()?)),
+            TAG_RANGE => Reply::Range(range::get_result(d)?),
+            TAG_TXN => Reply::Txn(txn::get_result(d)?),
             TAG_BALANCE => Reply::Balance(d.get_uvarint()? as i64),
             TAG_AUDIT => {
                 let accounts = d.get_uvarint()?;
@@ -469,7 +543,11 @@ mod tests {
             Reply::Ok,
             Reply::NotFound,
             Reply::Value(Arc::new("hello  big world".into())),
-            Reply::Value(Arc::new(String::new())),
+            Reply::Value(Arc::new(Vec::new())),
+            Reply::Value(Arc::new(b"line\nbreak".to_vec())),
+            Reply::Value(Arc::new((0..=255).collect())),
+            Reply::Range(RangeResult::default()),
+            Reply::Txn(TxnResult::default()),
             Reply::Balance(90_050),
             Reply::Balance(0),
             Reply::Audit {

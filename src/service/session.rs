@@ -8,7 +8,10 @@
 //! applied and its reply: a retry of that request gets the remembered reply
 //! instead of running twice. Replies to reads are not kept (a retried read is
 //! simply run again, which is still linearizable), so a session costs a few
-//! dozen bytes plus one short write reply.
+//! dozen bytes plus one short write reply. A transaction's reply can carry
+//! values it read; it is kept whole up to [`MAX_KEPT_READ_BYTES`] of keys and
+//! values, and beyond that as `ERR REPLY_NOT_KEPT` with its revision: a retry
+//! still never runs it twice, but learns only that it was applied.
 //!
 //! Expiry is deterministic, as the thesis requires: the table keeps the
 //! [`MAX_SESSIONS`] most recently used sessions, "recently" counted in applied
@@ -21,11 +24,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Read, Write};
 
-use super::reply::{Code, Reply};
+use super::reply::{get_kept, put_kept, Code, Reply};
 use super::snapshot_stream::{corrupt, SnapshotReader, SnapshotWriter};
 
 /// Sessions kept; registering beyond this evicts the least recently used.
 pub const MAX_SESSIONS: usize = 10_000;
+/// Bytes of keys and values a kept transaction reply may carry (so that
+/// the table stays within a few dozen MB however large the reads).
+pub const MAX_KEPT_READ_BYTES: usize = 4096;
 
 /// One client's session.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -148,7 +154,7 @@ impl Sessions {
         debug_assert!(reply.is_none_or(Reply::is_deterministic), "{reply:?}");
         if let Some(session) = self.table.get_mut(&client) {
             session.last_seq = seq;
-            session.reply = reply.cloned();
+            session.reply = reply.map(kept);
         }
     }
 
@@ -168,7 +174,7 @@ impl Sessions {
     }
 
     /// Writes the table's encoding: next id, clock, then each session in id
-    /// order (id, last seq, last used, reply as 0, or 1 and its reply line).
+    /// order (id, last seq, last used, reply as 0, or 1 and its encoding).
     pub fn write_to<W: Write>(&self, w: &mut SnapshotWriter<W>) -> io::Result<()> {
         w.put_uvarint(self.next_id)?;
         w.put_uvarint(self.clock)?;
@@ -180,7 +186,7 @@ impl Sessions {
             match &s.reply {
                 Some(reply) => {
                     w.put_bool(true)?;
-                    w.put_bytes(reply.to_string().as_bytes())?;
+                    put_kept(w, reply)?;
                 }
                 None => w.put_bool(false)?,
             }
@@ -188,8 +194,13 @@ impl Sessions {
         Ok(())
     }
 
-    /// Reads a table written by [`Sessions::write_to`], checking its invariants.
-    pub fn read_from<R: Read>(r: &mut SnapshotReader<R>) -> io::Result<Self> {
+    /// Reads a table written by [`Sessions::write_to`], checking its
+    /// invariants (with `replies_as_lines`, one from before replies were
+    /// kept in their binary encoding).
+    pub fn read_from<R: Read>(
+        r: &mut SnapshotReader<R>,
+        replies_as_lines: bool,
+    ) -> io::Result<Self> {
         let invalid = |why: &str| corrupt(format!("sessions: {why}"));
         let mut sessions = Sessions {
             next_id: r.get_uvarint()?,
@@ -205,11 +216,7 @@ impl Sessions {
             let last_seq = r.get_uvarint()?;
             let last_used = r.get_uvarint()?;
             let reply = if r.get_bool()? {
-                let line = r.get_string()?;
-                let reply = Reply::parse_line(&line)
-                    .filter(Reply::is_deterministic)
-                    .ok_or_else(|| invalid(&format!("reply {line:?}")))?;
-                Some(reply)
+                Some(get_kept(r, replies_as_lines)?)
             } else {
                 None
             };
@@ -229,6 +236,25 @@ impl Sessions {
             );
         }
         Ok(sessions)
+    }
+}
+
+/// What the table keeps of a write's reply: the reply, or for a transaction
+/// whose reads carry too many bytes, that it was applied.
+fn kept(reply: &Reply) -> Reply {
+    match reply {
+        Reply::Txn(t) if t.read_bytes() > MAX_KEPT_READ_BYTES => Reply::error(
+            Code::ReplyNotKept,
+            format!(
+                "the transaction was applied at revision {} (its compares {}); its reply \
+                 carried {} bytes of keys and values, more than a session keeps \
+                 ({MAX_KEPT_READ_BYTES}): read them again",
+                t.revision,
+                if t.succeeded { "held" } else { "failed" },
+                t.read_bytes()
+            ),
+        ),
+        other => other.clone(),
     }
 }
 
@@ -287,11 +313,11 @@ mod tests {
         s.write_to(&mut w).unwrap();
         w.finish().unwrap();
         let mut r = SnapshotReader::new(bytes.as_slice());
-        assert_eq!(Sessions::read_from(&mut r).unwrap(), s);
+        assert_eq!(Sessions::read_from(&mut r, false).unwrap(), s);
         r.finish().unwrap();
         // next_id 1, clock 9, one session with id 1 (not below next_id).
         let mut r = SnapshotReader::new([1, 9, 1, 1, 0, 0, 0].as_slice());
-        let refused = Sessions::read_from(&mut r).unwrap_err();
+        let refused = Sessions::read_from(&mut r, false).unwrap_err();
         assert_eq!(refused.kind(), io::ErrorKind::InvalidData, "{refused}");
     }
 }

@@ -499,9 +499,11 @@ impl World {
                     .as_ref()
                     .is_some_and(|op| running.applier.state_machine().is_duplicate(op));
                 let from_before = transfer_source(&op, &running.applier);
+                let revision_before = running.applier.state_machine().kv().revision();
                 let (reply, woken) = running.applier.apply(index, term, &command);
                 let moved =
                     from_before.is_some() && from_before != transfer_source(&op, &running.applier);
+                revisions_count_writes(id, index, revision_before, &running.applier)?;
                 if let Some(op) = &op {
                     self.checker.on_apply(
                         node,
@@ -617,6 +619,32 @@ impl World {
         let (to, body) = client_reply(waiter, reply, index);
         self.send(Endpoint::Node(node), to, body);
     }
+}
+
+/// etcd's data model: an entry that changed keys moves the store revision
+/// by exactly one, and every key it changed carries that revision; an entry
+/// that changed nothing leaves the revision alone.
+fn revisions_count_writes(
+    id: NodeId,
+    index: Index,
+    before: u64,
+    applier: &Applier<Waiter>,
+) -> Result<(), Violation> {
+    let after = applier.state_machine().kv().revision();
+    let changes = applier.changes();
+    let expected = before + u64::from(!changes.is_empty());
+    if after == expected && changes.iter().all(|c| c.revision == after) {
+        return Ok(());
+    }
+    Err(Violation {
+        invariant: "revisions_count_writes",
+        rule: "one store revision per write (etcd's revisions)",
+        evidence: format!(
+            "node {id} applied {index}: revision {before} -> {after} with {} changes at {:?}",
+            changes.len(),
+            changes.iter().map(|c| c.revision).collect::<Vec<_>>()
+        ),
+    })
 }
 
 /// The source account's balance of a transfer, before or after applying it.

@@ -1,5 +1,6 @@
 //! JSON (RFC 8259): a value type, an encoder with correct string escaping, and a
-//! small strict parser for request bodies.
+//! small strict parser: the HTTP API's bodies, and the text protocol's ranges
+//! and transactions.
 //!
 //! Numbers are kept as their validated text, never as floats: the API sends
 //! money as decimal strings and indexes as integers, and the parser only has to
