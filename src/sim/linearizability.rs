@@ -23,7 +23,7 @@
 //! [`Verdict::Unknown`], which callers treat as a failure: a checker that gives
 //! up must never pass a history it did not check.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// What a client asked.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -321,15 +321,27 @@ fn check_one_key(ops: &[&Operation], budget: &mut u64) -> Verdict {
     // writes that no later read could have seen, long before the search would
     // reach that read. `puts_under[r]`: the Puts whose value read `r`'s output
     // starts with.
-    // (Whole values come from Puts and from compare-and-swaps.)
+    // (Whole values come from Puts and from compare-and-swaps.) Found by
+    // looking up each read's prefixes of the lengths whole values have, not
+    // by comparing every read with every write.
+    let mut by_value: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, p) in ops.iter().enumerate() {
+        if let Some(v) = p.whole_value() {
+            by_value.entry(v).or_default().push(i);
+        }
+    }
+    let mut lengths: Vec<usize> = by_value.keys().map(|v| v.len()).collect();
+    lengths.sort_unstable();
+    lengths.dedup();
     let puts_under: Vec<Vec<usize>> = ops
         .iter()
         .map(|read| match read.read() {
-            Some(Some(out)) => ops
+            Some(Some(out)) => lengths
                 .iter()
-                .enumerate()
-                .filter(|(_, p)| p.whole_value().is_some_and(|v| out.starts_with(v)))
-                .map(|(i, _)| i)
+                .filter_map(|&l| out.get(..l))
+                .filter_map(|prefix| by_value.get(prefix))
+                .flatten()
+                .copied()
                 .collect(),
             _ => Vec::new(),
         })
