@@ -66,8 +66,8 @@ struct Conn {
 }
 
 impl Conn {
-    fn new(target: Arc<Target>) -> Conn {
-        let server = target.leader;
+    /// A connection that sends to `server` first.
+    fn new(target: Arc<Target>, server: usize) -> Conn {
         Conn {
             target,
             server,
@@ -159,9 +159,9 @@ pub struct Session {
 }
 
 impl Session {
-    /// Connects and opens a session (`REGISTER`, or a random id).
-    pub fn open(target: &Arc<Target>) -> io::Result<Session> {
-        let mut conn = Conn::new(Arc::clone(target));
+    /// Connects to `server` and opens a session (`REGISTER`, or a random id).
+    pub fn open(target: &Arc<Target>, server: usize) -> io::Result<Session> {
+        let mut conn = Conn::new(Arc::clone(target), server);
         let id = match target.sessions {
             SessionKind::Register => {
                 let reply = conn.call(b"REGISTER\n")?;
@@ -222,7 +222,7 @@ pub fn detect_sessions(
         token,
         sessions: SessionKind::Register,
     });
-    let mut conn = Conn::new(target);
+    let mut conn = Conn::new(target, leader);
     let reply = conn.call(b"REGISTER\n")?;
     if reply.starts_with(b"SESSION ") {
         Ok(SessionKind::Register)
