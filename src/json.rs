@@ -130,7 +130,7 @@ impl fmt::Display for Json {
 
 /// Writes `s` as a JSON string (§7): `"` and `\` escaped, control characters
 /// as `\n`-style or `\u00XX` escapes, everything else as is (UTF-8).
-fn write_string(f: &mut impl Write, s: &str) -> fmt::Result {
+pub fn write_string(f: &mut impl Write, s: &str) -> fmt::Result {
     f.write_char('"')?;
     for c in s.chars() {
         match c {

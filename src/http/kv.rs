@@ -30,9 +30,7 @@ use super::request::{Head, Method};
 use super::response::Response;
 use super::Context;
 use crate::service::command::Command;
-use crate::service::kv_json::{
-    batch_from, bytes_member, range_result_json, txn_from, txn_result_json,
-};
+use crate::service::kv_json::{batch_from, bytes_member, txn_from, RangeJson, TxnResultJson};
 use crate::service::range::{KeyValue, RangeRequest, RangeResult};
 use crate::service::reply::{Code, Error, Reply};
 use crate::service::txn::{check_key, Compare, CompareOp, OpResult, Target, Txn, TxnOp, TxnResult};
@@ -239,7 +237,7 @@ pub fn range(head: &Head, ctx: &Context) -> Response {
     }
     request.end = end.or(request.end);
     match execute(ctx, Command::Range(request)) {
-        Reply::Range(page) => Response::json(200, &range_result_json(&page)),
+        Reply::Range(page) => json_text(&RangeJson(&page)),
         other => failure(&other, ""),
     }
 }
@@ -261,9 +259,14 @@ pub fn txn(body: &[u8], batch: bool, ctx: &Context) -> Response {
         Err(response) => return response,
     };
     match execute(ctx, Command::Txn(txn)) {
-        Reply::Txn(result) => Response::json(200, &txn_result_json(&result)),
+        Reply::Txn(result) => json_text(&TxnResultJson(&result)),
         other => failure(&other, ""),
     }
+}
+
+/// A 200 with JSON written by `body` (as [`Response::json`] answers).
+fn json_text(body: &dyn std::fmt::Display) -> Response {
+    Response::new(200, "application/json", format!("{body}\n")).with("Cache-Control", "no-store")
 }
 
 /// A query string's parameters, percent-decoded, each one of `names` (a

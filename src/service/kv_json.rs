@@ -25,8 +25,9 @@
 use super::range::{prefix_end, KeyValue, RangeRequest, RangeResult};
 use super::reply::{Code, Error};
 use super::txn::{Compare, CompareOp, OpResult, Target, Txn, TxnOp, TxnResult};
-use crate::json::Json;
+use crate::json::{self, Json};
 use crate::transport::line::{base64_decode, base64_encode};
+use std::fmt;
 use std::sync::Arc;
 
 /// `name` and the bytes as a JSON string, or `name_base64` and their base64.
@@ -56,64 +57,101 @@ fn number(n: u64) -> Json {
     Json::from(n)
 }
 
-/// One key of a page.
-pub fn key_value_json(kv: &KeyValue) -> Json {
-    let mut members = vec![bytes_member("key", &kv.key)];
-    if let Some(value) = &kv.value {
-        members.push(bytes_member("value", value));
+/// Writes `"name":` and the bytes as a JSON string, or `"name_base64":` and
+/// their base64.
+fn write_bytes(f: &mut fmt::Formatter<'_>, name: &str, bytes: &[u8]) -> fmt::Result {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => {
+            write!(f, "\"{name}\":")?;
+            json::write_string(f, text)
+        }
+        Err(_) => write!(f, "\"{name}_base64\":\"{}\"", base64_encode(bytes)),
     }
-    members.extend([
-        ("create_revision".to_string(), number(kv.create_revision)),
-        ("mod_revision".to_string(), number(kv.mod_revision)),
-        ("version".to_string(), number(kv.version)),
-    ]);
-    Json::Object(members)
+}
+
+/// A key of a page, as JSON.
+fn write_key_value(f: &mut fmt::Formatter<'_>, kv: &KeyValue) -> fmt::Result {
+    f.write_str("{")?;
+    write_bytes(f, "key", &kv.key)?;
+    if let Some(value) = &kv.value {
+        f.write_str(",")?;
+        write_bytes(f, "value", value)?;
+    }
+    write!(
+        f,
+        ",\"create_revision\":{},\"mod_revision\":{},\"version\":{}}}",
+        kv.create_revision, kv.mod_revision, kv.version
+    )
 }
 
 /// A range page's members (also a transaction read's, after its `op`).
-fn range_members(r: &RangeResult, keys: bool) -> Vec<(String, Json)> {
-    let mut members = vec![
-        ("revision".to_string(), number(r.revision)),
-        ("count".to_string(), number(r.count)),
-        ("more".to_string(), Json::from(r.more)),
-    ];
+fn write_range_members(f: &mut fmt::Formatter<'_>, r: &RangeResult) -> fmt::Result {
+    write!(
+        f,
+        "\"revision\":{},\"count\":{},\"more\":{}",
+        r.revision, r.count, r.more
+    )?;
     if let Some(next) = &r.next {
-        members.push(bytes_member("next", next));
+        f.write_str(",")?;
+        write_bytes(f, "next", next)?;
     }
-    if keys {
-        let kvs = r.kvs.iter().map(key_value_json).collect();
-        members.push(("kvs".to_string(), Json::Array(kvs)));
+    f.write_str(",\"kvs\":[")?;
+    for (i, kv) in r.kvs.iter().enumerate() {
+        if i > 0 {
+            f.write_str(",")?;
+        }
+        write_key_value(f, kv)?;
     }
-    members
+    f.write_str("]")
 }
 
-/// A range page.
-pub fn range_result_json(r: &RangeResult) -> Json {
-    Json::Object(range_members(r, true))
+/// A range page's JSON, written straight to its output: no tree of JSON
+/// values in between, so a page's keys and values are not copied to be
+/// written.
+pub struct RangeJson<'a>(pub &'a RangeResult);
+
+impl fmt::Display for RangeJson<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("{")?;
+        write_range_members(f, self.0)?;
+        f.write_str("}")
+    }
 }
 
-/// A transaction's result.
-pub fn txn_result_json(t: &TxnResult) -> Json {
-    let results = t
-        .results
-        .iter()
-        .map(|r| {
-            let op = |name: &str| ("op".to_string(), Json::from(name));
-            Json::Object(match r {
-                OpResult::Put => vec![op("put")],
+/// A transaction result's JSON, written as [`RangeJson`] is.
+pub struct TxnResultJson<'a>(pub &'a TxnResult);
+
+impl fmt::Display for TxnResultJson<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let t = self.0;
+        write!(
+            f,
+            "{{\"succeeded\":{},\"revision\":{},\"results\":[",
+            t.succeeded, t.revision
+        )?;
+        for (i, r) in t.results.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            match r {
+                OpResult::Put => f.write_str("{\"op\":\"put\"}")?,
                 OpResult::Delete(deleted) => {
-                    vec![op("delete"), ("deleted".to_string(), Json::from(*deleted))]
+                    write!(f, "{{\"op\":\"delete\",\"deleted\":{deleted}}}")?
                 }
-                OpResult::Get(page) => [vec![op("get")], range_members(page, true)].concat(),
-                OpResult::Range(page) => [vec![op("range")], range_members(page, true)].concat(),
-            })
-        })
-        .collect();
-    Json::object([
-        ("succeeded", Json::from(t.succeeded)),
-        ("revision", number(t.revision)),
-        ("results", Json::Array(results)),
-    ])
+                OpResult::Get(page) | OpResult::Range(page) => {
+                    let op = if matches!(r, OpResult::Get(_)) {
+                        "get"
+                    } else {
+                        "range"
+                    };
+                    write!(f, "{{\"op\":\"{op}\",")?;
+                    write_range_members(f, page)?;
+                    f.write_str("}")?;
+                }
+            }
+        }
+        f.write_str("]}")
+    }
 }
 
 fn get_u64(object: &Json, name: &str) -> Option<u64> {
@@ -130,7 +168,7 @@ fn key_value_from(object: &Json) -> Option<KeyValue> {
     })
 }
 
-/// Reads a range page back (the inverse of [`range_result_json`]).
+/// Reads a range page back (the inverse of [`RangeJson`]).
 pub fn range_result_from(object: &Json) -> Option<RangeResult> {
     let kvs = match object.get("kvs") {
         Some(Json::Array(items)) => items.iter().map(key_value_from).collect::<Option<_>>()?,
@@ -146,7 +184,7 @@ pub fn range_result_from(object: &Json) -> Option<RangeResult> {
     })
 }
 
-/// Reads a transaction's result back (the inverse of [`txn_result_json`]).
+/// Reads a transaction's result back (the inverse of [`TxnResultJson`]).
 pub fn txn_result_from(object: &Json) -> Option<TxnResult> {
     let Some(Json::Array(items)) = object.get("results") else {
         return None;
@@ -485,7 +523,7 @@ mod tests {
         )
         .unwrap();
         let result = Txn::run(txn.then, true, &mut kv, &mut Vec::new());
-        let text = txn_result_json(&result).to_string();
+        let text = TxnResultJson(&result).to_string();
         assert_eq!(txn_result_from(&json::parse(&text).unwrap()), Some(result));
     }
 }

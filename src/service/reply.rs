@@ -23,7 +23,7 @@ use std::sync::Arc;
 
 use super::command::{format_cents, parse_cents};
 use super::kv::Value;
-use super::kv_json::{range_result_from, range_result_json, txn_result_from, txn_result_json};
+use super::kv_json::{range_result_from, txn_result_from, RangeJson, TxnResultJson};
 use super::range::{self, RangeResult};
 use super::snapshot_stream::{corrupt, SnapshotReader, SnapshotWriter};
 use super::txn::{self, TxnResult};
@@ -375,8 +375,8 @@ impl fmt::Display for Reply {
                 Ok(text) if !text.contains(['\r', '\n']) => write!(f, "VALUE {text}"),
                 _ => write!(f, "VALUE64 {}", base64_encode(v)),
             },
-            Reply::Range(page) => write!(f, "RANGE {}", range_result_json(page)),
-            Reply::Txn(result) => write!(f, "TXN {}", txn_result_json(result)),
+            Reply::Range(page) => write!(f, "RANGE {}", RangeJson(page)),
+            Reply::Txn(result) => write!(f, "TXN {}", TxnResultJson(result)),
             Reply::Balance(cents) => write!(f, "BALANCE {}", format_cents(*cents)),
             Reply::Audit {
                 accounts,
