@@ -16,6 +16,12 @@
 //! With a client token ([`TcpConnector::with_token`], or the `RAFTKV_TOKEN`
 //! environment variable in the examples), every new connection starts with
 //! `AUTH <token>`.
+//!
+//! Besides lines ([`Client::call`]), it speaks the KV store typed: any bytes
+//! ([`Client::get_bytes`], [`Client::put_bytes`]), a key's revisions
+//! ([`Client::get_meta`]), pages ([`Client::range`]), transactions
+//! ([`Client::txn`]) and compare-and-swap ([`Client::cas`]); each reply line
+//! is read back into a [`Reply`] in one place.
 
 use std::io::{self, BufReader, Write};
 use std::net::TcpStream;
@@ -402,4 +408,111 @@ fn parse(line: String) -> io::Result<Reply> {
 
 fn unexpected(reply: &Reply) -> io::Error {
     io::Error::other(format!("unexpected reply: {reply}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::service::command::{parse, Request};
+    use crate::service::state_machine::{Op, StateMachine};
+
+    /// One server that is a bare state machine: each line is parsed and
+    /// applied as a server would, and answered with its reply line.
+    struct Local(StateMachine);
+
+    impl Connector for Local {
+        fn servers(&self) -> usize {
+            1
+        }
+
+        fn call(&mut self, _: usize, line: &str) -> io::Result<String> {
+            let line = line.trim_end();
+            let (client_id, seq, line) = match line.strip_prefix("CLIENT ") {
+                Some(rest) => {
+                    let mut parts = rest.splitn(3, ' ');
+                    let mut number = || parts.next().and_then(|n| n.parse().ok()).unwrap_or(0);
+                    let (id, seq) = (number(), number());
+                    (id, seq, parts.next().unwrap_or(""))
+                }
+                None => (0, 0, line),
+            };
+            let reply = match parse(line) {
+                Ok(Request::Command(command)) => self.0.apply(&Op {
+                    client_id,
+                    seq,
+                    command,
+                }),
+                Ok(Request::Local(_)) => Reply::Pong,
+                Err(e) => e.into(),
+            };
+            Ok(reply.to_string())
+        }
+    }
+
+    /// The client library's KV calls, through real reply lines: any bytes,
+    /// revisions, pages, transactions and compare-and-swap.
+    #[test]
+    fn kv_calls_carry_any_bytes_pages_transactions_and_swaps() {
+        let mut client = Client::with_connector(Local(StateMachine::default()));
+        let key: Vec<u8> = vec![0, b' ', b'\n', 0xff];
+        let value: Vec<u8> = (0..=255).collect();
+        client.put_bytes(&key, &value).unwrap();
+        assert_eq!(client.get_bytes(&key).unwrap(), Some(value.clone()));
+        client.put("text", "two words").unwrap();
+        assert_eq!(client.get("text").unwrap().as_deref(), Some("two words"));
+        client.put_bytes(b"bin", &[0xff]).unwrap();
+        assert!(client.get("bin").is_err(), "not UTF-8: read it as bytes");
+        let meta = client.get_meta(&key, false).unwrap().expect("the key");
+        assert_eq!(
+            (meta.create_revision, meta.mod_revision, meta.version),
+            (1, 1, 1)
+        );
+
+        for i in 0..5 {
+            client.put(&format!("p/{i}"), "v").unwrap();
+        }
+        let mut request = RangeRequest {
+            limit: 2,
+            ..RangeRequest::prefix(b"p/")
+        };
+        let mut keys = Vec::new();
+        loop {
+            let page = client.range(&request).unwrap();
+            keys.extend(page.kvs.iter().map(|kv| kv.key.to_vec()));
+            match page.next {
+                Some(next) if page.more => request.start = next,
+                _ => break,
+            }
+        }
+        let wanted: Vec<Vec<u8>> = (0..5).map(|i| format!("p/{i}").into_bytes()).collect();
+        assert_eq!(keys, wanted);
+
+        let created = client.cas(b"lock", 0, b"me").unwrap().expect("created");
+        let lost = client.cas(b"lock", 0, b"you").unwrap().expect_err("taken");
+        assert_eq!(lost.map(|kv| kv.mod_revision), Some(created));
+        let swapped = client.cas(b"lock", created, b"next").unwrap();
+        assert_eq!(swapped, Ok(created + 1));
+        let stale = client
+            .cas(b"lock", created, b"late")
+            .unwrap()
+            .expect_err("stale");
+        assert_eq!(
+            stale.and_then(|kv| kv.value).as_deref(),
+            Some(&b"next".to_vec())
+        );
+
+        let txn = Txn {
+            compares: Vec::new(),
+            then: vec![
+                TxnOp::Delete(b"lock".to_vec()),
+                TxnOp::Get(b"lock".to_vec()),
+            ],
+            otherwise: Vec::new(),
+        };
+        let result = client.txn(&txn).unwrap();
+        assert!(result.succeeded);
+        assert_eq!(result.results[0], OpResult::Delete(true));
+        client.delete(b"text").unwrap();
+        assert_eq!(client.get("text").unwrap(), None);
+    }
 }

@@ -2,9 +2,11 @@
 //! frontend like any `nc` line, and its reply line becomes a JSON response.
 //!
 //! ```text
-//! GET    /kv/<key>          GET key          200 {"key","value"} | 404
-//! PUT    /kv/<key>  body    PUT key body     200 {"ok":true}
-//! DELETE /kv/<key>          DEL key          200 {"ok":true}
+//! GET    /kv/<key>          GET key meta     200 {"key","value"} | 404   (see `kv`)
+//! PUT    /kv/<key>  body    PUT key body     200 {"ok":true} | 412 | 413
+//! DELETE /kv/<key>          DEL key          200 {"ok":true} | 412
+//! GET    /kv?prefix=..      RANGE ...        200 a range page
+//! POST   /txn, /batch json  TXN {...}        200 what it did
 //! POST   /accounts  json    OPEN id balance  201 {"id","balance"} | 409 EXISTS
 //! GET    /accounts/<id>     BALANCE id       200 {"id","balance"} | 404
 //! POST   /transfers json    TRANSFER ...     200 {"ok":true,"txid"} | 404 | 409 | 422
@@ -12,9 +14,9 @@
 //! POST   /command   line    the line itself  {"reply": "..."} (the page's command box)
 //! ```
 //!
-//! `<key>` is everything after `/kv/`, percent-decoded (`/kv/a%20b` and
-//! `/kv/a/b` are the keys `a b` and `a/b`); keys and values are UTF-8 without
-//! line breaks. Each route builds its JSON from the typed [`Reply`]; errors
+//! `<key>` is everything after `/kv/`, percent-decoded to bytes (`/kv/a%20b`
+//! and `/kv/a/b` are the keys `a b` and `a/b`); the KV routes are in
+//! [`super::kv`]. Each route builds its JSON from the typed [`Reply`]; errors
 //! are made in [`super::reply`] (`{"error":"CODE","message":"..."}` and a
 //! status to match). Money is a decimal string, never a JSON number.
 //!

@@ -11,7 +11,8 @@
 //! Every API request becomes a text-protocol line and goes through the same
 //! [`Frontend`] as `nc` would, forwarding to the leader included: there is one
 //! execution path. The files: [`request`] parses, [`response`] writes,
-//! [`json`] (the crate's JSON) encodes and parses bodies, [`api`] routes, [`cluster`] answers
+//! [`json`] (the crate's JSON) encodes and parses bodies, [`api`] routes,
+//! [`kv`] serves keys, ranges and transactions, [`cluster`] answers
 //! `/status`, `/cluster` and `/health`, [`metrics`] writes `/metrics`, [`page`]
 //! is the cluster page, [`reply`] turns typed replies into statuses and error
 //! bodies.

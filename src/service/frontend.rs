@@ -9,6 +9,11 @@
 //! It also counts the requests it answers by command and result, for
 //! `/metrics`; a forwarded request is counted by the server the client talked to.
 //!
+//! A serializable read (`GET k serializable`, `RANGE ... serializable`) is
+//! answered here from this server's state machine as it is, leader or not,
+//! without forwarding and without ReadIndex: possibly stale, and its reply
+//! says which store revision it reflects.
+//!
 //! Membership (thesis §4): `MEMBERS` answers with this server's view of the
 //! configuration; `ADD` and `REMOVE` run on the leader (a follower forwards
 //! them), which starts the change and waits for its outcome: `OK` once the new
