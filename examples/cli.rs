@@ -7,7 +7,18 @@
 //! ```
 //!
 //! Commands go through the client library, so they are retried on another
-//! server if one is down, and apply exactly once. For servers started with
+//! server if one is down, and apply exactly once (a `TXN` too). Every line
+//! of the protocol works, the KV store's included:
+//!
+//! ```text
+//! > GET greeting meta
+//! RANGE {"revision":1,"count":1,"more":false,"kvs":[{"key":"greeting","value":"hello","create_revision":1,"mod_revision":1,"version":1}]}
+//! > PUT64 AP8= aGkK
+//! OK
+//! > RANGE prefix=user/ limit=10 keys
+//! > TXN {"compare":[{"key":"greeting","target":"mod_revision","op":"=","value":1}],"then":[{"op":"put","key":"greeting","value":"hi"}]}
+//! TXN {"succeeded":true,"revision":3,"results":[{"op":"put"}]}
+//! ``` For servers started with
 //! `-client-token-file`, pass the token with `-token-file PATH` or in the
 //! `RAFTKV_TOKEN` environment variable:
 //!

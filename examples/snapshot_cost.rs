@@ -45,7 +45,7 @@ fn main() -> io::Result<()> {
     let mut sm = StateMachine::default();
     let value = "v".repeat(value_len);
     for i in 0..keys {
-        let command = Command::Put(format!("key-{i:012}"), value.clone());
+        let command = Command::Put(format!("key-{i:012}").into(), value.clone().into());
         sm.apply(&Op {
             client_id: 0,
             seq: 0,

@@ -21,7 +21,8 @@
 //!    and the service under thousands of fault schedules and checks the
 //!    paper's properties.
 //! 8. [`service`] and [`server`]: the KV store and ledger on top, with client
-//!    sessions and the bounds that keep its state finite, and the one TCP port
+//!    sessions, typed replies ([`service::reply`]) and the bounds that keep its
+//!    state finite, and the one TCP port
 //!    for peers, text clients ([`client`]) and [`http`] (JSON API, `/metrics`
 //!    from [`metrics`], the live cluster page).
 //! 9. [`auth`]: who may talk to a server: peers prove they hold the cluster
@@ -53,6 +54,7 @@ pub mod auth;
 pub mod client;
 pub mod codec;
 pub mod http;
+pub mod json;
 pub mod logger;
 pub mod metrics;
 pub mod node;

@@ -48,6 +48,7 @@ use crate::raft::messages::NodeId;
 use crate::raft::Config as RaftConfig;
 use crate::service::frontend::Frontend;
 use crate::service::replica::{Replica, SnapshotPolicy};
+use crate::service::reply::{Code, Reply};
 use crate::service::state_machine::DEFAULT_QUOTA_BYTES;
 use crate::storage::file::FileStorage;
 use crate::transport::line::{read_line_before, LineError};
@@ -57,8 +58,12 @@ use crate::{debug, info};
 
 pub use crate::transport::tcp::PEER_IDLE_TIMEOUT;
 
-/// Longest client request line.
-pub const MAX_CLIENT_LINE: usize = 1 << 20;
+/// Longest client request line: room for a `PUT64` of the largest key and
+/// value (base64 makes 1 MiB about 1.4 MB).
+pub const MAX_CLIENT_LINE: usize = 2 << 20;
+/// Longest reply line a client reads: a range page carries about 2 MiB of
+/// keys and values at most, which JSON's escapes can grow up to six times.
+pub const MAX_REPLY_LINE: usize = 16 << 20;
 /// How long a client connection may stay idle, or take to send one line, by
 /// default.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
@@ -353,7 +358,8 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
         }
         let Ok(mut stream) = stream else { continue };
         if shared.connections.load(Ordering::SeqCst) >= shared.config.max_connections {
-            let _ = stream.write_all(b"ERR BUSY too many connections; try later\n");
+            let busy = Reply::error(Code::Busy, "too many connections; try later");
+            let _ = stream.write_all(format!("{busy}\n").as_bytes());
             continue;
         }
         let _ = stream.set_nodelay(true);
@@ -396,7 +402,8 @@ fn handle_connection(stream: TcpStream, shared: &Shared) {
         let line = match read_line_before(&mut reader, |_| limit, deadline) {
             Ok(line) => line,
             Err(LineError::TooLong) => {
-                let _ = writeln!(writer, "ERR TOO_LONG line exceeds {limit} bytes");
+                let too_long = Reply::error(Code::TooLong, format!("line exceeds {limit} bytes"));
+                let _ = writeln!(writer, "{too_long}");
                 let _ = writer.flush();
                 return;
             }
@@ -422,9 +429,8 @@ fn handle_connection(stream: TcpStream, shared: &Shared) {
         }
         let (reply, close) = conn.answer(&line, shared);
         let Some(reply) = reply else { continue };
-        if writer
-            .write_all(reply.as_bytes())
-            .and_then(|_| writer.write_all(b"\n"))
+        // The one place a reply becomes protocol text: its line.
+        if writeln!(writer, "{reply}")
             .and_then(|_| writer.flush())
             .is_err()
             || close

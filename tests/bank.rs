@@ -12,6 +12,7 @@ use std::thread::{self, sleep};
 use std::time::{Duration, Instant};
 
 use common::kv::{KvCluster, ELECTION_TIMEOUT};
+use raftkv::service::reply::{Code, Reply};
 
 const ACCOUNTS: u64 = 8;
 const OPENING: &str = "1000.00";
@@ -21,13 +22,13 @@ const TOTAL: &str = "8000.00";
 #[derive(Clone)]
 struct Acked {
     command: String,
-    reply: String,
+    reply: Reply,
 }
 
 /// Fails unless an AUDIT reply shows every account and the starting total.
-fn money_is_conserved(audit: &str) {
+fn money_is_conserved(audit: &Reply) {
     assert_eq!(
-        audit,
+        audit.to_string(),
         format!("AUDIT accounts={ACCOUNTS} total={TOTAL}"),
         "money was created or destroyed"
     );
@@ -72,7 +73,7 @@ fn bank_money_is_conserved_through_partitions_crashes_and_drops() {
                         );
                         let reply = myck.client.call(&command).unwrap();
                         assert!(
-                            reply == "OK" || reply.starts_with("ERR INSUFFICIENT_FUNDS"),
+                            reply == Reply::Ok || reply.code() == Some(Code::InsufficientFunds),
                             "{command}: {reply}"
                         );
                         acked.lock().unwrap().push(Acked { command, reply });
@@ -129,10 +130,10 @@ fn bank_money_is_conserved_through_partitions_crashes_and_drops() {
     money_is_conserved(&ck.client.call("AUDIT").unwrap());
     let mut cents = 0i64;
     for a in 0..ACCOUNTS {
-        let reply = ck.client.call(&format!("BALANCE acct{a}")).unwrap();
-        let amount = reply.strip_prefix("BALANCE ").expect("a balance");
-        let (whole, frac) = amount.split_once('.').expect("two decimals");
-        cents += whole.parse::<i64>().unwrap() * 100 + frac.parse::<i64>().unwrap();
+        match ck.client.call(&format!("BALANCE acct{a}")).unwrap() {
+            Reply::Balance(balance) => cents += balance,
+            other => panic!("BALANCE acct{a}: {other}"),
+        }
     }
     assert_eq!(cents, 800_000, "balances do not add up to the total");
 

@@ -121,6 +121,7 @@ fn run_client(
             Input::Get(k) => client.get(k),
             Input::Put(k, v) => client.put(k, v).map(|()| None),
             Input::Append(k, v) => client.append(k, v).map(|()| None),
+            Input::Cas { .. } => unreachable!("this workload has no compare-and-swap"),
         };
         let ret = elapsed(started);
         let (output, ret) = match result {

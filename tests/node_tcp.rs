@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use common::procs::ProcCluster;
 use raftkv::client::Client;
+use raftkv::server::MAX_CLIENT_LINE;
 
 /// The protocol table, line for line, as sent to one node.
 const SCRIPT: &[(&str, &str)] = &[
@@ -327,9 +328,12 @@ fn bad_input_never_crashes_a_node() {
     assert!(exchange(b"PEER raftkv 2 1 xyz\n").starts_with("ERR AUTH usage: PEER"));
     assert!(exchange(b"CLIENT 0 0 GET k\n").starts_with("ERR BAD_REQUEST usage: CLIENT"));
     assert!(exchange(b"\x00\x01\x02 garbage\n").starts_with("ERR UNKNOWN_COMMAND"));
-    let mut huge = vec![b'a'; (1 << 20) + 10];
+    let mut huge = vec![b'a'; MAX_CLIENT_LINE + 10];
     huge.push(b'\n');
-    assert_eq!(exchange(&huge), "ERR TOO_LONG line exceeds 1048576 bytes");
+    assert_eq!(
+        exchange(&huge),
+        format!("ERR TOO_LONG line exceeds {MAX_CLIENT_LINE} bytes")
+    );
     // Half a line, then hang up.
     drop(TcpStream::connect(&addr).and_then(|mut s| s.write_all(b"PUT half")));
     // Connect and hang up without a byte.

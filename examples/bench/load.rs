@@ -13,7 +13,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::cluster::cpu_time;
-use crate::options::Mode;
+use crate::options::{Mode, Reads};
 use crate::protocol::{random_u64, unexpected, Session, Target};
 
 /// Accounts `transfer` mode moves money between.
@@ -30,31 +30,106 @@ pub struct Workload {
     pub read_pct: u32,
     /// Keys `get` and `mixed` choose from (preloaded).
     pub keys: usize,
-    /// Send GETs as plain lines, outside the session.
-    pub plain_reads: bool,
+    /// How GETs are sent.
+    pub reads: Reads,
+}
+
+/// Keys in one `range` prefix.
+const RANGE_KEYS: u64 = 100;
+
+/// How many 100-key prefixes `range` reads from: `-keys` / 100, at least one.
+pub fn range_groups(keys: usize) -> u64 {
+    (keys as u64 / RANGE_KEYS).max(1)
+}
+
+/// A `cas` client's counter: its value and mod revision as last seen (0:
+/// not created yet).
+#[derive(Default)]
+struct Counter {
+    value: u64,
+    revision: u64,
+}
+
+impl Counter {
+    /// Takes the reply to a CAS: on success the new revision (the
+    /// transaction's); after a lost race, the revision and value the else
+    /// branch read. Returns whether the swap succeeded. Read from the bytes
+    /// (`"revision":N` is the first revision in either reply's JSON).
+    fn update(&mut self, reply: &[u8]) -> bool {
+        let number = |after: &[u8]| -> Option<u64> {
+            let at = reply.windows(after.len()).position(|w| w == after)? + after.len();
+            let digits = reply[at..]
+                .iter()
+                .take_while(|b| b.is_ascii_digit())
+                .count();
+            std::str::from_utf8(&reply[at..at + digits])
+                .ok()?
+                .parse()
+                .ok()
+        };
+        if reply.starts_with(b"TXN {\"succeeded\":true") {
+            self.value += 1;
+            self.revision = number(b"\"revision\":").unwrap_or(0);
+            return true;
+        }
+        if let (Some(revision), Some(value)) =
+            (number(b"\"mod_revision\":"), number(b"\"value\":\""))
+        {
+            (self.revision, self.value) = (revision, value);
+        }
+        false
+    }
 }
 
 impl Workload {
     /// Writes client `c`'s command number `n` into `out` (cleared first);
     /// returns whether it is a read. `nonce` makes txids unique to the row.
-    fn command(&self, c: usize, n: usize, nonce: u64, rng: &mut Rng, out: &mut Vec<u8>) -> bool {
+    fn command(
+        &self,
+        (c, n, nonce): (usize, usize, u64),
+        counter: &Counter,
+        rng: &mut Rng,
+        out: &mut Vec<u8>,
+    ) -> bool {
         out.clear();
         let read = match self.mode {
-            Mode::Get => true,
+            Mode::Get | Mode::Range => true,
             Mode::Mixed => rng.below(100) < u64::from(self.read_pct),
-            Mode::Put | Mode::Transfer => false,
+            Mode::Put | Mode::Transfer | Mode::Cas => false,
+        };
+        let serializable = match self.reads {
+            Reads::Serializable => " serializable",
+            Reads::Session | Reads::Plain => "",
         };
         let keys = self.keys as u64;
         // Writing to a Vec cannot fail.
         let _ = match self.mode {
             // A new key each time (unique per client within a row).
             Mode::Put => write!(out, "PUT {} {VALUE}", Key(((c << 20) + n) as u64)),
-            Mode::Get | Mode::Mixed if read => write!(out, "GET {}", Key(rng.below(keys))),
+            Mode::Get | Mode::Mixed if read => {
+                write!(out, "GET {}{serializable}", Key(rng.below(keys)))
+            }
             Mode::Get | Mode::Mixed => write!(out, "PUT {} {VALUE}", Key(rng.below(keys))),
             Mode::Transfer => {
                 let from = rng.below(ACCOUNTS);
                 let to = (from + 1 + rng.below(ACCOUNTS - 1)) % ACCOUNTS;
                 write!(out, "TRANSFER t{nonce:x}c{c}n{n} a{from} a{to} 0.01")
+            }
+            Mode::Range => write!(
+                out,
+                "RANGE prefix=r{:04}/{serializable}",
+                rng.below(range_groups(self.keys))
+            ),
+            Mode::Cas => {
+                let (compare, target) = match counter.revision {
+                    0 => ("exists", "false".to_string()),
+                    r => ("mod_revision", r.to_string()),
+                };
+                write!(
+                    out,
+                    r#"TXN {{"compare":[{{"key":"cas{nonce:x}c{c}","target":"{compare}","op":"=","value":{target}}}],"then":[{{"op":"put","key":"cas{nonce:x}c{c}","value":"{}"}}],"else":[{{"op":"get","key":"cas{nonce:x}c{c}"}}]}}"#,
+                    counter.value + 1
+                )
             }
         };
         read
@@ -65,7 +140,10 @@ impl Workload {
 /// accounts for `transfer`. Four sessions share the work.
 pub fn prepare(target: &Arc<Target>, work: &Workload) -> io::Result<()> {
     let commands: Vec<String> = match work.mode {
-        Mode::Put => Vec::new(),
+        Mode::Put | Mode::Cas => Vec::new(),
+        Mode::Range => (0..range_groups(work.keys) * RANGE_KEYS)
+            .map(|k| format!("PUT r{:04}/{:03} {VALUE}", k / RANGE_KEYS, k % RANGE_KEYS))
+            .collect(),
         Mode::Get | Mode::Mixed => (0..work.keys as u64)
             .map(|k| format!("PUT {} {VALUE}", Key(k)))
             .collect(),
@@ -78,7 +156,7 @@ pub fn prepare(target: &Arc<Target>, work: &Workload) -> io::Result<()> {
         .map(|w| {
             let (target, commands) = (Arc::clone(target), Arc::clone(&commands));
             thread::spawn(move || -> io::Result<()> {
-                let mut session = Session::open(&target)?;
+                let mut session = Session::open(&target, target.leader)?;
                 for command in commands.iter().skip(w).step_by(4) {
                     let reply = session.call(command.as_bytes())?;
                     // An account left by an earlier run on a -target cluster is fine.
@@ -138,7 +216,12 @@ pub fn run_row(
             let (target, ready, go) = (Arc::clone(target), Arc::clone(&ready), Arc::clone(&go));
             let work = *work;
             thread::spawn(move || {
-                let session = Session::open(&target);
+                // Serializable reads spread over every server.
+                let server = match work.reads {
+                    Reads::Serializable => (target.leader + c) % target.addrs.len(),
+                    Reads::Session | Reads::Plain => target.leader,
+                };
+                let session = Session::open(&target, server);
                 ready.wait();
                 go.wait();
                 match session {
@@ -185,17 +268,19 @@ pub fn run_row(
 fn client(mut session: Session, work: &Workload, c: usize, count: usize, nonce: u64) -> RowResult {
     let mut rng = Rng::new(nonce ^ (c as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
     let mut out = RowResult::empty(count);
-    let mut command = Vec::with_capacity(128);
+    let mut command = Vec::with_capacity(256);
+    let mut counter = Counter::default();
     for n in 0..count {
-        let read = work.command(c, n, nonce, &mut rng, &mut command);
+        let read = work.command((c, n, nonce), &counter, &mut rng, &mut command);
         let started = Instant::now();
-        let reply = if read && work.plain_reads {
+        let reply = if read && work.reads == Reads::Plain {
             session.call_plain(&command)
         } else {
             session.call(&command)
         };
         let ok = match &reply {
-            Ok(r) if read => r.starts_with(b"VALUE "),
+            Ok(r) if work.mode == Mode::Cas => counter.update(r),
+            Ok(r) if read => r.starts_with(b"VALUE ") || r.starts_with(b"RANGE {"),
             Ok(r) => *r == b"OK" || r.starts_with(b"ERR INSUFFICIENT"),
             Err(_) => false,
         };

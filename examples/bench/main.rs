@@ -37,7 +37,14 @@
 //! the row's commands, one at a time each, sent to the leader: `put`: `PUT` of
 //! a new 16-byte key with a 64-byte value; `get`: `GET` of one of `-keys`
 //! preloaded keys at random; `mixed`: `-read-pct` GETs, the rest PUTs to the
-//! same keys; `transfer`: `TRANSFER` of 0.01 between two of 64 accounts.
+//! same keys; `transfer`: `TRANSFER` of 0.01 between two of 64 accounts;
+//! `cas`: a `TXN` that increments the client's own counter if its mod
+//! revision is the one the client last saw (each client knows it from its
+//! previous reply, so every swap succeeds unless a retry raced it); `range`:
+//! `RANGE` of one of `-keys`/100 preloaded 100-key prefixes at random. With
+//! `-reads serializable`, GETs and ranges are serializable reads (`GET k
+//! serializable`), and client i talks to server i mod 3 rather than to the
+//! leader: any server answers such a read from its own state.
 //!
 //! **What it prints.** First the floors measured on this machine (loopback
 //! round trip, 4 KiB append + fdatasync in `-dir`, and issue 10's PUT floor:
@@ -65,8 +72,8 @@ use std::sync::Arc;
 
 use cluster::{find_leader, Binary, LocalCluster};
 use floors::Floors;
-use load::{prepare, run_row, RowResult, Workload};
-use options::{Mode, Options, USAGE};
+use load::{prepare, range_groups, run_row, RowResult, Workload};
+use options::{Mode, Options, Reads, USAGE};
 use protocol::{detect_sessions, Target};
 use raftkv::client::TOKEN_ENV;
 use report::{ms, Stats, HEADER};
@@ -153,10 +160,12 @@ fn run(o: &Options) -> Result<(), String> {
 
 /// What one command of `mode` is.
 fn describe(o: &Options, mode: Mode) -> String {
-    let reads = if o.plain_reads {
-        "as plain lines"
-    } else {
-        "inside the session"
+    let reads = match o.reads {
+        Reads::Plain => "as plain lines",
+        Reads::Session => "inside the session",
+        Reads::Serializable => {
+            "serializable (any server answers; client i talks to server i mod 3)"
+        }
     };
     match mode {
         Mode::Put => "PUT of a new 16-byte key with a 64-byte value".into(),
@@ -168,6 +177,13 @@ fn describe(o: &Options, mode: Mode) -> String {
             o.keys
         ),
         Mode::Transfer => "TRANSFER of 0.01 between two of 64 accounts".into(),
+        Mode::Cas => "TXN: CAS-increment of the client's own counter (compare its mod revision, \
+                      put one higher)"
+            .into(),
+        Mode::Range => format!(
+            "RANGE of one of {} 100-key prefixes at random (64-byte values), {reads}",
+            range_groups(o.keys)
+        ),
     }
 }
 
@@ -176,7 +192,7 @@ fn workload(o: &Options, mode: Mode) -> Workload {
         mode,
         read_pct: o.read_pct,
         keys: o.keys,
-        plain_reads: o.plain_reads,
+        reads: o.reads,
     }
 }
 

@@ -9,11 +9,16 @@ usage: bench [flags]
 
   -clients 1,16,64,256   client counts, one row each (default 1,16,64,256)
   -ops N                 commands per row, shared among the clients (default 20000)
-  -mode M[,M...]         put | get | mixed | transfer, one row per client count each (default put)
+  -mode M[,M...]         put | get | mixed | transfer | cas | range, one row per client count
+                         each (default put)
   -read-pct P            mixed mode: percentage of GETs, the rest PUTs (default 90)
   -keys N                get/mixed: keys preloaded before the row (default 1000)
-  -reads session|plain   send GETs inside the client's session (CLIENT id seq GET k, as the
-                         client library does; default) or as plain GET k lines
+  -reads session|plain|serializable
+                         send GETs inside the client's session (CLIENT id seq GET k, as the
+                         client library does; default), as plain GET k lines, or as
+                         serializable reads (GET k serializable, in the session) that any
+                         server answers from its own state: client i then talks to server
+                         i mod 3, not to the leader
   -a PATH                the raftkv server binary to start (default: target/release/raftkv
                          next to this example)
   -b PATH                a second binary: every row runs on a fresh cluster of A, then of B
@@ -40,6 +45,23 @@ pub enum Mode {
     Mixed,
     /// `TRANSFER` of 0.01 between two of 64 accounts.
     Transfer,
+    /// A compare-and-swap increment of the client's own counter: a `TXN`
+    /// that sets it one higher if its mod revision is the one the client
+    /// last saw.
+    Cas,
+    /// `RANGE` of a 100-key prefix (64-byte values), chosen at random.
+    Range,
+}
+
+/// How reads are sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reads {
+    /// In the session: `CLIENT id seq GET k` (linearizable, by ReadIndex).
+    Session,
+    /// As plain lines: `GET k` (linearizable, by ReadIndex).
+    Plain,
+    /// `GET k serializable`, answered by any server from its own state.
+    Serializable,
 }
 
 impl Mode {
@@ -49,6 +71,8 @@ impl Mode {
             "get" => Some(Mode::Get),
             "mixed" => Some(Mode::Mixed),
             "transfer" => Some(Mode::Transfer),
+            "cas" => Some(Mode::Cas),
+            "range" => Some(Mode::Range),
             _ => None,
         }
     }
@@ -60,6 +84,8 @@ impl Mode {
             Mode::Get => "get",
             Mode::Mixed => "mixed",
             Mode::Transfer => "transfer",
+            Mode::Cas => "cas",
+            Mode::Range => "range",
         }
     }
 }
@@ -77,8 +103,8 @@ pub struct Options {
     pub read_pct: u32,
     /// Keys preloaded for `get` and `mixed`.
     pub keys: usize,
-    /// Send GETs as plain lines rather than inside the session.
-    pub plain_reads: bool,
+    /// How GETs are sent.
+    pub reads: Reads,
     /// The server binaries to compare: A, then B if given. Empty: the default.
     pub binaries: Vec<PathBuf>,
     /// Runs per row and binary.
@@ -103,7 +129,7 @@ pub fn parse(args: &[String]) -> Result<Options, String> {
         modes: vec![Mode::Put],
         read_pct: 90,
         keys: 1000,
-        plain_reads: false,
+        reads: Reads::Session,
         binaries: Vec::new(),
         repeat: 1,
         dir: std::env::temp_dir(),
@@ -156,10 +182,15 @@ pub fn parse(args: &[String]) -> Result<Options, String> {
             }
             "keys" => o.keys = number(&value)?,
             "reads" => {
-                o.plain_reads = match value.as_str() {
-                    "session" => false,
-                    "plain" => true,
-                    _ => return Err(format!("-reads is session or plain, got '{value}'")),
+                o.reads = match value.as_str() {
+                    "session" => Reads::Session,
+                    "plain" => Reads::Plain,
+                    "serializable" => Reads::Serializable,
+                    _ => {
+                        return Err(format!(
+                            "-reads is session, plain or serializable, got '{value}'"
+                        ))
+                    }
                 }
             }
             "a" => a = Some(PathBuf::from(value)),

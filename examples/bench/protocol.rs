@@ -17,6 +17,8 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use raftkv::service::reply::Code;
+
 /// Give up on a command (and count an error) after this long.
 const DEADLINE: Duration = Duration::from_secs(10);
 
@@ -64,8 +66,8 @@ struct Conn {
 }
 
 impl Conn {
-    fn new(target: Arc<Target>) -> Conn {
-        let server = target.leader;
+    /// A connection that sends to `server` first.
+    fn new(target: Arc<Target>, server: usize) -> Conn {
         Conn {
             target,
             server,
@@ -137,11 +139,15 @@ impl Conn {
     }
 }
 
-/// Replies that mean "no outcome yet": send the same request again.
+/// Replies that mean "no outcome yet" ([`Code::is_retryable`]): send the
+/// same request again. Read from the bytes, without building a `Reply`.
 fn is_retryable(reply: &[u8]) -> bool {
-    reply.starts_with(b"ERR NO_LEADER")
-        || reply.starts_with(b"ERR TIMEOUT")
-        || reply.starts_with(b"ERR BUSY")
+    let code = reply
+        .strip_prefix(b"ERR ")
+        .and_then(|rest| rest.split(|&b| b == b' ').next())
+        .and_then(|name| std::str::from_utf8(name).ok())
+        .and_then(Code::from_name);
+    code.is_some_and(Code::is_retryable)
 }
 
 /// A client session: `CLIENT <id> <seq> <command>` lines on one connection.
@@ -153,9 +159,9 @@ pub struct Session {
 }
 
 impl Session {
-    /// Connects and opens a session (`REGISTER`, or a random id).
-    pub fn open(target: &Arc<Target>) -> io::Result<Session> {
-        let mut conn = Conn::new(Arc::clone(target));
+    /// Connects to `server` and opens a session (`REGISTER`, or a random id).
+    pub fn open(target: &Arc<Target>, server: usize) -> io::Result<Session> {
+        let mut conn = Conn::new(Arc::clone(target), server);
         let id = match target.sessions {
             SessionKind::Register => {
                 let reply = conn.call(b"REGISTER\n")?;
@@ -216,7 +222,7 @@ pub fn detect_sessions(
         token,
         sessions: SessionKind::Register,
     });
-    let mut conn = Conn::new(target);
+    let mut conn = Conn::new(target, leader);
     let reply = conn.call(b"REGISTER\n")?;
     if reply.starts_with(b"SESSION ") {
         Ok(SessionKind::Register)

@@ -2,9 +2,11 @@
 //! frontend like any `nc` line, and its reply line becomes a JSON response.
 //!
 //! ```text
-//! GET    /kv/<key>          GET key          200 {"key","value"} | 404
-//! PUT    /kv/<key>  body    PUT key body     200 {"ok":true}
-//! DELETE /kv/<key>          DEL key          200 {"ok":true}
+//! GET    /kv/<key>          GET key meta     200 {"key","value"} | 404   (see `kv`)
+//! PUT    /kv/<key>  body    PUT key body     200 {"ok":true} | 412 | 413
+//! DELETE /kv/<key>          DEL key          200 {"ok":true} | 412
+//! GET    /kv?prefix=..      RANGE ...        200 a range page
+//! POST   /txn, /batch json  TXN {...}        200 what it did
 //! POST   /accounts  json    OPEN id balance  201 {"id","balance"} | 409 EXISTS
 //! GET    /accounts/<id>     BALANCE id       200 {"id","balance"} | 404
 //! POST   /transfers json    TRANSFER ...     200 {"ok":true,"txid"} | 404 | 409 | 422
@@ -12,12 +14,11 @@
 //! POST   /command   line    the line itself  {"reply": "..."} (the page's command box)
 //! ```
 //!
-//! `<key>` is everything after `/kv/`, percent-decoded (`/kv/a%20b` and
-//! `/kv/a/b` are the keys `a b` and `a/b`); keys and values are UTF-8 without
-//! line breaks. Errors are `{"error":"CODE","message":"..."}` with the text
-//! protocol's code and a status to match ([`status_for`]); `NO_LEADER` is 503
-//! with `Retry-After: 1` (nothing was applied: retry), `TIMEOUT` is 504 (the
-//! outcome is unknown). Money is a decimal string, never a JSON number.
+//! `<key>` is everything after `/kv/`, percent-decoded to bytes (`/kv/a%20b`
+//! and `/kv/a/b` are the keys `a b` and `a/b`); the KV routes are in
+//! [`super::kv`]. Each route builds its JSON from the typed [`Reply`]; errors
+//! are made in [`super::reply`] (`{"error":"CODE","message":"..."}` and a
+//! status to match). Money is a decimal string, never a JSON number.
 //!
 //! With a client token configured (`-client-token-file`), every request but
 //! `GET /` (the page), `GET /health` and CORS preflights must carry
@@ -32,7 +33,9 @@
 
 use super::cluster;
 use super::json::{self, Json};
+use super::kv;
 use super::page;
+use super::reply::{self, failure};
 use super::request::{Head, Method};
 use super::response::Response;
 use super::Context;
@@ -40,6 +43,7 @@ use crate::auth::limit::held_back_note;
 use crate::auth::token::TokenError;
 use crate::info;
 use crate::service::command::{self, format_cents, parse_cents, Command, Transfer};
+use crate::service::reply::Reply;
 
 /// Answers one request; also returns its route template, for metrics.
 pub fn handle(head: &Head, body: &[u8], ctx: &Context) -> (&'static str, Response) {
@@ -72,8 +76,23 @@ pub fn handle(head: &Head, body: &[u8], ctx: &Context) -> (&'static str, Respons
             only(m, &[Method::Post], || transfer(body, ctx)),
         ),
         "/command" => ("/command", only(m, &[Method::Post], || command(body, ctx))),
+        "/kv" => ("/kv", only(m, &[Method::Get], || kv::range(head, ctx))),
+        "/txn" => (
+            "/txn",
+            only(m, &[Method::Post], || kv::txn(body, false, ctx)),
+        ),
+        "/batch" => (
+            "/batch",
+            only(m, &[Method::Post], || kv::txn(body, true, ctx)),
+        ),
         _ => match (path.strip_prefix("/kv/"), path.strip_prefix("/accounts/")) {
-            (Some(key), _) => ("/kv/{key}", kv(m, key, body, ctx)),
+            (Some(key), _) => {
+                let allowed = [Method::Get, Method::Put, Method::Delete];
+                (
+                    "/kv/{key}",
+                    only(m, &allowed, || kv::key(head, key, body, ctx)),
+                )
+            }
             (_, Some(id)) => (
                 "/accounts/{id}",
                 only(m, &[Method::Get], || balance(id, ctx)),
@@ -166,31 +185,6 @@ fn only(method: Method, allowed: &[Method], f: impl FnOnce() -> Response) -> Res
     Response::error(405, "METHOD_NOT_ALLOWED", &message).with("Allow", allow)
 }
 
-fn kv(method: Method, raw_key: &str, body: &[u8], ctx: &Context) -> Response {
-    let allowed = [Method::Get, Method::Put, Method::Delete];
-    let key = match percent_decode(raw_key) {
-        Ok(key) => key,
-        Err(response) => return only(method, &allowed, || response),
-    };
-    only(method, &allowed, || match method {
-        Method::Put => match utf8(body, "the value") {
-            Ok(value) => ok_or_error(&execute(ctx, Command::Put(key, value.into()))),
-            Err(response) => response,
-        },
-        Method::Delete => ok_or_error(&execute(ctx, Command::Del(key))),
-        _ => {
-            let reply = execute(ctx, Command::Get(key.clone()));
-            match reply.strip_prefix("VALUE ") {
-                Some(value) => Response::json(
-                    200,
-                    &Json::object([("key", Json::from(key)), ("value", Json::from(value))]),
-                ),
-                None => error(&reply, &format!("no key {key:?}")),
-            }
-        }
-    })
-}
-
 fn open_account(body: &[u8], ctx: &Context) -> Response {
     let [id, balance] = match fields(body, ["id", "balance"]) {
         Ok(fields) => fields,
@@ -198,11 +192,11 @@ fn open_account(body: &[u8], ctx: &Context) -> Response {
     };
     let cents = match parse_cents(&balance) {
         Ok(cents) => cents,
-        Err(e) => return Response::error(400, e.code, &e.message),
+        Err(e) => return reply::error(&e),
     };
     let reply = execute(ctx, Command::Open(id.clone(), cents));
-    if reply != "OK" {
-        return error(&reply, "");
+    if reply != Reply::Ok {
+        return failure(&reply, "");
     }
     let account = Json::object([
         ("id", Json::from(id)),
@@ -216,13 +210,15 @@ fn balance(raw_id: &str, ctx: &Context) -> Response {
         Ok(id) => id,
         Err(response) => return response,
     };
-    let reply = execute(ctx, Command::Balance(id.clone()));
-    match reply.strip_prefix("BALANCE ") {
-        Some(balance) => Response::json(
+    match execute(ctx, Command::Balance(id.clone())) {
+        Reply::Balance(cents) => Response::json(
             200,
-            &Json::object([("id", Json::from(id)), ("balance", Json::from(balance))]),
+            &Json::object([
+                ("id", Json::from(id)),
+                ("balance", Json::from(format_cents(cents))),
+            ]),
         ),
-        None => error(&reply, &format!("no account {id:?}")),
+        other => failure(&other, &format!("no account {id:?}")),
     }
 }
 
@@ -233,7 +229,7 @@ fn transfer(body: &[u8], ctx: &Context) -> Response {
     };
     let cents = match parse_cents(&amount) {
         Ok(cents) => cents,
-        Err(e) => return Response::error(400, e.code, &e.message),
+        Err(e) => return reply::error(&e),
     };
     let transfer = Transfer {
         txid: txid.clone(),
@@ -242,8 +238,8 @@ fn transfer(body: &[u8], ctx: &Context) -> Response {
         cents,
     };
     let reply = execute(ctx, Command::Transfer(transfer));
-    if reply != "OK" {
-        return error(&reply, "");
+    if reply != Reply::Ok {
+        return failure(&reply, "");
     }
     Response::json(
         200,
@@ -252,20 +248,23 @@ fn transfer(body: &[u8], ctx: &Context) -> Response {
 }
 
 fn audit(ctx: &Context) -> Response {
-    let reply = execute(ctx, Command::Audit);
-    let parsed = reply.strip_prefix("AUDIT accounts=").and_then(|rest| {
-        let (accounts, total) = rest.split_once(" total=")?;
-        Some((accounts.parse::<u64>().ok()?, total))
-    });
-    match parsed {
-        Some((accounts, total)) => Response::json(
-            200,
-            &Json::object([
-                ("accounts", Json::from(accounts)),
-                ("total", Json::from(total)),
-            ]),
-        ),
-        None => error(&reply, ""),
+    match execute(ctx, Command::Audit) {
+        Reply::Audit {
+            accounts,
+            total_cents,
+        } => {
+            // As the text protocol shows it (whole cents beyond `i64`).
+            let total =
+                i64::try_from(total_cents).map_or_else(|_| total_cents.to_string(), format_cents);
+            Response::json(
+                200,
+                &Json::object([
+                    ("accounts", Json::from(accounts)),
+                    ("total", Json::from(total)),
+                ]),
+            )
+        }
+        other => failure(&other, ""),
     }
 }
 
@@ -285,11 +284,9 @@ fn command(body: &[u8], ctx: &Context) -> Response {
         return Response::error(400, "BAD_REQUEST", "peer lines are not commands");
     }
     let (reply, _) = ctx.frontend.answer(line, ctx.forward);
-    let status = match reply.strip_prefix("ERR ") {
-        Some(rest) => status_for(rest.split(' ').next().unwrap_or("")),
-        None => 200,
-    };
-    let response = Response::json(status, &Json::object([("reply", Json::from(reply))]));
+    let status = reply.code().map_or(200, reply::status);
+    let body = Json::object([("reply", Json::from(reply.to_string()))]);
+    let response = Response::json(status, &body);
     match status {
         503 => response.with("Retry-After", "1"),
         _ => response,
@@ -297,55 +294,14 @@ fn command(body: &[u8], ctx: &Context) -> Response {
 }
 
 /// Runs `command` as the text protocol would (forwarding included) and returns
-/// the reply line.
-fn execute(ctx: &Context, command: Command) -> String {
+/// the reply.
+pub(super) fn execute(ctx: &Context, command: Command) -> Reply {
     ctx.frontend
         .answer(&command::to_line(&command), ctx.forward)
         .0
 }
 
-/// `{"ok":true}` for an `OK` reply, else the reply as an error.
-fn ok_or_error(reply: &str) -> Response {
-    match reply {
-        "OK" => Response::json(200, &Json::object([("ok", Json::from(true))])),
-        _ => error(reply, ""),
-    }
-}
-
-/// The status for a text-protocol error code.
-pub fn status_for(code: &str) -> u16 {
-    match code {
-        "BAD_REQUEST" | "UNKNOWN_COMMAND" => 400,
-        "NOAUTH" => 401,
-        "AUTH" => 403,
-        "NOT_FOUND" | "NO_ACCOUNT" => 404,
-        "EXISTS" | "TXID_REUSED" => 409,
-        "TOO_LONG" => 413,
-        "INSUFFICIENT_FUNDS" => 422,
-        "NO_LEADER" | "BUSY" => 503,
-        "TIMEOUT" => 504,
-        "NOSPACE" => 507,
-        _ => 500,
-    }
-}
-
-/// A reply that is not the expected success, as an error response:
-/// `ERR CODE message` keeps its code and message; `NOT_FOUND` says
-/// `not_found`; anything else is a 500.
-fn error(reply: &str, not_found: &str) -> Response {
-    if reply == "NOT_FOUND" {
-        return Response::error(404, "NOT_FOUND", not_found);
-    }
-    match reply.strip_prefix("ERR ") {
-        Some(rest) => {
-            let (code, message) = rest.split_once(' ').unwrap_or((rest, ""));
-            Response::error(status_for(code), code, message)
-        }
-        None => Response::error(500, "INTERNAL", &format!("unexpected reply: {reply}")),
-    }
-}
-
-fn utf8<'a>(body: &'a [u8], what: &str) -> Result<&'a str, Response> {
+pub(super) fn utf8<'a>(body: &'a [u8], what: &str) -> Result<&'a str, Response> {
     std::str::from_utf8(body)
         .map_err(|_| Response::error(400, "BAD_REQUEST", &format!("{what} is not UTF-8")))
 }
@@ -376,9 +332,9 @@ fn fields<const N: usize>(body: &[u8], names: [&str; N]) -> Result<[String; N], 
     Ok(out)
 }
 
-/// Decodes `%XX` escapes (RFC 3986 §2.1); `+` stays `+`. The result must be
-/// UTF-8; a bad escape is a 400.
-pub fn percent_decode(raw: &str) -> Result<String, Response> {
+/// Decodes `%XX` escapes (RFC 3986 §2.1) into bytes; `+` stays `+`. A bad
+/// escape is a 400.
+pub fn percent_decode_bytes(raw: &str) -> Result<Vec<u8>, Response> {
     let bad = |m: &str| Response::error(400, "BAD_REQUEST", m);
     let bytes = raw.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -396,7 +352,18 @@ pub fn percent_decode(raw: &str) -> Result<String, Response> {
         }
         i += 3;
     }
-    String::from_utf8(out).map_err(|_| bad("the path decodes to bytes that are not UTF-8"))
+    Ok(out)
+}
+
+/// [`percent_decode_bytes`], for names that must be UTF-8 (accounts).
+pub fn percent_decode(raw: &str) -> Result<String, Response> {
+    String::from_utf8(percent_decode_bytes(raw)?).map_err(|_| {
+        Response::error(
+            400,
+            "BAD_REQUEST",
+            "the path decodes to bytes that are not UTF-8",
+        )
+    })
 }
 
 #[cfg(test)]
@@ -412,28 +379,6 @@ mod tests {
         for bad in ["%", "%4", "%G1", "%ff", "a%2"] {
             assert_eq!(percent_decode(bad).map_err(|r| r.status), Err(400), "{bad}");
         }
-    }
-
-    #[test]
-    fn error_codes_map_to_statuses() {
-        for (code, status) in [
-            ("NO_LEADER", 503),
-            ("TIMEOUT", 504),
-            ("EXISTS", 409),
-            ("TXID_REUSED", 409),
-            ("INSUFFICIENT_FUNDS", 422),
-            ("NO_ACCOUNT", 404),
-            ("BAD_REQUEST", 400),
-        ] {
-            assert_eq!(status_for(code), status, "{code}");
-        }
-        let r = error("ERR NO_LEADER no leader known; retry", "");
-        assert_eq!(r.status, 503);
-        assert_eq!(r.header("Retry-After"), Some("1"));
-        assert_eq!(
-            String::from_utf8(r.body).unwrap(),
-            "{\"error\":\"NO_LEADER\",\"message\":\"no leader known; retry\"}\n"
-        );
     }
 
     #[test]

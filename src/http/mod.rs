@@ -11,9 +11,11 @@
 //! Every API request becomes a text-protocol line and goes through the same
 //! [`Frontend`] as `nc` would, forwarding to the leader included: there is one
 //! execution path. The files: [`request`] parses, [`response`] writes,
-//! [`json`] encodes and parses bodies, [`api`] routes, [`cluster`] answers
+//! [`json`] (the crate's JSON) encodes and parses bodies, [`api`] routes,
+//! [`kv`] serves keys, ranges and transactions, [`cluster`] answers
 //! `/status`, `/cluster` and `/health`, [`metrics`] writes `/metrics`, [`page`]
-//! is the cluster page.
+//! is the cluster page, [`reply`] turns typed replies into statuses and error
+//! bodies.
 //!
 //! Deadlines, not just read timeouts, bound each phase (a client sending one
 //! byte a second never trips a per-read timeout): [`IDLE_TIMEOUT`] between
@@ -22,9 +24,10 @@
 
 pub mod api;
 pub mod cluster;
-pub mod json;
+pub mod kv;
 pub mod metrics;
 pub mod page;
+pub mod reply;
 pub mod request;
 pub mod response;
 
@@ -33,10 +36,15 @@ use std::net::{IpAddr, Shutdown, TcpStream};
 use std::sync::atomic::AtomicUsize;
 use std::time::{Duration, Instant, SystemTime};
 
+/// The JSON bodies' encoder and parser (shared with the text protocol's
+/// structured replies).
+pub use crate::json;
+
 use crate::auth::token::ClientAuth;
 use crate::metrics::CounterVec;
 use crate::raft::NodeId;
 use crate::service::frontend::Frontend;
+use crate::service::reply::Reply;
 use request::{ReadError, Rejection};
 use response::Response;
 
@@ -59,7 +67,7 @@ pub struct Context<'a> {
     /// Answers text-protocol lines: the one execution path.
     pub frontend: &'a Frontend,
     /// Relays a line to the leader (the text protocol's forwarding).
-    pub forward: &'a dyn Fn(&str) -> String,
+    pub forward: &'a dyn Fn(&str) -> Reply,
     /// Connections open right now (peers, text and HTTP clients).
     pub open_connections: &'a AtomicUsize,
     /// HTTP requests answered, by method, route template and status.

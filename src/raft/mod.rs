@@ -40,9 +40,9 @@ pub mod rng;
 pub mod snapshot;
 
 #[cfg(test)]
-mod rule_tests;
-#[cfg(test)]
 mod executor_tests;
+#[cfg(test)]
+mod rule_tests;
 #[cfg(test)]
 mod script;
 

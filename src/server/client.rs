@@ -8,6 +8,7 @@ use super::{peer, Shared, MAX_CLIENT_LINE};
 use crate::auth::limit::held_back_note;
 use crate::auth::token::{ClientAuth, TokenError};
 use crate::info;
+use crate::service::reply::{Code, Reply};
 
 /// Longest line accepted before `AUTH` succeeds (a token is at most 256
 /// bytes): unauthenticated clients cannot make the server buffer much.
@@ -45,12 +46,10 @@ impl ClientConn {
     }
 
     /// Answers one line: the reply (none for a blank line) and whether to close.
-    pub(super) fn answer(&mut self, line: &[u8], shared: &Shared) -> (Option<String>, bool) {
+    pub(super) fn answer(&mut self, line: &[u8], shared: &Shared) -> (Option<Reply>, bool) {
         let Ok(text) = std::str::from_utf8(line) else {
-            return (
-                Some("ERR BAD_REQUEST line is not valid UTF-8".into()),
-                false,
-            );
+            let e = Reply::error(Code::BadRequest, "line is not valid UTF-8");
+            return (Some(e), false);
         };
         let text = text.trim_start();
         let (word, rest) = text.split_once(char::is_whitespace).unwrap_or((text, ""));
@@ -60,9 +59,12 @@ impl ClientConn {
         let upper = word.to_ascii_uppercase();
         if matches!(upper.as_str(), "RAFT" | "FWD" | "PEER") {
             self.refuse_peer_traffic(&upper, shared);
-            let reply = format!(
-                "ERR AUTH {upper} is peer traffic: peers open their connection with the \
-                 cluster-key handshake"
+            let reply = Reply::error(
+                Code::Auth,
+                format!(
+                    "{upper} is peer traffic: peers open their connection with the cluster-key \
+                     handshake"
+                ),
             );
             return (Some(reply), true);
         }
@@ -70,26 +72,32 @@ impl ClientConn {
             return (Some(self.check_token(rest.trim(), shared)), false);
         }
         if !self.authorized(shared) && !ClientAuth::is_exempt(word) {
-            let reply = "ERR NOAUTH authentication required: send AUTH <token> first";
-            return (Some(reply.into()), false);
+            let reply = Reply::error(
+                Code::NoAuth,
+                "authentication required: send AUTH <token> first",
+            );
+            return (Some(reply), false);
         }
         let (reply, close) = shared.frontend.answer(text, &|l| peer::forward(l, shared));
         (Some(reply), close)
     }
 
-    fn check_token(&mut self, token: &str, shared: &Shared) -> String {
+    fn check_token(&mut self, token: &str, shared: &Shared) -> Reply {
         if token.is_empty() || token.contains(char::is_whitespace) {
-            return "ERR BAD_REQUEST usage: AUTH <token>".into();
+            return Reply::error(Code::BadRequest, "usage: AUTH <token>");
         }
         let reply = match shared.clients.check(self.remote.ip(), token) {
             Ok(()) => {
                 self.authorized = Some(true);
-                return "OK".into();
+                return Reply::Ok;
             }
-            Err(TokenError::Wrong) => "ERR AUTH wrong token".to_string(),
-            Err(TokenError::Throttled) => format!(
-                "ERR AUTH too many wrong tokens from {}; retry later",
-                self.remote.ip()
+            Err(TokenError::Wrong) => Reply::error(Code::Auth, "wrong token"),
+            Err(TokenError::Throttled) => Reply::error(
+                Code::Auth,
+                format!(
+                    "too many wrong tokens from {}; retry later",
+                    self.remote.ip()
+                ),
             ),
         };
         if let Some(held_back) = shared.clients.admit_log_line() {

@@ -4,7 +4,8 @@
 //! Every request line's tag is checked before anything in it is decoded. A
 //! refused line gets `ERR AUTH <why>`, a rate-limited log line naming the
 //! remote address, and a closed connection; nothing reaches Raft or the state
-//! machine.
+//! machine. A forwarded line's answer travels back as the [`Reply`]'s binary
+//! encoding, so the follower relays exactly the reply the leader made.
 
 use std::io::{BufReader, BufWriter, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -16,6 +17,7 @@ use crate::auth::limit::held_back_note;
 use crate::auth::peer::{Acceptor, Kind, Refusal};
 use crate::codec::{Decode, Encode};
 use crate::raft::messages::{NodeId, Request};
+use crate::service::reply::{Code, Reply};
 use crate::transport::line::{read_line_before, LineError};
 use crate::transport::link::{LinkError, PeerLink};
 use crate::transport::tcp::{MAX_PEER_LINE, PEER_IDLE_TIMEOUT};
@@ -50,7 +52,8 @@ pub(super) fn serve(
         let line = match read_line_before(&mut reader, |_| MAX_PEER_LINE, deadline) {
             Ok(line) => line,
             Err(LineError::TooLong) => {
-                let _ = send(&mut writer, "ERR TOO_LONG peer line too long");
+                let too_long = Reply::error(Code::TooLong, "peer line too long");
+                let _ = send(&mut writer, &too_long.to_string());
                 return;
             }
             Err(_) => return,
@@ -71,9 +74,9 @@ pub(super) fn serve(
             Kind::Forward => {
                 let reply = match std::str::from_utf8(&payload) {
                     Ok(line) => shared.frontend.answer_forwarded(line),
-                    Err(_) => "ERR BAD_REQUEST line is not valid UTF-8".into(),
+                    Err(_) => Reply::error(Code::BadRequest, "line is not valid UTF-8"),
                 };
-                Ok(acceptor.seal_reply(auth, reply.as_bytes()))
+                Ok(acceptor.seal_reply(auth, &reply.encode()))
             }
         };
         if send(&mut writer, &reply.unwrap_or_else(|e| e)).is_err() {
@@ -85,13 +88,14 @@ pub(super) fn serve(
 /// Hands an authenticated Raft request to the node; the encoded response, or
 /// an error line.
 fn handle_raft(from: NodeId, payload: &[u8], shared: &Shared) -> Result<Vec<u8>, String> {
+    let refuse = |code, message: &str| Reply::error(code, message).to_string();
     if !shared.config.partition.allows(from, shared.config.id) {
-        return Err("ERR NO_LEADER partitioned".into());
+        return Err(refuse(Code::NoLeader, "partitioned"));
     }
-    let request = Request::decode(payload).map_err(|e| format!("ERR BAD_REQUEST {e}"))?;
+    let request = Request::decode(payload).map_err(|e| refuse(Code::BadRequest, &e.to_string()))?;
     match shared.frontend.replica().node().handle_rpc(from, request) {
         Some(response) => Ok(response.encode()),
-        None => Err("ERR NO_LEADER node stopped".into()),
+        None => Err(refuse(Code::NoLeader, "node stopped")),
     }
 }
 
@@ -113,7 +117,10 @@ fn refuse(
             held_back_note(held_back)
         );
     }
-    let _ = send(writer, &format!("ERR AUTH {refusal}"));
+    let _ = send(
+        writer,
+        &Reply::error(Code::Auth, refusal.to_string()).to_string(),
+    );
 }
 
 fn send(writer: &mut BufWriter<TcpStream>, line: &str) -> std::io::Result<()> {
@@ -124,22 +131,23 @@ fn send(writer: &mut BufWriter<TcpStream>, line: &str) -> std::io::Result<()> {
 
 /// Relays a client line to the leader this server knows of, on a link, and
 /// returns the leader's reply.
-pub(super) fn forward(line: &str, shared: &Shared) -> String {
+pub(super) fn forward(line: &str, shared: &Shared) -> Reply {
     let me = shared.config.id;
+    let no_leader = |why: &str| Reply::error(Code::NoLeader, format!("{why}; retry"));
     let leader = match shared.frontend.replica().node().status().leader_id {
         Some(l) if l != me => l,
-        _ => return "ERR NO_LEADER no leader known; retry".into(),
+        _ => return no_leader("no leader known"),
     };
     if !shared.config.partition.allows(me, leader) {
-        return "ERR NO_LEADER leader unreachable; retry".into();
+        return no_leader("leader unreachable");
     }
     // The configuration is the source of truth for addresses (thesis §4).
     let configuration = shared.frontend.replica().node().status().configuration;
     let Some(addr) = configuration.address(leader).map(str::to_string) else {
-        return "ERR NO_LEADER no address known for the leader; retry".into();
+        return no_leader("no address known for the leader");
     };
     let addr = &addr;
-    let unreachable = || format!("ERR NO_LEADER leader {leader} unreachable; retry");
+    let unreachable = || no_leader(&format!("leader {leader} unreachable"));
     // A pooled link may have been closed by the leader (idle, or restarted);
     // then the request never arrived and one retry on a new link is safe.
     let mut pooled = lock(&shared.forward_pool)
@@ -173,20 +181,20 @@ pub(super) fn forward(line: &str, shared: &Shared) -> String {
                     .or_default()
                     .push(link);
                 debug!(me, 0, "forwarded a request to leader {leader}");
-                return String::from_utf8(reply)
-                    .unwrap_or_else(|_| "ERR TIMEOUT outcome unknown".into());
+                // An undecodable answer came from the leader: the outcome is unknown.
+                return Reply::decode(&reply).unwrap_or_else(|_| Reply::outcome_unknown());
             }
             Err(e) if from_pool && e.is_closed() => continue,
             // The leader refused our tag: the request was not executed.
             Err(e) if e.is_auth_refusal() => {
                 report_refusal(leader, &e, shared);
-                return format!(
-                    "ERR NO_LEADER leader {leader} refused this node's peer authentication; retry"
-                );
+                return no_leader(&format!(
+                    "leader {leader} refused this node's peer authentication"
+                ));
             }
             Err(e) => {
                 report_refusal(leader, &e, shared);
-                return "ERR TIMEOUT outcome unknown".into();
+                return Reply::outcome_unknown();
             }
         }
     }

@@ -15,6 +15,9 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use super::command::Command;
+use super::kv::Change;
+use super::replica::ExecError;
+use super::reply::{Code, Reply};
 use super::state_machine::{Op, StateMachine};
 use crate::codec::{Decode, DecodeError};
 use crate::raft::messages::{Index, Term};
@@ -27,12 +30,25 @@ pub const RECENT_OUTCOMES: usize = 4096;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     /// It was applied; this is its reply.
-    Reply(String),
+    Reply(Reply),
     /// Another entry took its index: it was never applied (safe to retry).
     Replaced,
     /// A snapshot covered its index before its outcome was seen: it may or may
     /// not have been applied.
     Unknown,
+}
+
+impl Outcome {
+    /// The reply, or why there is none: a replaced proposal was never
+    /// applied ([`ExecError::NotLeader`]), an unknown one may have been
+    /// ([`ExecError::Timeout`]).
+    pub fn into_result(self) -> Result<Reply, ExecError> {
+        match self {
+            Outcome::Reply(reply) => Ok(reply),
+            Outcome::Replaced => Err(ExecError::NotLeader),
+            Outcome::Unknown => Err(ExecError::Timeout),
+        }
+    }
 }
 
 /// The state machine plus the proposals waiting on it. `W` is whatever the
@@ -45,9 +61,13 @@ pub struct Applier<W> {
     waiters: BTreeMap<Index, (Term, W)>,
     /// Outcomes of the last [`RECENT_OUTCOMES`] applied entries (`None` for
     /// an entry Raft wrote for itself).
-    recent: VecDeque<(Index, Term, Option<String>)>,
+    recent: VecDeque<(Index, Term, Option<Reply>)>,
     /// Reads waiting for Raft to confirm them, by read id.
     reads: BTreeMap<u64, (Command, W)>,
+    /// The keys the entry applied last changed, with their revision (what a
+    /// watch will report); the buffer is reused, so recording costs no
+    /// allocation per write.
+    changes: Vec<Change>,
 }
 
 impl<W> Default for Applier<W> {
@@ -58,6 +78,7 @@ impl<W> Default for Applier<W> {
             waiters: BTreeMap::new(),
             recent: VecDeque::with_capacity(RECENT_OUTCOMES),
             reads: BTreeMap::new(),
+            changes: Vec::new(),
         }
     }
 }
@@ -71,6 +92,11 @@ impl<W> Applier<W> {
     /// The state machine as of [`Applier::last_applied`].
     pub fn state_machine(&self) -> &StateMachine {
         &self.sm
+    }
+
+    /// The keys the last entry applied changed, with their revision.
+    pub fn changes(&self) -> &[Change] {
+        &self.changes
     }
 
     /// How many proposals are waiting for their outcome.
@@ -100,11 +126,12 @@ impl<W> Applier<W> {
         index: Index,
         term: Term,
         command: &[u8],
-    ) -> (String, Option<(W, Outcome)>) {
+    ) -> (Reply, Option<(W, Outcome)>) {
         debug_assert_eq!(index, self.last_applied + 1, "applies are consecutive");
+        self.changes.clear();
         let reply = match Op::decode(command) {
-            Ok(op) => self.sm.apply(&op),
-            Err(e) => format!("ERR BAD_REQUEST undecodable entry: {e}"),
+            Ok(op) => self.sm.apply_recording(op, &mut self.changes),
+            Err(e) => Reply::error(Code::BadRequest, format!("undecodable entry: {e}")),
         };
         self.remember(index, term, Some(reply.clone()));
         let woken = self.waiters.remove(&index).map(|(waiter_term, waiter)| {
@@ -120,7 +147,7 @@ impl<W> Applier<W> {
     }
 
     /// Records the outcome of the entry just applied at `index`.
-    fn remember(&mut self, index: Index, term: Term, reply: Option<String>) {
+    fn remember(&mut self, index: Index, term: Term, reply: Option<Reply>) {
         self.last_applied = index;
         if self.recent.len() == RECENT_OUTCOMES {
             self.recent.pop_front();
@@ -132,6 +159,7 @@ impl<W> Applier<W> {
     /// machine does nothing, but a proposal waiting on its index was replaced.
     pub fn skip(&mut self, index: Index, term: Term) -> Option<(W, Outcome)> {
         debug_assert_eq!(index, self.last_applied + 1, "applies are consecutive");
+        self.changes.clear();
         self.remember(index, term, None);
         self.waiters
             .remove(&index)
@@ -157,7 +185,7 @@ impl<W> Applier<W> {
         let reply = self
             .sm
             .read(&command)
-            .unwrap_or_else(|| "ERR BAD_REQUEST not a read".into());
+            .unwrap_or_else(|| Reply::error(Code::BadRequest, "not a read"));
         Some((waiter, Outcome::Reply(reply)))
     }
 
@@ -207,7 +235,7 @@ mod tests {
         assert_eq!(a.wait_for(2, 2, "lost"), None);
         assert_eq!(
             a.apply(1, 2, &put("k", "v")),
-            ("OK".into(), Some(("mine", Outcome::Reply("OK".into()))))
+            (Reply::Ok, Some(("mine", Outcome::Reply(Reply::Ok))))
         );
         assert_eq!(
             a.apply(2, 3, &put("k", "w")).1,
@@ -220,7 +248,7 @@ mod tests {
     fn a_late_waiter_finds_the_outcome_in_the_recent_ring() {
         let mut a: Applier<()> = Applier::default();
         a.apply(1, 1, &put("k", "v"));
-        assert_eq!(a.wait_for(1, 1, ()), Some(Outcome::Reply("OK".into())));
+        assert_eq!(a.wait_for(1, 1, ()), Some(Outcome::Reply(Reply::Ok)));
         assert_eq!(a.wait_for(1, 2, ()), Some(Outcome::Replaced));
     }
 

@@ -1,21 +1,26 @@
 //! The client protocol's text commands: parsing one request line into a [`Command`].
 //!
 //! One request line is a command word (case-insensitive) and its arguments.
-//! Keys, accounts and txids are 1..=1024 bytes without whitespace; a value is
-//! the rest of the line after the key (it may contain spaces); amounts are
-//! decimals with at most two fraction digits, kept as integer cents.
+//! Accounts and txids are 1..=1024 bytes without whitespace; in a plain line
+//! a key is a word too, and a value is the rest of the line after the key (it
+//! may contain spaces); amounts are decimals with at most two fraction
+//! digits, kept as integer cents. The KV store's keys and values are any
+//! bytes: its binary-safe forms (`PUT64`, `GET64`, ...), `RANGE` and `TXN`
+//! are in [`super::kv_command`].
 //!
-//! `CMD <base64>` carries any command in its binary encoding, for names with
-//! whitespace that a plain line cannot hold (the HTTP API sends it for such
-//! keys; [`to_line`] picks the form). Names and values never contain CR or LF:
-//! replies are lines too.
+//! `CMD <base64>` carries any command in its binary encoding ([`to_line`]
+//! uses it for accounts with whitespace, which a plain line cannot hold).
 
-use std::fmt;
+pub use super::reply::Error;
 
+use super::kv_command::{kv_line, parse_kv};
+use super::range::{self, RangeRequest};
+use super::reply::Code;
+use super::txn::{self, check_key, check_range, check_value, Txn};
 use crate::codec::{Decode, DecodeError, Decoder, Encode, Encoder};
 use crate::transport::line::{base64_decode, base64_encode};
 
-/// Longest key, account name or txid, in bytes.
+/// Longest account name or txid, in bytes (keys: [`super::kv::MAX_KEY`]).
 pub const MAX_NAME: usize = 1024;
 /// Largest amount accepted, in cents (10^15 cents: far from `i64` overflow even
 /// summed over many accounts).
@@ -25,13 +30,17 @@ pub const MAX_CENTS: i64 = 1_000_000_000_000_000;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     /// `PUT k v`: set `k` to `v`.
-    Put(String, String),
+    Put(Vec<u8>, Vec<u8>),
     /// `APPEND k v`: append `v` to `k`'s value (creating it if absent).
-    Append(String, String),
+    Append(Vec<u8>, Vec<u8>),
     /// `DEL k`: remove `k`.
-    Del(String),
-    /// `GET k`: read `k`.
-    Get(String),
+    Del(Vec<u8>),
+    /// `GET k`: read `k`'s value.
+    Get(Vec<u8>),
+    /// `RANGE ...` (and `GET k meta`): read keys with their revisions.
+    Range(RangeRequest),
+    /// `TXN {...}`: compares, then ops, atomically.
+    Txn(Txn),
     /// `OPEN acct amount`: create an account with an opening balance.
     Open(String, i64),
     /// `TRANSFER txid from to amount`: move money, exactly once per txid.
@@ -90,37 +99,22 @@ pub enum Request {
     Command(Command),
 }
 
-/// A request the server refuses, with the protocol's error code.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ParseError {
-    /// `BAD_REQUEST` or `UNKNOWN_COMMAND`.
-    pub code: &'static str,
-    /// What was wrong, for a person.
-    pub message: String,
-}
-
-impl fmt::Display for ParseError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ERR {} {}", self.code, self.message)
-    }
-}
-
-fn bad(message: impl Into<String>) -> ParseError {
-    ParseError {
-        code: "BAD_REQUEST",
-        message: message.into(),
-    }
+/// A `BAD_REQUEST` refusal.
+fn bad(message: impl Into<String>) -> Error {
+    Error::new(Code::BadRequest, message)
 }
 
 /// The one-line reply to `HELP`.
-pub const HELP: &str = "commands: PUT k v | APPEND k v | DEL k | GET k | OPEN acct amount | \
+pub const HELP: &str = "commands: PUT k v | APPEND k v | DEL k | GET k [meta] [serializable] | \
+PUT64 k v | GET64 k | DEL64 k | RANGE [start=k] [end=k] [prefix=k] [limit=n] [keys] [count] \
+[serializable] | TXN {json} | OPEN acct amount | \
 TRANSFER txid from to amount | BALANCE acct | AUDIT | REGISTER | CLIENT id seq command | \
 AUTH token | STATUS | LEADER id | MEMBERS | ADD id host:port | REMOVE id | PING | HELP | QUIT | \
 CMD base64";
 
 /// Parses one request line (without its line ending). Blank lines are the
-/// caller's to skip.
-pub fn parse(line: &str) -> Result<Request, ParseError> {
+/// caller's to skip. A refusal is `BAD_REQUEST` or `UNKNOWN_COMMAND`.
+pub fn parse(line: &str) -> Result<Request, Error> {
     let line = line.trim_start();
     let (word, rest) = split_word(line);
     let upper = word.to_ascii_uppercase();
@@ -156,27 +150,6 @@ pub fn parse(line: &str) -> Result<Request, ParseError> {
             exact(1, "REMOVE id")?;
             let id = server_id(args[0], "REMOVE id")?;
             return Ok(Request::Local(Local::Remove(id)));
-        }
-        "PUT" | "APPEND" => {
-            let (key, value) = split_word(rest.trim_start());
-            let value = value.strip_prefix([' ', '\t']).unwrap_or(value);
-            if key.is_empty() {
-                return Err(bad(format!("usage: {upper} k v")));
-            }
-            let key = name(key, "key")?;
-            if upper == "PUT" {
-                Command::Put(key, value.to_string())
-            } else {
-                Command::Append(key, value.to_string())
-            }
-        }
-        "DEL" => {
-            exact(1, "DEL k")?;
-            Command::Del(name(args[0], "key")?)
-        }
-        "GET" => {
-            exact(1, "GET k")?;
-            Command::Get(name(args[0], "key")?)
         }
         "OPEN" => {
             exact(2, "OPEN acct amount")?;
@@ -218,19 +191,22 @@ pub fn parse(line: &str) -> Result<Request, ParseError> {
             exact(0, "REGISTER")?;
             Command::Register
         }
-        _ => {
-            let shown: String = word.chars().take(32).collect();
-            return Err(ParseError {
-                code: "UNKNOWN_COMMAND",
-                message: format!("unknown command '{shown}' (try HELP)"),
-            });
-        }
+        kv => match parse_kv(kv, rest) {
+            Some(command) => command?,
+            None => {
+                let shown: String = word.chars().take(32).collect();
+                return Err(Error::new(
+                    Code::UnknownCommand,
+                    format!("unknown command '{shown}' (try HELP)"),
+                ));
+            }
+        },
     };
     Ok(Request::Command(command))
 }
 
 /// A server id: 1 or more.
-fn server_id(s: &str, usage: &str) -> Result<u64, ParseError> {
+fn server_id(s: &str, usage: &str) -> Result<u64, Error> {
     s.parse::<u64>()
         .ok()
         .filter(|&id| id != 0)
@@ -238,7 +214,7 @@ fn server_id(s: &str, usage: &str) -> Result<u64, ParseError> {
 }
 
 /// A peer address `host:port`, short enough for a configuration entry.
-fn address(s: &str) -> Result<String, ParseError> {
+fn address(s: &str) -> Result<String, Error> {
     let port = s
         .rsplit_once(':')
         .map(|(host, port)| (host, port.parse::<u16>()));
@@ -257,7 +233,7 @@ fn split_word(s: &str) -> (&str, &str) {
     }
 }
 
-fn name(s: &str, what: &str) -> Result<String, ParseError> {
+fn name(s: &str, what: &str) -> Result<String, Error> {
     if s.is_empty() || s.len() > MAX_NAME {
         return Err(bad(format!("{what} must be 1..={MAX_NAME} bytes")));
     }
@@ -268,17 +244,15 @@ fn name(s: &str, what: &str) -> Result<String, ParseError> {
 }
 
 /// Checks a decoded command against the rules a parsed line obeys.
-fn check(command: &Command) -> Result<(), ParseError> {
+fn check(command: &Command) -> Result<(), Error> {
     match command {
         Command::Put(k, v) | Command::Append(k, v) => {
-            name(k, "key")?;
-            if v.contains(['\r', '\n']) {
-                return Err(bad("value must not contain a line break"));
-            }
+            check_key(k)?;
+            check_value(v)?;
         }
-        Command::Del(k) | Command::Get(k) => {
-            name(k, "key")?;
-        }
+        Command::Del(k) | Command::Get(k) => check_key(k)?,
+        Command::Range(r) => check_range(r)?,
+        Command::Txn(t) => t.check()?,
         Command::Open(a, _) | Command::Balance(a) => {
             name(a, "account")?;
         }
@@ -301,26 +275,33 @@ fn check(command: &Command) -> Result<(), ParseError> {
 }
 
 /// The request line that [`parse`] reads back as `command`: the plain form
-/// when every name is a nonempty word and the value has no line break, else
-/// `CMD <base64>`. (`SetQuota` has no line `parse` accepts: clients never
-/// send it.)
+/// when every name is a nonempty word and the value has no line break, the
+/// KV store's base64 forms for other keys and values, else `CMD <base64>`.
+/// (`SetQuota` has no line `parse` accepts: clients never send it.)
 pub fn to_line(command: &Command) -> String {
+    if let Some(line) = kv_line(command) {
+        return line;
+    }
     let word = |s: &str| !s.is_empty() && !s.contains(char::is_whitespace);
     let plain = match command {
-        Command::Put(k, v) | Command::Append(k, v) => word(k) && !v.contains(['\r', '\n']),
-        Command::Del(k) | Command::Get(k) | Command::Open(k, _) | Command::Balance(k) => word(k),
+        Command::Append(k, v) => {
+            std::str::from_utf8(k).is_ok_and(word)
+                && std::str::from_utf8(v).is_ok_and(|v| !v.contains(['\r', '\n']))
+        }
+        Command::Open(k, _) | Command::Balance(k) => word(k),
         Command::Transfer(t) => word(&t.txid) && word(&t.from) && word(&t.to),
         Command::Audit | Command::Register => true,
-        Command::SetQuota(_) => false,
+        _ => false,
     };
     if !plain {
         return format!("CMD {}", base64_encode(&command.encode()));
     }
     match command {
-        Command::Put(k, v) => format!("PUT {k} {v}"),
-        Command::Append(k, v) => format!("APPEND {k} {v}"),
-        Command::Del(k) => format!("DEL {k}"),
-        Command::Get(k) => format!("GET {k}"),
+        Command::Append(k, v) => format!(
+            "APPEND {} {}",
+            String::from_utf8_lossy(k),
+            String::from_utf8_lossy(v)
+        ),
         Command::Open(a, cents) => format!("OPEN {a} {}", format_cents(*cents)),
         Command::Transfer(t) => format!(
             "TRANSFER {} {} {} {}",
@@ -332,15 +313,25 @@ pub fn to_line(command: &Command) -> String {
         Command::Balance(a) => format!("BALANCE {a}"),
         Command::Audit => "AUDIT".into(),
         Command::Register => "REGISTER".into(),
-        Command::SetQuota(_) => format!("CMD {}", base64_encode(&command.encode())),
+        _ => format!("CMD {}", base64_encode(&command.encode())),
     }
 }
 
 impl Command {
-    /// Whether the command only reads (`GET`, `BALANCE`, `AUDIT`): such
-    /// commands are served by ReadIndex, not through the log (thesis §6.4).
+    /// Whether the command only reads (`GET`, `RANGE`, `BALANCE`, `AUDIT`):
+    /// such commands are served by ReadIndex, not through the log (thesis
+    /// §6.4). A transaction is a write, even one that only reads.
     pub fn is_read(&self) -> bool {
-        matches!(self, Command::Get(_) | Command::Balance(_) | Command::Audit)
+        matches!(
+            self,
+            Command::Get(_) | Command::Range(_) | Command::Balance(_) | Command::Audit
+        )
+    }
+
+    /// Whether the command is a read any server may answer from its own
+    /// applied state (a serializable range: possibly stale).
+    pub fn is_serializable(&self) -> bool {
+        matches!(self, Command::Range(r) if r.serializable)
     }
 }
 
@@ -351,6 +342,8 @@ pub fn word(command: &Command) -> &'static str {
         Command::Append(..) => "append",
         Command::Del(_) => "del",
         Command::Get(_) => "get",
+        Command::Range(_) => "range",
+        Command::Txn(_) => "txn",
         Command::Open(..) => "open",
         Command::Transfer(_) => "transfer",
         Command::Balance(_) => "balance",
@@ -361,7 +354,7 @@ pub fn word(command: &Command) -> &'static str {
 }
 
 /// Parses `900`, `900.5` or `900.50` into cents; no sign, at most 2 decimals.
-pub fn parse_cents(s: &str) -> Result<i64, ParseError> {
+pub fn parse_cents(s: &str) -> Result<i64, Error> {
     let invalid = || {
         bad(format!(
             "invalid amount '{s}': use digits with up to 2 decimals"
@@ -403,6 +396,8 @@ const TAG_BALANCE: u8 = 7;
 const TAG_AUDIT: u8 = 8;
 const TAG_REGISTER: u8 = 9;
 const TAG_SET_QUOTA: u8 = 10;
+const TAG_RANGE: u8 = 11;
+const TAG_TXN: u8 = 12;
 
 fn get_string(d: &mut Decoder<'_>) -> Result<String, DecodeError> {
     String::from_utf8(d.get_vec()?).map_err(|_| DecodeError::Corrupt("invalid UTF-8".into()))
@@ -425,16 +420,28 @@ impl Encode for Command {
                 } else {
                     TAG_APPEND
                 });
-                e.put_bytes(k.as_bytes());
-                e.put_bytes(v.as_bytes());
+                e.put_bytes(k);
+                e.put_bytes(v);
             }
-            Command::Del(k) | Command::Get(k) | Command::Balance(k) => {
-                e.put_u8(match self {
-                    Command::Del(_) => TAG_DEL,
-                    Command::Get(_) => TAG_GET,
-                    _ => TAG_BALANCE,
+            Command::Del(k) | Command::Get(k) => {
+                e.put_u8(if matches!(self, Command::Del(_)) {
+                    TAG_DEL
+                } else {
+                    TAG_GET
                 });
-                e.put_bytes(k.as_bytes());
+                e.put_bytes(k);
+            }
+            Command::Range(r) => {
+                e.put_u8(TAG_RANGE);
+                range::put_request(e, r);
+            }
+            Command::Txn(t) => {
+                e.put_u8(TAG_TXN);
+                txn::put_txn(e, t);
+            }
+            Command::Balance(a) => {
+                e.put_u8(TAG_BALANCE);
+                e.put_bytes(a.as_bytes());
             }
             Command::Open(a, cents) => {
                 e.put_u8(TAG_OPEN);
@@ -461,10 +468,12 @@ impl Encode for Command {
 impl Decode for Command {
     fn decode_from(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
         Ok(match d.get_u8()? {
-            TAG_PUT => Command::Put(get_string(d)?, get_string(d)?),
-            TAG_APPEND => Command::Append(get_string(d)?, get_string(d)?),
-            TAG_DEL => Command::Del(get_string(d)?),
-            TAG_GET => Command::Get(get_string(d)?),
+            TAG_PUT => Command::Put(d.get_vec()?, d.get_vec()?),
+            TAG_APPEND => Command::Append(d.get_vec()?, d.get_vec()?),
+            TAG_DEL => Command::Del(d.get_vec()?),
+            TAG_GET => Command::Get(d.get_vec()?),
+            TAG_RANGE => Command::Range(range::get_request(d)?),
+            TAG_TXN => Command::Txn(txn::get_txn(d)?),
             TAG_OPEN => Command::Open(get_string(d)?, get_cents(d)?),
             TAG_TRANSFER => Command::Transfer(Transfer {
                 txid: get_string(d)?,
@@ -562,16 +571,20 @@ mod tests {
     #[test]
     fn bad_requests_name_their_problem() {
         let code = |line: &str| parse(line).err().map(|e| e.code);
-        assert_eq!(code("FROB x"), Some("UNKNOWN_COMMAND"));
-        assert_eq!(code("GET"), Some("BAD_REQUEST"));
-        assert_eq!(code("GET a b"), Some("BAD_REQUEST"));
-        assert_eq!(code("PUT"), Some("BAD_REQUEST"));
-        assert_eq!(code("TRANSFER t a a 5"), Some("BAD_REQUEST"));
-        assert_eq!(code("TRANSFER t a b 0"), Some("BAD_REQUEST"));
-        assert_eq!(code("OPEN a 1.001"), Some("BAD_REQUEST"));
+        assert_eq!(code("FROB x"), Some(Code::UnknownCommand));
+        assert_eq!(code("GET"), Some(Code::BadRequest));
+        assert_eq!(code("GET a b"), Some(Code::BadRequest));
+        assert_eq!(code("PUT"), Some(Code::BadRequest));
+        assert_eq!(code("TRANSFER t a a 5"), Some(Code::BadRequest));
+        assert_eq!(code("TRANSFER t a b 0"), Some(Code::BadRequest));
+        assert_eq!(code("OPEN a 1.001"), Some(Code::BadRequest));
         assert_eq!(
             code(&format!("GET {}", "k".repeat(1025))),
-            Some("BAD_REQUEST")
+            Some(Code::TooLarge)
+        );
+        assert_eq!(
+            code(&format!("OPEN {} 1", "a".repeat(1025))),
+            Some(Code::BadRequest)
         );
     }
 
@@ -589,7 +602,11 @@ mod tests {
             Command::Put("k".into(), "  spaced value\t".into()),
             Command::Put("a b/ü%?#+".into(), "v".into()),
             Command::Put("k".into(), "".into()),
+            Command::Put("k".into(), "\u{a0}x".into()),
+            Command::Put(vec![0xff], b"\r\n".to_vec()),
             Command::Append("tab\tkey".into(), "x".into()),
+            Command::Append("k".into(), vec![0, 0xff]),
+            Command::Append("k".into(), "x y".into()),
             Command::Del("\u{a0}nbsp".into()),
             Command::Get("k".into()),
             Command::Get("two words".into()),
@@ -605,16 +622,29 @@ mod tests {
             assert_eq!(parse(&line), Ok(Request::Command(c.clone())), "{line}");
         }
         assert_eq!(to_line(&Command::Get("k".into())), "GET k");
-        assert!(to_line(&Command::Get("a b".into())).starts_with("CMD "));
+        assert!(to_line(&Command::Get("a b".into())).starts_with("GET64 "));
+        assert!(to_line(&Command::Open("a b".into(), 1)).starts_with("CMD "));
     }
 
     #[test]
     fn encoded_commands_obey_the_rules_of_plain_lines() {
         let code = |c: Command| parse(&format!("CMD {}", base64_encode(&c.encode()))).err();
-        assert!(code(Command::Get(String::new())).is_some());
-        assert!(code(Command::Get("a\nb".into())).is_some());
-        assert!(code(Command::Put("k".into(), "line\r\nbreak".into())).is_some());
-        assert!(code(Command::Get("k".repeat(MAX_NAME + 1))).is_some());
+        assert!(code(Command::Get(Vec::new())).is_some());
+        assert!(
+            code(Command::Get("a\nb".into())).is_none(),
+            "keys are any bytes"
+        );
+        assert!(code(Command::Put("k".into(), "line\r\nbreak".into())).is_none());
+        assert!(code(Command::Get("k".repeat(MAX_NAME + 1).into())).is_some());
+        assert!(code(Command::Open("a\nb".into(), 1)).is_some());
+        let twice = Txn {
+            then: vec![
+                txn::TxnOp::Delete("k".into()),
+                txn::TxnOp::Delete("k".into()),
+            ],
+            ..Txn::default()
+        };
+        assert!(code(Command::Txn(twice)).is_some());
         let same = Transfer {
             txid: "t".into(),
             from: "a".into(),
@@ -637,6 +667,11 @@ mod tests {
             cmd("APPEND k v"),
             cmd("DEL k"),
             cmd("GET k"),
+            cmd("GET k meta serializable"),
+            cmd("RANGE prefix=a limit=3 keys"),
+            cmd(
+                r#"TXN {"compare":[{"key":"k","target":"version","op":">","value":0}],"then":[{"op":"get","key":"k"}]}"#,
+            ),
             cmd("OPEN alice 100.25"),
             cmd("TRANSFER t1 alice bob 5"),
             cmd("BALANCE bob"),

@@ -9,6 +9,11 @@
 //! It also counts the requests it answers by command and result, for
 //! `/metrics`; a forwarded request is counted by the server the client talked to.
 //!
+//! A serializable read (`GET k serializable`, `RANGE ... serializable`) is
+//! answered here from this server's state machine as it is, leader or not,
+//! without forwarding and without ReadIndex: possibly stale, and its reply
+//! says which store revision it reflects.
+//!
 //! Membership (thesis §4): `MEMBERS` answers with this server's view of the
 //! configuration; `ADD` and `REMOVE` run on the leader (a follower forwards
 //! them), which starts the change and waits for its outcome: `OK` once the new
@@ -19,6 +24,7 @@ use std::time::Duration;
 use super::command::{self, Command, Local, HELP};
 use super::quota::DEFAULT_QUOTA_BYTES;
 use super::replica::{ExecError, Replica};
+use super::reply::{Code, Reply};
 use super::state_machine::Op;
 use crate::metrics::CounterVec;
 use crate::raft::configuration::member_list;
@@ -96,9 +102,9 @@ impl Frontend {
     /// Answers one request line; the flag says whether to close the connection.
     /// `forward` relays a command this server cannot execute (not the leader)
     /// and returns the leader's reply.
-    pub fn answer(&self, line: &str, forward: &dyn Fn(&str) -> String) -> (String, bool) {
+    pub fn answer(&self, line: &str, forward: &dyn Fn(&str) -> Reply) -> (Reply, bool) {
         let (reply, close, word) = self.respond(line, Some(forward));
-        self.requests.inc(&[word, result_code(&reply)]);
+        self.requests.inc(&[word, reply.label()]);
         (reply, close)
     }
 
@@ -106,7 +112,7 @@ impl Frontend {
     /// stale leader hint costs one `ERR NO_LEADER`, never a loop. Only call this
     /// for lines from an authenticated peer. Not counted: the server the client
     /// talked to counts it.
-    pub fn answer_forwarded(&self, line: &str) -> String {
+    pub fn answer_forwarded(&self, line: &str) -> Reply {
         self.respond(line, None).0
     }
 
@@ -115,38 +121,45 @@ impl Frontend {
     fn respond(
         &self,
         line: &str,
-        forward: Option<&dyn Fn(&str) -> String>,
-    ) -> (String, bool, &'static str) {
+        forward: Option<&dyn Fn(&str) -> Reply>,
+    ) -> (Reply, bool, &'static str) {
         let (client_id, seq, command_line) = match strip_word(line, "CLIENT") {
             Some(rest) => match parse_session(rest) {
                 Some(parsed) => parsed,
                 None => {
-                    let e = "ERR BAD_REQUEST usage: CLIENT <id> <seq> <command>";
-                    return (e.into(), false, "invalid");
+                    let e = Reply::error(Code::BadRequest, "usage: CLIENT <id> <seq> <command>");
+                    return (e, false, "invalid");
                 }
             },
             None => (0, 0, line),
         };
         match command::parse(command_line) {
-            Err(e) => (e.to_string(), false, "invalid"),
-            Ok(command::Request::Local(Local::Ping)) => ("PONG".into(), false, "ping"),
-            Ok(command::Request::Local(Local::Help)) => (HELP.into(), false, "help"),
-            Ok(command::Request::Local(Local::Quit)) => ("BYE".into(), true, "quit"),
-            Ok(command::Request::Local(Local::Status)) => (self.status_line(), false, "status"),
+            Err(e) => (e.into(), false, "invalid"),
+            Ok(command::Request::Local(Local::Ping)) => (Reply::Pong, false, "ping"),
+            Ok(command::Request::Local(Local::Help)) => (Reply::Text(HELP.into()), false, "help"),
+            Ok(command::Request::Local(Local::Quit)) => (Reply::Bye, true, "quit"),
+            Ok(command::Request::Local(Local::Status)) => {
+                (Reply::Text(self.status_line()), false, "status")
+            }
             Ok(command::Request::Local(Local::Leader(target))) => {
                 let reply = match (self.transfer_leadership(target), forward) {
                     (Some(reply), _) => reply,
                     (None, Some(forward)) => forward(line),
-                    (None, None) => "ERR NO_LEADER not the leader; retry".into(),
+                    (None, None) => Reply::not_leader(),
                 };
                 (reply, false, "leader")
             }
-            Ok(command::Request::Local(Local::Members)) => (self.members_line(), false, "members"),
+            Ok(command::Request::Local(Local::Members)) => {
+                (Reply::Text(self.members_line()), false, "members")
+            }
             Ok(command::Request::Local(Local::Add(id, address))) => {
                 if self.loopback_only && !is_loopback(&address) {
-                    let e = format!(
-                        "ERR BAD_REQUEST {address} is not a loopback address, and without a \
-                         cluster key only loopback servers may join"
+                    let e = Reply::error(
+                        Code::BadRequest,
+                        format!(
+                            "{address} is not a loopback address, and without a cluster key \
+                             only loopback servers may join"
+                        ),
                     );
                     return (e, false, "add");
                 }
@@ -161,6 +174,10 @@ impl Frontend {
                     "remove",
                 )
             }
+            Ok(command::Request::Command(command)) if command.is_serializable() => {
+                let word = command::word(&command);
+                (self.replica.read_local(&command), false, word)
+            }
             Ok(command::Request::Command(command)) => {
                 self.maybe_replicate_quota();
                 let word = command::word(&command);
@@ -172,13 +189,7 @@ impl Frontend {
                 let reply = match (self.replica.execute(&op, self.request_timeout), forward) {
                     (Ok(reply), _) => reply,
                     (Err(ExecError::NotLeader), Some(forward)) => forward(line),
-                    (Err(ExecError::NotLeader), None) => {
-                        "ERR NO_LEADER not the leader; retry".into()
-                    }
-                    (Err(ExecError::Timeout), _) => "ERR TIMEOUT outcome unknown".into(),
-                    (Err(ExecError::Transferring(to)), _) => {
-                        format!("ERR NO_LEADER leadership is moving to {to}; retry")
-                    }
+                    (Err(e), _) => e.reply(),
                 };
                 (reply, false, word)
             }
@@ -206,14 +217,17 @@ impl Frontend {
     /// `LEADER <target>` on this server: hands leadership over (thesis §3.10)
     /// and waits until `target` leads, the transfer aborts, or the request
     /// times out. `None` if this server is not the leader (forward it).
-    fn transfer_leadership(&self, target: u64) -> Option<String> {
+    fn transfer_leadership(&self, target: u64) -> Option<Reply> {
         let node = self.replica.node();
         match node.transfer_leadership(target) {
             Ok(()) => {}
             Err(TransferError::NotLeader) => return None,
-            Err(TransferError::ToSelf) => return Some("OK".into()),
+            Err(TransferError::ToSelf) => return Some(Reply::Ok),
             Err(TransferError::UnknownServer(id)) => {
-                return Some(format!("ERR BAD_REQUEST no voter with id {id}"))
+                return Some(Reply::error(
+                    Code::BadRequest,
+                    format!("no voter with id {id}"),
+                ))
             }
         }
         let decided = |s: &Status| {
@@ -229,15 +243,25 @@ impl Frontend {
         });
         let outcome = started.and_then(|_| node.wait_for_status(self.request_timeout, decided));
         Some(match outcome {
-            Some(s) if s.leader_id == Some(target) => "OK".into(),
-            Some(s) if s.role == Role::Leader => format!(
-                "ERR TIMEOUT leadership transfer to {target} aborted: it did not take over within an election timeout"
+            Some(s) if s.leader_id == Some(target) => Reply::Ok,
+            Some(s) if s.role == Role::Leader => Reply::error(
+                Code::Timeout,
+                format!(
+                    "leadership transfer to {target} aborted: it did not take over within an \
+                     election timeout"
+                ),
             ),
-            Some(s) => format!(
-                "ERR NO_LEADER server {} won the election instead of {target}; retry",
-                s.leader_id.unwrap_or(0)
+            Some(s) => Reply::error(
+                Code::NoLeader,
+                format!(
+                    "server {} won the election instead of {target}; retry",
+                    s.leader_id.unwrap_or(0)
+                ),
             ),
-            None => format!("ERR TIMEOUT no outcome of the transfer to {target} yet"),
+            None => Reply::error(
+                Code::Timeout,
+                format!("no outcome of the transfer to {target} yet"),
+            ),
         })
     }
 
@@ -247,19 +271,19 @@ impl Frontend {
         &self,
         change: MembershipChange,
         line: &str,
-        forward: Option<&dyn Fn(&str) -> String>,
-    ) -> String {
+        forward: Option<&dyn Fn(&str) -> Reply>,
+    ) -> Reply {
         match (self.change_membership(change), forward) {
             (Some(reply), _) => reply,
             (None, Some(forward)) => forward(line),
-            (None, None) => "ERR NO_LEADER not the leader; retry".into(),
+            (None, None) => Reply::not_leader(),
         }
     }
 
     /// `ADD` or `REMOVE` on this server (thesis §4): starts the change and
     /// waits until it is committed or called off. `None` if this server is
     /// not the leader (forward it).
-    fn change_membership(&self, change: MembershipChange) -> Option<String> {
+    fn change_membership(&self, change: MembershipChange) -> Option<Reply> {
         let node = self.replica.node();
         let seq = match node.change_membership(change.clone()) {
             Ok(seq) => seq,
@@ -273,8 +297,9 @@ impl Frontend {
                 .is_some_and(|c| c.seq > seq || (c.seq == seq && c.is_finished()))
         };
         let Some(status) = node.wait_for_status(MEMBERSHIP_TIMEOUT, ended) else {
-            return Some(format!(
-                "ERR TIMEOUT the change ({change}) is still in progress; see MEMBERS"
+            return Some(Reply::error(
+                Code::Timeout,
+                format!("the change ({change}) is still in progress; see MEMBERS"),
             ));
         };
         let stage = match status.membership_change {
@@ -294,19 +319,24 @@ impl Frontend {
         };
         let id = change.server();
         Some(match stage {
-            ChangeStage::Done => "OK".into(),
-            ChangeStage::Aborted(AbortReason::Unreachable) => format!(
-                "ERR UNREACHABLE server {id} did not answer; the configuration is unchanged"
+            ChangeStage::Done => Reply::Ok,
+            ChangeStage::Aborted(AbortReason::Unreachable) => Reply::error(
+                Code::Unreachable,
+                format!("server {id} did not answer; the configuration is unchanged"),
             ),
-            ChangeStage::Aborted(AbortReason::TooSlow) => format!(
-                "ERR CATCH_UP server {id} could not catch up in {MAX_CATCH_UP_ROUNDS} rounds; \
-                 the configuration is unchanged"
+            ChangeStage::Aborted(AbortReason::TooSlow) => Reply::error(
+                Code::CatchUp,
+                format!(
+                    "server {id} could not catch up in {MAX_CATCH_UP_ROUNDS} rounds; the \
+                     configuration is unchanged"
+                ),
             ),
             ChangeStage::Aborted(AbortReason::LeadershipLost)
             | ChangeStage::CatchingUp { .. }
-            | ChangeStage::Committing => {
-                format!("ERR NO_LEADER leadership changed during the change ({change}); retry")
-            }
+            | ChangeStage::Committing => Reply::error(
+                Code::NoLeader,
+                format!("leadership changed during the change ({change}); retry"),
+            ),
         })
     }
 
@@ -342,26 +372,19 @@ impl Frontend {
 }
 
 /// The `ERR` reply for a membership change the leader refused.
-fn refusal(e: MembershipError) -> String {
+fn refusal(e: MembershipError) -> Reply {
     match e {
-        MembershipError::NotLeader => "ERR NO_LEADER not the leader; retry".into(),
-        MembershipError::Transferring(to) => {
-            format!("ERR NO_LEADER leadership is moving to {to}; retry")
+        MembershipError::NotLeader => Reply::not_leader(),
+        MembershipError::Transferring(to) => ExecError::Transferring(to).reply(),
+        MembershipError::ChangeInProgress => {
+            Reply::error(Code::ChangeInProgress, format!("{e}; retry"))
         }
-        MembershipError::ChangeInProgress => format!("ERR CHANGE_IN_PROGRESS {e}; retry"),
-        MembershipError::NotReady => format!("ERR CHANGE_IN_PROGRESS {e}; retry shortly"),
-        MembershipError::IdInUse(_) => format!("ERR ID_IN_USE {e}"),
-        MembershipError::NotMember(_) => format!("ERR NOT_MEMBER {e}"),
-        MembershipError::LastVoter => format!("ERR BAD_REQUEST {e}"),
-    }
-}
-
-/// `OK` for a success, `NOT_FOUND`, or the code of an `ERR <CODE> ...` reply.
-fn result_code(reply: &str) -> &str {
-    match reply.strip_prefix("ERR ") {
-        Some(rest) => rest.split(' ').next().unwrap_or("ERR"),
-        None if reply == "NOT_FOUND" => "NOT_FOUND",
-        None => "OK",
+        MembershipError::NotReady => {
+            Reply::error(Code::ChangeInProgress, format!("{e}; retry shortly"))
+        }
+        MembershipError::IdInUse(_) => Reply::error(Code::IdInUse, e.to_string()),
+        MembershipError::NotMember(_) => Reply::error(Code::NotMember, e.to_string()),
+        MembershipError::LastVoter => Reply::error(Code::BadRequest, e.to_string()),
     }
 }
 

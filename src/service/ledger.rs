@@ -19,6 +19,7 @@ use std::sync::Arc;
 
 use super::command::{format_cents, Transfer, MAX_CENTS};
 use super::quota::account_cost;
+use super::reply::{get_kept, put_kept, Code, Reply};
 use super::snapshot_stream::{corrupt, SnapshotReader, SnapshotWriter};
 
 /// How many of the most recent transfers' txids are remembered.
@@ -31,30 +32,30 @@ pub struct Ledger {
     accounts: BTreeMap<Arc<str>, i64>,
     /// The last `TXID_RETENTION` transfers, with the reply each got.
     /// Invariant: exactly the txids in `order`.
-    transfers: HashMap<Arc<str>, Arc<(Transfer, String)>>,
+    transfers: HashMap<Arc<str>, Arc<(Transfer, Reply)>>,
     /// Their txids, oldest first.
     order: VecDeque<Arc<str>>,
 }
 
 impl Ledger {
     /// Opens `account` with `cents`.
-    pub fn open(&mut self, account: &str, cents: i64) -> String {
+    pub fn open(&mut self, account: &str, cents: i64) -> Reply {
         if self.accounts.contains_key(account) {
-            return format!("ERR EXISTS account {account} already exists");
+            return Reply::error(Code::Exists, format!("account {account} already exists"));
         }
         self.accounts.insert(Arc::from(account), cents);
-        "OK".into()
+        Reply::Ok
     }
 
     /// Applies a transfer once per txid; retries get the first outcome.
-    pub fn transfer(&mut self, t: &Transfer) -> String {
+    pub fn transfer(&mut self, t: &Transfer) -> Reply {
         if let Some((first, outcome)) = self.transfers.get(t.txid.as_str()).map(|r| &**r) {
             if first == t {
                 return outcome.clone();
             }
-            return format!(
-                "ERR TXID_REUSED txid {} was used for a different transfer",
-                t.txid
+            return Reply::error(
+                Code::TxidReused,
+                format!("txid {} was used for a different transfer", t.txid),
             );
         }
         let outcome = self.try_transfer(t);
@@ -63,7 +64,7 @@ impl Ledger {
     }
 
     /// Records a transfer's outcome, forgetting the oldest beyond the window.
-    fn remember(&mut self, t: Transfer, outcome: String) {
+    fn remember(&mut self, t: Transfer, outcome: Reply) {
         if self.order.len() >= TXID_RETENTION {
             if let Some(oldest) = self.order.pop_front() {
                 self.transfers.remove(&oldest);
@@ -90,7 +91,7 @@ impl Ledger {
         self.order.len()
     }
 
-    fn try_transfer(&mut self, t: &Transfer) -> String {
+    fn try_transfer(&mut self, t: &Transfer) -> Reply {
         let (Some(&from), Some(&to)) = (
             self.accounts.get(t.from.as_str()),
             self.accounts.get(t.to.as_str()),
@@ -100,25 +101,31 @@ impl Ledger {
             } else {
                 &t.from
             };
-            return format!("ERR NO_ACCOUNT no such account: {missing}");
+            return Reply::error(Code::NoAccount, format!("no such account: {missing}"));
         };
         if from < t.cents {
-            return format!(
-                "ERR INSUFFICIENT_FUNDS {} has {}, needs {}",
-                t.from,
-                format_cents(from),
-                format_cents(t.cents)
+            return Reply::error(
+                Code::InsufficientFunds,
+                format!(
+                    "{} has {}, needs {}",
+                    t.from,
+                    format_cents(from),
+                    format_cents(t.cents)
+                ),
             );
         }
         let Some(new_to) = to.checked_add(t.cents).filter(|&v| v <= MAX_CENTS) else {
-            return format!("ERR BAD_REQUEST {} would exceed the largest balance", t.to);
+            return Reply::error(
+                Code::BadRequest,
+                format!("{} would exceed the largest balance", t.to),
+            );
         };
         for (account, cents) in [(&t.from, from - t.cents), (&t.to, new_to)] {
             if let Some(balance) = self.accounts.get_mut(account.as_str()) {
                 *balance = cents;
             }
         }
-        "OK".into()
+        Reply::Ok
     }
 
     /// The balance of `account` in cents, if it exists.
@@ -132,18 +139,19 @@ impl Ledger {
     }
 
     /// `BALANCE x.yy` or `NOT_FOUND`.
-    pub fn balance(&self, account: &str) -> String {
+    pub fn balance(&self, account: &str) -> Reply {
         match self.accounts.get(account) {
-            Some(&c) => format!("BALANCE {}", format_cents(c)),
-            None => "NOT_FOUND".into(),
+            Some(&c) => Reply::Balance(c),
+            None => Reply::NotFound,
         }
     }
 
     /// `AUDIT accounts=N total=X`.
-    pub fn audit(&self) -> String {
-        let total = self.total_cents();
-        let total = i64::try_from(total).map_or_else(|_| total.to_string(), format_cents);
-        format!("AUDIT accounts={} total={total}", self.accounts.len())
+    pub fn audit(&self) -> Reply {
+        Reply::Audit {
+            accounts: self.accounts.len() as u64,
+            total_cents: self.total_cents(),
+        }
     }
 
     /// Number of accounts, the money in them (cents), and transfers remembered.
@@ -174,13 +182,17 @@ impl Ledger {
             w.put_bytes(t.from.as_bytes())?;
             w.put_bytes(t.to.as_bytes())?;
             w.put_uvarint(t.cents as u64)?;
-            w.put_bytes(outcome.as_bytes())?;
+            put_kept(w, outcome)?;
         }
         Ok(())
     }
 
-    /// Reads a ledger written by [`Ledger::write_to`].
-    pub fn read_from<R: Read>(r: &mut SnapshotReader<R>) -> io::Result<Self> {
+    /// Reads a ledger written by [`Ledger::write_to`] (with `outcomes_as_lines`,
+    /// one from before outcomes were kept in their binary encoding).
+    pub fn read_from<R: Read>(
+        r: &mut SnapshotReader<R>,
+        outcomes_as_lines: bool,
+    ) -> io::Result<Self> {
         let cents = |r: &mut SnapshotReader<R>| {
             i64::try_from(r.get_uvarint()?).map_err(|_| corrupt("balance out of range"))
         };
@@ -203,7 +215,7 @@ impl Ledger {
                 to: r.get_string()?,
                 cents: cents(r)?,
             };
-            let outcome = r.get_string()?;
+            let outcome = get_kept(r, outcomes_as_lines)?;
             if ledger.transfers.contains_key(t.txid.as_str()) {
                 return Err(corrupt(format!("txid {} twice", t.txid)));
             }
@@ -229,26 +241,27 @@ mod tests {
     #[test]
     fn transfers_apply_once_per_txid_and_conserve_money() {
         let mut l = Ledger::default();
-        assert_eq!(l.open("a", 1000), "OK");
-        assert!(l.open("a", 5).starts_with("ERR EXISTS"));
+        assert_eq!(l.open("a", 1000), Reply::Ok);
+        assert_eq!(l.open("a", 5).code(), Some(Code::Exists));
         l.open("b", 0);
-        assert_eq!(l.transfer(&t("t1", "a", "b", 250)), "OK");
+        assert_eq!(l.transfer(&t("t1", "a", "b", 250)), Reply::Ok);
         assert_eq!(
             l.transfer(&t("t1", "a", "b", 250)),
-            "OK",
+            Reply::Ok,
             "retry: same outcome"
         );
-        assert_eq!(l.balance("a"), "BALANCE 7.50");
-        assert!(l
-            .transfer(&t("t1", "a", "b", 1))
-            .starts_with("ERR TXID_REUSED"));
-        assert!(l
-            .transfer(&t("t2", "b", "a", 9999))
-            .starts_with("ERR INSUFFICIENT_FUNDS"));
-        assert!(l
-            .transfer(&t("t3", "a", "zed", 1))
-            .starts_with("ERR NO_ACCOUNT"));
-        assert_eq!(l.audit(), "AUDIT accounts=2 total=10.00");
+        assert_eq!(l.balance("a").to_string(), "BALANCE 7.50");
+        assert_eq!(
+            l.transfer(&t("t1", "a", "b", 1)).code(),
+            Some(Code::TxidReused)
+        );
+        let short = l.transfer(&t("t2", "b", "a", 9999)).to_string();
+        assert_eq!(short, "ERR INSUFFICIENT_FUNDS b has 2.50, needs 99.99");
+        assert_eq!(
+            l.transfer(&t("t3", "a", "zed", 1)).code(),
+            Some(Code::NoAccount)
+        );
+        assert_eq!(l.audit().to_string(), "AUDIT accounts=2 total=10.00");
     }
 
     #[test]
@@ -256,17 +269,14 @@ mod tests {
         let mut l = Ledger::default();
         l.open("a", 10 * TXID_RETENTION as i64);
         l.open("b", 0);
-        assert_eq!(l.transfer(&t("first", "a", "b", 1)), "OK");
+        assert_eq!(l.transfer(&t("first", "a", "b", 1)), Reply::Ok);
         for i in 1..TXID_RETENTION {
             l.transfer(&t(&format!("t{i}"), "a", "b", 1));
         }
         assert_eq!(l.remembered_txids(), TXID_RETENTION);
         // Still inside the window: a retry moves nothing.
-        assert_eq!(l.transfer(&t("first", "a", "b", 1)), "OK");
-        assert_eq!(
-            l.balance("b"),
-            format!("BALANCE {}", format_cents(TXID_RETENTION as i64))
-        );
+        assert_eq!(l.transfer(&t("first", "a", "b", 1)), Reply::Ok);
+        assert_eq!(l.balance("b"), Reply::Balance(TXID_RETENTION as i64));
         // One more transfer pushes "first" out of the window: it would run again.
         l.transfer(&t("one-more", "a", "b", 1));
         assert_eq!(l.remembered_txids(), TXID_RETENTION);
@@ -297,7 +307,7 @@ mod tests {
         copy.open("c", 7);
         assert_eq!(
             (original.balance("a"), copy.balance("a")),
-            ("BALANCE 0.89".into(), "BALANCE 0.95".into())
+            (Reply::Balance(89), Reply::Balance(95))
         );
         assert_eq!(original.remembered_txids(), 2);
         assert!(original.transfers.contains_key("t2") && !copy.transfers.contains_key("t2"));

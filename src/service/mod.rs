@@ -1,17 +1,25 @@
 //! The replicated service: a key-value store and a money ledger on top of Raft.
 //!
-//! [`command`] parses the text protocol; [`state_machine`] applies commands
-//! deterministically ([`kv`], [`ledger`], [`session`] for exactly-once retries,
-//! [`quota`] for the size limit) and streams its snapshots
-//! ([`snapshot_stream`]).
+//! [`command`] parses the text protocol ([`kv_command`] the KV store's
+//! lines); [`state_machine`] applies commands deterministically ([`kv`] with
+//! its revisions, [`range`] and [`txn`] on it, [`ledger`], [`session`] for
+//! exactly-once retries, [`quota`] for the size limit) and streams its
+//! snapshots ([`snapshot_stream`]). Every answer is a typed [`reply::Reply`];
+//! only the edges turn it into a line or an HTTP response ([`kv_json`] gives
+//! ranges and transactions their JSON).
 
 pub mod applier;
 pub mod command;
 pub mod frontend;
 pub mod kv;
+pub mod kv_command;
+pub mod kv_json;
 pub mod ledger;
 pub mod quota;
+pub mod range;
 pub mod replica;
+pub mod reply;
 pub mod session;
 pub mod snapshot_stream;
 pub mod state_machine;
+pub mod txn;

@@ -20,15 +20,17 @@
 //! limit at the same index. A leader whose `-quota-bytes` differs from the
 //! replicated value proposes its own before its next command.
 
+use super::reply::{Code, Reply};
+
 /// The quota when `-quota-bytes` is not given: 2 GiB, etcd's default.
 pub const DEFAULT_QUOTA_BYTES: u64 = 2 << 30;
 /// Counted per key and per account on top of its bytes (map entry, string
 /// headers), so that many tiny keys cannot dodge the quota.
 pub const ENTRY_OVERHEAD: u64 = 64;
 
-/// What a key holding a value of `value_len` bytes counts for.
-pub fn kv_cost(key: &str, value_len: usize) -> u64 {
-    ENTRY_OVERHEAD + key.len() as u64 + value_len as u64
+/// What a key of `key_len` bytes holding a value of `value_len` bytes counts for.
+pub fn kv_cost(key_len: usize, value_len: usize) -> u64 {
+    ENTRY_OVERHEAD + key_len as u64 + value_len as u64
 }
 
 /// What an account counts for (its name and an 8-byte balance).
@@ -37,9 +39,12 @@ pub fn account_cost(name: &str) -> u64 {
 }
 
 /// The reply to a write refused for lack of space.
-pub fn nospace(used: u64, quota: u64) -> String {
-    format!(
-        "ERR NOSPACE the state holds {used} bytes of a {quota}-byte quota; reads, DEL and \
-         transfers between existing accounts still work"
+pub fn nospace(used: u64, quota: u64) -> Reply {
+    Reply::error(
+        Code::NoSpace,
+        format!(
+            "the state holds {used} bytes of a {quota}-byte quota; reads, DEL and transfers \
+             between existing accounts still work"
+        ),
     )
 }

@@ -32,6 +32,7 @@ use std::time::{Duration, Instant};
 
 use super::applier::{Applier, Outcome};
 use super::command::Command;
+use super::reply::{Code, Reply};
 use super::state_machine::{Op, StateMachine, Stats};
 use crate::codec::Encode;
 use crate::node::{Callback, Node};
@@ -51,6 +52,21 @@ pub enum ExecError {
     /// This leader is handing leadership to this server (thesis §3.10): the
     /// operation was not proposed. Safe to retry shortly.
     Transferring(NodeId),
+}
+
+impl ExecError {
+    /// What a client is told when there is no outcome to give (and the
+    /// request is not forwarded).
+    pub fn reply(&self) -> Reply {
+        match self {
+            ExecError::NotLeader => Reply::not_leader(),
+            ExecError::Timeout => Reply::outcome_unknown(),
+            ExecError::Transferring(to) => Reply::error(
+                Code::NoLeader,
+                format!("leadership is moving to {to}; retry"),
+            ),
+        }
+    }
 }
 
 /// How the apply loop reaches a waiting request: its outcome, or why Raft
@@ -155,7 +171,7 @@ impl Replica {
 
     /// Executes `op` and waits up to `timeout` for its reply: a write is
     /// proposed through the log, a read is served by ReadIndex.
-    pub fn execute(&self, op: &Op, timeout: Duration) -> Result<String, ExecError> {
+    pub fn execute(&self, op: &Op, timeout: Duration) -> Result<Reply, ExecError> {
         if op.command.is_read() {
             return self.read(op, timeout);
         }
@@ -194,7 +210,7 @@ impl Replica {
     /// registers it), and answers once the state machine has applied the
     /// read index. A session's read is not recorded in its
     /// session (reads change nothing, so retrying one is harmless).
-    fn read(&self, op: &Op, timeout: Duration) -> Result<String, ExecError> {
+    fn read(&self, op: &Op, timeout: Duration) -> Result<Reply, ExecError> {
         let id = self.next_read.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel();
         let (admissions, command) = (Arc::clone(&self.admissions), op.command.clone());
@@ -221,6 +237,16 @@ impl Replica {
                 Err(ExecError::Timeout)
             }
         }
+    }
+
+    /// Answers a read from this server's state machine as it is, without
+    /// asking the leader (a serializable read: any server answers it, and
+    /// it may be stale; its reply says which revision it reflects).
+    pub fn read_local(&self, command: &Command) -> Reply {
+        lock(&self.applied)
+            .state_machine()
+            .read(command)
+            .unwrap_or_else(|| Reply::error(Code::BadRequest, "not a read"))
     }
 
     /// Sizes of the state machine as of the last applied entry.
@@ -556,11 +582,11 @@ mod tests {
     /// Long enough that only a stalled apply loop could miss it.
     const PATIENCE: Duration = Duration::from_secs(10);
 
-    fn put(replica: &Replica, i: usize) -> Result<String, ExecError> {
+    fn put(replica: &Replica, i: usize) -> Result<Reply, ExecError> {
         let op = Op {
             client_id: 0,
             seq: 0,
-            command: Command::Put(format!("k{i}"), "v".repeat(100)),
+            command: Command::Put(format!("k{i}").into(), "v".repeat(100).into()),
         };
         replica.execute(&op, PATIENCE)
     }
@@ -602,7 +628,7 @@ mod tests {
         // of keys in the state it copied.
         let mut i = 0;
         let mut put_until_a_snapshot_starts = || loop {
-            assert_eq!(put(&replica, i), Ok("OK".into()));
+            assert_eq!(put(&replica, i), Ok(Reply::Ok));
             i += 1;
             if let Ok(keys) = started.try_recv() {
                 return keys;
@@ -611,11 +637,7 @@ mod tests {
         };
         let first = put_until_a_snapshot_starts();
         for j in 0..20 {
-            assert_eq!(
-                put(&replica, 1000 + j),
-                Ok("OK".into()),
-                "applied meanwhile"
-            );
+            assert_eq!(put(&replica, 1000 + j), Ok(Reply::Ok), "applied meanwhile");
         }
         assert!(started.try_recv().is_err(), "one snapshot at a time");
         assert_eq!(node.status().snapshot_index, 0, "not written yet");

@@ -8,7 +8,10 @@
 //! applied and its reply: a retry of that request gets the remembered reply
 //! instead of running twice. Replies to reads are not kept (a retried read is
 //! simply run again, which is still linearizable), so a session costs a few
-//! dozen bytes plus one short write reply.
+//! dozen bytes plus one short write reply. A transaction's reply can carry
+//! values it read; it is kept whole up to [`MAX_KEPT_READ_BYTES`] of keys and
+//! values, and beyond that as `ERR REPLY_NOT_KEPT` with its revision: a retry
+//! still never runs it twice, but learns only that it was applied.
 //!
 //! Expiry is deterministic, as the thesis requires: the table keeps the
 //! [`MAX_SESSIONS`] most recently used sessions, "recently" counted in applied
@@ -21,10 +24,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Read, Write};
 
+use super::reply::{get_kept, put_kept, Code, Reply};
 use super::snapshot_stream::{corrupt, SnapshotReader, SnapshotWriter};
 
 /// Sessions kept; registering beyond this evicts the least recently used.
 pub const MAX_SESSIONS: usize = 10_000;
+/// Bytes of keys and values a kept transaction reply may carry (so that
+/// the table stays within a few dozen MB however large the reads).
+pub const MAX_KEPT_READ_BYTES: usize = 4096;
 
 /// One client's session.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,7 +39,9 @@ struct Session {
     /// The last sequence number applied.
     last_seq: u64,
     /// Its reply, if it was a write (`None`: a read, run again on retry).
-    reply: Option<String>,
+    /// Invariant: deterministic ([`Reply::is_deterministic`]): what every
+    /// replica answered, never a fact about one server at one moment.
+    reply: Option<Reply>,
     /// When the session was last used, in `Sessions::clock` ticks.
     last_used: u64,
 }
@@ -43,7 +52,7 @@ pub enum Verdict {
     /// Execute it (a new request, or the retry of a read), then `record` it.
     Execute,
     /// Already applied: answer with this reply, execute nothing.
-    Answer(String),
+    Answer(Reply),
 }
 
 /// The session table.
@@ -113,16 +122,25 @@ impl Sessions {
     pub fn peek(&self, client: u64, seq: u64) -> Verdict {
         let Some(session) = self.table.get(&client) else {
             return Verdict::Answer(if client < self.next_id {
-                format!(
-                    "ERR SESSION_EXPIRED session {client} expired (only the {MAX_SESSIONS} most \
-                     recently used sessions are kept); outcome unknown, register a new session"
+                Reply::error(
+                    Code::SessionExpired,
+                    format!(
+                        "session {client} expired (only the {MAX_SESSIONS} most recently used \
+                         sessions are kept); outcome unknown, register a new session"
+                    ),
                 )
             } else {
-                format!("ERR SESSION_UNKNOWN no session {client}; open one with REGISTER")
+                Reply::error(
+                    Code::SessionUnknown,
+                    format!("no session {client}; open one with REGISTER"),
+                )
             });
         };
         if seq < session.last_seq {
-            return Verdict::Answer("ERR BAD_REQUEST request superseded by a newer one".into());
+            return Verdict::Answer(Reply::error(
+                Code::BadRequest,
+                "request superseded by a newer one",
+            ));
         }
         match (&session.reply, seq == session.last_seq) {
             (Some(reply), true) => Verdict::Answer(reply.clone()),
@@ -132,10 +150,11 @@ impl Sessions {
 
     /// Remembers the outcome of request `seq` of `client`: the reply of a
     /// write, nothing for a read. Does nothing for an unknown session.
-    pub fn record(&mut self, client: u64, seq: u64, reply: Option<&str>) {
+    pub fn record(&mut self, client: u64, seq: u64, reply: Option<&Reply>) {
+        debug_assert!(reply.is_none_or(Reply::is_deterministic), "{reply:?}");
         if let Some(session) = self.table.get_mut(&client) {
             session.last_seq = seq;
-            session.reply = reply.map(str::to_string);
+            session.reply = reply.map(kept);
         }
     }
 
@@ -155,7 +174,7 @@ impl Sessions {
     }
 
     /// Writes the table's encoding: next id, clock, then each session in id
-    /// order (id, last seq, last used, reply as 0 or 1 + bytes).
+    /// order (id, last seq, last used, reply as 0, or 1 and its encoding).
     pub fn write_to<W: Write>(&self, w: &mut SnapshotWriter<W>) -> io::Result<()> {
         w.put_uvarint(self.next_id)?;
         w.put_uvarint(self.clock)?;
@@ -167,7 +186,7 @@ impl Sessions {
             match &s.reply {
                 Some(reply) => {
                     w.put_bool(true)?;
-                    w.put_bytes(reply.as_bytes())?;
+                    put_kept(w, reply)?;
                 }
                 None => w.put_bool(false)?,
             }
@@ -175,8 +194,13 @@ impl Sessions {
         Ok(())
     }
 
-    /// Reads a table written by [`Sessions::write_to`], checking its invariants.
-    pub fn read_from<R: Read>(r: &mut SnapshotReader<R>) -> io::Result<Self> {
+    /// Reads a table written by [`Sessions::write_to`], checking its
+    /// invariants (with `replies_as_lines`, one from before replies were
+    /// kept in their binary encoding).
+    pub fn read_from<R: Read>(
+        r: &mut SnapshotReader<R>,
+        replies_as_lines: bool,
+    ) -> io::Result<Self> {
         let invalid = |why: &str| corrupt(format!("sessions: {why}"));
         let mut sessions = Sessions {
             next_id: r.get_uvarint()?,
@@ -192,7 +216,7 @@ impl Sessions {
             let last_seq = r.get_uvarint()?;
             let last_used = r.get_uvarint()?;
             let reply = if r.get_bool()? {
-                Some(r.get_string()?)
+                Some(get_kept(r, replies_as_lines)?)
             } else {
                 None
             };
@@ -215,6 +239,25 @@ impl Sessions {
     }
 }
 
+/// What the table keeps of a write's reply: the reply, or for a transaction
+/// whose reads carry too many bytes, that it was applied.
+fn kept(reply: &Reply) -> Reply {
+    match reply {
+        Reply::Txn(t) if t.read_bytes() > MAX_KEPT_READ_BYTES => Reply::error(
+            Code::ReplyNotKept,
+            format!(
+                "the transaction was applied at revision {} (its compares {}); its reply \
+                 carried {} bytes of keys and values, more than a session keeps \
+                 ({MAX_KEPT_READ_BYTES}): read them again",
+                t.revision,
+                if t.succeeded { "held" } else { "failed" },
+                t.read_bytes()
+            ),
+        ),
+        other => other.clone(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -225,12 +268,14 @@ mod tests {
         assert_eq!(s.register(), 1);
         assert_eq!(s.register(), 2);
         assert_eq!(s.check(1, 1), Verdict::Execute);
-        s.record(1, 1, Some("OK"));
-        assert_eq!(s.check(1, 1), Verdict::Answer("OK".into()));
+        s.record(1, 1, Some(&Reply::Ok));
+        assert_eq!(s.check(1, 1), Verdict::Answer(Reply::Ok));
         assert_eq!(s.check(1, 2), Verdict::Execute);
         s.record(1, 2, None);
         assert_eq!(s.check(1, 2), Verdict::Execute, "a retried read runs again");
-        assert!(matches!(s.check(1, 1), Verdict::Answer(r) if r.contains("superseded")));
+        assert!(
+            matches!(s.check(1, 1), Verdict::Answer(r) if r.to_string().contains("superseded"))
+        );
     }
 
     #[test]
@@ -241,17 +286,17 @@ mod tests {
         }
         // Use session 1, so session 2 is now the least recently used.
         assert_eq!(s.check(1, 1), Verdict::Execute);
-        s.record(1, 1, Some("OK"));
+        s.record(1, 1, Some(&Reply::Ok));
         let newest = s.register();
         assert_eq!(newest, MAX_SESSIONS as u64 + 1);
         assert_eq!(s.len(), MAX_SESSIONS);
-        assert_eq!(s.check(1, 1), Verdict::Answer("OK".into()), "1 was kept");
+        assert_eq!(s.check(1, 1), Verdict::Answer(Reply::Ok), "1 was kept");
         assert!(
-            matches!(s.check(2, 1), Verdict::Answer(r) if r.starts_with("ERR SESSION_EXPIRED"))
+            matches!(s.check(2, 1), Verdict::Answer(r) if r.code() == Some(Code::SessionExpired))
         );
         assert!(matches!(
             s.check(newest + 1, 1),
-            Verdict::Answer(r) if r.starts_with("ERR SESSION_UNKNOWN")
+            Verdict::Answer(r) if r.code() == Some(Code::SessionUnknown)
         ));
     }
 
@@ -261,18 +306,18 @@ mod tests {
         for i in 1..=5 {
             let id = s.register();
             s.check(id, i);
-            s.record(id, i, (i % 2 == 0).then_some("OK"));
+            s.record(id, i, (i % 2 == 0).then_some(&Reply::Ok));
         }
         let mut bytes = Vec::new();
         let mut w = SnapshotWriter::new(&mut bytes);
         s.write_to(&mut w).unwrap();
         w.finish().unwrap();
         let mut r = SnapshotReader::new(bytes.as_slice());
-        assert_eq!(Sessions::read_from(&mut r).unwrap(), s);
+        assert_eq!(Sessions::read_from(&mut r, false).unwrap(), s);
         r.finish().unwrap();
         // next_id 1, clock 9, one session with id 1 (not below next_id).
         let mut r = SnapshotReader::new([1, 9, 1, 1, 0, 0, 0].as_slice());
-        let refused = Sessions::read_from(&mut r).unwrap_err();
+        let refused = Sessions::read_from(&mut r, false).unwrap_err();
         assert_eq!(refused.kind(), io::ErrorKind::InvalidData, "{refused}");
     }
 }

@@ -10,7 +10,9 @@
 //!
 //! Values are unique (`c3.19`), txids too, so the history can be checked: the
 //! KV operations for linearizability, the appends for exactly-once, the ledger
-//! for conserved money.
+//! for conserved money. A compare-and-swap is a transaction (`TXN`): set the
+//! key to a new value if its value is still the one this client last saw
+//! (or if it is absent, when the client has seen none), else read it.
 
 use super::knobs::Knobs;
 use super::network::Endpoint;
@@ -20,8 +22,12 @@ use super::world::{Event, World};
 use super::{Time, MS};
 use crate::raft::messages::Index;
 use crate::raft::rng::Rng;
+use std::collections::BTreeMap;
+
 use crate::service::command::{Command, Transfer};
+use crate::service::reply::Reply;
 use crate::service::state_machine::Op;
+use crate::service::txn::{Compare, CompareOp, OpResult, Target, Txn, TxnOp};
 
 /// Money each account opens with, in cents.
 pub(crate) const OPENING_CENTS: i64 = 100_000;
@@ -52,7 +58,7 @@ pub(crate) struct Record {
     /// When the definite reply arrived; `None` if the run ended first.
     pub(crate) ret: Option<Time>,
     /// The definite reply.
-    pub(crate) reply: Option<String>,
+    pub(crate) reply: Option<Reply>,
     /// The log index it was applied at, as reported by the server that replied.
     pub(crate) index: Option<Index>,
 }
@@ -78,6 +84,9 @@ pub(crate) struct SimClient {
     to_open: Vec<usize>,
     /// Operations it may still start once the run asked it to stop.
     pub(crate) final_ops: Option<u32>,
+    /// The value it last saw for each key (`None`: absent), for its
+    /// compare-and-swaps.
+    seen: BTreeMap<String, Option<String>>,
 }
 
 impl SimClient {
@@ -104,6 +113,7 @@ impl SimClient {
             token: 0,
             to_open,
             final_ops: None,
+            seen: BTreeMap::new(),
         }
     }
 
@@ -129,10 +139,16 @@ impl SimClient {
             Command::Open(account_name(account), OPENING_CENTS)
         } else {
             let key = format!("k{}", self.rng.range(0, knobs.keys as u64));
-            match pick(&mut self.rng, &knobs.op_weights) {
-                0 => Command::Put(key, format!("c{c}.{n}")),
-                1 => Command::Append(key, format!("c{c}.{n};")),
-                2 => Command::Get(key),
+            let [put, append, get, transfer, audit, balance] = knobs.op_weights;
+            let weights = [put, append, get, transfer, audit, balance, knobs.cas_weight];
+            match pick(&mut self.rng, &weights) {
+                0 => Command::Put(key.into(), format!("c{c}.{n}").into()),
+                1 => Command::Append(key.into(), format!("c{c}.{n};").into()),
+                2 => Command::Get(key.into()),
+                6 => {
+                    let expected = self.seen.get(&key).cloned().flatten();
+                    cas(&key, expected.as_deref(), &format!("c{c}.{n}"))
+                }
                 3 => {
                     // Two distinct accounts (a seed has at least two).
                     let accounts = knobs.accounts.max(2) as u64;
@@ -158,13 +174,37 @@ impl SimClient {
         }
     }
 
+    /// Remembers the value a reply to `command` showed.
+    fn saw(&mut self, command: &Command, reply: &Reply) {
+        let key = |k: &[u8]| String::from_utf8_lossy(k).into_owned();
+        let text = |v: &[u8]| String::from_utf8_lossy(v).into_owned();
+        match (command, reply) {
+            (Command::Get(k), Reply::Value(v)) => {
+                self.seen.insert(key(k), Some(text(v)));
+            }
+            (Command::Get(k), Reply::NotFound) => {
+                self.seen.insert(key(k), None);
+            }
+            (Command::Txn(t), Reply::Txn(result)) => {
+                if let (Some(c), Some(OpResult::Get(page))) =
+                    (t.compares.first(), result.results.first())
+                {
+                    let value = page
+                        .kvs
+                        .first()
+                        .and_then(|kv| kv.value.as_deref())
+                        .map(|v| text(v));
+                    self.seen.insert(key(&c.key), value);
+                }
+            }
+            _ => {}
+        }
+    }
+
     /// Takes the reply to a `REGISTER`: `SESSION <id>`.
-    pub(crate) fn registered(&mut self, reply: &str) {
-        if let Some(id) = reply
-            .strip_prefix("SESSION ")
-            .and_then(|id| id.parse().ok())
-        {
-            self.session = id;
+    pub(crate) fn registered(&mut self, reply: &Reply) {
+        if let Reply::Session(id) = reply {
+            self.session = *id;
         }
     }
 
@@ -186,6 +226,24 @@ impl SimClient {
     }
 }
 
+/// A compare-and-swap: `key` becomes `new` if its value is `expected`
+/// (`None`: if it is absent), else the key is read.
+pub(crate) fn cas(key: &str, expected: Option<&str>, new: &str) -> Command {
+    let target = match expected {
+        Some(value) => Target::Value(value.into()),
+        None => Target::Exists(false),
+    };
+    Command::Txn(Txn {
+        compares: vec![Compare {
+            key: key.into(),
+            target,
+            op: CompareOp::Equal,
+        }],
+        then: vec![TxnOp::Put(key.into(), new.into())],
+        otherwise: vec![TxnOp::Get(key.into())],
+    })
+}
+
 fn account_name(i: usize) -> String {
     format!("a{i}")
 }
@@ -201,13 +259,6 @@ fn pick(rng: &mut Rng, weights: &[u64]) -> usize {
         x -= w;
     }
     0
-}
-
-/// Replies that mean "no outcome here; retry" (as `src/client.rs` treats them).
-pub(crate) fn is_retryable(reply: &str) -> bool {
-    reply.starts_with("ERR NO_LEADER")
-        || reply.starts_with("ERR TIMEOUT")
-        || reply.starts_with("ERR BUSY")
 }
 
 impl World {
@@ -282,7 +333,7 @@ impl World {
         &mut self,
         client: usize,
         attempt: u64,
-        reply: String,
+        reply: Reply,
         index: Option<Index>,
     ) {
         if self.clients[client].state != (ClientState::Waiting { attempt }) {
@@ -294,7 +345,8 @@ impl World {
                 format_args!("<- {reply} (attempt {attempt})"),
             );
         }
-        if is_retryable(&reply) {
+        // "No outcome here; retry", as `src/client.rs` treats it.
+        if reply.is_retryable() {
             let servers = self.live_servers();
             let pause = self.clients[client].rotate(&servers);
             self.clients[client].state = ClientState::Backoff;
@@ -302,9 +354,11 @@ impl World {
             return;
         }
         if let Some(current) = self.clients[client].current.take() {
-            if self.history[current].op.command == Command::Register {
+            let command = &self.history[current].op.command;
+            if *command == Command::Register {
                 self.clients[client].registered(&reply);
             }
+            self.clients[client].saw(command, &reply);
             let record = &mut self.history[current];
             record.ret = Some(self.now);
             record.reply = Some(reply);

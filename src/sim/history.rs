@@ -9,9 +9,11 @@ use std::collections::BTreeMap;
 
 use super::clients::Record;
 use super::invariants::Violation;
-use super::linearizability::{check_kv, Input, Operation, Value, Verdict};
+use super::linearizability::{check_kv, CasOutcome, Input, Operation, Value, Verdict};
 use super::world::World;
 use crate::service::command::Command;
+use crate::service::reply::Reply;
+use crate::service::txn::{OpResult, Target, TxnOp};
 
 /// Search steps the end-of-run linearizability check may take.
 const LINEARIZABILITY_STEPS: u64 = 50_000_000;
@@ -32,17 +34,18 @@ impl World {
         let mut operations = kv_operations(&self.history);
         let reader = self.clients.len();
         let keys: Vec<String> = (0..self.knobs.keys).map(|k| format!("k{k}")).collect();
+        let value = |key: &str| kv.value(key.as_bytes()).map(|v| text(v));
         for key in &keys {
             operations.push(Operation {
                 client: reader,
                 input: Input::Get(key.clone()),
-                output: kv.value(key).map(Value::from),
+                output: value(key).map(Value::from),
                 call: self.now,
                 ret: Some(self.now),
             });
         }
         for key in &keys {
-            appends_apply_once(key, kv.value(key).unwrap_or(""), &self.history)?;
+            appends_apply_once(key, &value(key).unwrap_or_default(), &self.history)?;
         }
         match check_kv(&operations, LINEARIZABILITY_STEPS) {
             Verdict::Linearizable => Ok(()),
@@ -66,19 +69,23 @@ fn appends_apply_once(key: &str, value: &str, history: &[Record]) -> Result<(), 
     for token in value.split_terminator(';') {
         *counts.entry(token).or_default() += 1;
     }
-    let overwritten = history
-        .iter()
-        .any(|r| matches!(&r.op.command, Command::Put(k, _) if k == key));
+    // A Put or a swap of the key may have erased appends.
+    let overwritten = history.iter().any(|r| match &r.op.command {
+        Command::Put(k, _) => k == key.as_bytes(),
+        Command::Txn(t) => t.compares.iter().any(|c| c.key == key.as_bytes()),
+        _ => false,
+    });
     for record in history {
         let Command::Append(k, v) = &record.op.command else {
             continue;
         };
-        if k != key {
+        if k != key.as_bytes() {
             continue;
         }
+        let v = text(v);
         let token = v.trim_end_matches(';');
         let seen = counts.get(token).copied().unwrap_or(0);
-        let acked = record.reply.as_deref() == Some("OK");
+        let acked = record.reply == Some(Reply::Ok);
         if seen > 1 || (acked && seen == 0 && !overwritten) {
             return Err(Violation {
                 invariant: "appends_apply_once",
@@ -104,16 +111,16 @@ pub(crate) fn kv_operations(history: &[Record]) -> Vec<Operation> {
         .iter()
         .filter_map(|r| {
             let input = match &r.op.command {
-                Command::Put(k, v) => Input::Put(k.clone(), v.clone()),
-                Command::Append(k, v) => Input::Append(k.clone(), v.clone()),
-                Command::Get(k) => Input::Get(k.clone()),
+                Command::Put(k, v) => Input::Put(text(k), text(v)),
+                Command::Append(k, v) => Input::Append(text(k), text(v)),
+                Command::Get(k) => Input::Get(text(k)),
+                Command::Txn(_) => cas_input(r)?,
                 _ => return None,
             };
-            let output = r
-                .reply
-                .as_deref()
-                .and_then(|reply| reply.strip_prefix("VALUE "))
-                .map(Value::from);
+            let output = match &r.reply {
+                Some(Reply::Value(value)) => Some(Value::from(text(value))),
+                _ => None,
+            };
             Some(Operation {
                 client: r.client,
                 input,
@@ -123,4 +130,43 @@ pub(crate) fn kv_operations(history: &[Record]) -> Vec<Operation> {
             })
         })
         .collect()
+}
+
+/// Bytes the simulator's clients wrote (always UTF-8) as text.
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A client's compare-and-swap (see `super::clients::cas`), with what its
+/// reply said.
+fn cas_input(r: &Record) -> Option<Input> {
+    let Command::Txn(t) = &r.op.command else {
+        return None;
+    };
+    let (Some(compare), Some(TxnOp::Put(_, new))) = (t.compares.first(), t.then.first()) else {
+        return None;
+    };
+    let expected = match &compare.target {
+        Target::Value(v) => Some(text(v)),
+        _ => None,
+    };
+    let outcome = match &r.reply {
+        Some(Reply::Txn(result)) if result.succeeded => CasOutcome::Swapped,
+        Some(Reply::Txn(result)) => match result.results.first() {
+            Some(OpResult::Get(page)) => CasOutcome::Failed(
+                page.kvs
+                    .first()
+                    .and_then(|kv| kv.value.as_deref())
+                    .map(|v| text(v)),
+            ),
+            _ => CasOutcome::Unknown,
+        },
+        _ => CasOutcome::Unknown,
+    };
+    Some(Input::Cas {
+        key: text(&compare.key),
+        expected,
+        new: text(new),
+        outcome,
+    })
 }

@@ -14,6 +14,7 @@ use crate::raft::messages::{Entry, Index, NodeId, Term};
 use crate::raft::ready::Persist;
 use crate::raft::{InitialState, Role, Status};
 use crate::service::command::Command;
+use crate::service::reply::Reply;
 use crate::service::state_machine::StateMachine;
 
 /// A broken safety property, with what shows it.
@@ -143,7 +144,7 @@ pub struct AppliedEntry<'a> {
     /// The command as stored in the log.
     pub bytes: &'a [u8],
     /// The state machine's reply.
-    pub reply: &'a str,
+    pub reply: &'a Reply,
     /// Whether it was a transfer that moved money.
     pub moved: bool,
     /// Whether its session had applied it before (the reply is the first one's).
@@ -554,7 +555,7 @@ impl Checker {
         let index = entry.index;
         self.state_machine_safety(node, index, entry.term, entry.bytes)?;
         if let Command::Open(_, cents) = entry.command {
-            if entry.reply == "OK" && !entry.duplicate {
+            if *entry.reply == Reply::Ok && !entry.duplicate {
                 self.opened.insert(index, *cents);
             }
         }
@@ -589,12 +590,12 @@ impl Checker {
     pub fn on_read(
         &mut self,
         node: usize,
-        reply: &str,
+        reply: &Reply,
         applied: Index,
         sm: &StateMachine,
     ) -> Result<(), Violation> {
         self.money_is_conserved(node, applied, sm)?;
-        if reply.starts_with("AUDIT ") {
+        if matches!(reply, Reply::Audit { .. }) {
             self.audits_see_all_money(node, applied, reply)?;
         }
         Ok(())
@@ -707,14 +708,14 @@ impl Checker {
         &self,
         node: usize,
         index: Index,
-        reply: &str,
+        reply: &Reply,
     ) -> Result<(), Violation> {
         let expected = self.opened_through(index);
-        let shown = reply
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix("total="))
-            .and_then(|t| crate::service::command::parse_cents(t).ok());
-        if shown.map(i128::from) != Some(expected) {
+        let shown = match reply {
+            Reply::Audit { total_cents, .. } => Some(*total_cents),
+            _ => None,
+        };
+        if shown != Some(expected) {
             return Err(violation(
                 "money_is_conserved",
                 "the ledger's invariant, as AUDIT reports it",

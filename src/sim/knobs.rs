@@ -156,6 +156,9 @@ pub struct Knobs {
     pub think_time: Time,
     /// Relative weights of PUT, APPEND, GET, TRANSFER, AUDIT, BALANCE.
     pub op_weights: [u64; 6],
+    /// Relative weight of compare-and-swap (a `TXN` that sets a key only if
+    /// its value is the one the client last saw), beside `op_weights`.
+    pub cas_weight: u64,
     /// How long a server holds a request waiting for its outcome.
     pub request_timeout: Time,
     /// How long a client waits for a reply before trying the next server.
@@ -252,6 +255,11 @@ impl Knobs {
         let spare_nodes = options
             .spare_nodes
             .unwrap_or(if membership { 6 } else { 0 });
+        // Compare-and-swap, drawn last too: a seed without it keeps its knobs.
+        let cas_weight = match rng.range(0, 10) {
+            0..=2 => 0,
+            _ => rng.range(1, 11),
+        };
         Knobs {
             nodes,
             spare_nodes,
@@ -268,6 +276,7 @@ impl Knobs {
             snapshot_entries,
             think_time,
             op_weights,
+            cas_weight,
             request_timeout: SECOND,
             client_timeout: 1500 * MS,
             pre_vote,
@@ -292,7 +301,7 @@ impl fmt::Display for Knobs {
         write!(
             f,
             "nodes={}+{} pre-vote={} check-quorum={} noop={} window={} clients={} keys={} accounts={} delay={}+{}ms drop={}‰ dup={}‰ \
-             faults=[{}] fault-gap={}ms snapshot-every={} think={}ms ops(put,append,get,transfer,audit,balance)={:?}",
+             faults=[{}] fault-gap={}ms snapshot-every={} think={}ms ops(put,append,get,transfer,audit,balance)={:?} cas={}",
             self.nodes,
             self.spare_nodes,
             self.pre_vote,
@@ -310,7 +319,8 @@ impl fmt::Display for Knobs {
             self.fault_gap / MS,
             self.snapshot_entries,
             self.think_time / MS,
-            self.op_weights
+            self.op_weights,
+            self.cas_weight
         )
     }
 }

@@ -17,12 +17,18 @@
 //! n appends and reads of one key would otherwise hold O(n²) bytes: at a
 //! few thousand operations a second, gigabytes within seconds.
 //!
+//! A compare-and-swap is one step of the model: at the point it takes
+//! effect, its compare either holds (then it must have reported success, and
+//! the key takes its new value) or not (then it must have reported failure,
+//! and the value it read is the key's value at that point). One with an
+//! unknown outcome does whichever its compare says at the point chosen.
+//!
 //! The search is bounded by a number of steps, not by wall-clock time, so its
 //! verdict does not depend on how fast the machine is. Running out of steps is
 //! [`Verdict::Unknown`], which callers treat as a failure: a checker that gives
 //! up must never pass a history it did not check.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
 
@@ -35,12 +41,36 @@ pub enum Input {
     Put(String, String),
     /// Append to a key.
     Append(String, String),
+    /// Set a key to `new` if its value is `expected` (`None`: if it is
+    /// absent), and what the client learned of the outcome.
+    Cas {
+        /// The key.
+        key: String,
+        /// The value compared with (`None`: the key must be absent).
+        expected: Option<String>,
+        /// The value set if the compare held.
+        new: String,
+        /// What the reply said.
+        outcome: CasOutcome,
+    },
+}
+
+/// What a compare-and-swap's reply said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CasOutcome {
+    /// The compare held: the key was set.
+    Swapped,
+    /// The compare failed, and the key's value was this (`None`: absent).
+    Failed(Option<String>),
+    /// No definite reply.
+    Unknown,
 }
 
 impl Input {
     fn key(&self) -> &str {
         match self {
             Input::Get(k) | Input::Put(k, _) | Input::Append(k, _) => k,
+            Input::Cas { key, .. } => key,
         }
     }
 }
@@ -102,6 +132,35 @@ impl fmt::Debug for Value {
     }
 }
 
+impl Operation {
+    /// What this operation read, if it only read: a Get's output, a failed
+    /// compare-and-swap's value.
+    fn read(&self) -> Option<Option<&str>> {
+        match &self.input {
+            Input::Get(_) => Some(self.output.as_ref().map(Value::as_str)),
+            Input::Cas {
+                outcome: CasOutcome::Failed(read),
+                ..
+            } => Some(read.as_deref()),
+            _ => None,
+        }
+    }
+
+    /// The whole value this operation may write (Puts, and swaps that
+    /// succeeded or may have).
+    fn whole_value(&self) -> Option<&str> {
+        match &self.input {
+            Input::Put(_, v) => Some(v),
+            Input::Cas {
+                new,
+                outcome: CasOutcome::Swapped | CasOutcome::Unknown,
+                ..
+            } => Some(new),
+            _ => None,
+        }
+    }
+}
+
 /// One operation in a history, with its real-time interval.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Operation {
@@ -109,7 +168,8 @@ pub struct Operation {
     pub client: usize,
     /// What it asked.
     pub input: Input,
-    /// What a Get returned (`None`: key absent); ignored for writes.
+    /// What a Get returned (`None`: key absent); ignored for writes (a
+    /// compare-and-swap carries its outcome in its input).
     pub output: Option<Value>,
     /// When it was invoked (any monotonic unit).
     pub call: u64,
@@ -195,11 +255,22 @@ impl KeyState {
                 let output = op.output.as_ref().map(Value::as_str);
                 (output == self.value.as_deref()).then_some(Undo::Nothing)
             }
-            Input::Put(_, v) => {
-                let undo = Undo::Restore(self.value.replace(v.clone()), self.hash);
-                // Absent and empty differ: the hash of a present value starts at 1.
-                self.hash = extend_hash(1, v.as_bytes());
-                Some(undo)
+            Input::Put(_, v) => Some(self.set(v)),
+            Input::Cas {
+                expected,
+                new,
+                outcome,
+                ..
+            } => {
+                let holds = *expected == self.value;
+                match outcome {
+                    CasOutcome::Swapped | CasOutcome::Unknown if holds => Some(self.set(new)),
+                    CasOutcome::Failed(read) if !holds && *read == self.value => {
+                        Some(Undo::Nothing)
+                    }
+                    CasOutcome::Unknown => Some(Undo::Nothing),
+                    _ => None,
+                }
             }
             Input::Append(_, v) => {
                 let undo = Undo::Truncate(self.value.as_ref().map(String::len), self.hash);
@@ -212,6 +283,14 @@ impl KeyState {
                 Some(undo)
             }
         }
+    }
+
+    /// Sets the whole value (a Put, a swap), returning how to undo it.
+    fn set(&mut self, v: &str) -> Undo {
+        let undo = Undo::Restore(self.value.replace(v.to_string()), self.hash);
+        // Absent and empty differ: the hash of a present value starts at 1.
+        self.hash = extend_hash(1, v.as_bytes());
+        undo
     }
 
     fn undo(&mut self, undo: Undo) {
@@ -237,10 +316,10 @@ impl KeyState {
 
     /// Whether a later read could return `output`: the value so far is a
     /// prefix of it (only for keys whose value only grows).
-    fn is_prefix_of(&self, output: &Option<Value>) -> bool {
+    fn is_prefix_of(&self, output: Option<&str>) -> bool {
         match (&self.value, output) {
             (None, _) => true,
-            (Some(v), Some(o)) => o.as_str().starts_with(v.as_str()),
+            (Some(v), Some(o)) => o.starts_with(v.as_str()),
             (Some(_), None) => false,
         }
     }
@@ -309,16 +388,27 @@ fn check_one_key(ops: &[&Operation], budget: &mut u64) -> Verdict {
     // writes that no later read could have seen, long before the search would
     // reach that read. `puts_under[r]`: the Puts whose value read `r`'s output
     // starts with.
-    let puts: Vec<usize> = (0..ops.len())
-        .filter(|&i| matches!(ops[i].input, Input::Put(..)))
-        .collect();
+    // (Whole values come from Puts and from compare-and-swaps.) Found by
+    // looking up each read's prefixes of the lengths whole values have, not
+    // by comparing every read with every write.
+    let mut by_value: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, p) in ops.iter().enumerate() {
+        if let Some(v) = p.whole_value() {
+            by_value.entry(v).or_default().push(i);
+        }
+    }
+    let mut lengths: Vec<usize> = by_value.keys().map(|v| v.len()).collect();
+    lengths.sort_unstable();
+    lengths.dedup();
     let puts_under: Vec<Vec<usize>> = ops
         .iter()
-        .map(|read| match (&read.input, &read.output) {
-            (Input::Get(_), Some(out)) => puts
+        .map(|read| match read.read() {
+            Some(Some(out)) => lengths
                 .iter()
+                .filter_map(|&l| out.get(..l))
+                .filter_map(|prefix| by_value.get(prefix))
+                .flatten()
                 .copied()
-                .filter(|&p| matches!(&ops[p].input, Input::Put(_, v) if out.as_str().starts_with(v.as_str())))
                 .collect(),
             _ => Vec::new(),
         })
@@ -327,7 +417,7 @@ fn check_one_key(ops: &[&Operation], budget: &mut u64) -> Verdict {
     let first_pending_read = |nodes: &[Node]| {
         let mut id = nodes[0].next;
         while id != NIL {
-            if !is_call(nodes, id) && matches!(ops[nodes[id].op].input, Input::Get(_)) {
+            if !is_call(nodes, id) && ops[nodes[id].op].read().is_some() {
                 return Some(nodes[id].op);
             }
             id = nodes[id].next;
@@ -363,9 +453,9 @@ fn check_one_key(ops: &[&Operation], budget: &mut u64) -> Verdict {
             let op = nodes[entry].op;
             let stepped = state.step(ops[op]);
             let stepped = match stepped {
-                Some(undo) if !matches!(ops[op].input, Input::Get(_)) => {
+                Some(undo) if ops[op].read().is_none() => {
                     let readable = first_pending_read(&nodes).is_none_or(|read| {
-                        state.is_prefix_of(&ops[read].output)
+                        ops[read].read().is_some_and(|out| state.is_prefix_of(out))
                             || puts_under[read].iter().any(|&p| p != op && !done[p])
                     });
                     if readable {
@@ -601,6 +691,149 @@ mod tests {
         value.push_str("[0.29]");
         h.push(op(9, get("k"), Some(&value), 5000, 5100));
         assert_eq!(check_kv(&h, 20_000), Verdict::Illegal);
+    }
+
+    fn cas(k: &str, expected: Option<&str>, new: &str, outcome: CasOutcome) -> Input {
+        Input::Cas {
+            key: k.into(),
+            expected: expected.map(String::from),
+            new: new.into(),
+            outcome,
+        }
+    }
+
+    /// Two swaps from the same value cannot both succeed (a lost update),
+    /// unless something set the value back in between.
+    #[test]
+    fn two_swaps_from_one_value_cannot_both_succeed() {
+        let lost_update = vec![
+            op(0, put("x", "0"), None, 0, 10),
+            op(
+                1,
+                cas("x", Some("0"), "1", CasOutcome::Swapped),
+                None,
+                20,
+                50,
+            ),
+            op(
+                2,
+                cas("x", Some("0"), "2", CasOutcome::Swapped),
+                None,
+                20,
+                50,
+            ),
+        ];
+        assert_eq!(check_kv(&lost_update, T), Verdict::Illegal);
+        let mut reset = lost_update.clone();
+        reset.push(op(3, put("x", "0"), None, 20, 50));
+        assert_eq!(check_kv(&reset, T), Verdict::Linearizable);
+        let one_loses = vec![
+            op(0, put("x", "0"), None, 0, 10),
+            op(
+                1,
+                cas("x", Some("0"), "1", CasOutcome::Swapped),
+                None,
+                20,
+                50,
+            ),
+            op(
+                2,
+                cas("x", Some("0"), "2", CasOutcome::Failed(Some("1".into()))),
+                None,
+                20,
+                50,
+            ),
+            op(3, get("x"), Some("1"), 60, 70),
+        ];
+        assert_eq!(check_kv(&one_loses, T), Verdict::Linearizable);
+    }
+
+    /// A failed swap read the value it compared with: the read must be a
+    /// value the key had, and one that fails the compare.
+    #[test]
+    fn a_failed_swap_read_the_value_it_compared() {
+        let h = |read: Option<&str>| {
+            vec![
+                op(0, put("x", "0"), None, 0, 10),
+                op(
+                    1,
+                    cas(
+                        "x",
+                        Some("9"),
+                        "1",
+                        CasOutcome::Failed(read.map(String::from)),
+                    ),
+                    None,
+                    20,
+                    30,
+                ),
+            ]
+        };
+        assert_eq!(check_kv(&h(Some("0")), T), Verdict::Linearizable);
+        assert_eq!(
+            check_kv(&h(Some("7")), T),
+            Verdict::Illegal,
+            "a value never set"
+        );
+        assert_eq!(check_kv(&h(None), T), Verdict::Illegal, "the key exists");
+        let compare_held = vec![
+            op(0, put("x", "0"), None, 0, 10),
+            op(
+                1,
+                cas("x", Some("0"), "1", CasOutcome::Failed(Some("0".into()))),
+                None,
+                20,
+                30,
+            ),
+        ];
+        assert_eq!(
+            check_kv(&compare_held, T),
+            Verdict::Illegal,
+            "the compare held"
+        );
+        let create = vec![
+            op(1, cas("y", None, "1", CasOutcome::Swapped), None, 0, 10),
+            op(
+                1,
+                cas("y", None, "2", CasOutcome::Failed(Some("1".into()))),
+                None,
+                20,
+                30,
+            ),
+        ];
+        assert_eq!(check_kv(&create, T), Verdict::Linearizable);
+    }
+
+    /// A swap with no reply may take effect later, or never; a read decides.
+    #[test]
+    fn a_swap_without_a_reply_does_what_its_compare_says_when_it_takes_effect() {
+        let pending = Operation {
+            client: 0,
+            input: cas("x", Some("0"), "1", CasOutcome::Unknown),
+            output: None,
+            call: 20,
+            ret: None,
+        };
+        let set = op(0, put("x", "0"), None, 0, 10);
+        for seen in ["0", "1"] {
+            let h = vec![
+                set.clone(),
+                pending.clone(),
+                op(1, get("x"), Some(seen), 40, 50),
+            ];
+            assert_eq!(check_kv(&h, T), Verdict::Linearizable, "saw {seen}");
+        }
+        let moved_on = vec![
+            set,
+            op(2, put("x", "5"), None, 12, 15),
+            pending,
+            op(1, get("x"), Some("1"), 40, 50),
+        ];
+        assert_eq!(
+            check_kv(&moved_on, T),
+            Verdict::Illegal,
+            "its compare fails after 5"
+        );
     }
 
     #[test]

@@ -17,6 +17,7 @@ use super::Time;
 /// The client index a scripted scenario's own requests come from.
 pub(super) const SCRIPT_CLIENT: usize = usize::MAX;
 use crate::raft::messages::{Index, Request, Response};
+use crate::service::reply::Reply;
 use crate::service::state_machine::Op;
 
 /// A message in flight.
@@ -46,7 +47,7 @@ pub(super) enum Body {
     /// A server's answer to one attempt, with the index it was applied at.
     ClientReply {
         attempt: u64,
-        reply: String,
+        reply: Reply,
         index: Option<Index>,
     },
 }
@@ -56,10 +57,10 @@ impl World {
         if let (Endpoint::Client(SCRIPT_CLIENT), Body::ClientReply { attempt, reply, .. }) =
             (to, &body)
         {
-            // A scripted scenario's request: its first answer is kept, not sent.
+            // A scripted scenario's request: its first answer's line is kept, not sent.
             self.script_replies
                 .entry(*attempt)
-                .or_insert_with(|| reply.clone());
+                .or_insert_with(|| reply.to_string());
             return;
         }
         let delays = self.net.delays();

@@ -340,7 +340,7 @@ impl Scenario {
             .applier
             .state_machine()
             .kv()
-            .value(key)
-            .map(String::from)
+            .value(key.as_bytes())
+            .map(|v| String::from_utf8_lossy(v).into_owned())
     }
 }

@@ -27,6 +27,7 @@ use crate::raft::ready::{Outbound, Persist, Ready};
 use crate::raft::{ApplyMsg, Config, MembershipChange, Raft, Status};
 use crate::service::applier::{Applier, Outcome};
 use crate::service::command::Command;
+use crate::service::reply::{Code, Reply};
 use crate::service::state_machine::Op;
 
 /// The runtime's tick (NOTES.md: 10 ms).
@@ -258,7 +259,7 @@ impl World {
                     running.applier.wait_read(read, op.command.clone(), waiter);
                     if let Err(refused) = running.raft.read_index(read) {
                         running.applier.cancel_read(read);
-                        let reply = format!("ERR NO_LEADER {refused}; retry");
+                        let reply = Reply::error(Code::NoLeader, format!("{refused}; retry"));
                         outgoing.push(client_reply(waiter, reply, None));
                         return self.finish_step(node, before, outgoing);
                     }
@@ -268,7 +269,7 @@ impl World {
                 let (index, term) = match running.raft.propose(op.encode()) {
                     Ok(proposed) => proposed,
                     Err(refused) => {
-                        let reply = format!("ERR NO_LEADER {refused}; retry");
+                        let reply = Reply::error(Code::NoLeader, format!("{refused}; retry"));
                         outgoing.push(client_reply(waiter, reply, None));
                         return self.finish_step(node, before, outgoing);
                     }
@@ -406,9 +407,11 @@ impl World {
                     .as_ref()
                     .is_some_and(|op| running.applier.state_machine().is_duplicate(op));
                 let from_before = transfer_source(&op, &running.applier);
+                let revision_before = running.applier.state_machine().kv().revision();
                 let (reply, woken) = running.applier.apply(index, term, &command);
                 let moved =
                     from_before.is_some() && from_before != transfer_source(&op, &running.applier);
+                revisions_count_writes(id, index, revision_before, &running.applier)?;
                 if let Some(op) = &op {
                     self.checker.on_apply(
                         node,
@@ -507,8 +510,7 @@ impl World {
                     format_args!("restored the state machine from the snapshot at {index}"),
                 );
                 for waiter in covered {
-                    let reply = "ERR TIMEOUT outcome unknown".to_string();
-                    self.reply_to_client(node, waiter, reply, None);
+                    self.reply_to_client(node, waiter, Reply::outcome_unknown(), None);
                 }
             }
         }
@@ -519,7 +521,7 @@ impl World {
         &mut self,
         node: usize,
         waiter: Waiter,
-        reply: String,
+        reply: Reply,
         index: Option<Index>,
     ) {
         let (to, body) = client_reply(waiter, reply, index);
@@ -695,6 +697,32 @@ impl Effects for ServerEffects<'_> {
     }
 }
 
+/// etcd's data model: an entry that changed keys moves the store revision
+/// by exactly one, and every key it changed carries that revision; an entry
+/// that changed nothing leaves the revision alone.
+fn revisions_count_writes(
+    id: NodeId,
+    index: Index,
+    before: u64,
+    applier: &Applier<Waiter>,
+) -> Result<(), Violation> {
+    let after = applier.state_machine().kv().revision();
+    let changes = applier.changes();
+    let expected = before + u64::from(!changes.is_empty());
+    if after == expected && changes.iter().all(|c| c.revision == after) {
+        return Ok(());
+    }
+    Err(Violation {
+        invariant: "revisions_count_writes",
+        rule: "one store revision per write (etcd's revisions)",
+        evidence: format!(
+            "node {id} applied {index}: revision {before} -> {after} with {} changes at {:?}",
+            changes.len(),
+            changes.iter().map(|c| c.revision).collect::<Vec<_>>()
+        ),
+    })
+}
+
 /// The source account's balance of a transfer, before or after applying it.
 fn transfer_source(op: &Option<Op>, applier: &Applier<Waiter>) -> Option<i64> {
     match op.as_ref().map(|o| &o.command) {
@@ -703,7 +731,7 @@ fn transfer_source(op: &Option<Op>, applier: &Applier<Waiter>) -> Option<i64> {
     }
 }
 
-fn client_reply(waiter: Waiter, reply: String, index: Option<Index>) -> (Endpoint, Body) {
+fn client_reply(waiter: Waiter, reply: Reply, index: Option<Index>) -> (Endpoint, Body) {
     (
         Endpoint::Client(waiter.client),
         Body::ClientReply {
@@ -714,12 +742,13 @@ fn client_reply(waiter: Waiter, reply: String, index: Option<Index>) -> (Endpoin
     )
 }
 
-/// The reply line a server's frontend sends for `outcome` (src/service/frontend.rs).
-fn describe_outcome(outcome: Outcome, index: Index) -> (String, Option<Index>) {
-    match outcome {
-        Outcome::Reply(reply) => (reply, Some(index)),
-        Outcome::Replaced => ("ERR NO_LEADER not the leader; retry".into(), None),
-        Outcome::Unknown => ("ERR TIMEOUT outcome unknown".into(), None),
+/// The reply a server's frontend sends for `outcome`, and the index it was
+/// applied at if it was: the same typed reply the threaded server makes
+/// (`Outcome::into_result`, `ExecError::reply`).
+fn describe_outcome(outcome: Outcome, index: Index) -> (Reply, Option<Index>) {
+    match outcome.into_result() {
+        Ok(reply) => (reply, Some(index)),
+        Err(e) => (e.reply(), None),
     }
 }
 

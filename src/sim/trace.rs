@@ -16,7 +16,7 @@ use super::{format_time, Time};
 use crate::logger::{self, Level};
 use crate::raft::messages::Request;
 use crate::raft::Persist;
-use crate::service::command::Command;
+use crate::service::command::{to_line, Command};
 use crate::service::state_machine::Op;
 
 /// Where trace lines go.
@@ -143,10 +143,16 @@ pub(super) fn show_endpoint(e: Endpoint) -> String {
 /// A command as the text protocol writes it.
 pub(super) fn show(op: &Op) -> String {
     match &op.command {
-        Command::Put(k, v) => format!("PUT {k} {v}"),
-        Command::Append(k, v) => format!("APPEND {k} {v}"),
-        Command::Del(k) => format!("DEL {k}"),
-        Command::Get(k) => format!("GET {k}"),
+        Command::Append(k, v) => format!(
+            "APPEND {} {}",
+            String::from_utf8_lossy(k),
+            String::from_utf8_lossy(v)
+        ),
+        kv @ (Command::Put(..)
+        | Command::Del(_)
+        | Command::Get(_)
+        | Command::Range(_)
+        | Command::Txn(_)) => to_line(kv),
         Command::Open(a, c) => format!("OPEN {a} {c}"),
         Command::Transfer(t) => format!("TRANSFER {} {} {} {}", t.txid, t.from, t.to, t.cents),
         Command::Balance(a) => format!("BALANCE {a}"),

@@ -19,6 +19,7 @@
 //! under a fresh id). A server whose removal is known committed is retired:
 //! stopped for good, as an operator would once `REMOVE` answered.
 
+use crate::service::reply::Reply;
 use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
 
@@ -287,8 +288,7 @@ impl World {
                 waiter,
             } => {
                 if self.is_current(node, incarnation) {
-                    let reply = "ERR TIMEOUT outcome unknown".to_string();
-                    self.reply_to_client(node, waiter, reply, None);
+                    self.reply_to_client(node, waiter, Reply::outcome_unknown(), None);
                 }
                 Ok(())
             }

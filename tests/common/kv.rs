@@ -18,6 +18,7 @@ use raftkv::node::{ApplySink, Node};
 use raftkv::raft::{Config, NodeId, Role};
 use raftkv::service::frontend::Frontend;
 use raftkv::service::replica::{Replica, SnapshotPolicy};
+use raftkv::service::reply::{Code, Reply};
 use raftkv::storage::memory::MemoryStorage;
 
 use super::cluster::{fresh_seed, init_logging, TICK};
@@ -43,8 +44,9 @@ impl Handler for KvHandler {
             Some(&CLIENT_CHANNEL) => {
                 let line = std::str::from_utf8(&request[1..]).ok()?.trim_end();
                 // No forwarding here: clerks find the leader by trying servers.
-                let no_forward = |_: &str| "ERR NO_LEADER not the leader".to_string();
-                Some(self.frontend.answer(line, &no_forward).0.into_bytes())
+                let no_forward = |_: &str| Reply::error(Code::NoLeader, "not the leader");
+                let (reply, _) = self.frontend.answer(line, &no_forward);
+                Some(reply.to_string().into_bytes())
             }
             _ => answer_raft(self.frontend.replica().node(), from, request),
         }
@@ -438,6 +440,7 @@ impl OpLog {
         let mut recorded = self.recorded.lock().unwrap();
         let key = match &op.input {
             Input::Get(k) | Input::Put(k, _) | Input::Append(k, _) => k.clone(),
+            Input::Cas { key, .. } => key.clone(),
         };
         let shared = output.map(|o| recorded.share(&key, o));
         recorded.ops.push(op);

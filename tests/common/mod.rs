@@ -5,5 +5,6 @@ pub mod cluster;
 pub mod http;
 pub mod kv;
 pub mod links;
+pub mod nemesis;
 pub mod network;
 pub mod procs;

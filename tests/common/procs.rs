@@ -229,6 +229,11 @@ impl ProcCluster {
         }
     }
 
+    /// Node `i`'s process id, if it is running.
+    pub fn pid(&self, i: usize) -> Option<u32> {
+        self.children[i].as_ref().map(Child::id)
+    }
+
     /// Whether node `i`'s process is still running.
     pub fn is_running(&mut self, i: usize) -> bool {
         match self.children[i].as_mut() {

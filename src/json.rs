@@ -1,5 +1,6 @@
 //! JSON (RFC 8259): a value type, an encoder with correct string escaping, and a
-//! small strict parser for request bodies.
+//! small strict parser: the HTTP API's bodies, and the text protocol's ranges
+//! and transactions.
 //!
 //! Numbers are kept as their validated text, never as floats: the API sends
 //! money as decimal strings and indexes as integers, and the parser only has to
@@ -129,7 +130,7 @@ impl fmt::Display for Json {
 
 /// Writes `s` as a JSON string (§7): `"` and `\` escaped, control characters
 /// as `\n`-style or `\u00XX` escapes, everything else as is (UTF-8).
-fn write_string(f: &mut impl Write, s: &str) -> fmt::Result {
+pub fn write_string(f: &mut impl Write, s: &str) -> fmt::Result {
     f.write_char('"')?;
     for c in s.chars() {
         match c {
