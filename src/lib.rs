@@ -53,6 +53,7 @@
 pub mod auth;
 pub mod client;
 pub mod codec;
+pub mod events;
 pub mod http;
 pub mod json;
 pub mod logger;

@@ -26,6 +26,7 @@ use super::read_index::ReadQueue;
 use super::ready::{ApplyMsg, HardState, LogWrite, Outbound, Ready, Snapshot, SnapshotChunk};
 use super::rng::Rng;
 use super::snapshot::Incoming;
+use super::verdict::Verdict;
 use crate::info;
 
 /// Tunables of the core, all counted in ticks of the runtime's clock.
@@ -252,6 +253,10 @@ pub struct Raft {
     /// own disk ([`Raft::persisted`]).
     /// Invariant: `persisted_index <= log.last_index()`.
     pub(super) persisted_index: Index,
+
+    // ---- Diagnostics, read by nothing in the core ----
+    /// The rule that decided the answer to the last request handled.
+    pub(super) verdict: Verdict,
 }
 
 impl Raft {
@@ -297,6 +302,7 @@ impl Raft {
             unstable_from: None,
             replicate_pending: false,
             persisted_index: 0,
+            verdict: Verdict::Unknown,
         };
         // What storage returned is on disk.
         raft.persisted_index = raft.log.last_index();
@@ -485,6 +491,18 @@ impl Raft {
             current_term: self.current_term,
             voted_for: self.voted_for,
         }
+    }
+
+    /// Why the last request [`Raft::handle_request`] handled was answered as
+    /// it was (for event streams and captions; see `verdict.rs`).
+    pub fn last_verdict(&self) -> Verdict {
+        self.verdict
+    }
+
+    /// The election timer (§5.2): ticks since it was last reset, and the
+    /// randomized timeout it runs to (for displays; leaders do not use it).
+    pub fn election_timer(&self) -> (u32, u32) {
+        (self.election_elapsed, self.election_timeout)
     }
 
     /// A summary of this server's state.

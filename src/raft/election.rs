@@ -15,6 +15,7 @@ use super::bugs::Bug;
 use super::core::{Raft, Role};
 use super::messages::{Entry, NodeId, Request, RequestVoteArgs, RequestVoteReply};
 use super::progress::Progress;
+use super::verdict::Verdict;
 use crate::{debug, info};
 
 impl Raft {
@@ -79,6 +80,11 @@ impl Raft {
             vote_granted: false,
         };
         if self.ignores_vote_request(args) {
+            let leader = match self.role {
+                Role::Leader => Some(self.id),
+                _ => self.leader_id,
+            };
+            self.verdict = Verdict::LeaderAlive { leader };
             debug!(
                 self.id,
                 self.current_term,
@@ -94,9 +100,15 @@ impl Raft {
             .log
             .is_up_to_date(args.last_log_index, args.last_log_term)
             || self.has_bug(Bug::NoElectionRestriction);
-        if args.term <= self.current_term || !up_to_date {
+        if args.term <= self.current_term {
+            self.verdict = Verdict::PreVoteTermNotNewer;
             return reject;
         }
+        if !up_to_date {
+            self.verdict = self.log_more_up_to_date();
+            return reject;
+        }
+        self.verdict = Verdict::VoteGranted;
         debug!(
             self.id,
             self.current_term, "granted a pre-vote to {} for term {}", args.candidate_id, args.term
@@ -225,6 +237,9 @@ impl Raft {
         };
         // 1. Reply false if term < currentTerm (§5.1).
         if args.term < self.current_term {
+            self.verdict = Verdict::StaleTerm {
+                current_term: self.current_term,
+            };
             return reject;
         }
         // 2. If votedFor is null or candidateId, and candidate's log is at least as
@@ -234,7 +249,8 @@ impl Raft {
             .log
             .is_up_to_date(args.last_log_index, args.last_log_term)
             || self.has_bug(Bug::NoElectionRestriction);
-        if !can_vote {
+        if let (false, Some(candidate)) = (can_vote, self.voted_for) {
+            self.verdict = Verdict::AlreadyVoted { candidate };
             debug!(
                 self.id,
                 self.current_term,
@@ -245,6 +261,7 @@ impl Raft {
             return reject;
         }
         if !up_to_date {
+            self.verdict = self.log_more_up_to_date();
             debug!(
                 self.id,
                 self.current_term,
@@ -263,6 +280,7 @@ impl Raft {
         }
         // §5.2: granting a vote resets the election timer.
         self.reset_election_timer();
+        self.verdict = Verdict::VoteGranted;
         debug!(
             self.id,
             self.current_term, "voted for {}", args.candidate_id
@@ -270,6 +288,14 @@ impl Raft {
         RequestVoteReply {
             term: self.current_term,
             vote_granted: true,
+        }
+    }
+
+    /// §5.4.1's refusal: this server's log is more up to date.
+    fn log_more_up_to_date(&self) -> Verdict {
+        Verdict::LogMoreUpToDate {
+            last_log_index: self.log.last_index(),
+            last_log_term: self.log.last_term(),
         }
     }
 

@@ -10,6 +10,7 @@ use std::fmt;
 
 use super::core::{Raft, Role};
 use super::messages::{NodeId, Request, RequestVoteArgs, TimeoutNowArgs, TimeoutNowReply};
+use super::verdict::Verdict;
 use crate::{debug, info};
 
 /// A leadership transfer in progress.
@@ -172,7 +173,9 @@ impl Raft {
     /// voters still hearing from the old leader vote anyway.
     pub(super) fn handle_timeout_now(&mut self, args: TimeoutNowArgs) -> TimeoutNowReply {
         // A server that may not campaign never does (thesis §4.2.1).
+        self.verdict = Verdict::TimeoutNowIgnored;
         if args.term == self.current_term && self.role != Role::Leader && self.may_campaign() {
+            self.verdict = Verdict::Campaigning;
             info!(
                 self.id,
                 self.current_term,

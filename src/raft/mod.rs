@@ -38,6 +38,7 @@ pub mod ready;
 pub mod replication;
 pub mod rng;
 pub mod snapshot;
+pub mod verdict;
 
 #[cfg(test)]
 mod executor_tests;
@@ -57,3 +58,4 @@ pub use self::membership::{
 pub use self::messages::{Entry, Index, NodeId, Term};
 pub use self::ready::{ApplyMsg, HardState, Persist, Ready, Snapshot, SnapshotChunk};
 pub use self::replication::ProposeError;
+pub use self::verdict::Verdict;

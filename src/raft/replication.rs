@@ -10,6 +10,7 @@ use super::bugs::Bug;
 use super::core::{Raft, Role};
 use super::messages::{AppendEntriesArgs, AppendEntriesReply, Entry, Index, NodeId, Request, Term};
 use super::progress::{Progress, ReplicationState};
+use super::verdict::Verdict;
 use crate::{debug, info};
 
 /// Why a proposal was refused.
@@ -222,6 +223,9 @@ impl Raft {
         };
         // 1. Reply false if term < currentTerm (§5.1).
         if args.term < self.current_term {
+            self.verdict = Verdict::StaleTerm {
+                current_term: self.current_term,
+            };
             return reply;
         }
         // §5.2: a candidate (or stale follower) recognizes the legitimate leader;
@@ -250,6 +254,9 @@ impl Raft {
         match self.log.term(prev_log_index) {
             None => {
                 reply.conflict_index = self.log.last_index() + 1;
+                self.verdict = Verdict::MissingEntry {
+                    last_log_index: self.log.last_index(),
+                };
                 debug!(
                     self.id,
                     self.current_term,
@@ -260,6 +267,10 @@ impl Raft {
             Some(term) if term != prev_log_term => {
                 reply.conflict_term = Some(term);
                 reply.conflict_index = self.log.first_index_of_term_run(prev_log_index);
+                self.verdict = Verdict::TermMismatch {
+                    index: prev_log_index,
+                    term,
+                };
                 debug!(
                     self.id,
                     self.current_term,
@@ -276,8 +287,10 @@ impl Raft {
         //    left alone, so a delayed, shorter AppendEntries never truncates.
         let last_new_index = prev_log_index + entries.len() as Index;
         let replaces_suffix = !entries.is_empty() && self.log.last_index() > prev_log_index;
+        let mut truncated_from = None;
         if self.has_bug(Bug::TruncateWithoutConflict) && replaces_suffix {
             self.truncate_log_from(prev_log_index + 1);
+            truncated_from = Some(prev_log_index + 1);
         }
         let mut appended_configuration = None;
         for (offset, entry) in entries.into_iter().enumerate() {
@@ -287,6 +300,7 @@ impl Raft {
                 Some(_) => {
                     debug_assert!(index > self.commit_index, "truncating a committed entry");
                     self.truncate_log_from(index);
+                    truncated_from.get_or_insert(index);
                 }
                 None => {}
             }
@@ -308,6 +322,7 @@ impl Raft {
             self.commit_index = commit;
         }
         reply.success = true;
+        self.verdict = Verdict::Appended { truncated_from };
         reply
     }
 

@@ -13,6 +13,7 @@ use super::core::{Raft, Role};
 use super::messages::{Index, InstallSnapshotArgs, InstallSnapshotReply, NodeId, Request};
 use super::progress::SnapshotTransfer;
 use super::ready::{Snapshot, SnapshotChunk};
+use super::verdict::Verdict;
 use crate::{debug, info};
 
 /// A snapshot the follower is receiving, and how much of it it holds.
@@ -132,6 +133,9 @@ impl Raft {
         };
         // 1. Reply immediately if term < currentTerm.
         if args.term < self.current_term {
+            self.verdict = Verdict::StaleTerm {
+                current_term: self.current_term,
+            };
             return reply;
         }
         // Every piece comes from the current leader: it is a heartbeat too.
@@ -143,6 +147,7 @@ impl Raft {
         if snapshot.last_included_index <= self.commit_index {
             self.incoming = None;
             reply.stored = snapshot.size;
+            self.verdict = Verdict::SnapshotNotNeeded;
             return reply;
         }
         // 2. Create a new snapshot file if the first piece (offset 0).
@@ -168,6 +173,9 @@ impl Raft {
                 .as_ref()
                 .filter(|i| i.snapshot == snapshot)
                 .map_or(0, |i| i.stored);
+            self.verdict = Verdict::SnapshotOutOfOrder {
+                stored: reply.stored,
+            };
             return reply;
         }
         // 3. Write data into the snapshot file at the given offset.
@@ -183,6 +191,10 @@ impl Raft {
             stored,
         });
         reply.stored = stored;
+        self.verdict = Verdict::SnapshotStored {
+            stored,
+            installed: args.done,
+        };
         // 4. Reply and wait for more data chunks if done is false.
         if args.done {
             self.incoming = None;
