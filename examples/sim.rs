@@ -4,6 +4,8 @@
 //! cargo run --release --example sim -- -seeds 1000          # seeds 1..=1000 on every core
 //! cargo run --release --example sim -- -seed 42 -trace      # one schedule, every event
 //! cargo run --release --example sim -- -bug figure8 -seeds 500
+//! cargo run --release --example sim -- -seed 42 -trace-json run.jsonl  # the events, for the page
+//! cargo run --release --example sim -- -seed 42 -bug figure8 -noop off -html replay.html
 //! ```
 //!
 //! A violation prints the seed, the invariant and its evidence, the last events
@@ -13,7 +15,9 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
+use raftkv::http::page::replay_page;
 use raftkv::raft::Bug;
+use raftkv::sim::recording::{record_schedule, Recording};
 use raftkv::sim::runner::{shrink, Failure, Search};
 use raftkv::sim::{run_schedule, FaultKind, Options, Outcome, TraceMode, MS};
 
@@ -25,6 +29,9 @@ usage: sim [flags]
   -seed N           run only seed N (with -trace: print every event)
   -trace            print every event of the -seed run (-v adds the core's detail)
   -v                with -trace, the core's detail lines too
+  -trace-json FILE  write the -seed run's events as JSON lines (the cluster page's trace format)
+  -html FILE        write one self-contained HTML file that replays the -seed run offline (with
+                    -bug, the same seed without the bug beside it)
   -threads N        threads for many seeds (default: every core)
   -nodes N          3, 5 or 7 servers (default: drawn per seed)
   -clients N        clients (default: drawn per seed, 1..=6)
@@ -48,6 +55,8 @@ struct Flags {
     seed: Option<u64>,
     trace: bool,
     verbose: bool,
+    trace_json: Option<String>,
+    html: Option<String>,
     threads: usize,
     shrink: bool,
     keep_going: bool,
@@ -61,6 +70,8 @@ fn parse(args: &[String]) -> Result<Flags, String> {
         seed: None,
         trace: false,
         verbose: false,
+        trace_json: None,
+        html: None,
         threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
         shrink: false,
         keep_going: false,
@@ -100,6 +111,8 @@ fn parse(args: &[String]) -> Result<Flags, String> {
                         .map_err(|_| format!("-{name}: '{value}' is not a number"))
                 };
                 match name {
+                    "trace-json" => flags.trace_json = Some(value.clone()),
+                    "html" => flags.html = Some(value.clone()),
                     "seeds" => flags.seeds = number()?,
                     "first" => flags.first = number()?,
                     "seed" => flags.seed = Some(number()?),
@@ -159,8 +172,14 @@ fn main() -> ExitCode {
     if let Some(bug) = flags.options.bug {
         println!("bug switched on: {bug} (breaks {})", bug.rule());
     }
+    let wants_files = flags.trace_json.is_some() || flags.html.is_some();
     match flags.seed {
+        Some(seed) if wants_files => write_files(seed, &flags),
         Some(seed) => replay(seed, &flags),
+        None if wants_files => {
+            eprintln!("sim: -trace-json and -html need -seed N");
+            ExitCode::from(2)
+        }
         None => explore(&flags),
     }
 }
@@ -191,6 +210,65 @@ fn replay(seed: u64, flags: &Flags) -> ExitCode {
             report(seed, flags);
             ExitCode::from(1)
         }
+    }
+}
+
+/// One seed, recorded: its events as JSON lines, or the page replaying them.
+fn write_files(seed: u64, flags: &Flags) -> ExitCode {
+    let recording = record_schedule(seed, &flags.options);
+    let trace = recording.to_json_lines();
+    let mut ok = true;
+    if let Some(path) = &flags.trace_json {
+        ok &= write(path, &trace);
+    }
+    if let Some(path) = &flags.html {
+        // With a bug switched on, the same seed without it runs beside it.
+        let counterpart = flags.options.bug.map(|_| {
+            let options = Options {
+                bug: None,
+                ..flags.options.clone()
+            };
+            record_schedule(seed, &options).to_json_lines()
+        });
+        ok &= write(path, &replay_page(&trace, counterpart.as_deref()));
+    }
+    println!("{}", describe(&recording));
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+fn write(path: &str, contents: &str) -> bool {
+    match std::fs::write(path, contents) {
+        Ok(()) => {
+            println!("wrote {path} ({} bytes)", contents.len());
+            true
+        }
+        Err(e) => {
+            eprintln!("sim: cannot write {path}: {e}");
+            false
+        }
+    }
+}
+
+/// One line about a recorded run.
+fn describe(recording: &Recording) -> String {
+    let events = recording.events.len();
+    match (&recording.outcome, recording.violation_step) {
+        (Outcome::Fail { violation, at, .. }, Some(step)) => format!(
+            "seed {}: {} at step {step} ({}), {events} events; evidence: {}",
+            recording.seed,
+            violation.invariant,
+            raftkv::sim::format_time(*at),
+            violation.evidence
+        ),
+        (outcome, _) => format!(
+            "seed {}: ok ({} steps), {events} events",
+            recording.seed,
+            outcome.stats().steps
+        ),
     }
 }
 

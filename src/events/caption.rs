@@ -112,7 +112,7 @@ pub fn caption(event: &Event) -> Option<String> {
             ),
             _ => return None,
         },
-        What::Fault(f) => {
+        What::Intervention(f) => {
             let who = match f.by {
                 Actor::Simulator => "fault",
                 Actor::Operator => "operator",

@@ -18,7 +18,7 @@
 use std::fmt::Write;
 
 use super::caption::caption;
-use super::{Answer, Event, Fault, Persisted, Rpc, What};
+use super::{Answer, Event, Intervention, Persisted, Rpc, What};
 use crate::raft::{Role, Verdict};
 
 /// A JSON object being written into a string.
@@ -271,7 +271,7 @@ pub fn write_event(out: &mut String, event: &Event, step: Option<u64>) {
                 o.text("text", text);
             }
         }
-        What::Fault(f) => fault_fields(&mut o, f),
+        What::Intervention(f) => intervention_fields(&mut o, f),
         What::Lost { from, to, msg, why } => {
             o.text("kind", "lost")
                 .num("from", *from)
@@ -459,8 +459,8 @@ fn persist_fields(o: &mut Object<'_>, p: &Persisted) {
         .num("micros", p.micros);
 }
 
-fn fault_fields(o: &mut Object<'_>, f: &Fault) {
-    o.text("kind", "fault")
+fn intervention_fields(o: &mut Object<'_>, f: &Intervention) {
+    o.text("kind", "intervention")
         .text(
             "by",
             match f.by {

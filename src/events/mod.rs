@@ -23,6 +23,7 @@
 pub mod caption;
 pub mod json;
 pub mod ring;
+pub mod watch;
 
 use crate::raft::messages::{Request, Response};
 use crate::raft::ready::Persist;
@@ -165,7 +166,7 @@ pub enum What {
         text: Option<Box<str>>,
     },
     /// The simulator injected a fault, or an operator acted on the cluster.
-    Fault(Fault),
+    Intervention(Intervention),
     /// A message never arrived (simulator).
     Lost {
         /// Its sender.
@@ -520,7 +521,7 @@ impl Action {
 
 /// A fault or an operator's action.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Fault {
+pub struct Intervention {
     /// Who did it.
     pub by: Actor,
     /// What.
@@ -536,10 +537,10 @@ pub struct Fault {
     pub lasts: u64,
 }
 
-impl Fault {
+impl Intervention {
     /// An action on `nodes` with nothing else to say.
-    pub fn on(by: Actor, action: Action, nodes: &[NodeId]) -> Fault {
-        Fault {
+    pub fn on(by: Actor, action: Action, nodes: &[NodeId]) -> Intervention {
+        Intervention {
             by,
             action,
             nodes: nodes.into(),

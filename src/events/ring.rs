@@ -231,7 +231,7 @@ fn cost(event: &Event) -> usize {
         What::ClientRequest { text, .. } | What::ClientReply { text, .. } => {
             text.as_ref().map_or(0, |t| t.len())
         }
-        What::Fault(f) => (f.nodes.len() + f.others.len()) * size_of::<u64>(),
+        What::Intervention(f) => (f.nodes.len() + f.others.len()) * size_of::<u64>(),
         What::Violation {
             evidence, nodes, ..
         } => evidence.len() + nodes.len() * size_of::<u64>(),

@@ -20,3 +20,47 @@ pub const PAGE: &str = include_str!("page.html");
 pub fn response() -> Response {
     Response::new(200, "text/html; charset=utf-8", PAGE).with("Cache-Control", "no-store")
 }
+
+/// Where a replay's trace goes in the page: the contents of an empty
+/// `<script type="application/json">` element the page reads at load.
+const TRACE_SLOT: &str = r#"<script type="application/json" id="embedded-trace"></script>"#;
+/// Where the same seed's run without the bug goes, for the side-by-side view.
+const COUNTERPART_SLOT: &str =
+    r#"<script type="application/json" id="embedded-counterpart"></script>"#;
+
+/// The page with a recorded trace (JSON lines, as `sim -trace-json` writes)
+/// inside it: one self-contained file that replays the run offline. With
+/// `counterpart`, the same run with the bug switched off, drawn beside it.
+pub fn replay_page(trace: &str, counterpart: Option<&str>) -> String {
+    let fill = |slot: &str, text: &str| {
+        // `<` appears in JSON only inside strings, where `\u003c` means the
+        // same, so nothing in the trace can close the script element.
+        let safe = text.replace('<', "\\u003c");
+        slot.replace("></script>", &format!(">\n{safe}</script>"))
+    };
+    let page = PAGE.replacen(TRACE_SLOT, &fill(TRACE_SLOT, trace), 1);
+    match counterpart {
+        Some(other) => page.replacen(COUNTERPART_SLOT, &fill(COUNTERPART_SLOT, other), 1),
+        None => page,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_replay_page_holds_its_trace_and_nothing_in_it_closes_the_script() {
+        assert!(PAGE.contains(TRACE_SLOT) && PAGE.contains(COUNTERPART_SLOT));
+        let trace = "{\"kind\":\"narration\",\"text\":\"</script><b>\"}\n";
+        let page = replay_page(trace, None);
+        assert_eq!(
+            page.matches("</script>").count(),
+            PAGE.matches("</script>").count()
+        );
+        assert!(
+            page.contains("\\u003c/script>\\u003cb>"),
+            "the text survives, escaped"
+        );
+    }
+}

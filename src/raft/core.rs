@@ -493,6 +493,31 @@ impl Raft {
         }
     }
 
+    /// The current role.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The leader this server follows (itself when leading), if known.
+    pub fn leader_id(&self) -> Option<NodeId> {
+        self.leader_id
+    }
+
+    /// The highest log index known to be committed.
+    pub fn commit_index(&self) -> Index {
+        self.commit_index
+    }
+
+    /// The highest log index handed to the state machine.
+    pub fn last_applied(&self) -> Index {
+        self.last_applied
+    }
+
+    /// The latest snapshot (index 0 if none).
+    pub fn current_snapshot(&self) -> &Snapshot {
+        &self.snapshot
+    }
+
     /// Why the last request [`Raft::handle_request`] handled was answered as
     /// it was (for event streams and captions; see `verdict.rs`).
     pub fn last_verdict(&self) -> Verdict {

@@ -38,6 +38,7 @@ pub mod knobs;
 pub mod linearizability;
 mod network;
 mod packets;
+pub mod recording;
 pub mod runner;
 pub mod scenario;
 mod server;

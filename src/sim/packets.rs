@@ -10,13 +10,15 @@
 use super::invariants::Violation;
 use super::network::Endpoint;
 use super::server::StepInput;
-use super::trace::show_endpoint;
+use super::trace::{show, show_endpoint};
 use super::world::{Event, World};
 use super::Time;
 
 /// The client index a scripted scenario's own requests come from.
 pub(super) const SCRIPT_CLIENT: usize = usize::MAX;
-use crate::raft::messages::{Index, Request, Response};
+use crate::events::{Answer, Loss, Rpc, What};
+use crate::raft::messages::{Index, NodeId, Request, Response};
+use crate::raft::Verdict;
 use crate::service::reply::Reply;
 use crate::service::state_machine::Op;
 
@@ -31,16 +33,21 @@ pub(super) struct Packet {
 
 #[derive(Debug, Clone)]
 pub(super) enum Body {
-    /// A Raft RPC; the requester's incarnation routes the reply.
+    /// A Raft RPC; the requester's incarnation routes the reply. `msg` is
+    /// its id in the run's events.
     Request {
         request: Request,
         requester_incarnation: u32,
+        msg: u64,
     },
-    /// Its reply, carrying the request back (as the runtime's senders do).
+    /// Its reply, carrying the request back (as the runtime's senders do),
+    /// with the request's id and the rule that decided the answer.
     Response {
         request: Request,
         response: Response,
         requester_incarnation: u32,
+        msg: u64,
+        verdict: Verdict,
     },
     /// A client's operation.
     ClientRequest { attempt: u64, op: Op },
@@ -54,6 +61,9 @@ pub(super) enum Body {
 
 impl World {
     pub(super) fn send(&mut self, from: Endpoint, to: Endpoint, body: Body) {
+        if self.recording() {
+            self.record_sent(from, to, &body);
+        }
         if let (Endpoint::Client(SCRIPT_CLIENT), Body::ClientReply { attempt, reply, .. }) =
             (to, &body)
         {
@@ -64,6 +74,15 @@ impl World {
             return;
         }
         let delays = self.net.delays();
+        if let (Some(msg), Endpoint::Node(a), Endpoint::Node(b)) = (body.msg(), from, to) {
+            let (from, to) = (a as NodeId + 1, b as NodeId + 1);
+            if delays.is_empty() {
+                let why = Loss::Dropped;
+                self.record(a, What::Lost { from, to, msg, why });
+            } else if delays.len() > 1 {
+                self.record(a, What::Duplicated { from, to, msg });
+            }
+        }
         if delays.is_empty() && self.trace.on() {
             self.trace.sim(
                 "net",
@@ -93,6 +112,7 @@ impl World {
 
     pub(super) fn deliver(&mut self, packet: Packet) -> Result<(), Violation> {
         if !self.net.allows(packet.from, packet.to) {
+            self.record_lost(&packet, Loss::Partition);
             if self.trace.on() {
                 self.trace.sim(
                     "net",
@@ -121,7 +141,9 @@ impl World {
         };
         let n = &mut self.nodes[node];
         if n.running.is_none() || packet.sent_at < n.restarted_at {
-            return Ok(()); // sent to a server that is down, or to an earlier incarnation
+            // Sent to a server that is down, or to an earlier incarnation.
+            self.record_lost(&packet, Loss::Down);
+            return Ok(());
         }
         if n.paused_since.is_some() {
             n.inbox.push(packet);
@@ -131,29 +153,38 @@ impl World {
             Endpoint::Node(from) => from,
             Endpoint::Client(from) => from,
         };
+        if let Body::Response {
+            requester_incarnation,
+            ..
+        } = &packet.body
+        {
+            if *requester_incarnation != n.incarnation {
+                // A reply to a request of an earlier incarnation.
+                self.record_lost(&packet, Loss::Down);
+                return Ok(());
+            }
+        }
+        if self.recording() {
+            self.record_received(node, from, &packet.body);
+        }
         let input = match packet.body {
             Body::Request {
                 request,
                 requester_incarnation,
+                msg,
             } => StepInput::Request {
                 from,
                 request,
                 requester_incarnation,
+                msg,
             },
             Body::Response {
+                request, response, ..
+            } => StepInput::Response {
+                from,
                 request,
                 response,
-                requester_incarnation,
-            } => {
-                if requester_incarnation != n.incarnation {
-                    return Ok(()); // a reply to a request of an earlier incarnation
-                }
-                StepInput::Response {
-                    from,
-                    request,
-                    response,
-                }
-            }
+            },
             Body::ClientRequest { attempt, op } => StepInput::Client {
                 client: from,
                 attempt,
@@ -162,5 +193,108 @@ impl World {
             Body::ClientReply { .. } => return Ok(()),
         };
         self.step(node, Some(input))
+    }
+
+    /// Records a packet leaving: a request, a reply (with the rule that
+    /// decided it), or a server's answer to a client.
+    fn record_sent(&mut self, from: Endpoint, to: Endpoint, body: &Body) {
+        let Endpoint::Node(node) = from else {
+            return;
+        };
+        let peer = match to {
+            Endpoint::Node(n) => n as NodeId + 1,
+            Endpoint::Client(c) => client_id(c),
+        };
+        let what = match body {
+            Body::Request { request, msg, .. } => What::Send {
+                to: peer,
+                msg: *msg,
+                rpc: Rpc::of(request, 0),
+            },
+            Body::Response {
+                request,
+                response,
+                msg,
+                verdict,
+                ..
+            } => What::Reply {
+                to: peer,
+                msg: *msg,
+                rpc: Rpc::of(request, 0),
+                answer: Answer::of(response),
+                verdict: *verdict,
+            },
+            Body::ClientReply {
+                attempt,
+                reply,
+                index,
+            } => What::ClientReply {
+                client: peer,
+                request: *attempt,
+                result: reply.label(),
+                index: *index,
+                text: Some(reply.to_string().into()),
+            },
+            Body::ClientRequest { .. } => return,
+        };
+        self.record(node, what);
+    }
+
+    /// Records a packet reaching server `node`'s core.
+    fn record_received(&mut self, node: usize, from: usize, body: &Body) {
+        let what = match body {
+            Body::Request { request, msg, .. } => What::Receive {
+                from: from as NodeId + 1,
+                msg: *msg,
+                rpc: Rpc::of(request, 0),
+            },
+            Body::Response {
+                request,
+                response,
+                msg,
+                ..
+            } => What::ReplyReceived {
+                from: from as NodeId + 1,
+                msg: *msg,
+                rpc: Rpc::of(request, 0),
+                answer: Answer::of(response),
+            },
+            Body::ClientRequest { attempt, op } => What::ClientRequest {
+                client: client_id(from),
+                request: *attempt,
+                op: crate::service::command::word(&op.command),
+                text: Some(show(op).into()),
+            },
+            Body::ClientReply { .. } => return,
+        };
+        self.record(node, what);
+    }
+
+    /// Records that a message between servers never reached its core.
+    fn record_lost(&mut self, packet: &Packet, why: Loss) {
+        if let (Some(msg), Endpoint::Node(a), Endpoint::Node(b)) =
+            (packet.body.msg(), packet.from, packet.to)
+        {
+            let (from, to) = (a as NodeId + 1, b as NodeId + 1);
+            self.record(a, What::Lost { from, to, msg, why });
+        }
+    }
+}
+
+impl Body {
+    /// The message id of a request or reply between servers.
+    fn msg(&self) -> Option<u64> {
+        match self {
+            Body::Request { msg, .. } | Body::Response { msg, .. } => Some(*msg),
+            _ => None,
+        }
+    }
+}
+
+/// A client's id in the events: its index + 1 (0: a scripted scenario).
+fn client_id(client: usize) -> u64 {
+    match client {
+        SCRIPT_CLIENT => 0,
+        c => c as u64 + 1,
     }
 }

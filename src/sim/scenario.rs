@@ -23,11 +23,13 @@ use super::invariants::Violation;
 use super::knobs::Options;
 use super::network::Network;
 use super::packets::SCRIPT_CLIENT;
+use super::recording::Collector;
 use super::server::StepInput;
 use super::trace::{Trace, TraceMode};
 use super::world::World;
 use super::{Time, MS};
 use crate::codec::Encode;
+use crate::events::{Action, Actor, Event, Intervention, Sink, What};
 use crate::raft::messages::{Index, NodeId, Term};
 use crate::raft::rng::Rng;
 use crate::raft::{
@@ -142,6 +144,34 @@ impl Scenario {
         Ok(false)
     }
 
+    /// From now on, records every event (see `recording.rs`), each in the
+    /// step it happened in; an operator's actions (crash, cut, propose ...)
+    /// are steps of their own.
+    pub fn record_events(&mut self) {
+        self.world.events = Collector::new(true);
+    }
+
+    /// The events recorded so far, each with its step.
+    pub fn events(&self) -> &[(u64, Event)] {
+        self.world.events.events()
+    }
+
+    /// Records a narration (a guided tour's words) as a step of its own.
+    pub fn narrate(&mut self, text: &str) {
+        self.world.begin_step();
+        let what = What::Narration { text: text.into() };
+        self.world.events.record(0, 0, what);
+    }
+
+    /// An operator's action begins: a step of its own, recorded.
+    fn act(&mut self, action: Action, nodes: &[NodeId], others: &[NodeId]) {
+        self.world.begin_step();
+        self.world.record_fault(Intervention {
+            others: others.into(),
+            ..Intervention::on(Actor::Operator, action, nodes)
+        });
+    }
+
     /// Servers snapshot after applying this many entries (0, the default:
     /// never), as the service does past its threshold.
     pub fn snapshot_every(&mut self, entries: u64) {
@@ -193,6 +223,10 @@ impl Scenario {
 
     /// Cuts every link between server `id` and the others, both ways.
     pub fn isolate(&mut self, id: NodeId) {
+        let rest: Vec<NodeId> = (1..=self.world.nodes.len() as NodeId)
+            .filter(|&o| o != id && self.world.nodes[o as usize - 1].born)
+            .collect();
+        self.act(Action::Partition, &[id], &rest);
         let me = self.index(id);
         let others: Vec<usize> = (0..self.world.nodes.len()).filter(|&i| i != me).collect();
         self.world.net.cut(&[me], &others);
@@ -202,6 +236,7 @@ impl Scenario {
     /// Cuts the links from every server in `from` to every server in `to`
     /// (one way: the other direction still works).
     pub fn cut(&mut self, from: &[NodeId], to: &[NodeId]) {
+        self.act(Action::OneWay, from, to);
         let from: Vec<usize> = from.iter().map(|&id| self.index(id)).collect();
         let to: Vec<usize> = to.iter().map(|&id| self.index(id)).collect();
         self.world.net.cut(&from, &to);
@@ -209,17 +244,20 @@ impl Scenario {
 
     /// Restores every link.
     pub fn heal(&mut self) {
+        self.act(Action::Heal, &[], &[]);
         self.world.net.heal();
     }
 
     /// Stops server `id` at once (it keeps its disk).
     pub fn crash(&mut self, id: NodeId) {
+        self.act(Action::Crash, &[id], &[]);
         let index = self.index(id);
         self.world.stop(index);
     }
 
     /// Restarts a crashed server `id` from its disk.
     pub fn restart(&mut self, id: NodeId) {
+        self.act(Action::Restart, &[id], &[]);
         let index = self.index(id);
         self.fail_on(|w| w.start(index));
     }
@@ -237,6 +275,16 @@ impl Scenario {
             seq: 0,
             command: Command::Put(key.into(), value.into()),
         };
+        self.world.begin_step();
+        if self.world.recording() {
+            let what = What::ClientRequest {
+                client: 0,
+                request: 0,
+                op: "put",
+                text: Some(format!("PUT {key} {value}").into()),
+            };
+            self.world.record(index, what);
+        }
         let running = self.world.nodes[index]
             .running
             .as_mut()
@@ -249,6 +297,7 @@ impl Scenario {
 
     /// Asks server `leader` to hand leadership to `target` (thesis §3.10).
     pub fn transfer(&mut self, leader: NodeId, target: NodeId) -> Result<(), TransferError> {
+        self.act(Action::Transfer, &[leader], &[target]);
         let index = self.index(leader);
         let running = self.world.nodes[index]
             .running
@@ -274,6 +323,11 @@ impl Scenario {
         leader: NodeId,
         change: MembershipChange,
     ) -> Result<u64, MembershipError> {
+        let (action, server) = match &change {
+            MembershipChange::Add { id, .. } => (Action::Add, *id),
+            MembershipChange::Remove { id } => (Action::Remove, *id),
+        };
+        self.act(action, &[leader], &[server]);
         let index = self.index(leader);
         let running = self.world.nodes[index]
             .running
@@ -313,6 +367,16 @@ impl Scenario {
         self.requests += 1;
         let ticket = self.requests;
         let index = self.index(id);
+        self.world.begin_step();
+        if self.world.recording() {
+            let what = What::ClientRequest {
+                client: 0,
+                request: ticket,
+                op: "get",
+                text: Some(format!("GET {key}").into()),
+            };
+            self.world.record(index, what);
+        }
         let input = StepInput::Client {
             client: SCRIPT_CLIENT,
             attempt: ticket,

@@ -22,6 +22,8 @@ use super::world::{Event, World};
 use super::{format_time, Time, MS};
 use crate::codec::{Decode, Encode};
 use crate::raft::executor::{self, Effects};
+use crate::events::watch::Watch;
+use crate::events::{Action, Actor, Intervention, Persisted, What};
 use crate::raft::messages::{Index, NodeId, Request, Response};
 use crate::raft::ready::{Outbound, Persist, Ready};
 use crate::raft::{ApplyMsg, Config, MembershipChange, Raft, Status};
@@ -49,6 +51,8 @@ pub(super) struct Running {
     pub(super) since_snapshot: u64,
     /// The last ReadIndex read id this server handed out.
     pub(super) next_read: u64,
+    /// What the recorded events last said of the core.
+    pub(super) watch: Watch,
 }
 
 /// A server slot: its disk survives crashes; the rest does not.
@@ -85,6 +89,7 @@ pub(super) enum StepInput {
         from: usize,
         request: Request,
         requester_incarnation: u32,
+        msg: u64,
     },
     Response {
         from: usize,
@@ -145,6 +150,7 @@ impl World {
             applier: Applier::default(),
             since_snapshot: 0,
             next_read: 0,
+            watch: Watch::default(),
         });
         let incarnation = n.incarnation;
         self.schedule(TICK, Event::Tick { node, incarnation });
@@ -167,6 +173,8 @@ impl World {
         let Some(since) = self.nodes[node].paused_since.take() else {
             return Ok(());
         };
+        let id = node as NodeId + 1;
+        self.record_fault(Intervention::on(Actor::Simulator, Action::Resume, &[id]));
         let id = node as NodeId + 1;
         self.trace.sim(
             "sim",
@@ -226,6 +234,7 @@ impl World {
                 from,
                 request,
                 requester_incarnation,
+                msg,
             }) => {
                 let response = running
                     .raft
@@ -236,6 +245,8 @@ impl World {
                         request,
                         response,
                         requester_incarnation,
+                        msg,
+                        verdict: running.raft.last_verdict(),
                     },
                 ));
             }
@@ -383,6 +394,7 @@ impl World {
             let body = Body::Request {
                 request: message.request,
                 requester_incarnation: incarnation,
+                msg: self.next_msg(),
             };
             self.send(Endpoint::Node(node), to, body);
         }
@@ -594,6 +606,11 @@ impl Effects for ServerEffects<'_> {
 
     /// The checker sees every step's status and `Persist`.
     fn inspect(&mut self, ready: &Ready) -> Result<(), Halt> {
+        let world = &mut *self.world;
+        let tick = world.nodes[self.node].tick_every;
+        if let Some(running) = world.nodes[self.node].running.as_mut() {
+            running.watch.observe(&running.raft, tick, &mut world.events);
+        }
         let after = self.core().status();
         self.term = after.term;
         self.send_first = ready.send_first;
@@ -623,6 +640,9 @@ impl Effects for ServerEffects<'_> {
             .save(persist)
             .map_err(|e| storage_violation(id, e))?;
         world.checker.on_saved(node)?;
+        if world.recording() {
+            world.record(node, What::Persist(Persisted::of(persist, 0)));
+        }
         if world.trace.on() {
             let what = show_persist(persist);
             world
@@ -666,6 +686,10 @@ impl Effects for ServerEffects<'_> {
         self.maybe_crash(CrashPoint::BeforeApply, "after sending, before applying")?;
         for msg in apply {
             self.world.apply(self.node, msg)?;
+        }
+        let node = &self.world.nodes[self.node];
+        if let Some(index) = node.running.as_ref().map(|r| r.applier.last_applied()) {
+            self.world.record(self.node, What::Apply { index });
         }
         Ok(())
     }

@@ -30,10 +30,12 @@ use super::invariants::{Checker, Violation};
 use super::knobs::{stream_seed, Knobs, Options, Stream};
 use super::network::Network;
 use super::packets::Packet;
+use super::recording::Collector;
 use super::runner::RunStats;
 use super::server::{SimNode, StepInput, Waiter, TICK};
 use super::trace::Trace;
 use super::{format_time, Time, SECOND};
+use crate::events::{Action, Actor, Intervention};
 use crate::raft::messages::{Index, NodeId};
 use crate::raft::rng::Rng;
 use crate::raft::{MembershipChange, Role};
@@ -134,6 +136,10 @@ pub(crate) struct World {
     /// Answers to a scripted scenario's requests, by request number.
     pub(super) script_replies: std::collections::BTreeMap<u64, String>,
     pub(crate) trace: Trace,
+    /// The run's events, when recorded (`recording.rs`).
+    pub(crate) events: Collector,
+    /// Messages sent so far: the last message id handed out.
+    pub(super) messages_sent: u64,
     pub(crate) stats: RunStats,
 }
 
@@ -190,6 +196,8 @@ impl World {
             clients_done: 0,
             script_replies: std::collections::BTreeMap::new(),
             trace,
+            events: Collector::default(),
+            messages_sent: 0,
             stats: RunStats::default(),
         }
     }
@@ -221,11 +229,12 @@ impl World {
             };
             self.now = next.at;
             self.trace.set_now(self.now);
-            self.stats.steps += 1;
+            self.begin_step();
             self.handle(next.event)?;
         }
         self.now = self.now.max(until);
         self.trace.set_now(self.now);
+        self.events.set_step(self.now, self.stats.steps);
         Ok(())
     }
 
@@ -242,7 +251,7 @@ impl World {
         while let Some(Reverse(next)) = self.queue.pop() {
             self.now = next.at;
             self.trace.set_now(self.now);
-            self.stats.steps += 1;
+            self.begin_step();
             if self.stats.steps > MAX_IDLE_STEPS + STEPS_PER_OP * self.stats.ops_ok {
                 return Err(Violation {
                     invariant: "step_budget",
@@ -305,6 +314,7 @@ impl World {
             }
             Event::Restart { node } => {
                 if self.nodes[node].running.is_none() && !self.nodes[node].retired {
+                    self.record_sim(Action::Restart, &[node]);
                     self.start(node)?;
                 }
                 Ok(())
@@ -324,6 +334,7 @@ impl World {
             Event::HealNetwork { generation } => {
                 if generation == self.partition_generation && self.net.is_partitioned() {
                     self.net.heal();
+                    self.record_sim(Action::Heal, &[]);
                     self.trace
                         .sim("sim", format_args!("FAULT heal: every link restored"));
                 }
@@ -409,6 +420,20 @@ impl World {
                         format_args!("FAULT partition {shape} for {}", format_time(lasts)),
                     );
                 }
+                let action = match (one_way, bridge) {
+                    (true, _) => Action::OneWay,
+                    (false, Some(_)) => Action::Bridge,
+                    (false, None) => Action::Partition,
+                };
+                let ids = |v: &[usize]| v.iter().map(|&i| i as NodeId + 1).collect();
+                self.record_fault(Intervention {
+                    by: Actor::Simulator,
+                    action,
+                    nodes: ids(&from),
+                    others: ids(&to),
+                    bridge: bridge.map(|b| b as NodeId + 1),
+                    lasts,
+                });
                 let generation = self.partition_generation;
                 self.schedule(lasts, Event::HealNetwork { generation });
             }
@@ -419,6 +444,10 @@ impl World {
                 }
                 n.paused_since = Some(self.now);
                 let incarnation = n.incarnation;
+                self.record_fault(Intervention {
+                    lasts,
+                    ..Intervention::on(Actor::Simulator, Action::Pause, &[node as NodeId + 1])
+                });
                 self.trace.sim(
                     "sim",
                     format_args!(
@@ -455,6 +484,10 @@ impl World {
                     ),
                 );
                 let target = target as u64 + 1;
+                self.record_fault(Intervention {
+                    others: Box::new([target]),
+                    ..Intervention::on(Actor::Simulator, Action::Transfer, &[leader as NodeId + 1])
+                });
                 self.step(leader, Some(StepInput::Transfer { target }))?;
             }
             Fault::FastClock {
@@ -468,6 +501,10 @@ impl World {
                 }
                 n.tick_every = TICK * 100 / (100 + percent);
                 let incarnation = n.incarnation;
+                self.record_fault(Intervention {
+                    lasts,
+                    ..Intervention::on(Actor::Simulator, Action::FastClock, &[node as NodeId + 1])
+                });
                 self.trace.sim(
                     "sim",
                     format_args!(
@@ -481,6 +518,12 @@ impl World {
             Fault::Membership { add, pick } => self.change_membership(add, pick)?,
         }
         Ok(())
+    }
+
+    /// Records the simulator's `action` on the servers at `nodes` (indexes).
+    fn record_sim(&mut self, action: Action, nodes: &[usize]) {
+        let ids: Vec<NodeId> = nodes.iter().map(|&i| i as NodeId + 1).collect();
+        self.record_fault(Intervention::on(Actor::Simulator, action, &ids));
     }
 
     /// The servers that exist: born, and not retired.
@@ -548,6 +591,14 @@ impl World {
             MembershipChange::Add { id, .. } => Some(*id),
             MembershipChange::Remove { .. } => None,
         };
+        let (action, server) = match &change {
+            MembershipChange::Add { id, .. } => (Action::Add, *id),
+            MembershipChange::Remove { id } => (Action::Remove, *id),
+        };
+        self.record_fault(Intervention {
+            others: Box::new([server]),
+            ..Intervention::on(Actor::Simulator, action, &[leader as NodeId + 1])
+        });
         self.step(leader, Some(StepInput::Membership(change)))?;
         // A new server starts (empty, waiting to be added) once the leader
         // took the request: its id stays fresh otherwise.
@@ -589,6 +640,7 @@ impl World {
                     ),
                 );
                 if self.nodes[slot].running.is_some() {
+                    self.record_sim(Action::Crash, &[slot]);
                     self.stop(slot);
                 }
                 self.nodes[slot].retired = true;
@@ -599,6 +651,7 @@ impl World {
     /// Server `node` stops: everything but its disk is lost. It restarts after
     /// the fault's downtime (at once once the faults have ended).
     pub(super) fn crash(&mut self, node: usize) {
+        self.record_sim(Action::Crash, &[node]);
         self.stop(node);
         let down_for = self.nodes[node].down_for;
         if self.phase == Phase::Faults {
@@ -629,12 +682,14 @@ impl World {
                 "faults end: restart and resume every server, heal every link, lose nothing"
             ),
         );
+        self.record_sim(Action::EndFaults, &[]);
         self.net.heal();
         self.net.make_reliable();
         for node in self.live_servers() {
             self.nodes[node].crash_point = None;
             self.nodes[node].tick_every = TICK;
             if self.nodes[node].running.is_none() {
+                self.record_sim(Action::Restart, &[node]);
                 self.start(node)?;
             } else {
                 self.resume(node)?;
