@@ -44,6 +44,8 @@ usage: raftkv [flags]
   -pre-vote=BOOL           ask for pre-votes before an election (thesis §9.6; default true)
   -check-quorum=BOOL       a leader that loses its majority steps down, and followers that
                            hear a leader ignore vote requests (thesis §6.2, §4.2.3; default true)
+  -events=BOOL             keep a ring of recent events (RPCs, votes, commits, client requests)
+                           for GET /events and the cluster page (default true)
   -v                       log detail (elections, rejections, forwarding)
   -h                       print this help
 
@@ -69,6 +71,7 @@ struct Flags {
     quota_bytes: u64,
     pre_vote: bool,
     check_quorum: bool,
+    events: bool,
     verbose: bool,
     help: bool,
 }
@@ -100,6 +103,7 @@ fn parse_flags(args: &[String]) -> Result<Flags, String> {
         quota_bytes: DEFAULT_QUOTA_BYTES,
         pre_vote: true,
         check_quorum: true,
+        events: true,
         verbose: false,
         help: false,
     };
@@ -116,7 +120,7 @@ fn parse_flags(args: &[String]) -> Result<Flags, String> {
         };
         if matches!(
             name,
-            "v" | "h" | "help" | "pre-vote" | "check-quorum" | "join"
+            "v" | "h" | "help" | "pre-vote" | "check-quorum" | "join" | "events"
         ) {
             // Go's boolean flags: `-v` or `-v=true` turn one on, `-v=false` off.
             let on = match inline.as_deref() {
@@ -129,6 +133,7 @@ fn parse_flags(args: &[String]) -> Result<Flags, String> {
                 "pre-vote" => flags.pre_vote = on,
                 "check-quorum" => flags.check_quorum = on,
                 "join" => flags.join = on,
+                "events" => flags.events = on,
                 _ => flags.help = on,
             }
             continue;
@@ -276,6 +281,7 @@ fn apply_flags(mut config: ServerConfig, flags: Flags) -> ServerConfig {
     config.quota_bytes = flags.quota_bytes;
     config.pre_vote = flags.pre_vote;
     config.check_quorum = flags.check_quorum;
+    config.events = flags.events;
     config
 }
 

@@ -41,6 +41,7 @@ use crate::auth::keyfile::{Hidden, MAKE_KEY};
 use crate::auth::limit::LogThrottle;
 use crate::auth::peer::{PeerAuth, DEFAULT_CLUSTER_ID};
 use crate::auth::token::ClientAuth;
+use crate::events::ring::{EventRing, Limits};
 use crate::http;
 use crate::metrics::CounterVec;
 use crate::node::{ApplySink, Node};
@@ -119,6 +120,8 @@ pub struct ServerConfig {
     pub pre_vote: bool,
     /// Leaders step down without a majority; followers are sticky (§6.2, §4.2.3).
     pub check_quorum: bool,
+    /// Keep a ring of recent events for `GET /events` (see [`crate::events`]).
+    pub events: bool,
 }
 
 impl ServerConfig {
@@ -147,6 +150,7 @@ impl ServerConfig {
             quota_bytes: DEFAULT_QUOTA_BYTES,
             pre_vote: true,
             check_quorum: true,
+            events: true,
         }
     }
 }
@@ -246,12 +250,16 @@ impl Server {
         // leader's term (thesis §6.4).
         raft_config.noop_on_election = true;
         let (apply_tx, apply_rx) = mpsc::channel();
-        let node = Arc::new(Node::with_sink(
+        let events = config
+            .events
+            .then(|| Arc::new(EventRing::new(id, Limits::default())));
+        let node = Arc::new(Node::with_events(
             raft_config,
             config.tick,
             transport,
             storage,
             ApplySink::Batches(apply_tx),
+            events,
         )?);
         let policy = SnapshotPolicy {
             log_bytes: config.snapshot_bytes,

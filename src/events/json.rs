@@ -479,7 +479,7 @@ fn intervention_fields(o: &mut Object<'_>, f: &Intervention) {
 mod tests {
     use super::*;
     use crate::events::{Loss, SnapshotSummary, TermRuns};
-    use crate::http::json as parser;
+    use crate::json as parser;
 
     fn event(what: What) -> Event {
         Event {

@@ -117,24 +117,33 @@ impl EventRing {
     /// Records one event that happened now (for threads other than the
     /// node's, which batch through a [`Recorder`]).
     pub fn push(&self, term: Term, what: What) {
-        let mut batch = vec![Event {
+        self.extend([self.event(now_micros(), term, what)]);
+    }
+
+    /// An event of this server at `time`, to hand to [`EventRing::extend`].
+    pub fn event(&self, time: u64, term: Term, what: What) -> Event {
+        Event {
             seq: 0,
-            time: now_micros(),
+            time,
             node: self.node,
             term,
             what,
-        }];
-        self.append(&mut batch);
+        }
     }
 
     /// Numbers and keeps every event of `batch` (which it empties), dropping
     /// the oldest as the limits require.
     pub fn append(&self, batch: &mut Vec<Event>) {
-        if batch.is_empty() {
-            return;
+        if !batch.is_empty() {
+            self.extend(batch.drain(..));
         }
+    }
+
+    /// Numbers and keeps `events` (their `seq` is ignored), dropping the
+    /// oldest as the limits require.
+    pub fn extend(&self, events: impl IntoIterator<Item = Event>) {
         let mut inner = self.lock();
-        for mut event in batch.drain(..) {
+        for mut event in events {
             event.seq = inner.next_seq;
             inner.next_seq += 1;
             inner.bytes += cost(&event);

@@ -12,6 +12,7 @@
 //! POST   /transfers json    TRANSFER ...     200 {"ok":true,"txid"} | 404 | 409 | 422
 //! GET    /audit             AUDIT            200 {"accounts","total"}
 //! POST   /command   line    the line itself  {"reply": "..."} (the page's command box)
+//! GET    /events?since=SEQ  (no command)     JSON lines; &stream=1 holds it open (see `events`)
 //! ```
 //!
 //! `<key>` is everything after `/kv/`, percent-decoded to bytes (`/kv/a%20b`
@@ -32,6 +33,7 @@
 //! the first attempt was applied.
 
 use super::cluster;
+use super::events;
 use super::json::{self, Json};
 use super::kv;
 use super::page;
@@ -62,6 +64,13 @@ pub fn handle(head: &Head, body: &[u8], ctx: &Context) -> (&'static str, Respons
             }),
         ),
         "/health" => ("/health", only(m, &[Method::Get], || cluster::health(ctx))),
+        "/events" => (
+            "/events",
+            only(m, &[Method::Get], || {
+                let ring = ctx.frontend.replica().node().events();
+                events::response(ring.map(|r| r.as_ref()), &head.query)
+            }),
+        ),
         "/metrics" => (
             "/metrics",
             only(m, &[Method::Get], || super::metrics::response(ctx)),
@@ -103,7 +112,10 @@ pub fn handle(head: &Head, body: &[u8], ctx: &Context) -> (&'static str, Respons
             ),
         },
     };
-    let cross_origin = matches!(route, "/status" | "/cluster" | "/health" | "/command");
+    let cross_origin = matches!(
+        route,
+        "/status" | "/cluster" | "/health" | "/command" | "/events"
+    );
     if cross_origin && response.header("Access-Control-Allow-Origin").is_none() {
         // The page polls every member directly, which is another origin.
         return (route, response.with("Access-Control-Allow-Origin", "*"));
@@ -113,7 +125,7 @@ pub fn handle(head: &Head, body: &[u8], ctx: &Context) -> (&'static str, Respons
 
 /// With a client token configured, refuses a request that lacks it (see the
 /// module docs for what is open).
-fn authorize(head: &Head, ctx: &Context) -> Option<Response> {
+pub fn authorize(head: &Head, ctx: &Context) -> Option<Response> {
     let read = matches!(head.method, Method::Get | Method::Head);
     let open =
         head.method == Method::Options || (read && matches!(head.path.as_str(), "/" | "/health"));

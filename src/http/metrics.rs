@@ -228,6 +228,42 @@ pub fn render(ctx: &Context) -> String {
         "Transfers remembered for exactly-once retries (one per txid).",
         stats.transfers as f64,
     );
+
+    // The event ring behind `/events` (absent with -events=false).
+    if let Some(ring) = node.events() {
+        let r = ring.stats();
+        let limits = ring.limits();
+        e.gauge(
+            "raftkv_events_ring_events",
+            "Events held in the ring behind /events.",
+            r.events as f64,
+        );
+        e.gauge(
+            "raftkv_events_ring_bytes",
+            "Bytes the ring's events take, counting what they point to.",
+            r.bytes as f64,
+        );
+        e.gauge(
+            "raftkv_events_ring_limit_bytes",
+            "Most bytes the ring keeps before it drops its oldest events.",
+            limits.bytes as f64,
+        );
+        e.counter(
+            "raftkv_events_recorded_total",
+            "Events recorded since the server started.",
+            r.recorded,
+        );
+        e.counter(
+            "raftkv_events_dropped_total",
+            "Events dropped from the ring to stay within its limits.",
+            r.dropped,
+        );
+        e.counter(
+            "raftkv_events_readers_behind_total",
+            "Times a reader of /events was told it missed events and must resynchronise.",
+            r.readers_behind,
+        );
+    }
     e.finish()
 }
 

@@ -13,8 +13,9 @@
 //! execution path. The files: [`request`] parses, [`response`] writes,
 //! [`json`] (the crate's JSON) encodes and parses bodies, [`api`] routes,
 //! [`kv`] serves keys, ranges and transactions, [`cluster`] answers
-//! `/status`, `/cluster` and `/health`, [`metrics`] writes `/metrics`, [`page`]
-//! is the cluster page, [`reply`] turns typed replies into statuses and error
+//! `/status`, `/cluster` and `/health`, [`events`] serves `/events` (and holds
+//! it open as a stream), [`metrics`] writes `/metrics`, [`page`] is the
+//! cluster page, [`reply`] turns typed replies into statuses and error
 //! bodies.
 //!
 //! Deadlines, not just read timeouts, bound each phase (a client sending one
@@ -24,6 +25,7 @@
 
 pub mod api;
 pub mod cluster;
+pub mod events;
 pub mod kv;
 pub mod metrics;
 pub mod page;
@@ -161,6 +163,21 @@ pub fn serve(
             Err(e) => return fail(&mut reader, &mut writer, e, ctx),
         };
         set_deadline(&mut reader, None);
+        if head.method == request::Method::Get && events::wants_stream(&head) {
+            if let Some(ring) = ctx.frontend.replica().node().events() {
+                let denied = api::authorize(&head, ctx);
+                let status = denied.as_ref().map_or(200, |r| r.status).to_string();
+                ctx.requests.inc(&["GET", "/events", &status]);
+                if let Some(denied) = denied {
+                    let denied = denied.with("Access-Control-Allow-Origin", "*");
+                    let _ = denied.write_to(&mut writer, false, true);
+                    return;
+                }
+                // Held open until the reader goes away; then the connection closes.
+                let _ = events::stream(ring, &head.query, &mut writer, events::HEARTBEAT);
+                return;
+            }
+        }
         let (route, response) = api::handle(&head, &body, ctx);
         let status = response.status.to_string();
         ctx.requests.inc(&[head.method.as_str(), route, &status]);

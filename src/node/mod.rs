@@ -57,12 +57,17 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use crate::events::ring::{EventRing, Recorder};
+use crate::events::watch::Watch;
+use crate::events::{Answer, Persisted, Rpc, Sink, What};
 use crate::metrics::raft::RaftMetrics;
 use crate::raft::core::{Config, Raft, Role, Status};
 use crate::raft::executor::{self, Effects};
 use crate::raft::messages::{Index, NodeId, Request, Response, Term};
 use crate::raft::ready::{ApplyMsg, Outbound, Persist, Snapshot};
-use crate::raft::{Configuration, MembershipChange, MembershipError, ProposeError, TransferError};
+use crate::raft::{
+    Configuration, MembershipChange, MembershipError, ProposeError, TransferError, Verdict,
+};
 use crate::storage::{SnapshotFill, Storage};
 use crate::transport::Transporter;
 use crate::{debug, info};
@@ -226,6 +231,8 @@ pub struct Node {
     threads: Mutex<Vec<JoinHandle<()>>>,
     /// For snapshot bytes, which the service streams in and out itself.
     storage: Arc<dyn Storage>,
+    /// Recent events (`GET /events`), unless they are off.
+    ring: Option<Arc<EventRing>>,
 }
 
 impl Node {
@@ -249,6 +256,19 @@ impl Node {
         transport: Arc<dyn Transporter>,
         storage: Arc<dyn Storage>,
         apply: ApplySink,
+    ) -> io::Result<Node> {
+        Self::with_events(config, tick, transport, storage, apply, None)
+    }
+
+    /// [`Node::with_sink`], recording what happens into `events` (see
+    /// [`crate::events`]) if given.
+    pub fn with_events(
+        config: Config,
+        tick: Duration,
+        transport: Arc<dyn Transporter>,
+        storage: Arc<dyn Storage>,
+        apply: ApplySink,
+        events: Option<Arc<EventRing>>,
     ) -> io::Result<Node> {
         let initial = storage.load()?;
         let id = config.id;
@@ -289,6 +309,8 @@ impl Node {
             applier: apply_tx,
             shared: Arc::clone(&shared),
             pending_replies: Vec::new(),
+            recorder: Recorder::new(events.clone()),
+            watch: Watch::default(),
         };
         let mut threads = vec![thread::Builder::new()
             .name(format!("raft-{id}"))
@@ -307,6 +329,7 @@ impl Node {
             shared,
             threads: Mutex::new(threads),
             storage,
+            ring: events,
         })
     }
 
@@ -409,6 +432,17 @@ impl Node {
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
         }
+    }
+
+    /// Its current term, as of its last handled event (cheaper than
+    /// [`Node::status`]).
+    pub fn term(&self) -> Term {
+        self.lock_status().term
+    }
+
+    /// Its recent events, unless they are off.
+    pub fn events(&self) -> Option<&Arc<EventRing>> {
+        self.ring.as_ref()
     }
 
     /// What this server has measured about itself (for `/metrics` and `/status`).
@@ -531,7 +565,21 @@ struct NodeLoop {
     applier: Sender<Vec<ApplyMsg>>,
     shared: Arc<Shared>,
     /// Answers to RPCs handled in this batch, held until state is durable.
-    pending_replies: Vec<(Sender<Response>, Response)>,
+    pending_replies: Vec<PendingReply>,
+    /// Events of the batch at hand (nothing, when events are off).
+    recorder: Recorder,
+    /// What the recorded events last said of the core.
+    watch: Watch,
+}
+
+/// An answer held until the state it depends on is durable.
+struct PendingReply {
+    reply: Sender<Response>,
+    response: Response,
+    /// For the reply's event: the peer, the request, the rule that decided.
+    from: NodeId,
+    rpc: Option<Rpc>,
+    verdict: Verdict,
 }
 
 impl NodeLoop {
@@ -589,14 +637,40 @@ impl NodeLoop {
                 request,
                 reply,
             } => {
+                let rpc = self.recorder.enabled().then(|| {
+                    let rpc = Rpc::of(&request, 0);
+                    let term = self.raft.hard_state().current_term;
+                    let msg = 0;
+                    self.recorder
+                        .record(self.id(), term, What::Receive { from, msg, rpc });
+                    rpc
+                });
                 let response = self.raft.handle_request(from, request);
-                self.pending_replies.push((reply, response));
+                self.pending_replies.push(PendingReply {
+                    reply,
+                    response,
+                    from,
+                    rpc,
+                    verdict: self.raft.last_verdict(),
+                });
             }
             Event::Response {
                 from,
                 request,
                 response,
-            } => self.raft.handle_response(from, &request, response),
+            } => {
+                if self.recorder.enabled() {
+                    let what = What::ReplyReceived {
+                        from,
+                        msg: 0,
+                        rpc: Rpc::of(&request, 0),
+                        answer: Answer::of(&response),
+                    };
+                    let term = self.raft.hard_state().current_term;
+                    self.recorder.record(self.id(), term, what);
+                }
+                self.raft.handle_response(from, &request, response)
+            }
             Event::Propose { command, reply } => reply.call(self.raft.propose(command)),
             Event::ReadIndex { id, reply } => reply.call(self.raft.read_index(id)),
             Event::ChangeMembership { change, reply } => {
@@ -682,10 +756,24 @@ impl NodeLoop {
         }
     }
 
+    /// This server's id.
+    fn id(&self) -> NodeId {
+        self.raft.config().id
+    }
+
+    /// Records `what` now, in the current term.
+    fn record(&mut self, what: What) {
+        let term = self.raft.hard_state().current_term;
+        let id = self.id();
+        self.recorder.record(id, term, what);
+    }
+
     /// Executes the core's output (src/raft/executor.rs has the order), then
-    /// publishes the status.
+    /// hands the round's events to the ring and publishes the status.
     fn execute_ready(&mut self) -> io::Result<()> {
-        executor::execute(self)?;
+        let executed = executor::execute(self);
+        self.recorder.flush();
+        executed?;
         let status = self.raft.status();
         self.shared.metrics.observe(&status);
         let mut shared = lock(&self.shared.status);
@@ -699,12 +787,20 @@ impl NodeLoop {
 
 /// The runtime's effects: a [`Storage`], the per-peer senders, the held reply
 /// channels, the apply sink. A storage failure halts the execution (and the
-/// node thread).
+/// node thread). Each effect records its event (when events are on): the
+/// write, each reply and request, the apply; `inspect` reads the core's
+/// changes off it before each `Ready` is executed.
 impl Effects for NodeLoop {
     type Halt = io::Error;
 
     fn core(&mut self) -> &mut Raft {
         &mut self.raft
+    }
+
+    fn inspect(&mut self, _ready: &crate::raft::Ready) -> io::Result<()> {
+        let tick = self.tick.as_micros() as u64;
+        self.watch.observe(&self.raft, tick, &mut self.recorder);
+        Ok(())
     }
 
     fn holds_replies(&self) -> bool {
@@ -720,22 +816,44 @@ impl Effects for NodeLoop {
         let started = Instant::now();
         self.storage.save(persist)?;
         let with_snapshot = persist.snapshot.is_some();
-        self.shared
-            .metrics
-            .persisted(with_snapshot, started.elapsed());
+        let took = started.elapsed();
+        self.shared.metrics.persisted(with_snapshot, took);
+        if self.recorder.enabled() {
+            let micros = took.as_micros() as u64;
+            self.record(What::Persist(Persisted::of(persist, micros)));
+        }
         Ok(())
     }
 
     fn release_replies(&mut self) -> io::Result<()> {
-        for (reply, response) in self.pending_replies.drain(..) {
-            let _ = reply.send(response);
+        let replies = std::mem::take(&mut self.pending_replies);
+        for pending in replies {
+            if let Some(rpc) = pending.rpc {
+                self.record(What::Reply {
+                    to: pending.from,
+                    msg: 0,
+                    rpc,
+                    answer: Answer::of(&pending.response),
+                    verdict: pending.verdict,
+                });
+            }
+            let _ = pending.reply.send(pending.response);
         }
         Ok(())
     }
 
     /// Hands requests to the per-peer senders.
     fn send(&mut self, messages: Vec<Outbound>) -> io::Result<()> {
+        let chunk = self.raft.config().snapshot_chunk_bytes;
         for message in messages {
+            if self.recorder.enabled() {
+                let rpc = Rpc::of(&message.request, chunk);
+                self.record(What::Send {
+                    to: message.to,
+                    msg: 0,
+                    rpc,
+                });
+            }
             if let Some(sender) = self.senders.get(&message.to) {
                 sender.send(message.request);
             }
@@ -744,8 +862,22 @@ impl Effects for NodeLoop {
     }
 
     fn apply(&mut self, apply: Vec<ApplyMsg>) -> io::Result<()> {
+        if self.recorder.enabled() {
+            if let Some(index) = apply.iter().rev().find_map(applied_index) {
+                self.record(What::Apply { index });
+            }
+        }
         let _ = self.applier.send(apply);
         Ok(())
+    }
+}
+
+/// The log index an apply message brings the state machine to, if any.
+fn applied_index(msg: &ApplyMsg) -> Option<Index> {
+    match msg {
+        ApplyMsg::Command { index, .. } | ApplyMsg::Internal { index, .. } => Some(*index),
+        ApplyMsg::Snapshot(s) => Some(s.last_included_index),
+        ApplyMsg::Read { .. } | ApplyMsg::ReadFailed { .. } => None,
     }
 }
 

@@ -19,6 +19,7 @@
 //! them), which starts the change and waits for its outcome: `OK` once the new
 //! configuration is committed, else an `ERR` saying why.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use super::command::{self, Command, Local, HELP};
@@ -26,6 +27,8 @@ use super::quota::DEFAULT_QUOTA_BYTES;
 use super::replica::{ExecError, Replica};
 use super::reply::{Code, Reply};
 use super::state_machine::Op;
+use crate::events::ring::{now_micros, EventRing};
+use crate::events::What;
 use crate::metrics::CounterVec;
 use crate::raft::configuration::member_list;
 use crate::raft::membership::MAX_CATCH_UP_ROUNDS;
@@ -48,6 +51,8 @@ pub struct Frontend {
     requests: CounterVec,
     /// The space quota this server asks for (`-quota-bytes`).
     quota: u64,
+    /// Client requests recorded as events so far (numbers them).
+    recorded: AtomicU64,
 }
 
 impl Frontend {
@@ -60,6 +65,7 @@ impl Frontend {
             loopback_only: false,
             requests: CounterVec::default(),
             quota: DEFAULT_QUOTA_BYTES,
+            recorded: AtomicU64::new(0),
         }
     }
 
@@ -103,9 +109,41 @@ impl Frontend {
     /// `forward` relays a command this server cannot execute (not the leader)
     /// and returns the leader's reply.
     pub fn answer(&self, line: &str, forward: &dyn Fn(&str) -> Reply) -> (Reply, bool) {
+        let ring = self.replica.node().events();
+        let arrived = ring.map(|_| now_micros());
         let (reply, close, word) = self.respond(line, Some(forward));
         self.requests.inc(&[word, reply.label()]);
+        if let (Some(ring), Some(arrived)) = (ring, arrived) {
+            self.record_request(ring, arrived, word, &reply);
+        }
         (reply, close)
+    }
+
+    /// Records a client's request and its reply (not questions about the
+    /// server itself: `PING`, `STATUS`, ...), in one visit to the ring.
+    fn record_request(&self, ring: &EventRing, arrived: u64, word: &'static str, reply: &Reply) {
+        if matches!(word, "ping" | "help" | "quit" | "status" | "members") {
+            return;
+        }
+        let request = self.recorded.fetch_add(1, Ordering::Relaxed) + 1;
+        let term = self.replica.node().term();
+        let asked = What::ClientRequest {
+            client: 0,
+            request,
+            op: word,
+            text: None,
+        };
+        let answered = What::ClientReply {
+            client: 0,
+            request,
+            result: reply.label(),
+            index: None,
+            text: None,
+        };
+        ring.extend([
+            ring.event(arrived, term, asked),
+            ring.event(now_micros(), term, answered),
+        ]);
     }
 
     /// Answers a line a follower forwarded; it is never forwarded again, so a
