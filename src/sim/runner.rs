@@ -199,6 +199,9 @@ pub fn option_flags(options: &Options) -> String {
     if !options.lossy {
         flags.push_str(" -lossless");
     }
+    if let Some(noop) = options.noop_on_election {
+        flags.push_str(if noop { " -noop on" } else { " -noop off" });
+    }
     if let Some(bug) = options.bug {
         flags.push_str(&format!(" -bug {bug}"));
     }
