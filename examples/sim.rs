@@ -15,10 +15,11 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use raftkv::http::page::replay_page;
+use raftkv::http::page::{replay_page, tours_page};
 use raftkv::raft::Bug;
 use raftkv::sim::recording::{record_schedule, Recording};
 use raftkv::sim::runner::{shrink, Failure, Search};
+use raftkv::sim::tours::{self, Tour, TOURS};
 use raftkv::sim::{run_schedule, FaultKind, Options, Outcome, TraceMode, MS};
 
 const USAGE: &str = "\
@@ -30,6 +31,9 @@ usage: sim [flags]
   -trace            print every event of the -seed run (-v adds the core's detail)
   -v                with -trace, the core's detail lines too
   -trace-json FILE  write the -seed run's events as JSON lines (the cluster page's trace format)
+  -tour NAME        with -trace-json or -html: a guided tour instead of a seed (election,
+                    leader-crash, partition, figure8, snapshot, membership, transfer,
+                    read-index; 'all' with -html: every tour in one file)
   -html FILE        write one self-contained HTML file that replays the -seed run offline (with
                     -bug, the same seed without the bug beside it)
   -threads N        threads for many seeds (default: every core)
@@ -57,6 +61,7 @@ struct Flags {
     verbose: bool,
     trace_json: Option<String>,
     html: Option<String>,
+    tour: Option<String>,
     threads: usize,
     shrink: bool,
     keep_going: bool,
@@ -72,6 +77,7 @@ fn parse(args: &[String]) -> Result<Flags, String> {
         verbose: false,
         trace_json: None,
         html: None,
+        tour: None,
         threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
         shrink: false,
         keep_going: false,
@@ -113,6 +119,7 @@ fn parse(args: &[String]) -> Result<Flags, String> {
                 match name {
                     "trace-json" => flags.trace_json = Some(value.clone()),
                     "html" => flags.html = Some(value.clone()),
+                    "tour" => flags.tour = Some(value.clone()),
                     "seeds" => flags.seeds = number()?,
                     "first" => flags.first = number()?,
                     "seed" => flags.seed = Some(number()?),
@@ -173,6 +180,9 @@ fn main() -> ExitCode {
         println!("bug switched on: {bug} (breaks {})", bug.rule());
     }
     let wants_files = flags.trace_json.is_some() || flags.html.is_some();
+    if let Some(name) = &flags.tour {
+        return write_tour(name, &flags);
+    }
     match flags.seed {
         Some(seed) if wants_files => write_files(seed, &flags),
         Some(seed) => replay(seed, &flags),
@@ -233,6 +243,63 @@ fn write_files(seed: u64, flags: &Flags) -> ExitCode {
         ok &= write(path, &replay_page(&trace, counterpart.as_deref()));
     }
     println!("{}", describe(&recording));
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+/// A guided tour (or every tour), as a trace or a page.
+fn write_tour(name: &str, flags: &Flags) -> ExitCode {
+    let chosen: Vec<Tour> = if name == "all" {
+        TOURS.to_vec()
+    } else {
+        match tours::find(name) {
+            Some(t) => vec![t],
+            None => {
+                eprintln!("sim: no tour {name}");
+                return ExitCode::from(2);
+            }
+        }
+    };
+    let mut ok = true;
+    let mut runs = Vec::new();
+    for tour in &chosen {
+        let run = tour.run(false);
+        match &run.result {
+            Ok(()) => println!(
+                "tour {}: {} steps, {} events",
+                tour.name,
+                run.steps.len(),
+                run.events.len()
+            ),
+            Err(stop) => {
+                println!("tour {} stopped: {stop}", tour.name);
+                ok = false;
+            }
+        }
+        let counterpart = tour.bug.map(|_| tour.run(true).to_json_lines());
+        runs.push((*tour, run.to_json_lines(), counterpart));
+    }
+    if let Some(path) = &flags.trace_json {
+        ok &= write(path, &runs[0].1);
+    }
+    if let Some(path) = &flags.html {
+        let page = match runs.as_slice() {
+            [(_, trace, counterpart)] if name != "all" => {
+                replay_page(trace, counterpart.as_deref())
+            }
+            _ => {
+                let listed: Vec<(&str, &str, &str, Option<&str>)> = runs
+                    .iter()
+                    .map(|(t, trace, c)| (t.name, t.title, trace.as_str(), c.as_deref()))
+                    .collect();
+                tours_page(&listed)
+            }
+        };
+        ok &= write(path, &page);
+    }
     if ok {
         ExitCode::SUCCESS
     } else {

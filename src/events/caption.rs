@@ -18,6 +18,7 @@ pub fn caption(event: &Event) -> Option<String> {
         What::Role {
             role,
             previous,
+            previous_term,
             leader,
         } => match (role, previous) {
             (Role::PreCandidate, _) => format!(
@@ -30,9 +31,12 @@ pub fn caption(event: &Event) -> Option<String> {
             (Role::Leader, _) => format!(
                 "node {n} won votes from a majority and leads term {term} (§5.2)"
             ),
-            (Role::Follower, Role::Leader) => format!(
-                "node {n} stepped down: it is a follower in term {term}{} (§5.1)",
+            (Role::Follower, Role::Leader) if term > *previous_term => format!(
+                "node {n} stepped down: it saw the newer term {term}{} (§5.1)",
                 follows(*leader)
+            ),
+            (Role::Follower, Role::Leader) => format!(
+                "node {n} stepped down: it has not heard from a majority for an election timeout (check-quorum, thesis §6.2)"
             ),
             (Role::Follower, Role::Follower) => match leader {
                 Some(l) => format!("node {n} follows node {l}, the leader of term {term} (§5.2)"),

@@ -155,16 +155,15 @@ pub fn write_event(out: &mut String, event: &Event, step: Option<u64>) {
         .num("t", event.time)
         .num("node", event.node)
         .num("term", event.term)
-        .opt("step", step);
+        .opt("step", step)
+        .text("kind", event.what.name());
     match &event.what {
         What::Send { to, msg, rpc } => {
-            o.text("kind", "send").num("to", *to).num("msg", *msg);
+            o.num("to", *to).num("msg", *msg);
             rpc_fields(&mut o, rpc);
         }
         What::Receive { from, msg, rpc } => {
-            o.text("kind", "receive")
-                .num("from", *from)
-                .num("msg", *msg);
+            o.num("from", *from).num("msg", *msg);
             rpc_fields(&mut o, rpc);
         }
         What::Reply {
@@ -174,7 +173,7 @@ pub fn write_event(out: &mut String, event: &Event, step: Option<u64>) {
             answer,
             verdict,
         } => {
-            o.text("kind", "reply").num("to", *to).num("msg", *msg);
+            o.num("to", *to).num("msg", *msg);
             rpc_fields(&mut o, rpc);
             answer_fields(&mut o, answer);
             verdict_fields(&mut o, verdict);
@@ -185,27 +184,26 @@ pub fn write_event(out: &mut String, event: &Event, step: Option<u64>) {
             rpc,
             answer,
         } => {
-            o.text("kind", "reply_received")
-                .num("from", *from)
-                .num("msg", *msg);
+            o.num("from", *from).num("msg", *msg);
             rpc_fields(&mut o, rpc);
             answer_fields(&mut o, answer);
         }
         What::Role {
             role,
             previous,
+            previous_term,
             leader,
         } => {
-            o.text("kind", "role")
-                .text("role", role_name(*role))
+            o.text("role", role_name(*role))
                 .text("previous", role_name(*previous))
+                .num("previous_term", *previous_term)
                 .opt("leader", *leader);
         }
         What::Vote { candidate } => {
-            o.text("kind", "vote").num("candidate", *candidate);
+            o.num("candidate", *candidate);
         }
         What::Timer { timeout } => {
-            o.text("kind", "timer").num("timeout", *timeout);
+            o.num("timeout", *timeout);
         }
         What::Persist(p) => persist_fields(&mut o, p),
         What::Commit {
@@ -213,21 +211,15 @@ pub fn write_event(out: &mut String, event: &Event, step: Option<u64>) {
             entry_term,
             leader,
         } => {
-            o.text("kind", "commit")
-                .num("index", *index)
+            o.num("index", *index)
                 .opt("entry_term", *entry_term)
                 .flag("leader", *leader);
         }
         What::Apply { index } => {
-            o.text("kind", "apply").num("index", *index);
+            o.num("index", *index);
         }
         What::SnapshotTaken(s) | What::SnapshotInstalled(s) => {
-            let kind = match &event.what {
-                What::SnapshotTaken(_) => "snapshot_taken",
-                _ => "snapshot_installed",
-            };
-            o.text("kind", kind)
-                .num("index", s.index)
+            o.num("index", s.index)
                 .num("snapshot_term", s.term)
                 .num("bytes", s.bytes);
         }
@@ -236,8 +228,7 @@ pub fn write_event(out: &mut String, event: &Event, step: Option<u64>) {
             voters,
             learners,
         } => {
-            o.text("kind", "configuration")
-                .num("index", *index)
+            o.num("index", *index)
                 .nums("voters", voters)
                 .nums("learners", learners);
         }
@@ -247,8 +238,7 @@ pub fn write_event(out: &mut String, event: &Event, step: Option<u64>) {
             op,
             text,
         } => {
-            o.text("kind", "client_request")
-                .num("client", *client)
+            o.num("client", *client)
                 .num("request", *request)
                 .text("op", op);
             if let Some(text) = text {
@@ -262,8 +252,7 @@ pub fn write_event(out: &mut String, event: &Event, step: Option<u64>) {
             index,
             text,
         } => {
-            o.text("kind", "client_reply")
-                .num("client", *client)
+            o.num("client", *client)
                 .num("request", *request)
                 .text("result", result)
                 .opt("index", *index);
@@ -273,17 +262,13 @@ pub fn write_event(out: &mut String, event: &Event, step: Option<u64>) {
         }
         What::Intervention(f) => intervention_fields(&mut o, f),
         What::Lost { from, to, msg, why } => {
-            o.text("kind", "lost")
-                .num("from", *from)
+            o.num("from", *from)
                 .num("to", *to)
                 .num("msg", *msg)
                 .text("why", why.name());
         }
         What::Duplicated { from, to, msg } => {
-            o.text("kind", "duplicated")
-                .num("from", *from)
-                .num("to", *to)
-                .num("msg", *msg);
+            o.num("from", *from).num("to", *to).num("msg", *msg);
         }
         What::Violation {
             invariant,
@@ -291,14 +276,13 @@ pub fn write_event(out: &mut String, event: &Event, step: Option<u64>) {
             evidence,
             nodes,
         } => {
-            o.text("kind", "violation")
-                .text("invariant", invariant)
+            o.text("invariant", invariant)
                 .text("rule", rule)
                 .text("evidence", evidence)
                 .nums("nodes", nodes);
         }
         What::Narration { text } => {
-            o.text("kind", "narration").text("text", text);
+            o.text("text", text);
         }
     }
     if let Some(caption) = caption(event) {
@@ -443,7 +427,6 @@ fn verdict_fields(o: &mut Object<'_>, verdict: &Verdict) {
 }
 
 fn persist_fields(o: &mut Object<'_>, p: &Persisted) {
-    o.text("kind", "persist");
     if let Some(hs) = p.hard_state {
         o.num("saved_term", hs.current_term)
             .opt("saved_vote", hs.voted_for);
@@ -460,19 +443,18 @@ fn persist_fields(o: &mut Object<'_>, p: &Persisted) {
 }
 
 fn intervention_fields(o: &mut Object<'_>, f: &Intervention) {
-    o.text("kind", "intervention")
-        .text(
-            "by",
-            match f.by {
-                super::Actor::Simulator => "simulator",
-                super::Actor::Operator => "operator",
-            },
-        )
-        .text("action", f.action.name())
-        .nums("nodes", &f.nodes)
-        .nums("others", &f.others)
-        .opt("bridge", f.bridge)
-        .num("lasts", f.lasts);
+    o.text(
+        "by",
+        match f.by {
+            super::Actor::Simulator => "simulator",
+            super::Actor::Operator => "operator",
+        },
+    )
+    .text("action", f.action.name())
+    .nums("nodes", &f.nodes)
+    .nums("others", &f.others)
+    .opt("bridge", f.bridge)
+    .num("lasts", f.lasts);
 }
 
 #[cfg(test)]

@@ -98,6 +98,8 @@ pub enum What {
         role: Role,
         /// The role before.
         previous: Role,
+        /// The term before.
+        previous_term: Term,
         /// The leader it now follows (itself when leading), if known.
         leader: Option<NodeId>,
     },
@@ -203,6 +205,34 @@ pub enum What {
         /// The text.
         text: Box<str>,
     },
+}
+
+impl What {
+    /// The kind's name, as the JSON encoding writes it (`kind`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            What::Send { .. } => "send",
+            What::Receive { .. } => "receive",
+            What::Reply { .. } => "reply",
+            What::ReplyReceived { .. } => "reply_received",
+            What::Role { .. } => "role",
+            What::Vote { .. } => "vote",
+            What::Timer { .. } => "timer",
+            What::Persist(_) => "persist",
+            What::Commit { .. } => "commit",
+            What::Apply { .. } => "apply",
+            What::SnapshotTaken(_) => "snapshot_taken",
+            What::SnapshotInstalled(_) => "snapshot_installed",
+            What::Configuration { .. } => "configuration",
+            What::ClientRequest { .. } => "client_request",
+            What::ClientReply { .. } => "client_reply",
+            What::Intervention(_) => "intervention",
+            What::Lost { .. } => "lost",
+            What::Duplicated { .. } => "duplicated",
+            What::Violation { .. } => "violation",
+            What::Narration { .. } => "narration",
+        }
+    }
 }
 
 /// The fields of a request worth showing (never the entries or bytes).

@@ -75,6 +75,7 @@ impl Watch {
                 What::Role {
                     role: now.role,
                     previous: seen.role,
+                    previous_term: seen.term,
                     leader: now.leader,
                 },
             );

@@ -45,6 +45,35 @@ pub fn replay_page(trace: &str, counterpart: Option<&str>) -> String {
     }
 }
 
+/// Where a file of guided tours keeps them.
+const TOURS_SLOT: &str = r#"<script type="application/json" id="embedded-tours"></script>"#;
+
+/// The page with guided tours inside it, as `(name, title, trace,
+/// counterpart)`: one file that plays every tour offline, with a menu.
+pub fn tours_page(tours: &[(&str, &str, &str, Option<&str>)]) -> String {
+    let mut json = String::from("[");
+    for (i, (name, title, trace, counterpart)) in tours.iter().enumerate() {
+        if i > 0 {
+            json.push(',');
+        }
+        let mut o = crate::events::json::Object::new(&mut json);
+        o.text("name", name)
+            .text("title", title)
+            .text("trace", trace);
+        if let Some(c) = counterpart {
+            o.text("counterpart", c);
+        }
+        o.close();
+    }
+    json.push(']');
+    let safe = json.replace('<', "\\u003c");
+    PAGE.replacen(
+        TOURS_SLOT,
+        &TOURS_SLOT.replace("></script>", &format!(">{safe}</script>")),
+        1,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

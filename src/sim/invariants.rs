@@ -187,6 +187,12 @@ impl Checker {
         self.restart_keeps_applied_entries(node)
     }
 
+    /// Server `node`'s disk was replaced by an empty one while it was down:
+    /// it restarts as a new server under its old id, with nothing applied.
+    pub fn on_disk_replaced(&mut self, node: usize) {
+        self.shadows[node] = Shadow::default();
+    }
+
     /// Server `node` crashed.
     pub fn on_crash(&mut self, node: usize) {
         let applied = self.shadows[node].last_applied;

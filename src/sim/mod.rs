@@ -42,6 +42,7 @@ pub mod recording;
 pub mod runner;
 pub mod scenario;
 mod server;
+pub mod tours;
 pub mod trace;
 mod world;
 

@@ -60,13 +60,21 @@ impl Scenario {
 
     /// As [`Scenario::new`], choosing pre-vote and check-quorum.
     pub fn with(nodes: usize, seed: u64, pre_vote: bool, check_quorum: bool) -> Scenario {
-        Scenario::build(nodes, seed, pre_vote, check_quorum, None)
+        Scenario::build(nodes, seed, pre_vote, check_quorum, None, true)
     }
 
     /// As [`Scenario::new`], with one rule of the paper broken on purpose
     /// (to show what it prevents).
     pub fn with_bug(nodes: usize, seed: u64, bug: Bug) -> Scenario {
-        Scenario::build(nodes, seed, true, true, Some(bug))
+        Scenario::build(nodes, seed, true, true, Some(bug), true)
+    }
+
+    /// As [`Scenario::new`], with `bug` (if any) switched on and the new
+    /// leader's no-op on or off (§8: without it, a new leader commits
+    /// nothing of earlier terms until a client proposes; Figure 8's bug
+    /// hides behind it).
+    pub fn with_options(nodes: usize, seed: u64, bug: Option<Bug>, noop: bool) -> Scenario {
+        Scenario::build(nodes, seed, true, true, bug, noop)
     }
 
     fn build(
@@ -75,6 +83,7 @@ impl Scenario {
         pre_vote: bool,
         check_quorum: bool,
         bug: Option<Bug>,
+        noop: bool,
     ) -> Scenario {
         let options = Options {
             bug,
@@ -85,12 +94,14 @@ impl Scenario {
             lossy: false,
             pre_vote: Some(pre_vote),
             check_quorum: Some(check_quorum),
+            noop_on_election: Some(noop),
             ..Options::default()
         };
         let mut world = World::new(seed, &options, Trace::new(TraceMode::Off, false));
         world.knobs.snapshot_entries = 0;
-        // As the server: a new leader appends an entry of its term at once.
-        world.knobs.noop_on_election = true;
+        // As the server (unless asked otherwise): a new leader appends an
+        // entry of its term at once.
+        world.knobs.noop_on_election = noop;
         let slots = nodes + SPARE_SERVERS;
         world.net = Network::new(Rng::new(seed ^ 0x5ce4a), slots, MS, 2 * MS, 0, 0);
         let mut scenario = Scenario { world, requests: 0 };
@@ -260,6 +271,28 @@ impl Scenario {
         self.act(Action::Restart, &[id], &[]);
         let index = self.index(id);
         self.fail_on(|w| w.start(index));
+    }
+
+    /// Stops server `id` and gives it an empty disk, then starts it again:
+    /// an operator replacing a failed disk. Raft assumes stable storage, so
+    /// this is outside its model (the server forgets its vote); the leader
+    /// notices the lost entries and sends them again, or its snapshot.
+    pub fn wipe(&mut self, id: NodeId) {
+        self.act(Action::Crash, &[id], &[]);
+        let index = self.index(id);
+        if self.world.nodes[index].running.is_some() {
+            self.world.stop(index);
+        }
+        self.world.nodes[index].disk = Default::default();
+        self.world.checker.on_disk_replaced(index);
+        self.act(Action::Restart, &[id], &[]);
+        self.fail_on(|w| w.start(index));
+    }
+
+    /// The world underneath (for the tours, which record a violation as
+    /// an event instead of panicking).
+    pub(crate) fn world_mut(&mut self) -> &mut World {
+        &mut self.world
     }
 
     /// Proposes `PUT key value` at server `id`, as the service would.
