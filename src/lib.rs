@@ -27,7 +27,11 @@
 //!    from [`metrics`], the live cluster page).
 //! 9. [`auth`]: who may talk to a server: peers prove they hold the cluster
 //!    key (an HMAC-SHA256 tag on every message), clients present a token.
-//! 10. [`logger`]: one line per event that matters, on stderr.
+//! 10. [`events`]: what happened on a server, as data (an RPC and the rule
+//!     that answered it, a vote, a commit, ...), one model for the live
+//!     runtime (`GET /events`), the simulator's traces and the page that
+//!     replays both; [`sim::tours`] are narrated runs that are also tests.
+//! 11. [`logger`]: one line per event that matters, on stderr.
 //!
 //! # Threads of one server
 //! ```text

@@ -1,15 +1,24 @@
-//! `GET /`: the live cluster page, one self-contained HTML file (inline CSS and
-//! JavaScript, no external assets, works offline).
+//! `GET /`: the cluster page, one self-contained HTML file (inline CSS and
+//! JavaScript, hand-drawn SVG, no external assets, works offline).
 //!
-//! The page polls `/cluster` about twice a second and draws every member (role,
-//! term, leader it follows, commit/applied/last log/snapshot index, how far it
-//! lags the leader, whether it answers), a timeline of roles and terms over the
-//! last minutes, a list of events with a plain-language explanation of the
-//! latest one, and a box to send one command. If the server that served the
-//! page goes down, it polls another member (which is why `/cluster` allows
-//! other origins). Tests read its state from `data-*` attributes:
-//! `#summary[data-leader][data-term]`, `.member[data-node][data-role]`, and
-//! `body[data-ready]` after the first answer.
+//! Live, the page polls `/cluster` about twice a second and draws every
+//! member (role, term, leader it follows, commit/applied/last log/snapshot
+//! index, how far it lags the leader, whether it answers), a timeline of
+//! roles and terms, a list of changes with a plain-language explanation, and
+//! a box to send one command. If the server that served the page goes down,
+//! it polls another member (which is why `/cluster` allows other origins).
+//! It also follows every member's `/events` stream and draws the cluster as
+//! its events tell it: servers, logs coloured by term, the requests they
+//! send, captions naming each rule, an inspector that says why an entry is
+//! not committed or a server does not vote. Served by the playground example,
+//! it adds controls. With a trace inside it ([`replay_page`], [`tours_page`]:
+//! `sim -html`, `sim -tour`), it replays a recorded run step by step instead
+//! (NOTES.md, "Events and replays").
+//!
+//! Tests read its state from `data-*` attributes: `#summary[data-leader]
+//! [data-term]`, `.member[data-node][data-role][data-leader]`,
+//! `body[data-ready][data-mode]`, and in replays `#replay-state[data-step]
+//! [data-index][data-violation][data-at-violation]`.
 
 use super::response::Response;
 

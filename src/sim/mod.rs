@@ -21,7 +21,9 @@
 //! and how a node executes its `Ready`), `network.rs`, `disk.rs`, `faults.rs`,
 //! `clients.rs`, [`invariants`] (the paper's safety properties, checked after
 //! every step), [`linearizability`] (the end-of-run history check), and
-//! [`runner`] (many seeds, summaries, replay and shrinking).
+//! [`runner`] (many seeds, summaries, replay and shrinking). [`recording`]
+//! records a schedule's events for the cluster page; [`scenario`] drives a
+//! cluster by hand, and [`tours`] tells stories with it.
 //!
 //! Where the simulator differs from the threaded runtime (`src/node/`): one
 //! event is one `Ready` (the runtime batches many), a follower answers a client
