@@ -86,12 +86,18 @@ impl Watch {
         {
             sink.record(id, term, What::Vote { candidate });
         }
-        let voters: Vec<NodeId> = config.voters.keys().copied().collect();
-        let learners: Vec<NodeId> = config.learners.keys().copied().collect();
-        let members = (voters, learners);
-        if configuration_index != seen.configuration_index || members != seen.members {
+        // Compared in place: a new list is made only when it changed.
+        let same_members = config.voters.keys().eq(seen.members.0.iter())
+            && config.learners.keys().eq(seen.members.1.iter());
+        let members = if configuration_index != seen.configuration_index || !same_members {
             sink.record(id, term, configuration(configuration_index, config));
-        }
+            (
+                config.voters.keys().copied().collect(),
+                config.learners.keys().copied().collect(),
+            )
+        } else {
+            std::mem::take(&mut seen.members)
+        };
         if now.snapshot_index > seen.snapshot_index {
             let summary = SnapshotSummary {
                 index: now.snapshot_index,
@@ -130,5 +136,63 @@ impl Watch {
         }
         seen = Seen { members, ..now };
         self.seen = Some(seen);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::{Event, Sink};
+    use crate::raft::{Config, InitialState, Term};
+
+    #[derive(Default)]
+    struct Kept(Vec<Event>);
+
+    impl Sink for Kept {
+        fn enabled(&self) -> bool {
+            true
+        }
+        fn record(&mut self, node: NodeId, term: Term, what: What) {
+            let (seq, time) = (self.0.len() as u64 + 1, 0);
+            self.0.push(Event {
+                seq,
+                time,
+                node,
+                term,
+                what,
+            });
+        }
+    }
+
+    fn kinds(events: &[Event]) -> Vec<&'static str> {
+        events.iter().map(|e| e.what.name()).collect()
+    }
+
+    /// Reference: §5.2 — a follower that times out becomes a candidate,
+    /// votes for itself and draws a new timeout: three events, once each.
+    #[test]
+    fn a_watch_records_each_change_once() {
+        let mut config = Config::new(1, vec![1, 2, 3]);
+        config.pre_vote = false;
+        let mut raft = Raft::new(config, InitialState::default());
+        let mut watch = Watch::default();
+        let mut kept = Kept::default();
+        watch.observe(&raft, 10_000, &mut kept);
+        assert_eq!(kinds(&kept.0), ["role", "configuration", "timer"]);
+        watch.observe(&raft, 10_000, &mut kept);
+        assert_eq!(kept.0.len(), 3, "nothing changed, nothing recorded");
+        while raft.role() != Role::Candidate {
+            raft.tick();
+        }
+        kept.0.clear();
+        watch.observe(&raft, 10_000, &mut kept);
+        assert_eq!(kinds(&kept.0), ["role", "vote", "timer"]);
+        assert!(kept.0.iter().all(|e| e.term == 1));
+        match &kept.0[0].what {
+            What::Role { role, previous, .. } => {
+                assert_eq!((*role, *previous), (Role::Candidate, Role::Follower))
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }
