@@ -21,9 +21,9 @@ use super::trace::{show, show_persist, show_request};
 use super::world::{Event, World};
 use super::{format_time, Time, MS};
 use crate::codec::{Decode, Encode};
-use crate::raft::executor::{self, Effects};
 use crate::events::watch::Watch;
 use crate::events::{Action, Actor, Intervention, Persisted, What};
+use crate::raft::executor::{self, Effects};
 use crate::raft::messages::{Index, NodeId, Request, Response};
 use crate::raft::ready::{Outbound, Persist, Ready};
 use crate::raft::{ApplyMsg, Config, MembershipChange, Raft, Status};
@@ -609,7 +609,9 @@ impl Effects for ServerEffects<'_> {
         let world = &mut *self.world;
         let tick = world.nodes[self.node].tick_every;
         if let Some(running) = world.nodes[self.node].running.as_mut() {
-            running.watch.observe(&running.raft, tick, &mut world.events);
+            running
+                .watch
+                .observe(&running.raft, tick, &mut world.events);
         }
         let after = self.core().status();
         self.term = after.term;
