@@ -159,7 +159,17 @@ impl Scenario {
     /// step it happened in; an operator's actions (crash, cut, propose ...)
     /// are steps of their own.
     pub fn record_events(&mut self) {
-        self.world.events = Collector::new(true);
+        let world = &mut self.world;
+        world.events = Collector::new(true);
+        world.events.set_step(world.now, world.stats.steps);
+        // Where every running server stands now, so a trace starts whole.
+        for node in &mut world.nodes {
+            if let Some(running) = node.running.as_mut() {
+                running
+                    .watch
+                    .observe(&running.raft, node.tick_every, &mut world.events);
+            }
+        }
     }
 
     /// The events recorded so far, each with its step.
