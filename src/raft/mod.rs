@@ -13,7 +13,8 @@
 //! then release replies, send, apply); the runtime in [`crate::node`] and the
 //! simulator (`src/sim/`) supply only the effects. [`rng`] draws election
 //! timeouts from a seed; [`bugs`] switches one rule off, for the simulator
-//! to catch.
+//! to catch; [`verdict`] says which rule decided the answer to the last
+//! request (read by event streams, never by the core).
 //!
 //! Nothing here imports the modules that do I/O: the core is a value that
 //! input goes into and a [`Ready`] comes out of.
