@@ -16,7 +16,9 @@
 //!    [`raft::executor`]: that order, written once, with the effects a runtime
 //!    supplies ([`raft::Effects`]).
 //! 5. [`node`]: the runtime's effects, with [`transport`] and [`storage`].
-//! 6. [`codec`]: the binary encoding of everything on the wire and on disk.
+//! 6. [`codec`]: the binary encoding of everything on the wire and on disk;
+//!    [`json`]: JSON values, encoding and a strict parser (HTTP bodies, the
+//!    text protocol's ranges and transactions, traces).
 //! 7. [`sim`]: the deterministic simulator that runs the core, the executor
 //!    and the service under thousands of fault schedules and checks the
 //!    paper's properties.
