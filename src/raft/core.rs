@@ -507,12 +507,18 @@ impl Raft {
 
     /// §5.1: "If RPC request or response contains term T > currentTerm: set
     /// currentTerm = T, convert to follower." Every RPC passes through here first.
+    /// Figure 2: currentTerm is persistent, so the new term is saved before
+    /// this server answers anyone.
     fn observe_term(&mut self, term: Term) {
         if term > self.current_term {
             if self.role == Role::Leader {
                 info!(self.id, self.current_term, "stepped down: saw term {term}");
             }
+            let saving = self.hard_state_changed;
             self.become_follower(term, None);
+            if self.has_bug(Bug::UnpersistedTerm) {
+                self.hard_state_changed = saving;
+            }
         }
     }
 
