@@ -474,6 +474,13 @@ impl Raft {
         (&self.configuration, self.configuration_index)
     }
 
+    /// Volatile state on leaders (Figure 2): `nextIndex[]` and `matchIndex[]`
+    /// for every other server; empty unless this server leads. Read-only, for
+    /// status displays and the simulator's checks.
+    pub fn progress(&self) -> &BTreeMap<NodeId, Progress> {
+        &self.progress
+    }
+
     /// The tunables this server runs with.
     pub fn config(&self) -> &Config {
         &self.config

@@ -28,12 +28,12 @@ use super::disk::SimDisk;
 use super::faults::{CrashPoint, Fault, FaultPlan};
 use super::invariants::{Checker, Violation};
 use super::knobs::{stream_seed, Knobs, Options, Stream};
-use super::network::Network;
+use super::network::{LateCopies, Network};
 use super::packets::Packet;
 use super::runner::RunStats;
 use super::server::{SimNode, StepInput, Waiter, TICK};
 use super::trace::Trace;
-use super::{format_time, Time, SECOND};
+use super::{format_time, Time};
 use crate::raft::messages::{Index, NodeId};
 use crate::raft::rng::Rng;
 use crate::raft::{MembershipChange, Role};
@@ -55,7 +55,8 @@ pub(super) enum Event {
         incarnation: u32,
         waiter: Waiter,
     },
-    Fault,
+    /// The next fault of one of the two schedules (`faults.rs`).
+    Fault(Schedule),
     Restart {
         node: usize,
     },
@@ -97,6 +98,15 @@ impl Ord for Scheduled {
     }
 }
 
+/// Which fault schedule an [`Event::Fault`] belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Schedule {
+    /// Crashes, partitions, pauses, clocks, transfers, membership.
+    General,
+    /// Late copies and term crashes, aimed at one server's promises.
+    Promises,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Phase {
     Faults,
@@ -125,6 +135,8 @@ pub(crate) struct World {
     pub(super) history: Vec<Record>,
     pub(super) checker: Checker,
     pub(super) faults: FaultPlan,
+    pub(super) promise_faults: FaultPlan,
+    pub(super) late_copies: LateCopies,
     pub(super) disk_rng: Rng,
     pub(super) phase: Phase,
     pub(super) partition_generation: u64,
@@ -173,7 +185,12 @@ impl World {
         World {
             seed,
             options: options.clone(),
-            faults: FaultPlan::new(Rng::new(stream_seed(seed, Stream::Faults)), &knobs),
+            faults: FaultPlan::general(Rng::new(stream_seed(seed, Stream::Faults)), &knobs),
+            promise_faults: FaultPlan::promises(
+                Rng::new(stream_seed(seed, Stream::PromiseFaults)),
+                &knobs,
+            ),
+            late_copies: LateCopies::new(Rng::new(stream_seed(seed, Stream::LateCopies)), slots),
             disk_rng: Rng::new(stream_seed(seed, Stream::Disk)),
             checker: Checker::new(slots),
             knobs,
@@ -233,7 +250,11 @@ impl World {
     pub(crate) fn run(&mut self) -> Result<(), Violation> {
         self.begin()?;
         let gap = self.faults.next_gap();
-        self.schedule(gap, Event::Fault);
+        self.schedule(gap, Event::Fault(Schedule::General));
+        if self.promise_faults.is_active() {
+            let gap = self.promise_faults.next_gap();
+            self.schedule(gap, Event::Fault(Schedule::Promises));
+        }
         self.schedule(self.options.fault_time, Event::EndFaults);
         self.schedule(
             self.options.fault_time + self.options.liveness_time,
@@ -292,14 +313,19 @@ impl World {
                 }
                 Ok(())
             }
-            Event::Fault => {
+            Event::Fault(schedule) => {
                 if self.phase == Phase::Faults {
                     let servers = self.live_servers();
-                    if let Some(fault) = self.faults.next_fault(&servers) {
+                    let plan = match schedule {
+                        Schedule::General => &mut self.faults,
+                        Schedule::Promises => &mut self.promise_faults,
+                    };
+                    let fault = plan.next_fault(&servers);
+                    let gap = plan.next_gap();
+                    if let Some(fault) = fault {
                         self.inject(fault)?;
                     }
-                    let gap = self.faults.next_gap();
-                    self.schedule(gap, Event::Fault);
+                    self.schedule(gap, Event::Fault(schedule));
                 }
                 Ok(())
             }
@@ -366,10 +392,11 @@ impl World {
                 if point == CrashPoint::Now {
                     self.crash(node);
                 } else {
-                    // The crash waits up to a second for a step that saves,
-                    // sends or applies, so it lands inside one.
+                    // The crash waits (a second, or three for a change of
+                    // term) for a step that saves, sends, applies or changes
+                    // term, so it lands inside one.
                     n.crash_point = Some(point);
-                    n.crash_by = self.now + SECOND;
+                    n.crash_by = self.now + point.waits();
                 }
             }
             Fault::Partition {
@@ -479,6 +506,17 @@ impl World {
                 self.schedule(lasts, Event::ClockNormal { node, incarnation });
             }
             Fault::Membership { add, pick } => self.change_membership(add, pick)?,
+            Fault::LateCopies { node, lasts } => {
+                self.late_copies.start(node, self.now + lasts);
+                self.trace.sim(
+                    "sim",
+                    format_args!(
+                        "FAULT requests to node {} may arrive again, much later, for {}",
+                        node + 1,
+                        format_time(lasts)
+                    ),
+                );
+            }
         }
         Ok(())
     }
@@ -631,6 +669,7 @@ impl World {
         );
         self.net.heal();
         self.net.make_reliable();
+        self.late_copies.stop();
         for node in self.live_servers() {
             self.nodes[node].crash_point = None;
             self.nodes[node].tick_every = TICK;
