@@ -132,6 +132,21 @@ fn releasing_replies_before_persisting_is_caught() {
     assert_caught(Bug::ReplyBeforePersist, 200);
 }
 
+/// Reference: Figure 2, "If RPC request or response contains term T >
+/// currentTerm: set currentTerm = T", and currentTerm is "updated on stable
+/// storage before responding to RPCs".
+#[test]
+fn answering_in_a_term_adopted_but_not_persisted_is_caught() {
+    assert_caught(Bug::UnpersistedTerm, 50);
+}
+
+/// Reference: Figure 13, InstallSnapshot receiver step 6 ("retain log
+/// entries following it").
+#[test]
+fn a_snapshot_discarding_acknowledged_entries_after_it_is_caught() {
+    assert_caught(Bug::SnapshotDiscardsLog, 500);
+}
+
 #[test]
 fn a_seed_replays_exactly() {
     let options = Options::default();

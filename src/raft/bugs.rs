@@ -39,11 +39,22 @@ pub enum Bug {
     /// so a crash during the save can take back a vote or an acknowledged
     /// entry that a peer already counted.
     ReplyBeforePersist,
+    /// Figure 2 ("If RPC request or response contains term T > currentTerm:
+    /// set currentTerm = T", with currentTerm persistent: "updated on stable
+    /// storage before responding to RPCs") off: a term adopted from an RPC is
+    /// not written, so a server answers in a term its disk does not hold and,
+    /// after a crash, is back in the older one.
+    UnpersistedTerm,
+    /// Figure 13, InstallSnapshot receiver step 6 off ("If existing log entry
+    /// has same index and term as snapshot's last included entry, retain log
+    /// entries following it and reply"): a late snapshot for an older point
+    /// discards the entries after it, which the follower had acknowledged.
+    SnapshotDiscardsLog,
 }
 
 impl Bug {
     /// Every bug, in a fixed order.
-    pub const ALL: [Bug; 7] = [
+    pub const ALL: [Bug; 9] = [
         Bug::Figure8,
         Bug::NoElectionRestriction,
         Bug::UnpersistedVote,
@@ -51,6 +62,8 @@ impl Bug {
         Bug::ReadIndexAnyTerm,
         Bug::Membership2015,
         Bug::ReplyBeforePersist,
+        Bug::UnpersistedTerm,
+        Bug::SnapshotDiscardsLog,
     ];
 
     /// The name used on command lines (`-bug figure8`).
@@ -63,6 +76,8 @@ impl Bug {
             Bug::ReadIndexAnyTerm => "read-index-any-term",
             Bug::Membership2015 => "membership-2015",
             Bug::ReplyBeforePersist => "reply-before-persist",
+            Bug::UnpersistedTerm => "unpersisted-term",
+            Bug::SnapshotDiscardsLog => "snapshot-discards-log",
         }
     }
 
@@ -85,6 +100,12 @@ impl Bug {
             }
             Bug::ReplyBeforePersist => {
                 "Figure 2: respond to RPCs only after updating stable storage"
+            }
+            Bug::UnpersistedTerm => {
+                "Figure 2: persist a term adopted from an RPC (T > currentTerm) before replying"
+            }
+            Bug::SnapshotDiscardsLog => {
+                "Figure 13, InstallSnapshot step 6: keep the entries after a snapshot's matching last entry"
             }
         }
     }

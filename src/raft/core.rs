@@ -480,6 +480,13 @@ impl Raft {
         (&self.configuration, self.configuration_index)
     }
 
+    /// Volatile state on leaders (Figure 2): `nextIndex[]` and `matchIndex[]`
+    /// for every other server; empty unless this server leads. Read-only, for
+    /// status displays and the simulator's checks.
+    pub fn progress(&self) -> &BTreeMap<NodeId, Progress> {
+        &self.progress
+    }
+
     /// The tunables this server runs with.
     pub fn config(&self) -> &Config {
         &self.config
@@ -550,12 +557,18 @@ impl Raft {
 
     /// §5.1: "If RPC request or response contains term T > currentTerm: set
     /// currentTerm = T, convert to follower." Every RPC passes through here first.
+    /// Figure 2: currentTerm is persistent, so the new term is saved before
+    /// this server answers anyone.
     fn observe_term(&mut self, term: Term) {
         if term > self.current_term {
             if self.role == Role::Leader {
                 info!(self.id, self.current_term, "stepped down: saw term {term}");
             }
+            let saving = self.hard_state_changed;
             self.become_follower(term, None);
+            if self.has_bug(Bug::UnpersistedTerm) {
+                self.hard_state_changed = saving;
+            }
         }
     }
 

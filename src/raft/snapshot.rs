@@ -9,6 +9,7 @@
 //! only the last piece installs the snapshot. Memory stays bounded by one piece
 //! on both sides, whatever the snapshot's size.
 
+use super::bugs::Bug;
 use super::core::{Raft, Role};
 use super::messages::{Index, InstallSnapshotArgs, InstallSnapshotReply, NodeId, Request};
 use super::progress::SnapshotTransfer;
@@ -210,7 +211,7 @@ impl Raft {
         // 6. If an existing log entry has the same index and term as the snapshot's
         //    last included entry, retain log entries following it.
         // 7. Otherwise discard the entire log.
-        if self.log.term(index) == Some(term) {
+        if self.log.term(index) == Some(term) && !self.has_bug(Bug::SnapshotDiscardsLog) {
             self.log.compact_to(index, term);
         } else {
             self.log.reset_to_snapshot(index, term);

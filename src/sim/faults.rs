@@ -1,4 +1,4 @@
-//! The fault schedule: at random moments, one fault of a random kind.
+//! The fault schedules: at random moments, one fault of a random kind.
 //!
 //! Every fault draws the same number of random values whatever its kind, and a
 //! kind the seed switched off is skipped after its draws. So switching a kind
@@ -6,9 +6,16 @@
 //! the same moment with the same parameters. Faults pick their servers among
 //! those that exist when they strike (servers join and leave with membership
 //! changes).
+//!
+//! A seed runs two schedules, each from its own random stream: the general
+//! faults (crashes, partitions, pauses, clocks, transfers, membership), and
+//! the faults aimed at one server's promises ([`FaultKind::PROMISE_FAULTS`]:
+//! late copies of AppendEntries and InstallSnapshot, a crash right after a
+//! term change). A seed that switches the second off runs exactly the
+//! schedule it ran before those faults existed.
 
 use super::knobs::{FaultKind, Knobs};
-use super::{Time, MS};
+use super::{Time, MS, SECOND};
 use crate::raft::rng::Rng;
 
 /// Where in a server's handling of its next event a crash strikes.
@@ -22,6 +29,10 @@ pub(crate) enum CrashPoint {
     BeforeSend,
     /// After sending, before applying committed entries.
     BeforeApply,
+    /// Right after a step that changes the server's term (adopted from an
+    /// RPC, or started as a candidate), once it has answered: what it said
+    /// in the new term must survive the crash (Figure 2).
+    AfterTermChange,
 }
 
 impl CrashPoint {
@@ -31,6 +42,16 @@ impl CrashPoint {
             CrashPoint::DuringPersist => "during its next save",
             CrashPoint::BeforeSend => "after its next save, before sending",
             CrashPoint::BeforeApply => "after its next send, before applying",
+            CrashPoint::AfterTermChange => "right after its next change of term, once it answered",
+        }
+    }
+
+    /// How long the crash waits for a step that reaches its point before
+    /// it strikes anyway: terms change rarely, so a term crash waits longer.
+    pub(crate) fn waits(self) -> Time {
+        match self {
+            CrashPoint::AfterTermChange => 3 * SECOND,
+            _ => SECOND,
         }
     }
 }
@@ -67,24 +88,51 @@ pub(crate) enum Fault {
     /// Ask the leader, if any, to add a new server (if `add` and a fresh id
     /// is left) or else to remove the member that `pick` chooses.
     Membership { add: bool, pick: u64 },
+    /// For `lasts`, AppendEntries and InstallSnapshot requests to server
+    /// `node` may arrive a second time, much later.
+    LateCopies { node: usize, lasts: Time },
 }
 
 /// Draws faults for one schedule.
 pub(crate) struct FaultPlan {
     rng: Rng,
+    /// The kinds this schedule draws from, in a fixed order, with their weights.
+    menu: Vec<(FaultKind, u64)>,
+    /// The kinds this seed injects (the others are drawn, then skipped).
     kinds: Vec<FaultKind>,
-    weights: [u64; 8],
     gap: Time,
 }
 
 impl FaultPlan {
-    pub(crate) fn new(rng: Rng, knobs: &Knobs) -> Self {
+    /// The general faults: every kind but [`FaultKind::PROMISE_FAULTS`].
+    pub(crate) fn general(rng: Rng, knobs: &Knobs) -> Self {
+        Self::of(rng, knobs, |k| !FaultKind::PROMISE_FAULTS.contains(&k))
+    }
+
+    /// The faults aimed at one server's promises.
+    pub(crate) fn promises(rng: Rng, knobs: &Knobs) -> Self {
+        Self::of(rng, knobs, |k| FaultKind::PROMISE_FAULTS.contains(&k))
+    }
+
+    fn of(rng: Rng, knobs: &Knobs, mine: impl Fn(FaultKind) -> bool) -> Self {
+        let menu: Vec<(FaultKind, u64)> = FaultKind::ALL
+            .into_iter()
+            .zip(knobs.fault_weights)
+            .filter(|&(k, _)| mine(k))
+            .collect();
+        let kinds = knobs.faults.iter().copied().filter(|&k| mine(k)).collect();
         Self {
             rng,
-            kinds: knobs.faults.clone(),
-            weights: knobs.fault_weights,
+            menu,
+            kinds,
             gap: knobs.fault_gap,
         }
+    }
+
+    /// Whether this schedule injects anything at all (a seed may switch
+    /// every kind of it off; then it is not run, and draws nothing).
+    pub(crate) fn is_active(&self) -> bool {
+        !self.kinds.is_empty()
     }
 
     /// How long until the next fault.
@@ -95,12 +143,12 @@ impl FaultPlan {
     /// The next fault among `servers` (the indexes of those that exist, in
     /// order), or `None` if its kind is switched off for this seed.
     pub(crate) fn next_fault(&mut self, servers: &[usize]) -> Option<Fault> {
-        let total: u64 = self.weights.iter().sum();
+        let total: u64 = self.menu.iter().map(|&(_, w)| w).sum();
         let mut x = self.rng.range(0, total.max(1));
-        let mut kind = FaultKind::Crash;
-        for (i, &w) in self.weights.iter().enumerate() {
+        let mut kind = self.menu.first().map_or(FaultKind::Crash, |&(k, _)| k);
+        for &(k, w) in &self.menu {
             if x < w {
-                kind = FaultKind::ALL[i];
+                kind = k;
                 break;
             }
             x -= w;
@@ -112,6 +160,12 @@ impl FaultPlan {
         let n = servers.len().max(1) as u64;
         let node = servers.get((draws[0] % n) as usize).copied().unwrap_or(0);
         let duration = |min: Time, max: Time, d: u64| min + d % (max - min + 1);
+        // Roughly log-uniform from 5 ms to 2.5 s: some restarts land within
+        // the election the crash interrupted.
+        let down_for = {
+            let scale = (5 * MS) << (draws[3] % 9);
+            scale + draws[2] % scale
+        };
         Some(match kind {
             FaultKind::Crash => Fault::Crash {
                 node,
@@ -121,12 +175,16 @@ impl FaultPlan {
                     CrashPoint::BeforeSend,
                     CrashPoint::BeforeApply,
                 ][(draws[1] % 4) as usize],
-                // Roughly log-uniform from 5 ms to 2.5 s: some restarts land
-                // within the election the crash interrupted.
-                down_for: {
-                    let scale = (5 * MS) << (draws[3] % 9);
-                    scale + draws[2] % scale
-                },
+                down_for,
+            },
+            FaultKind::TermCrash => Fault::Crash {
+                node,
+                point: CrashPoint::AfterTermChange,
+                down_for,
+            },
+            FaultKind::LateCopies => Fault::LateCopies {
+                node,
+                lasts: duration(1000 * MS, 5000 * MS, draws[2]),
             },
             FaultKind::Partition | FaultKind::OneWay | FaultKind::Bridge => {
                 // Two sides (and a bridge) need as many servers: membership
@@ -184,7 +242,7 @@ mod tests {
         };
         let mut knobs = Knobs::draw(1, &options);
         knobs.faults = vec![FaultKind::Partition, FaultKind::Bridge];
-        let mut plan = FaultPlan::new(Rng::new(9), &knobs);
+        let mut plan = FaultPlan::general(Rng::new(9), &knobs);
         let mut seen = 0;
         for _ in 0..200 {
             if let Some(Fault::Partition {
@@ -202,6 +260,44 @@ mod tests {
     }
 
     #[test]
+    fn the_promise_faults_have_a_schedule_of_their_own() {
+        let mut knobs = Knobs::draw(1, &Options::default());
+        knobs.faults = FaultKind::ALL.to_vec();
+        knobs.fault_weights = [1; 10];
+        let (mut general, mut promises) = (
+            FaultPlan::general(Rng::new(5), &knobs),
+            FaultPlan::promises(Rng::new(5), &knobs),
+        );
+        let (mut term_crashes, mut late_copies) = (0, 0);
+        for _ in 0..200 {
+            match general.next_fault(&[0, 1, 2]) {
+                Some(Fault::LateCopies { .. })
+                | Some(Fault::Crash {
+                    point: CrashPoint::AfterTermChange,
+                    ..
+                }) => panic!("a promise fault in the general schedule"),
+                _ => {}
+            }
+            match promises.next_fault(&[0, 1, 2]) {
+                Some(Fault::Crash {
+                    point: CrashPoint::AfterTermChange,
+                    ..
+                }) => term_crashes += 1,
+                Some(Fault::LateCopies { lasts, .. }) => {
+                    assert!((1000 * MS..=5000 * MS).contains(&lasts));
+                    late_copies += 1;
+                }
+                other => panic!("{other:?} in the promise schedule"),
+            }
+        }
+        assert!(term_crashes > 50 && late_copies > 50);
+        knobs
+            .faults
+            .retain(|k| !FaultKind::PROMISE_FAULTS.contains(k));
+        assert!(!FaultPlan::promises(Rng::new(5), &knobs).is_active());
+    }
+
+    #[test]
     fn switching_a_kind_off_keeps_the_other_faults_in_place() {
         let options = Options::default();
         let mut all = Knobs::draw(4, &options);
@@ -209,8 +305,8 @@ mod tests {
         let mut fewer = all.clone();
         fewer.faults.retain(|&k| k != FaultKind::Crash);
         let (mut a, mut b) = (
-            FaultPlan::new(Rng::new(5), &all),
-            FaultPlan::new(Rng::new(5), &fewer),
+            FaultPlan::general(Rng::new(5), &all),
+            FaultPlan::general(Rng::new(5), &fewer),
         );
         for _ in 0..100 {
             assert_eq!(a.next_gap(), b.next_gap());

@@ -6,13 +6,16 @@
 //! replies. Logs are compared through a hash chain, `h(i) = H(h(i-1), term,
 //! command)`: two servers holding the same `(index, term)` with the same
 //! `h(i)` hold the same log up to `i`, so each check costs O(what changed).
+//! `invariants/promises.rs` checks what each server promises on its own (its
+//! durable term, the entries it acknowledged, a leader's matchIndex), at the
+//! moment a server breaks it.
 
 use std::collections::BTreeMap;
 use std::fmt;
 
 use crate::raft::messages::{Entry, Index, NodeId, Term};
 use crate::raft::ready::Persist;
-use crate::raft::{InitialState, Role, Status};
+use crate::raft::{HardState, InitialState, Role, Status};
 use crate::service::command::Command;
 use crate::service::reply::Reply;
 use crate::service::state_machine::StateMachine;
@@ -95,11 +98,22 @@ impl Chain {
     }
 }
 
+/// An acknowledgement a server sent, as a follower in `term`: it holds its
+/// log through `index`, whose chain hash is `hash` (`None`: its snapshot
+/// covered the index).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Ack {
+    index: Index,
+    hash: Option<u64>,
+    term: Term,
+}
+
 /// What the checker remembers of one server.
 #[derive(Debug, Clone, Default)]
 struct Shadow {
     chain: Chain,
     role: Option<Role>,
+    /// Its term: after its last step, or read back at its last restart.
     term: Term,
     commit_index: Index,
     last_applied: Index,
@@ -107,6 +121,18 @@ struct Shadow {
     applied_at_crash: Option<(Index, Option<u64>)>,
     /// A term it became leader of in a step whose save is still under way.
     leader_unsaved: Option<Term>,
+    /// Its term and vote as its disk holds them.
+    durable: HardState,
+    /// The highest term it has put in a message (pre-votes' proposals aside).
+    term_sent: Term,
+    /// The last vote it granted: term and candidate.
+    vote_sent: Option<(Term, NodeId)>,
+    /// Acknowledgements still promised, none implied by another.
+    acks: Vec<Ack>,
+    /// As leader: its matchIndex for each follower (0s left out), as of its
+    /// last step, and the term it leads.
+    matched: Vec<(NodeId, Index)>,
+    led_in: Term,
 }
 
 /// Everything the checker has seen, across servers and restarts.
@@ -154,6 +180,10 @@ pub struct AppliedEntry<'a> {
 /// Applied states are hashed and compared at every index divisible by this.
 pub const STATE_SAMPLE: Index = 8;
 
+mod promises;
+#[cfg(test)]
+mod tests;
+
 impl Checker {
     /// A checker for `nodes` servers (every server that may ever exist:
     /// servers join and leave with membership changes, thesis §4).
@@ -182,9 +212,14 @@ impl Checker {
         let shadow = &mut self.shadows[node];
         shadow.chain = chain;
         shadow.role = None;
+        shadow.term = initial.hard_state.current_term;
+        shadow.durable = initial.hard_state;
         shadow.commit_index = snapshot.last_included_index;
         shadow.last_applied = snapshot.last_included_index;
-        self.restart_keeps_applied_entries(node)
+        self.restart_keeps_applied_entries(node)?;
+        self.durable_term_and_vote_cover_sent(node, "restart", "from disk")?;
+        self.acknowledged_entries_stay(node, initial.hard_state.current_term)?;
+        self.matches_for_are_held(node)
     }
 
     /// Server `node`'s disk was replaced by an empty one while it was down:
@@ -204,12 +239,19 @@ impl Checker {
         // nothing of its term before the save (a sole voter elects itself
         // within one step, before saving its vote).
         self.shadows[node].leader_unsaved = None;
+        // Volatile state on leaders is gone.
+        self.shadows[node].matched.clear();
     }
 
-    /// Server `node`'s step saved its `Persist` in full: a leadership it
-    /// claimed in that step now counts (§5.2, Figure 2: a term and vote are
-    /// durable before the server acts on them).
-    pub fn on_saved(&mut self, node: usize) -> Result<(), Violation> {
+    /// Server `node`'s step saved `persist` in full: its durable term and
+    /// vote are now those, and a leadership it claimed in that step counts
+    /// (§5.2, Figure 2: a term and vote are durable before the server acts
+    /// on them).
+    pub fn on_saved(&mut self, node: usize, persist: &Persist) -> Result<(), Violation> {
+        if let Some(hard_state) = persist.hard_state {
+            self.shadows[node].durable = hard_state;
+            self.durable_term_and_vote_cover_sent(node, "save", "of its term and vote")?;
+        }
         match self.shadows[node].leader_unsaved.take() {
             Some(term) => self.election_safety(Self::id(node), term),
             None => Ok(()),
@@ -279,6 +321,11 @@ impl Checker {
         let result = self.follow_persist(node, &mut chain, before, after, persist);
         self.shadows[node].chain = chain;
         result?;
+        self.shadows[node].term = after.term;
+        if persist.log.is_some() || persist.snapshot.is_some() {
+            self.acknowledged_entries_stay(node, after.term)?;
+            self.matches_for_are_held(node)?;
+        }
         let chain_end = self.shadows[node].chain.last_index();
         if chain_end != after.last_log_index {
             return Err(violation(
@@ -304,9 +351,7 @@ impl Checker {
             self.leaders_are_voters(after)?;
         }
         self.commit_index_only_moves_forward(node, after)?;
-        let shadow = &mut self.shadows[node];
-        shadow.role = Some(after.role);
-        shadow.term = after.term;
+        self.shadows[node].role = Some(after.role);
         Ok(())
     }
 
@@ -362,7 +407,7 @@ impl Checker {
     /// §5.2: "each server will vote for at most one candidate in a given term,
     /// on a first-come-first-served basis", even across a crash (Figure 2:
     /// votedFor is persistent). Checked on every vote a server sends.
-    pub fn on_vote_granted(
+    fn vote_once_per_term(
         &mut self,
         node: usize,
         term: Term,

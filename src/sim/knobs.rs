@@ -34,11 +34,17 @@ pub enum FaultKind {
     /// The leader is asked to add a server (a fresh id: ids are never reused)
     /// or to remove one, keeping a majority of the voters up (thesis §4).
     Membership,
+    /// For a while, AppendEntries and InstallSnapshot requests to one server
+    /// arrive a second time, much later, after it has moved on.
+    LateCopies,
+    /// A server crashes right after its next step that changes its term,
+    /// once it has answered (then restarts from its disk).
+    TermCrash,
 }
 
 impl FaultKind {
     /// Every kind, in a fixed order.
-    pub const ALL: [FaultKind; 8] = [
+    pub const ALL: [FaultKind; 10] = [
         FaultKind::Crash,
         FaultKind::Partition,
         FaultKind::OneWay,
@@ -47,7 +53,14 @@ impl FaultKind {
         FaultKind::FastClock,
         FaultKind::Transfer,
         FaultKind::Membership,
+        FaultKind::LateCopies,
+        FaultKind::TermCrash,
     ];
+
+    /// The kinds aimed at one server's promises (its durable term, the
+    /// entries it acknowledged): drawn from a schedule of their own, so
+    /// that the other faults of a seed stay where they were without them.
+    pub const PROMISE_FAULTS: [FaultKind; 2] = [FaultKind::LateCopies, FaultKind::TermCrash];
 
     /// The name used on command lines and in traces.
     pub fn name(self) -> &'static str {
@@ -60,6 +73,8 @@ impl FaultKind {
             FaultKind::FastClock => "fast-clock",
             FaultKind::Transfer => "transfer",
             FaultKind::Membership => "membership",
+            FaultKind::LateCopies => "late-copies",
+            FaultKind::TermCrash => "term-crash",
         }
     }
 
@@ -144,9 +159,11 @@ pub struct Knobs {
     /// The fault kinds this seed injects.
     pub faults: Vec<FaultKind>,
     /// How often each kind of [`FaultKind::ALL`] is drawn, relative to the
-    /// others (1..=4; kinds switched off are drawn, then skipped).
-    pub fault_weights: [u64; 8],
-    /// Mean virtual time between two faults.
+    /// others of its schedule (1..=4; kinds switched off are drawn, then
+    /// skipped). The kinds of [`FaultKind::PROMISE_FAULTS`] are weighed
+    /// against each other only: they have a schedule of their own.
+    pub fault_weights: [u64; 10],
+    /// Mean virtual time between two faults (in each of the two schedules).
     pub fault_gap: Time,
     /// A server snapshots after applying this many entries (0: never).
     pub snapshot_entries: u64,
@@ -203,17 +220,18 @@ impl Knobs {
         let drop_permille = rate(3, 200);
         let dup_permille = rate(4, 200);
         // Swarm: each allowed kind stays on with probability 7/10.
-        // Membership changes are drawn last (below), so that seeds without
-        // them keep the schedules they had before they existed.
-        let mut faults: Vec<FaultKind> = FaultKind::ALL
-            .into_iter()
-            .filter(|&k| k != FaultKind::Membership)
+        // Membership changes and the promise faults are drawn last (below),
+        // so that seeds without them keep the schedules they had before they
+        // existed: here, the first seven kinds.
+        let mut faults: Vec<FaultKind> = FaultKind::ALL[..7]
+            .iter()
+            .copied()
             .filter(|k| {
                 let on = rng.range(0, 10) < 7;
                 on && options.faults.contains(k)
             })
             .collect();
-        let mut fault_weights = [0; 8];
+        let mut fault_weights = [0; 10];
         for w in fault_weights[..7].iter_mut() {
             *w = rng.range(1, 5);
         }
@@ -251,6 +269,16 @@ impl Knobs {
         }
         if membership {
             faults.push(FaultKind::Membership);
+        }
+        // The faults aimed at one server's promises, drawn after all the
+        // rest for the same reason, each on with probability 7/10.
+        for (i, kind) in FaultKind::PROMISE_FAULTS.into_iter().enumerate() {
+            if rng.range(0, 10) < 7 {
+                fault_weights[8 + i] = rng.range(1, 5);
+                if options.faults.contains(&kind) {
+                    faults.push(kind);
+                }
+            }
         }
         let spare_nodes = options
             .spare_nodes
@@ -336,6 +364,8 @@ pub(crate) enum Stream {
     Disk,
     Client(usize),
     Node(usize, u32),
+    PromiseFaults,
+    LateCopies,
 }
 
 /// The seed of stream `stream` of schedule `seed`.
@@ -347,7 +377,43 @@ pub(crate) fn stream_seed(seed: u64, stream: Stream) -> u64 {
         Stream::Disk => 4,
         Stream::Client(c) => 0x100 + c as u64,
         Stream::Node(n, incarnation) => 0x1_0000 + ((n as u64) << 32) + u64::from(incarnation),
+        Stream::PromiseFaults => 5,
+        Stream::LateCopies => 6,
     };
     let mut rng = Rng::new(seed ^ tag.wrapping_mul(0x9E37_79B9_7F4A_7C15));
     rng.next_u64()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_promise_faults_are_drawn_after_everything_else() {
+        let all = Options::default();
+        let without = Options {
+            faults: FaultKind::ALL
+                .into_iter()
+                .filter(|k| !FaultKind::PROMISE_FAULTS.contains(k))
+                .collect(),
+            ..Options::default()
+        };
+        let mut seen_on = false;
+        for seed in 1..200 {
+            let (a, b) = (Knobs::draw(seed, &all), Knobs::draw(seed, &without));
+            let general = |k: &Knobs| {
+                let mut k = k.clone();
+                k.faults.retain(|f| !FaultKind::PROMISE_FAULTS.contains(f));
+                k
+            };
+            assert_eq!(general(&a), general(&b), "seed {seed}");
+            assert!(b
+                .faults
+                .iter()
+                .all(|f| !FaultKind::PROMISE_FAULTS.contains(f)));
+            seen_on |= a.faults.contains(&FaultKind::LateCopies)
+                && a.faults.contains(&FaultKind::TermCrash);
+        }
+        assert!(seen_on);
+    }
 }

@@ -5,8 +5,9 @@
 //! and a few clients on one thread, with a virtual clock and one seeded random
 //! stream per concern. Nothing sleeps, nothing reads a wall clock, nothing
 //! iterates a hash map: the seed alone decides every message delay, drop,
-//! duplicate, partition, crash (even in the middle of a save), pause and clock
-//! skew, so any failure replays exactly from its seed.
+//! duplicate and late copy, partition, crash (even in the middle of a save, or
+//! right after a change of term), pause and clock skew, so any failure replays
+//! exactly from its seed.
 //!
 //! ```text
 //!  seed ──▶ Knobs (swarm: which faults, how many nodes, clients, rates)
@@ -19,11 +20,12 @@
 //!
 //! Reading order: [`knobs`] (what a seed decides), `world.rs` (the event loop
 //! and how a node executes its `Ready`), `network.rs`, `disk.rs`, `faults.rs`,
-//! `clients.rs`, [`invariants`] (the paper's safety properties, checked after
-//! every step), [`linearizability`] (the end-of-run history check), and
-//! [`runner`] (many seeds, summaries, replay and shrinking). [`recording`]
-//! records a schedule's events for the cluster page; [`scenario`] drives a
-//! cluster by hand, and [`tours`] tells stories with it.
+//! `clients.rs`, [`invariants`] (the paper's safety properties, and each
+//! server's own promises, checked after every step), [`linearizability`]
+//! (the end-of-run history check), and [`runner`] (many seeds, summaries,
+//! replay and shrinking). [`recording`] records a schedule's events for the
+//! cluster page; [`scenario`] drives a cluster by hand, and [`tours`] tells
+//! stories with it.
 //!
 //! Where the simulator differs from the threaded runtime (`src/node/`): one
 //! event is one `Ready` (the runtime batches many), a follower answers a client

@@ -7,8 +7,14 @@
 //! arrives**, so packets in flight when a partition starts are lost, as on a
 //! real network. Partitions cut links between servers only: clients reach every
 //! server (as in TigerBeetle's VOPR), which keeps liveness judgeable.
+//!
+//! [`LateCopies`] is a fault of its own: for a while, the AppendEntries and
+//! InstallSnapshot requests to one server may arrive a second time, 0.1–2 s
+//! later, when the server has moved on (a retransmission that lingered in
+//! some queue). Only a server that restarts in between is safe from them,
+//! since its connections broke.
 
-use super::Time;
+use super::{Time, MS, SECOND};
 use crate::raft::rng::Rng;
 
 /// Who is at either end of a packet.
@@ -110,6 +116,46 @@ impl Network {
     }
 }
 
+/// Which servers receive late copies of the leader's requests, until when,
+/// and how late each copy is (drawn from a stream of its own, so the
+/// network's other draws stay where they were).
+pub(crate) struct LateCopies {
+    rng: Rng,
+    /// `until[n]`: server `n` receives late copies while the clock is below it.
+    until: Vec<Time>,
+}
+
+/// The earliest and latest a late copy arrives after the original is sent.
+const LATE_COPY_DELAY: (Time, Time) = (100 * MS, 2 * SECOND);
+
+impl LateCopies {
+    pub(crate) fn new(rng: Rng, nodes: usize) -> Self {
+        Self {
+            rng,
+            until: vec![0; nodes],
+        }
+    }
+
+    /// Server `node` receives late copies until `until`.
+    pub(crate) fn start(&mut self, node: usize, until: Time) {
+        self.until[node] = self.until[node].max(until);
+    }
+
+    /// The delay of a late copy of a request sent to server `node` at `now`,
+    /// if it gets one (one request in two does, while the fault lasts).
+    pub(crate) fn delay(&mut self, node: usize, now: Time) -> Option<Time> {
+        if now >= self.until[node] || self.rng.range(0, 2) == 0 {
+            return None;
+        }
+        Some(self.rng.range(LATE_COPY_DELAY.0, LATE_COPY_DELAY.1 + 1))
+    }
+
+    /// No more late copies (the liveness phase).
+    pub(crate) fn stop(&mut self) {
+        self.until.fill(0);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,6 +171,23 @@ mod tests {
         net.heal();
         assert!(net.allows(Endpoint::Node(0), Endpoint::Node(1)));
         assert!(!net.is_partitioned());
+    }
+
+    #[test]
+    fn late_copies_come_only_while_the_fault_lasts_and_much_later() {
+        let mut late = LateCopies::new(Rng::new(3), 2);
+        assert_eq!(late.delay(0, 0), None, "no fault yet");
+        late.start(0, 5 * SECOND);
+        let delays: Vec<Time> = (0..100).filter_map(|_| late.delay(0, SECOND)).collect();
+        assert!((20..=80).contains(&delays.len()), "about one in two");
+        assert!(delays
+            .iter()
+            .all(|d| (LATE_COPY_DELAY.0..=LATE_COPY_DELAY.1).contains(d)));
+        assert_eq!(late.delay(1, SECOND), None, "another server");
+        assert_eq!(late.delay(0, 5 * SECOND), None, "over");
+        late.start(0, 9 * SECOND);
+        late.stop();
+        assert!((0..50).all(|_| late.delay(0, SECOND).is_none()));
     }
 
     #[test]

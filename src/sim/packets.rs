@@ -1,7 +1,8 @@
 //! Packets: how messages travel between servers and clients, and where they land.
 //!
 //! Sending asks the [`super::network::Network`] for the copies' delays (none if
-//! dropped, two if duplicated) and schedules each arrival. On arrival the
+//! dropped, two if duplicated), adds a late copy during a late-copies fault,
+//! and schedules each arrival. On arrival the
 //! partition is checked, then the packet goes to its client, or to its server:
 //! not if the server is down or restarted since the packet was sent (a real
 //! connection would have broken), into its inbox if it is paused, otherwise
@@ -12,7 +13,7 @@ use super::network::Endpoint;
 use super::server::StepInput;
 use super::trace::{show, show_endpoint};
 use super::world::{Event, World};
-use super::Time;
+use super::{format_time, Time};
 
 /// The client index a scripted scenario's own requests come from.
 pub(super) const SCRIPT_CLIENT: usize = usize::MAX;
@@ -73,16 +74,7 @@ impl World {
                 .or_insert_with(|| reply.to_string());
             return;
         }
-        let delays = self.net.delays();
-        if let (Some(msg), Endpoint::Node(a), Endpoint::Node(b)) = (body.msg(), from, to) {
-            let (from, to) = (a as NodeId + 1, b as NodeId + 1);
-            if delays.is_empty() {
-                let why = Loss::Dropped;
-                self.record(a, What::Lost { from, to, msg, why });
-            } else if delays.len() > 1 {
-                self.record(a, What::Duplicated { from, to, msg });
-            }
-        }
+        let mut delays = self.net.delays();
         if delays.is_empty() && self.trace.on() {
             self.trace.sim(
                 "net",
@@ -99,6 +91,30 @@ impl World {
                 ),
             );
         }
+        if let Some(late) = self.late_copy(to, &body) {
+            if self.trace.on() {
+                self.trace.sim(
+                    "net",
+                    format_args!(
+                        "{} -> {} will arrive again in {}",
+                        show_endpoint(from),
+                        show_endpoint(to),
+                        format_time(late)
+                    ),
+                );
+            }
+            delays.push(late);
+        }
+        // Recorded as what the network will do, the late copy included.
+        if let (Some(msg), Endpoint::Node(a), Endpoint::Node(b)) = (body.msg(), from, to) {
+            let (from, to) = (a as NodeId + 1, b as NodeId + 1);
+            if delays.is_empty() {
+                let why = Loss::Dropped;
+                self.record(a, What::Lost { from, to, msg, why });
+            } else if delays.len() > 1 {
+                self.record(a, What::Duplicated { from, to, msg });
+            }
+        }
         for delay in delays {
             let packet = Packet {
                 from,
@@ -108,6 +124,25 @@ impl World {
             };
             self.schedule(delay, Event::Deliver(Box::new(packet)));
         }
+    }
+
+    /// The delay of a late copy of `body` to `to`, if it gets one: only
+    /// AppendEntries and InstallSnapshot requests do, during a late-copies
+    /// fault on their server.
+    fn late_copy(&mut self, to: Endpoint, body: &Body) -> Option<Time> {
+        let Endpoint::Node(node) = to else {
+            return None;
+        };
+        let Body::Request { request, .. } = body else {
+            return None;
+        };
+        if !matches!(
+            request,
+            Request::AppendEntries(_) | Request::InstallSnapshot(_)
+        ) {
+            return None;
+        }
+        self.late_copies.delay(node, self.now)
     }
 
     pub(super) fn deliver(&mut self, packet: Packet) -> Result<(), Violation> {

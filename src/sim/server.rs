@@ -4,9 +4,11 @@
 //! handles a batch: feed the core, then run the executor the runtime runs
 //! (`src/raft/executor.rs`: **persist → release replies → send → apply**) with
 //! the simulator's effects (`ServerEffects`): the simulated disk, network and
-//! service, and the checker's hooks. A pending crash strikes in the middle of
-//! the save (a torn save), between saving and sending, between sending and
-//! applying, or at the latest when the step ends; each halts the execution.
+//! service, and the checker's hooks (every step, save and message sent). A
+//! pending crash strikes in the middle of the save (a torn save), between
+//! saving and sending, between sending and applying, right after a step that
+//! changed the server's term (once it answered), or at the latest when the
+//! step ends; each halts the execution.
 //! Clients are answered as `src/service/frontend.rs` does: a follower says
 //! `ERR NO_LEADER`, a leader proposes and waits for the entry's outcome
 //! through the shared [`Applier`].
@@ -361,6 +363,7 @@ impl World {
             outgoing,
             crash_point,
             send_first: false,
+            term_changed: false,
         };
         match executor::execute(&mut effects) {
             Ok(()) => Ok(Crashed::No),
@@ -372,7 +375,12 @@ impl World {
     /// Sends the core's requests from server `node` (in `term`, for the trace).
     /// A snapshot piece gets its bytes from the server's disk first, as the
     /// runtime's senders do (src/node/sender.rs).
-    fn send_requests(&mut self, node: usize, term: u64, requests: Vec<Outbound>) {
+    fn send_requests(
+        &mut self,
+        node: usize,
+        term: u64,
+        requests: Vec<Outbound>,
+    ) -> Result<(), Violation> {
         let id = node as NodeId + 1;
         let incarnation = self.nodes[node].incarnation;
         for mut message in requests {
@@ -390,6 +398,7 @@ impl World {
                     format_args!("-> {} {}", message.to, show_request(&message.request)),
                 );
             }
+            self.checker.on_request_sent(node, &message.request)?;
             let to = Endpoint::Node((message.to - 1) as usize);
             let body = Body::Request {
                 request: message.request,
@@ -398,6 +407,7 @@ impl World {
             };
             self.send(Endpoint::Node(node), to, body);
         }
+        Ok(())
     }
 
     /// Hands one committed entry (or snapshot) to server `node`'s service and
@@ -557,8 +567,8 @@ impl From<Violation> for Halt {
 
 /// A simulated server's effects: its [`SimDisk`] (with a torn save when a
 /// crash strikes during it), the simulated network, the service applied within
-/// the step, a crash before sending or before applying, and the checker's
-/// hooks on everything the executor does.
+/// the step, a crash before sending, before applying or right after a change
+/// of term, and the checker's hooks on everything the executor does.
 struct ServerEffects<'w> {
     world: &'w mut World,
     node: usize,
@@ -573,6 +583,8 @@ struct ServerEffects<'w> {
     /// The `Ready` in hand sends before its save (thesis §10.2.1): a crash
     /// "before sending" strikes after the save, so not at that send.
     send_first: bool,
+    /// The `Ready` in hand follows a change of the server's term.
+    term_changed: bool,
 }
 
 impl ServerEffects<'_> {
@@ -592,6 +604,17 @@ impl ServerEffects<'_> {
         self.world.crash(self.node);
         Err(Halt::Crashed)
     }
+
+    /// A crash waiting for a change of term strikes once the step that
+    /// changed it has answered and sent (Figure 2: what it said in the new
+    /// term must survive).
+    fn maybe_crash_after_term_change(&mut self) -> Result<(), Halt> {
+        if !self.term_changed {
+            return Ok(());
+        }
+        let what = "right after changing term, once it answered";
+        self.maybe_crash(CrashPoint::AfterTermChange, what)
+    }
 }
 
 impl Effects for ServerEffects<'_> {
@@ -604,7 +627,8 @@ impl Effects for ServerEffects<'_> {
         &mut running.expect("a halted execution asks nothing more").raft
     }
 
-    /// The checker sees every step's status and `Persist`.
+    /// The checker sees every step's status, `Persist` and (for a leader)
+    /// progress.
     fn inspect(&mut self, ready: &Ready) -> Result<(), Halt> {
         let world = &mut *self.world;
         let tick = world.nodes[self.node].tick_every;
@@ -615,10 +639,17 @@ impl Effects for ServerEffects<'_> {
         }
         let after = self.core().status();
         self.term = after.term;
+        self.term_changed = after.term > self.before.term;
         self.send_first = ready.send_first;
         let persist = &ready.persist;
-        let checker = &mut self.world.checker;
-        checker.on_step(self.node, &self.before, &after, persist)?;
+        let node = self.node;
+        let world = &mut *self.world;
+        world.checker.on_step(node, &self.before, &after, persist)?;
+        if let Some(running) = world.nodes[node].running.as_ref() {
+            world
+                .checker
+                .on_progress(node, &after, running.raft.progress())?;
+        }
         Ok(())
     }
 
@@ -641,7 +672,7 @@ impl Effects for ServerEffects<'_> {
             .disk
             .save(persist)
             .map_err(|e| storage_violation(id, e))?;
-        world.checker.on_saved(node)?;
+        world.checker.on_saved(node, persist)?;
         if world.recording() {
             world.record(node, What::Persist(Persisted::of(persist, 0)));
         }
@@ -654,21 +685,16 @@ impl Effects for ServerEffects<'_> {
         Ok(())
     }
 
-    /// Replies to peers and clients; the checker sees every vote granted.
+    /// Replies to peers and clients; the checker sees every reply to a peer.
     fn release_replies(&mut self) -> Result<(), Halt> {
         self.maybe_crash(CrashPoint::BeforeSend, "after saving, before sending")?;
         let node = self.node;
         for (to, body) in self.outgoing.drain(..) {
             if let Body::Response {
-                request: Request::RequestVote(args),
-                response: Response::RequestVote(reply),
-                ..
+                request, response, ..
             } = &body
             {
-                if reply.vote_granted && !args.pre_vote {
-                    let checker = &mut self.world.checker;
-                    checker.on_vote_granted(node, reply.term, args.candidate_id)?;
-                }
+                self.world.checker.on_reply_sent(node, request, response)?;
             }
             self.world.send(Endpoint::Node(node), to, body);
         }
@@ -679,12 +705,13 @@ impl Effects for ServerEffects<'_> {
         if !std::mem::take(&mut self.send_first) {
             self.maybe_crash(CrashPoint::BeforeSend, "after saving, before sending")?;
         }
-        self.world.send_requests(self.node, self.term, messages);
+        self.world.send_requests(self.node, self.term, messages)?;
         Ok(())
     }
 
     /// The service applies within the step, answering the clients it wakes.
     fn apply(&mut self, apply: Vec<ApplyMsg>) -> Result<(), Halt> {
+        self.maybe_crash_after_term_change()?;
         self.maybe_crash(CrashPoint::BeforeApply, "after sending, before applying")?;
         for msg in apply {
             self.world.apply(self.node, msg)?;
@@ -699,6 +726,7 @@ impl Effects for ServerEffects<'_> {
     /// The service snapshots once enough entries were applied
     /// (src/service/replica.rs), writing the bytes to the disk first.
     fn end_ready(&mut self) -> Result<(), Halt> {
+        self.maybe_crash_after_term_change()?;
         let node = self.node;
         let world = &mut *self.world;
         let Some(running) = world.nodes[node].running.as_mut() else {

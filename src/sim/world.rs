@@ -28,13 +28,13 @@ use super::disk::SimDisk;
 use super::faults::{CrashPoint, Fault, FaultPlan};
 use super::invariants::{Checker, Violation};
 use super::knobs::{stream_seed, Knobs, Options, Stream};
-use super::network::Network;
+use super::network::{LateCopies, Network};
 use super::packets::Packet;
 use super::recording::Collector;
 use super::runner::RunStats;
 use super::server::{SimNode, StepInput, Waiter, TICK};
 use super::trace::Trace;
-use super::{format_time, Time, SECOND};
+use super::{format_time, Time};
 use crate::events::{Action, Actor, Intervention};
 use crate::raft::messages::{Index, NodeId};
 use crate::raft::rng::Rng;
@@ -57,7 +57,8 @@ pub(super) enum Event {
         incarnation: u32,
         waiter: Waiter,
     },
-    Fault,
+    /// The next fault of one of the two schedules (`faults.rs`).
+    Fault(Schedule),
     Restart {
         node: usize,
     },
@@ -99,6 +100,15 @@ impl Ord for Scheduled {
     }
 }
 
+/// Which fault schedule an [`Event::Fault`] belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Schedule {
+    /// Crashes, partitions, pauses, clocks, transfers, membership.
+    General,
+    /// Late copies and term crashes, aimed at one server's promises.
+    Promises,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Phase {
     Faults,
@@ -127,6 +137,8 @@ pub(crate) struct World {
     pub(super) history: Vec<Record>,
     pub(super) checker: Checker,
     pub(super) faults: FaultPlan,
+    pub(super) promise_faults: FaultPlan,
+    pub(super) late_copies: LateCopies,
     pub(super) disk_rng: Rng,
     pub(super) phase: Phase,
     pub(super) partition_generation: u64,
@@ -179,7 +191,12 @@ impl World {
         World {
             seed,
             options: options.clone(),
-            faults: FaultPlan::new(Rng::new(stream_seed(seed, Stream::Faults)), &knobs),
+            faults: FaultPlan::general(Rng::new(stream_seed(seed, Stream::Faults)), &knobs),
+            promise_faults: FaultPlan::promises(
+                Rng::new(stream_seed(seed, Stream::PromiseFaults)),
+                &knobs,
+            ),
+            late_copies: LateCopies::new(Rng::new(stream_seed(seed, Stream::LateCopies)), slots),
             disk_rng: Rng::new(stream_seed(seed, Stream::Disk)),
             checker: Checker::new(slots),
             knobs,
@@ -242,7 +259,11 @@ impl World {
     pub(crate) fn run(&mut self) -> Result<(), Violation> {
         self.begin()?;
         let gap = self.faults.next_gap();
-        self.schedule(gap, Event::Fault);
+        self.schedule(gap, Event::Fault(Schedule::General));
+        if self.promise_faults.is_active() {
+            let gap = self.promise_faults.next_gap();
+            self.schedule(gap, Event::Fault(Schedule::Promises));
+        }
         self.schedule(self.options.fault_time, Event::EndFaults);
         self.schedule(
             self.options.fault_time + self.options.liveness_time,
@@ -301,14 +322,19 @@ impl World {
                 }
                 Ok(())
             }
-            Event::Fault => {
+            Event::Fault(schedule) => {
                 if self.phase == Phase::Faults {
                     let servers = self.live_servers();
-                    if let Some(fault) = self.faults.next_fault(&servers) {
+                    let plan = match schedule {
+                        Schedule::General => &mut self.faults,
+                        Schedule::Promises => &mut self.promise_faults,
+                    };
+                    let fault = plan.next_fault(&servers);
+                    let gap = plan.next_gap();
+                    if let Some(fault) = fault {
                         self.inject(fault)?;
                     }
-                    let gap = self.faults.next_gap();
-                    self.schedule(gap, Event::Fault);
+                    self.schedule(gap, Event::Fault(schedule));
                 }
                 Ok(())
             }
@@ -377,10 +403,11 @@ impl World {
                 if point == CrashPoint::Now {
                     self.crash(node);
                 } else {
-                    // The crash waits up to a second for a step that saves,
-                    // sends or applies, so it lands inside one.
+                    // The crash waits (a second, or three for a change of
+                    // term) for a step that saves, sends, applies or changes
+                    // term, so it lands inside one.
                     n.crash_point = Some(point);
-                    n.crash_by = self.now + SECOND;
+                    n.crash_by = self.now + point.waits();
                 }
             }
             Fault::Partition {
@@ -516,6 +543,17 @@ impl World {
                 self.schedule(lasts, Event::ClockNormal { node, incarnation });
             }
             Fault::Membership { add, pick } => self.change_membership(add, pick)?,
+            Fault::LateCopies { node, lasts } => {
+                self.late_copies.start(node, self.now + lasts);
+                self.trace.sim(
+                    "sim",
+                    format_args!(
+                        "FAULT requests to node {} may arrive again, much later, for {}",
+                        node + 1,
+                        format_time(lasts)
+                    ),
+                );
+            }
         }
         Ok(())
     }
@@ -685,6 +723,7 @@ impl World {
         self.record_sim(Action::EndFaults, &[]);
         self.net.heal();
         self.net.make_reliable();
+        self.late_copies.stop();
         for node in self.live_servers() {
             self.nodes[node].crash_point = None;
             self.nodes[node].tick_every = TICK;

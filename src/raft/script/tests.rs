@@ -177,8 +177,25 @@ fn every_bug_switch_changes_the_script_of_its_rule() {
              entries=[] leader_commit=0 read_seq=1",
         ),
         (Bug::Membership2015, "membership_own_term", "+ change=1"),
+        (
+            Bug::UnpersistedTerm,
+            "term_rule",
+            "-   persist hard_state current_term=7 voted_for=none",
+        ),
+        (
+            Bug::SnapshotDiscardsLog,
+            "snapshot_install",
+            "+ persist log truncate from 3",
+        ),
     ];
-    assert_eq!(cases.len(), Bug::ALL.len(), "a case per bug switch");
+    // ReplyBeforePersist breaks the executor's order, which the scripts do
+    // not run: src/raft/executor_tests.rs shows it.
+    let in_the_core = Bug::ALL.len() - 1;
+    assert_eq!(
+        cases.len(),
+        in_the_core,
+        "a case per bug switch of the core"
+    );
     for (bug, script, shows) in cases {
         let report = broken_by(script, bug);
         assert!(
