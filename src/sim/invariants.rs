@@ -133,6 +133,11 @@ struct Shadow {
     /// last step, and the term it leads.
     matched: Vec<(NodeId, Index)>,
     led_in: Term,
+    /// Its disk was wiped or replaced (a scripted scenario breaking Raft's
+    /// assumption of stable storage): leaders may remember more of its log
+    /// than it holds until they learn otherwise (flow control's lost-log
+    /// rule), so their matchIndex for it is not a promise it must keep.
+    disk_replaced: bool,
 }
 
 /// Everything the checker has seen, across servers and restarts.
@@ -225,7 +230,10 @@ impl Checker {
     /// Server `node`'s disk was replaced by an empty one while it was down:
     /// it restarts as a new server under its old id, with nothing applied.
     pub fn on_disk_replaced(&mut self, node: usize) {
-        self.shadows[node] = Shadow::default();
+        self.shadows[node] = Shadow {
+            disk_replaced: true,
+            ..Shadow::default()
+        };
     }
 
     /// Server `node` crashed.

@@ -231,7 +231,8 @@ impl Checker {
     /// replicated on server": a leader's matchIndex for a follower never
     /// exceeds what that follower holds (the same entry at that index, or a
     /// snapshot past it), unless the follower has since moved to a later
-    /// term, whose leader may have replaced it. Checked whenever either
+    /// term, whose leader may have replaced it, or lost its disk (outside
+    /// Raft's assumptions; see `Shadow::disk_replaced`). Checked whenever either
     /// side's step changes it.
     pub(super) fn match_index_is_held(
         &self,
@@ -248,7 +249,7 @@ impl Checker {
         else {
             return Ok(());
         };
-        if shadow.term > lead.led_in {
+        if shadow.term > lead.led_in || shadow.disk_replaced {
             return Ok(());
         }
         let theirs = shadow.chain.at(index);
