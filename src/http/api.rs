@@ -324,7 +324,7 @@ pub fn status_for(code: &str) -> u16 {
         "INSUFFICIENT_FUNDS" => 422,
         "NO_LEADER" | "BUSY" => 503,
         "TIMEOUT" => 504,
-        "NOSPACE" => 507,
+        "NOSPACE" | "STORAGE" => 507,
         _ => 500,
     }
 }

@@ -67,7 +67,10 @@ use crate::{debug, info};
 use sender::ChunkSource;
 use sender::PeerSender;
 
+mod failure;
 mod sender;
+
+pub use failure::{StorageFailure, EXIT_STORAGE_FAILED};
 
 /// Most events handled before the node thread executes a [`crate::raft::Ready`]: bounds
 /// the latency one busy batch adds to everything in it.
@@ -213,7 +216,34 @@ struct Shared {
     /// Notified whenever `status` changes.
     status_changed: Condvar,
     killed: AtomicBool,
+    /// Set once, when storage fails; the node has stopped for good.
+    failure: Mutex<Option<StorageFailure>>,
     metrics: Arc<RaftMetrics>,
+}
+
+impl Shared {
+    /// Storage failed with `error`: stops the node for good (fail-stop, see
+    /// `node/failure.rs`), logging the one line that says what failed and
+    /// what to do. Only the first failure counts.
+    fn fail(&self, id: NodeId, error: &io::Error) {
+        let failure = StorageFailure::new(error);
+        // Lock order: `status` before `failure` (as `wait_for_failure` takes them).
+        let term = lock(&self.status).term;
+        {
+            let mut first = lock(&self.failure);
+            if first.is_some() {
+                return;
+            }
+            info!(id, term, "{failure}");
+            *first = Some(failure);
+        }
+        self.killed.store(true, Ordering::SeqCst);
+        // A stopped node leads and follows no one.
+        let mut status = lock(&self.status);
+        status.role = Role::Follower;
+        status.leader_id = None;
+        self.status_changed.notify_all();
+    }
 }
 
 /// A running Raft server: the handle the service and the transport use.
@@ -257,6 +287,7 @@ impl Node {
             status: Mutex::new(raft.status()),
             status_changed: Condvar::new(),
             killed: AtomicBool::new(false),
+            failure: Mutex::new(None),
             metrics: Arc::clone(&metrics),
         });
         let (events_tx, events_rx) = mpsc::channel();
@@ -442,7 +473,13 @@ impl Node {
         let Some(point) = point.filter(|p| p.last_included_term == term) else {
             return Ok(false);
         };
-        let snapshot = self.storage.write_snapshot(point, fill)?;
+        let snapshot = match self.storage.write_snapshot(point, fill) {
+            Ok(snapshot) => snapshot,
+            Err(e) => {
+                self.fail(&e);
+                return Err(e);
+            }
+        };
         let (done, rx) = mpsc::channel();
         self.send_event(Event::SnapshotWritten { snapshot, done });
         Ok(rx.recv().unwrap_or(false))
@@ -466,9 +503,50 @@ impl Node {
         rx.recv().ok()
     }
 
-    /// True once [`Node::kill`] has been called.
+    /// True once [`Node::kill`] has been called, or storage failed.
     pub fn is_killed(&self) -> bool {
         self.shared.killed.load(Ordering::SeqCst)
+    }
+
+    /// The storage failure that stopped this node, if one did.
+    pub fn failure(&self) -> Option<StorageFailure> {
+        lock(&self.shared.failure).clone()
+    }
+
+    /// Waits up to `timeout` (forever if `None`) for storage to fail; returns
+    /// the failure, or `None` on timeout. The `raftkv` binary waits here and
+    /// exits with [`EXIT_STORAGE_FAILED`].
+    pub fn wait_for_failure(&self, timeout: Option<Duration>) -> Option<StorageFailure> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut status = self.lock_status();
+        loop {
+            if let Some(failure) = self.failure() {
+                return Some(failure);
+            }
+            status = match deadline {
+                None => self
+                    .shared
+                    .status_changed
+                    .wait(status)
+                    .unwrap_or_else(|e| e.into_inner()),
+                Some(deadline) => {
+                    let left = deadline.checked_duration_since(Instant::now())?;
+                    self.shared
+                        .status_changed
+                        .wait_timeout(status, left)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0
+                }
+            };
+        }
+    }
+
+    /// Stops the node for good because storage failed with `error` (a
+    /// snapshot the service wrote, or could not read back): see
+    /// [`StorageFailure`]. Logs one line; only the first failure counts.
+    pub fn fail(&self, error: &io::Error) {
+        self.shared.fail(self.id, error);
+        let _ = self.events.send(Event::Shutdown);
     }
 
     /// Tells the server to stop, without waiting: nothing more is applied (to
@@ -563,8 +641,9 @@ impl NodeLoop {
                 next_tick += self.tick;
             }
             if let Err(e) = self.execute_ready() {
-                let term = self.raft.status().term;
-                info!(self.raft.status().id, term, "stopping: storage failed: {e}");
+                // Fail-stop: the replies waiting for this write are dropped
+                // unsent, and nothing more is done.
+                self.shared.fail(self.raft.config().id, &e);
                 break;
             }
         }
@@ -604,7 +683,11 @@ impl NodeLoop {
                 let _ = reply.send(self.raft.transfer_leadership(target));
             }
             Event::Snapshot { index, data, done } => {
-                let _ = done.send(self.store_snapshot(index, data));
+                let stored = self.store_snapshot(index, data);
+                let _ = done.send(stored);
+                if lock(&self.shared.failure).is_some() {
+                    return false;
+                }
             }
             Event::SnapshotPoint { index, reply } => {
                 let _ = reply.send(self.raft.snapshot_point(index));
@@ -617,7 +700,8 @@ impl NodeLoop {
         true
     }
 
-    /// Writes a small snapshot handed over as bytes, then compacts.
+    /// Writes a small snapshot handed over as bytes, then compacts. A
+    /// failed write stops the node (fail-stop).
     fn store_snapshot(&mut self, index: Index, data: Vec<u8>) -> bool {
         let Some(point) = self.raft.snapshot_point(index) else {
             return false;
@@ -626,11 +710,7 @@ impl NodeLoop {
         match self.storage.write_snapshot(point, fill) {
             Ok(snapshot) => self.raft.snapshot(snapshot),
             Err(e) => {
-                info!(
-                    self.raft.status().id,
-                    self.raft.status().term,
-                    "could not write a snapshot: {e}"
-                );
+                self.shared.fail(self.raft.config().id, &e);
                 false
             }
         }
@@ -728,7 +808,7 @@ impl NodeLoop {
         let status = self.raft.status();
         self.shared.metrics.observe(&status);
         let mut shared = lock(&self.shared.status);
-        if *shared != status {
+        if *shared != status && lock(&self.shared.failure).is_none() {
             *shared = status;
             self.shared.status_changed.notify_all();
         }

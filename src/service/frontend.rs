@@ -14,6 +14,7 @@
 //! them), which starts the change and waits for its outcome: `OK` once the new
 //! configuration is committed, else an `ERR` saying why.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::command::{self, Command, Local, HELP};
@@ -26,6 +27,7 @@ use crate::raft::membership::MAX_CATCH_UP_ROUNDS;
 use crate::raft::{
     AbortReason, ChangeStage, MembershipChange, MembershipError, Role, Status, TransferError,
 };
+use crate::storage::space::DiskSpace;
 use crate::transport::tcp::is_loopback;
 
 /// How long `ADD` and `REMOVE` wait for their outcome: catching a learner up
@@ -42,6 +44,9 @@ pub struct Frontend {
     requests: CounterVec,
     /// The space quota this server asks for (`-quota-bytes`).
     quota: u64,
+    /// The data directory's free space, for the free-space guard (none in
+    /// tests without a disk).
+    disk: Option<Arc<DiskSpace>>,
 }
 
 impl Frontend {
@@ -54,6 +59,30 @@ impl Frontend {
             loopback_only: false,
             requests: CounterVec::default(),
             quota: DEFAULT_QUOTA_BYTES,
+            disk: None,
+        }
+    }
+
+    /// Guards writes with `disk`'s free space: while it is low, writes that
+    /// grow the state get `ERR NOSPACE` (see `storage::space`).
+    pub fn set_disk_space(&mut self, disk: Arc<DiskSpace>) {
+        self.disk = Some(disk);
+    }
+
+    /// The data directory's free space, if this server has a disk.
+    pub fn disk_space(&self) -> Option<&DiskSpace> {
+        self.disk.as_deref()
+    }
+
+    /// `failed` once storage has failed (the node has stopped for good),
+    /// `low` while the free-space guard refuses writes, else `ok`.
+    pub fn storage_state(&self) -> &'static str {
+        if self.replica.node().failure().is_some() {
+            "failed"
+        } else if self.disk.as_ref().is_some_and(|d| d.is_low()) {
+            "low"
+        } else {
+            "ok"
         }
     }
 
@@ -162,8 +191,11 @@ impl Frontend {
                 )
             }
             Ok(command::Request::Command(command)) => {
-                self.maybe_replicate_quota();
                 let word = command::word(&command);
+                if let Some(refusal) = self.storage_refusal(&command) {
+                    return (refusal, false, word);
+                }
+                self.maybe_replicate_quota();
                 let op = Op {
                     client_id,
                     seq,
@@ -183,6 +215,34 @@ impl Frontend {
                 (reply, false, word)
             }
         }
+    }
+
+    /// Why this server cannot take `command` on account of its disk: storage
+    /// failed (the node has stopped), or free space is low and the command
+    /// would grow the state. Reads and `DEL` pass while space is low, as
+    /// under etcd's NOSPACE alarm: they are how an operator makes room.
+    fn storage_refusal(&self, command: &Command) -> Option<String> {
+        let node = self.replica.node();
+        if let Some(failure) = node.failure() {
+            return Some(format!(
+                "ERR STORAGE node {} has stopped: {}",
+                node.id(),
+                failure.message
+            ));
+        }
+        let disk = self.disk.as_ref().filter(|d| d.is_low())?;
+        if !grows_state(command) {
+            return None;
+        }
+        Some(format!(
+            "ERR NOSPACE node {}'s disk has {} bytes free in {}, below the {} it keeps for \
+             compaction (-min-free-bytes plus room for a snapshot); reads, DEL and compaction \
+             still work, and writes resume once space is freed",
+            node.id(),
+            disk.free_bytes().unwrap_or(0),
+            disk.dir().display(),
+            disk.threshold()
+        ))
     }
 
     /// As leader, proposes this server's quota if the one in force differs.
@@ -323,13 +383,19 @@ impl Frontend {
         )
     }
 
-    /// The `STATUS` reply.
+    /// The `STATUS` reply (`role=stopped` once storage has failed).
     pub fn status_line(&self) -> String {
         let s = self.replica.node().status();
+        let storage = self.storage_state();
+        let role = if storage == "failed" {
+            "stopped".to_string()
+        } else {
+            s.role.to_string()
+        };
         format!(
-            "STATUS id={} role={} term={} leader={} commit={} applied={} snapshot={} last_log={} peers={}",
+            "STATUS id={} role={} term={} leader={} commit={} applied={} snapshot={} last_log={} peers={} storage={storage}",
             s.id,
-            s.role,
+            role,
             s.term,
             s.leader_id.unwrap_or(0),
             s.commit_index,
@@ -353,6 +419,21 @@ fn refusal(e: MembershipError) -> String {
         MembershipError::IdInUse(_) => format!("ERR ID_IN_USE {e}"),
         MembershipError::NotMember(_) => format!("ERR NOT_MEMBER {e}"),
         MembershipError::LastVoter => format!("ERR BAD_REQUEST {e}"),
+    }
+}
+
+/// Whether `command` may grow the state: every write but `DEL` and
+/// `REGISTER` (a session's bounded bookkeeping), which stay open while the
+/// disk is low.
+fn grows_state(command: &Command) -> bool {
+    match command {
+        Command::Put(..) | Command::Append(..) | Command::Open(..) | Command::Transfer(_) => true,
+        Command::Del(_)
+        | Command::Get(_)
+        | Command::Balance(_)
+        | Command::Audit
+        | Command::Register
+        | Command::SetQuota(_) => false,
     }
 }
 

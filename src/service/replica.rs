@@ -24,7 +24,7 @@
 //! applied the read index (ReadIndex, thesis §6.4).
 
 use std::io::{self, Write};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
@@ -92,6 +92,8 @@ pub struct Replica {
     apply_loop: Mutex<Option<JoinHandle<()>>>,
     /// The next ReadIndex read id.
     next_read: AtomicU64,
+    /// The disk is low on space: snapshot after every entry applied.
+    space_low: Arc<AtomicBool>,
 }
 
 impl Replica {
@@ -125,11 +127,13 @@ impl Replica {
         let loop_admissions = Arc::clone(&admissions);
         let quota_in_force = Arc::new(AtomicU64::new(StateMachine::default().quota()));
         let loop_quota = Arc::clone(&quota_in_force);
+        let space_low = Arc::new(AtomicBool::new(false));
         let snapshots = Snapshots {
             policy,
             last_size: Arc::new(AtomicU64::new(0)),
             encode,
             writing: None,
+            space_low: Arc::clone(&space_low),
         };
         let apply_loop = thread::Builder::new()
             .name(format!("service-{}", node.id()))
@@ -145,7 +149,15 @@ impl Replica {
             quota_in_force,
             apply_loop: Mutex::new(apply_loop),
             next_read: AtomicU64::new(1),
+            space_low,
         }
+    }
+
+    /// Says whether the disk is low on space: while it is, a snapshot
+    /// follows every entry applied (one at a time), so that `DEL`s free
+    /// space at once instead of after the usual threshold of log.
+    pub fn set_space_low(&self, low: bool) {
+        self.space_low.store(low, Ordering::Relaxed);
     }
 
     /// The Raft node underneath.
@@ -324,11 +336,16 @@ struct Snapshots {
     encode: SnapshotEncoder,
     /// The thread writing a snapshot, if one was started. Invariant: at most one.
     writing: Option<JoinHandle<()>>,
+    /// The disk is low on space: any log applied calls for a snapshot.
+    space_low: Arc<AtomicBool>,
 }
 
 impl Snapshots {
     /// Whether `since` bytes of log call for a snapshot.
     fn due(&self, since: usize) -> bool {
+        if self.space_low.load(Ordering::Relaxed) {
+            return since > 0;
+        }
         let mut threshold = self.policy.log_bytes;
         if self.policy.scale_with_state {
             let last = self.last_size.load(Ordering::Relaxed);
@@ -383,6 +400,8 @@ impl Snapshots {
                     started.elapsed(),
                     if taken { "" } else { "; Raft has a later one" }
                 ),
+                // A storage failure: the node has stopped, and said why.
+                Err(_) if node.failure().is_some() => {}
                 Err(e) => info!(id, 0, "could not write a snapshot through {index}: {e}"),
             }
         };
@@ -523,8 +542,9 @@ fn apply_one(
                     }
                 }
                 Err(e) => {
-                    info!(id, 0, "stopping: snapshot at {covered} is corrupt: {e}");
-                    node.stop();
+                    // Storage could not give back what it stored: fail-stop.
+                    let what = format!("reading the snapshot through {covered}: {e}");
+                    node.fail(&io::Error::new(e.kind(), what));
                     return since_snapshot;
                 }
             }

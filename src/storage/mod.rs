@@ -14,6 +14,7 @@ pub mod file;
 mod log_file;
 pub mod memory;
 pub mod snapshot_files;
+pub mod space;
 
 use std::io::{self, Read, Write};
 
