@@ -25,7 +25,7 @@
 
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -313,6 +313,10 @@ fn lock_admissions(admissions: &Admissions) -> MutexGuard<'_, Vec<Admitted>> {
     admissions.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// While the disk is low on space, how long the apply loop waits for a batch
+/// before it compacts what it has applied anyway.
+const COMPACT_CHECK: Duration = Duration::from_secs(1);
+
 /// When the apply loop takes a snapshot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SnapshotPolicy {
@@ -341,9 +345,14 @@ struct Snapshots {
 }
 
 impl Snapshots {
+    /// Whether the disk is low on space (compact eagerly).
+    fn space_low(&self) -> bool {
+        self.space_low.load(Ordering::Relaxed)
+    }
+
     /// Whether `since` bytes of log call for a snapshot.
     fn due(&self, since: usize) -> bool {
-        if self.space_low.load(Ordering::Relaxed) {
+        if self.space_low() {
             return since > 0;
         }
         let mut threshold = self.policy.log_bytes;
@@ -460,12 +469,40 @@ fn run_apply_loop(
     mut snapshots: Snapshots,
 ) {
     let mut since_snapshot = 0;
-    for batch in apply {
+    // The last entry applied (a snapshot can end there), if one was since
+    // the last snapshot.
+    let mut last_applied = None;
+    loop {
+        let batch = match apply.recv_timeout(COMPACT_CHECK) {
+            Ok(batch) => batch,
+            Err(RecvTimeoutError::Timeout) => {
+                // While the disk is low, compact whatever was applied, even
+                // if nothing more arrives (the guard refuses most writes).
+                let idle_point = last_applied.filter(|_| since_snapshot > 0);
+                if let Some(point) = idle_point.filter(|_| snapshots.space_low()) {
+                    if !snapshots.busy() {
+                        let started = Instant::now();
+                        let copy = lock(applied).state_machine().clone();
+                        since_snapshot = 0;
+                        snapshots.start(node, point, copy, started.elapsed());
+                    }
+                }
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => return,
+        };
         if node.is_killed() {
             return;
         }
         register_admitted(applied, admissions);
         for msg in batch {
+            last_applied = match &msg {
+                ApplyMsg::Command { index, term, .. } | ApplyMsg::Internal { index, term } => {
+                    Some((*index, *term))
+                }
+                ApplyMsg::Snapshot(_) => None,
+                ApplyMsg::Read { .. } | ApplyMsg::ReadFailed { .. } => last_applied,
+            };
             since_snapshot = apply_one((node, applied), msg, since_snapshot, &mut snapshots);
             if node.is_killed() {
                 return;

@@ -7,3 +7,4 @@ pub mod kv;
 pub mod links;
 pub mod network;
 pub mod procs;
+pub mod tmpfs;
