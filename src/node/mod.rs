@@ -221,31 +221,6 @@ struct Shared {
     metrics: Arc<RaftMetrics>,
 }
 
-impl Shared {
-    /// Storage failed with `error`: stops the node for good (fail-stop, see
-    /// `node/failure.rs`), logging the one line that says what failed and
-    /// what to do. Only the first failure counts.
-    fn fail(&self, id: NodeId, error: &io::Error) {
-        let failure = StorageFailure::new(error);
-        // Lock order: `status` before `failure` (as `wait_for_failure` takes them).
-        let term = lock(&self.status).term;
-        {
-            let mut first = lock(&self.failure);
-            if first.is_some() {
-                return;
-            }
-            info!(id, term, "{failure}");
-            *first = Some(failure);
-        }
-        self.killed.store(true, Ordering::SeqCst);
-        // A stopped node leads and follows no one.
-        let mut status = lock(&self.status);
-        status.role = Role::Follower;
-        status.leader_id = None;
-        self.status_changed.notify_all();
-    }
-}
-
 /// A running Raft server: the handle the service and the transport use.
 pub struct Node {
     id: NodeId,
@@ -506,47 +481,6 @@ impl Node {
     /// True once [`Node::kill`] has been called, or storage failed.
     pub fn is_killed(&self) -> bool {
         self.shared.killed.load(Ordering::SeqCst)
-    }
-
-    /// The storage failure that stopped this node, if one did.
-    pub fn failure(&self) -> Option<StorageFailure> {
-        lock(&self.shared.failure).clone()
-    }
-
-    /// Waits up to `timeout` (forever if `None`) for storage to fail; returns
-    /// the failure, or `None` on timeout. The `raftkv` binary waits here and
-    /// exits with [`EXIT_STORAGE_FAILED`].
-    pub fn wait_for_failure(&self, timeout: Option<Duration>) -> Option<StorageFailure> {
-        let deadline = timeout.map(|t| Instant::now() + t);
-        let mut status = self.lock_status();
-        loop {
-            if let Some(failure) = self.failure() {
-                return Some(failure);
-            }
-            status = match deadline {
-                None => self
-                    .shared
-                    .status_changed
-                    .wait(status)
-                    .unwrap_or_else(|e| e.into_inner()),
-                Some(deadline) => {
-                    let left = deadline.checked_duration_since(Instant::now())?;
-                    self.shared
-                        .status_changed
-                        .wait_timeout(status, left)
-                        .unwrap_or_else(|e| e.into_inner())
-                        .0
-                }
-            };
-        }
-    }
-
-    /// Stops the node for good because storage failed with `error` (a
-    /// snapshot the service wrote, or could not read back): see
-    /// [`StorageFailure`]. Logs one line; only the first failure counts.
-    pub fn fail(&self, error: &io::Error) {
-        self.shared.fail(self.id, error);
-        let _ = self.events.send(Event::Shutdown);
     }
 
     /// Tells the server to stop, without waiting: nothing more is applied (to
