@@ -37,7 +37,7 @@ usage: sim [flags]
                     per seed, on in three of four; figure8 hides behind the no-op)
   -bug NAME         break one rule on purpose: figure8, no-election-restriction,
                     unpersisted-vote, truncate-without-conflict, read-index-any-term,
-                    membership-2015
+                    membership-2015, ignore-failed-save
   -shrink           after a violation, look for fewer faults that still fail
   -keep-going       report every failing seed instead of stopping at the first
   -h                print this help";

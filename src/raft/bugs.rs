@@ -33,17 +33,23 @@ pub enum Bug {
     /// leaders of different terms can make sibling changes whose majorities
     /// do not overlap, and a committed entry is overwritten.
     Membership2015,
+    /// Fail-stop off (a runtime bug, not the core's: the core never reads
+    /// it; the simulator's runtime does): a server whose disk fails in the
+    /// middle of a save carries on as if the save had succeeded, replying
+    /// and applying, while nothing it writes from then on is durable.
+    IgnoreFailedSave,
 }
 
 impl Bug {
     /// Every bug, in a fixed order.
-    pub const ALL: [Bug; 6] = [
+    pub const ALL: [Bug; 7] = [
         Bug::Figure8,
         Bug::NoElectionRestriction,
         Bug::UnpersistedVote,
         Bug::TruncateWithoutConflict,
         Bug::ReadIndexAnyTerm,
         Bug::Membership2015,
+        Bug::IgnoreFailedSave,
     ];
 
     /// The name used on command lines (`-bug figure8`).
@@ -55,6 +61,7 @@ impl Bug {
             Bug::TruncateWithoutConflict => "truncate-without-conflict",
             Bug::ReadIndexAnyTerm => "read-index-any-term",
             Bug::Membership2015 => "membership-2015",
+            Bug::IgnoreFailedSave => "ignore-failed-save",
         }
     }
 
@@ -74,6 +81,9 @@ impl Bug {
             }
             Bug::Membership2015 => {
                 "thesis §4.1 (2015 fix): change the configuration only after committing an entry of the current term"
+            }
+            Bug::IgnoreFailedSave => {
+                "Figure 2 and fail-stop: a server whose save failed stops; it never replies or applies as if the state were durable"
             }
         }
     }

@@ -20,7 +20,7 @@ use super::{format_time, Time, MS};
 use crate::codec::{Decode, Encode};
 use crate::raft::messages::{Index, NodeId, Request, Response};
 use crate::raft::ready::Outbound;
-use crate::raft::{ApplyMsg, Config, MembershipChange, Raft, Status};
+use crate::raft::{ApplyMsg, Bug, Config, MembershipChange, Raft, Status};
 use crate::service::applier::{Applier, Outcome};
 use crate::service::command::Command;
 use crate::service::state_machine::Op;
@@ -103,6 +103,7 @@ pub(super) enum Crashed {
 impl World {
     /// Starts (or restarts) server `node` from its disk.
     pub(super) fn start(&mut self, node: usize) -> Result<(), Violation> {
+        self.nodes[node].disk.repair();
         let initial = self.nodes[node].disk.load();
         self.checker.on_start(node, &initial)?;
         let id = node as NodeId + 1;
@@ -365,10 +366,34 @@ impl World {
                     self.crash(node);
                     return Ok(Crashed::Yes);
                 }
-                self.nodes[node]
-                    .disk
-                    .save(&ready.persist)
-                    .map_err(|e| storage_violation(id, e))?;
+                if let Some(CrashPoint::DiskFails { full }) = crash_point {
+                    let what = self.nodes[node]
+                        .disk
+                        .save_failing(&ready.persist, &mut self.disk_rng)
+                        .map_err(|e| storage_violation(id, e))?;
+                    let error = if full { "ENOSPC" } else { "EIO" };
+                    if self.options.bug != Some(Bug::IgnoreFailedSave) {
+                        // Fail-stop (src/node/failure.rs): stop, acknowledge nothing.
+                        self.trace.sim(
+                            "sim",
+                            format_args!("FAULT node {id}'s disk failed in the middle of a save ({error}; {what} reached the disk): it stops"),
+                        );
+                        self.crash(node);
+                        return Ok(Crashed::Yes);
+                    }
+                    self.trace.sim(
+                        "sim",
+                        format_args!("FAULT node {id}'s disk failed in the middle of a save ({error}; {what} reached the disk), and it carries on (bug)"),
+                    );
+                    self.nodes[node].crash_point = None;
+                } else if !self.nodes[node].disk.has_failed() {
+                    // (A disk that failed writes nothing more; only a runtime
+                    // that ignores failures gets here with one.)
+                    self.nodes[node]
+                        .disk
+                        .save(&ready.persist)
+                        .map_err(|e| storage_violation(id, e))?;
+                }
                 self.checker.on_saved(node)?;
                 if self.trace.on() {
                     self.trace.node(
