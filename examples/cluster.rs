@@ -11,7 +11,9 @@
 //! `remove N` (remove node N from the cluster, then stop it), `members`,
 //! `quit`. Meanwhile talk to the nodes with `nc 127.0.0.1 8001` (or
 //! `cargo run --example cli`) and watch leadership move. Each node stores its
-//! state under `data/cluster/n<id>`, so `restart` recovers from disk. The nodes
+//! state under `data/cluster/n<id>`, so `restart` recovers from disk; a node
+//! whose storage fails stops for good and `status` shows it as failed, while
+//! the others run on (the `raftkv` binary would exit instead). The nodes
 //! authenticate each other with a cluster key made fresh from `/dev/urandom`
 //! at every start (it only has to be shared inside this process).
 
@@ -97,7 +99,16 @@ fn main() {
             None => {}
             Some("status") => {
                 for &id in &known {
-                    println!("{id}: {}", status(&addr(id)));
+                    // A node whose storage failed has stopped for good; the
+                    // others run on (`restart N` recovers it from its disk).
+                    match servers
+                        .get(&id)
+                        .and_then(Option::as_ref)
+                        .and_then(Server::failure)
+                    {
+                        Some(failure) => println!("{id}: FAILED ({failure})"),
+                        None => println!("{id}: {}", status(&addr(id))),
+                    }
                 }
             }
             Some("members") => println!("{}", to_any("MEMBERS")),

@@ -49,7 +49,7 @@ usage: sim [flags]
   -bug NAME         break one rule on purpose: figure8, no-election-restriction,
                     unpersisted-vote, truncate-without-conflict, read-index-any-term,
                     membership-2015, reply-before-persist, unpersisted-term,
-                    snapshot-discards-log
+                    snapshot-discards-log, ignore-failed-save
   -shrink           after a violation, look for fewer faults that still fail
   -keep-going       report every failing seed instead of stopping at the first
   -h                print this help";

@@ -4,6 +4,11 @@
 //! raftkv -id 1 -addr :8001 -peers :8001,:8002,:8003 -data data/n1 -cluster-key-file cluster.key
 //! raftkv -id 4 -addr :8004 -join -data data/n4 -cluster-key-file cluster.key   # then ADD 4 127.0.0.1:8004
 //! ```
+//!
+//! The process runs until it is killed, or until its storage fails: then the
+//! node has logged one line saying what failed and what to do, and the
+//! process exits with status 74 (`node::EXIT_STORAGE_FAILED`) so that a
+//! supervisor restarts it (fail-stop; see `node/failure.rs`).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -12,8 +17,10 @@ use std::time::Duration;
 use raftkv::auth::keyfile::{read_client_token, read_cluster_key, Hidden};
 use raftkv::auth::peer::{check_cluster_id, DEFAULT_CLUSTER_ID};
 use raftkv::info;
+use raftkv::node::EXIT_STORAGE_FAILED;
 use raftkv::server::{Server, ServerConfig, DEFAULT_IDLE_TIMEOUT};
 use raftkv::service::quota::DEFAULT_QUOTA_BYTES;
+use raftkv::storage::space::DEFAULT_MIN_FREE_BYTES;
 
 const USAGE: &str = "\
 usage: raftkv [flags]
@@ -35,6 +42,9 @@ usage: raftkv [flags]
   -idle-timeout D          close a client connection that sends no whole line within D
                            (e.g. 300s, 500ms, 5m; default 300s)
   -quota-bytes N           refuse writes that would grow the state beyond N bytes (default 2147483648)
+  -min-free-bytes N        refuse writes that grow the state (ERR NOSPACE_DISK) while the data directory's
+                           file system has less than N bytes free plus room for a snapshot;
+                           reads and DEL still work (0: off; default 134217728)
   -snapshot-bytes N        snapshot after N bytes of applied log (commands plus 64 per entry),
                            and at least as many as the last snapshot's size
                            (default 4194304)
@@ -69,6 +79,7 @@ struct Flags {
     client_token_file: Option<PathBuf>,
     idle_timeout: Duration,
     quota_bytes: u64,
+    min_free_bytes: u64,
     pre_vote: bool,
     check_quorum: bool,
     events: bool,
@@ -101,6 +112,7 @@ fn parse_flags(args: &[String]) -> Result<Flags, String> {
         client_token_file: None,
         idle_timeout: DEFAULT_IDLE_TIMEOUT,
         quota_bytes: DEFAULT_QUOTA_BYTES,
+        min_free_bytes: DEFAULT_MIN_FREE_BYTES,
         pre_vote: true,
         check_quorum: true,
         events: true,
@@ -182,6 +194,7 @@ fn parse_flags(args: &[String]) -> Result<Flags, String> {
                 ))?
             }
             "quota-bytes" => flags.quota_bytes = number(&value)?,
+            "min-free-bytes" => flags.min_free_bytes = number(&value)?,
             _ => return Err(format!("unknown flag -{name}")),
         }
     }
@@ -279,6 +292,7 @@ fn apply_flags(mut config: ServerConfig, flags: Flags) -> ServerConfig {
     config.cluster_id = flags.cluster_id;
     config.idle_timeout = flags.idle_timeout;
     config.quota_bytes = flags.quota_bytes;
+    config.min_free_bytes = flags.min_free_bytes;
     config.pre_vote = flags.pre_vote;
     config.check_quorum = flags.check_quorum;
     config.events = flags.events;
@@ -325,7 +339,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     }
-    let _server = match Server::start(config) {
+    let server = match Server::start(config) {
         Ok(s) => s,
         Err(e) => {
             eprintln!(
@@ -335,10 +349,12 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    // The server runs on its own threads until the process is killed.
-    loop {
-        std::thread::park();
-    }
+    // The server runs on its own threads until the process is killed, or
+    // until storage fails: the node has then logged what failed and what to
+    // do, and nothing is left to shut down gracefully (fail-stop), so exit at
+    // once for a supervisor to restart the process.
+    server.wait_for_failure();
+    std::process::exit(i32::from(EXIT_STORAGE_FAILED));
 }
 
 #[cfg(test)]
@@ -376,7 +392,7 @@ mod tests {
     fn security_flags_parse() {
         let f = parse_flags(&args(
             "-cluster-key-file k -cluster-id prod-1 -client-token-file t -idle-timeout 500ms \
-             -quota-bytes 1000",
+             -quota-bytes 1000 -min-free-bytes 0",
         ))
         .unwrap();
         assert_eq!(f.cluster_key_file, Some(PathBuf::from("k")));
@@ -385,6 +401,7 @@ mod tests {
         assert_eq!(c.cluster_id, "prod-1");
         assert_eq!(c.idle_timeout, Duration::from_millis(500));
         assert_eq!(c.quota_bytes, 1000);
+        assert_eq!(c.min_free_bytes, 0);
         assert_eq!(parse_duration("300"), Some(Duration::from_secs(300)));
         assert_eq!(parse_duration("5m"), Some(Duration::from_secs(300)));
         assert_eq!(parse_duration("1h"), Some(Duration::from_secs(3600)));

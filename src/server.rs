@@ -25,6 +25,7 @@
 //! a half-written line holds a thread for longer.
 
 mod client;
+mod disk;
 mod peer;
 
 use std::collections::{BTreeMap, HashMap};
@@ -32,7 +33,7 @@ use std::io::{self, BufReader, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc;
+use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime};
@@ -44,7 +45,7 @@ use crate::auth::token::ClientAuth;
 use crate::events::ring::{EventRing, Limits};
 use crate::http;
 use crate::metrics::CounterVec;
-use crate::node::{ApplySink, Node};
+use crate::node::{ApplySink, Node, StorageFailure};
 use crate::raft::messages::NodeId;
 use crate::raft::Config as RaftConfig;
 use crate::service::frontend::Frontend;
@@ -52,6 +53,7 @@ use crate::service::replica::{Replica, SnapshotPolicy};
 use crate::service::reply::{Code, Reply};
 use crate::service::state_machine::DEFAULT_QUOTA_BYTES;
 use crate::storage::file::FileStorage;
+use crate::storage::space::{DiskSpace, DEFAULT_MIN_FREE_BYTES};
 use crate::transport::line::{read_line_before, LineError};
 use crate::transport::link::PeerLink;
 use crate::transport::tcp::{is_loopback, Partition, TcpTransport};
@@ -120,6 +122,10 @@ pub struct ServerConfig {
     pub pre_vote: bool,
     /// Leaders step down without a majority; followers are sticky (§6.2, §4.2.3).
     pub check_quorum: bool,
+    /// Free space kept in the data directory's file system, besides room for
+    /// a snapshot: below it, writes that grow the state get
+    /// `ERR NOSPACE_DISK` (see `storage::space`). 0 turns the guard off.
+    pub min_free_bytes: u64,
     /// Keep a ring of recent events for `GET /events` (see [`crate::events`]).
     pub events: bool,
 }
@@ -150,6 +156,7 @@ impl ServerConfig {
             quota_bytes: DEFAULT_QUOTA_BYTES,
             pre_vote: true,
             check_quorum: true,
+            min_free_bytes: DEFAULT_MIN_FREE_BYTES,
             events: true,
         }
     }
@@ -204,6 +211,8 @@ pub struct Server {
     addr: SocketAddr,
     shared: Arc<Shared>,
     listener: Option<JoinHandle<()>>,
+    /// The thread watching free space, stopped by dropping the sender.
+    disk_watch: Option<(Sender<()>, JoinHandle<()>)>,
 }
 
 impl Server {
@@ -233,6 +242,10 @@ impl Server {
         let listener = TcpListener::bind(&config.listen)?;
         let addr = listener.local_addr()?;
         let storage = Arc::new(FileStorage::open(&config.data_dir)?);
+        let space = Arc::new(DiskSpace::new(
+            Arc::clone(storage.data_dir()),
+            config.min_free_bytes,
+        ));
         let addrs: BTreeMap<NodeId, String> = (1..).zip(config.peers.iter().cloned()).collect();
         // The node gives the transport the configuration's addresses.
         let transport = Arc::new(TcpTransport::new(
@@ -257,7 +270,7 @@ impl Server {
             raft_config,
             config.tick,
             transport,
-            storage,
+            Arc::clone(&storage) as _,
             ApplySink::Batches(apply_tx),
             events,
         )?);
@@ -269,6 +282,7 @@ impl Server {
         let term = replica.node().status().term;
         let mut frontend = Frontend::new(replica, config.request_timeout);
         frontend.set_quota(config.quota_bytes);
+        frontend.set_disk_space(Arc::clone(&space));
         frontend.set_loopback_only(!auth.is_keyed());
         let configuration = frontend.replica().node().status().configuration;
         info!(
@@ -309,10 +323,19 @@ impl Server {
         let listener = thread::Builder::new()
             .name(format!("listen-{id}"))
             .spawn(move || accept_loop(listener, accept_shared))?;
+        let (stop_watch, stop) = mpsc::channel();
+        let watch_shared = Arc::clone(&shared);
+        let watcher = thread::Builder::new()
+            .name(format!("disk-{id}"))
+            .spawn(move || {
+                let replica = watch_shared.frontend.replica();
+                disk::watch(id, &space, &storage, replica, &stop);
+            })?;
         Ok(Server {
             addr,
             shared,
             listener: Some(listener),
+            disk_watch: Some((stop_watch, watcher)),
         })
     }
 
@@ -326,6 +349,23 @@ impl Server {
         self.shared.frontend.replica().node()
     }
 
+    /// The storage failure that stopped this server's node, if one did: the
+    /// node has stopped for good (see [`StorageFailure`]), and its owner
+    /// decides what that means (the `raftkv` binary exits).
+    pub fn failure(&self) -> Option<StorageFailure> {
+        self.node().failure()
+    }
+
+    /// Waits until storage fails, and returns the failure (`raftkv`'s main
+    /// thread waits here, then exits with `node::EXIT_STORAGE_FAILED`).
+    pub fn wait_for_failure(&self) -> StorageFailure {
+        loop {
+            if let Some(failure) = self.node().wait_for_failure(None) {
+                return failure;
+            }
+        }
+    }
+
     /// Stops listening, closes every connection and stops the node.
     pub fn shutdown(&mut self) {
         self.shared.stopping.store(true, Ordering::SeqCst);
@@ -336,6 +376,10 @@ impl Server {
         }
         for stream in lock(&self.shared.open).values() {
             let _ = stream.shutdown(Shutdown::Both);
+        }
+        if let Some((stop, watcher)) = self.disk_watch.take() {
+            drop(stop);
+            let _ = watcher.join();
         }
         self.shared.frontend.replica().shutdown();
     }

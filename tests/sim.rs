@@ -147,6 +147,15 @@ fn a_snapshot_discarding_acknowledged_entries_after_it_is_caught() {
     assert_caught(Bug::SnapshotDiscardsLog, 500);
 }
 
+/// Reference: Figure 2, "Persistent state ... updated on stable storage before
+/// responding to RPCs", and fail-stop: a server whose disk failed in the
+/// middle of a save must stop, not reply and apply as if the save were
+/// durable.
+#[test]
+fn carrying_on_after_a_failed_save_is_caught() {
+    assert_caught(Bug::IgnoreFailedSave, 100);
+}
+
 #[test]
 fn a_seed_replays_exactly() {
     let options = Options::default();

@@ -84,6 +84,15 @@ pub fn status_json(ctx: &Context) -> Json {
         ),
         ("peers", Json::Array(peers.collect())),
         ("history", Json::Array(history.collect())),
+        ("storage", Json::from(ctx.frontend.storage_state())),
+        (
+            "storage_failure",
+            Json::from(node.failure().map(|f| f.message)),
+        ),
+        (
+            "disk_free_bytes",
+            Json::from(ctx.frontend.disk_space().and_then(|d| d.free_bytes())),
+        ),
     ])
 }
 
@@ -192,9 +201,12 @@ fn fetch_status(addr: &str, authorization: Option<&str>) -> Result<Json, String>
 }
 
 /// `GET /health`: 200 when this server knows a leader (a leader: has heard
-/// from a majority within [`LEADER_CONTACT`]) and has applied to within
-/// [`MAX_APPLY_LAG`] of its commit index; 503 with the reason otherwise
-/// (etcd's `/health` is the model).
+/// from a majority within [`LEADER_CONTACT`]), has applied to within
+/// [`MAX_APPLY_LAG`] of its commit index, and its disk is sound and not low
+/// on space; 503 with the reason otherwise: `STORAGE` (storage failed, the
+/// node has stopped), `NOSPACE_DISK` (the free-space guard refuses writes, like
+/// etcd's NOSPACE alarm), `NO_LEADER`, `NO_QUORUM`, `APPLY_LAG` (etcd's
+/// `/health` is the model).
 pub fn health(ctx: &Context) -> Response {
     let node = ctx.frontend.replica().node();
     let (s, m) = (node.status(), node.metrics());
@@ -206,6 +218,20 @@ pub fn health(ctx: &Context) -> Response {
         ]);
         Response::json(503, &body).with("Retry-After", "1")
     };
+    if let Some(failure) = node.failure() {
+        return sick("STORAGE", format!("node {} has stopped: {failure}", s.id));
+    }
+    if let Some(disk) = ctx.frontend.disk_space().filter(|d| d.is_low()) {
+        let message = format!(
+            "node {} has {} bytes free in {}, below the {} it keeps for compaction: writes \
+             that grow the state are refused until DEL and compaction, or a bigger disk, make room",
+            s.id,
+            disk.free_bytes().unwrap_or(0),
+            disk.dir().display(),
+            disk.threshold()
+        );
+        return sick("NOSPACE_DISK", message);
+    }
     let Some(leader) = s.leader_id else {
         return sick("NO_LEADER", format!("node {} knows no leader", s.id));
     };

@@ -161,6 +161,35 @@ pub fn render(ctx: &Context) -> String {
         e.family(name, Kind::Histogram, help);
         e.histogram(name, &[], &histogram.snapshot());
     }
+    e.gauge(
+        "raftkv_storage_failed",
+        "1 once a storage write failed and the node stopped for good (fail-stop), else 0.",
+        flag(node.failure().is_some()),
+    );
+    if let Some(disk) = ctx.frontend.disk_space() {
+        if let Some(free) = disk.free_bytes() {
+            e.gauge(
+                "raftkv_disk_free_bytes",
+                "Bytes this server may still write in its data directory's file system (df's Available, less what storage wrote since it last ran).",
+                free as f64,
+            );
+        }
+        e.gauge(
+            "raftkv_disk_min_free_bytes",
+            "Free space below which writes that grow the state are refused: -min-free-bytes plus the newest snapshot's size (0: the guard is off).",
+            disk.threshold() as f64,
+        );
+        e.gauge(
+            "raftkv_disk_space_low",
+            "1 while free space is below raftkv_disk_min_free_bytes and writes that grow the state get NOSPACE_DISK, else 0.",
+            flag(disk.is_low()),
+        );
+        e.gauge(
+            "raftkv_disk_data_bytes",
+            "Bytes in the data directory's files (log, hard state, snapshots).",
+            disk.data_bytes() as f64,
+        );
+    }
     let rtt = "raftkv_network_peer_round_trip_time_seconds";
     e.family(
         rtt,

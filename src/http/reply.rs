@@ -3,7 +3,9 @@
 //!
 //! Errors are `{"error":"CODE","message":"..."}` with the text protocol's
 //! code. `NO_LEADER` and `BUSY` are 503 with `Retry-After: 1` (nothing was
-//! applied: retry); `TIMEOUT` is 504 (the outcome is unknown).
+//! applied: retry); `TIMEOUT` is 504 (the outcome is unknown); `NOSPACE` (the
+//! quota), `NOSPACE_DISK` (the free-space guard) and `STORAGE` (a failed
+//! disk) are 507, Insufficient Storage.
 
 use super::response::Response;
 use crate::service::reply::{Code, Error, Reply};
@@ -20,7 +22,7 @@ pub fn status(code: Code) -> u16 {
         Code::InsufficientFunds => 422,
         Code::NoLeader | Code::Busy => 503,
         Code::Timeout => 504,
-        Code::NoSpace => 507,
+        Code::NoSpace | Code::NoSpaceDisk | Code::Storage => 507,
         Code::SessionExpired
         | Code::SessionUnknown
         | Code::ChangeInProgress
@@ -62,6 +64,9 @@ mod tests {
             (Code::InsufficientFunds, 422),
             (Code::NoAccount, 404),
             (Code::BadRequest, 400),
+            (Code::NoSpace, 507),
+            (Code::NoSpaceDisk, 507),
+            (Code::Storage, 507),
         ] {
             assert_eq!(super::status(code), status, "{code}");
         }

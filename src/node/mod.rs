@@ -74,7 +74,10 @@ use crate::{debug, info};
 use sender::ChunkSource;
 use sender::PeerSender;
 
+mod failure;
 mod sender;
+
+pub use failure::{StorageFailure, EXIT_STORAGE_FAILED};
 
 /// Most events handled before the node thread executes a [`crate::raft::Ready`]: bounds
 /// the latency one busy batch adds to everything in it.
@@ -220,6 +223,8 @@ struct Shared {
     /// Notified whenever `status` changes.
     status_changed: Condvar,
     killed: AtomicBool,
+    /// Set once, when storage fails; the node has stopped for good.
+    failure: Mutex<Option<StorageFailure>>,
     metrics: Arc<RaftMetrics>,
 }
 
@@ -279,6 +284,7 @@ impl Node {
             status: Mutex::new(raft.status()),
             status_changed: Condvar::new(),
             killed: AtomicBool::new(false),
+            failure: Mutex::new(None),
             metrics: Arc::clone(&metrics),
         });
         let (events_tx, events_rx) = mpsc::channel();
@@ -478,7 +484,13 @@ impl Node {
         let Some(point) = point.filter(|p| p.last_included_term == term) else {
             return Ok(false);
         };
-        let snapshot = self.storage.write_snapshot(point, fill)?;
+        let snapshot = match self.storage.write_snapshot(point, fill) {
+            Ok(snapshot) => snapshot,
+            Err(e) => {
+                self.fail(&e);
+                return Err(e);
+            }
+        };
         let (done, rx) = mpsc::channel();
         self.send_event(Event::SnapshotWritten { snapshot, done });
         Ok(rx.recv().unwrap_or(false))
@@ -502,7 +514,7 @@ impl Node {
         rx.recv().ok()
     }
 
-    /// True once [`Node::kill`] has been called.
+    /// True once [`Node::kill`] has been called, or storage failed.
     pub fn is_killed(&self) -> bool {
         self.shared.killed.load(Ordering::SeqCst)
     }
@@ -612,9 +624,10 @@ impl NodeLoop {
                 }
                 next_tick += self.tick;
             }
-            if let Err(e) = self.execute_ready() {
-                let term = self.raft.status().term;
-                info!(self.raft.status().id, term, "stopping: storage failed: {e}");
+            if self.execute_ready().is_err() {
+                // Fail-stop (the executor's rule): the node has said what
+                // failed; the replies waiting for the write are dropped
+                // unsent, and nothing more is done.
                 break;
             }
         }
@@ -680,7 +693,11 @@ impl NodeLoop {
                 let _ = reply.send(self.raft.transfer_leadership(target));
             }
             Event::Snapshot { index, data, done } => {
-                let _ = done.send(self.store_snapshot(index, data));
+                let stored = self.store_snapshot(index, data);
+                let _ = done.send(stored);
+                if lock(&self.shared.failure).is_some() {
+                    return false;
+                }
             }
             Event::SnapshotPoint { index, reply } => {
                 let _ = reply.send(self.raft.snapshot_point(index));
@@ -693,7 +710,8 @@ impl NodeLoop {
         true
     }
 
-    /// Writes a small snapshot handed over as bytes, then compacts.
+    /// Writes a small snapshot handed over as bytes, then compacts. A
+    /// failed write stops the node (fail-stop).
     fn store_snapshot(&mut self, index: Index, data: Vec<u8>) -> bool {
         let Some(point) = self.raft.snapshot_point(index) else {
             return false;
@@ -702,11 +720,7 @@ impl NodeLoop {
         match self.storage.write_snapshot(point, fill) {
             Ok(snapshot) => self.raft.snapshot(snapshot),
             Err(e) => {
-                info!(
-                    self.raft.status().id,
-                    self.raft.status().term,
-                    "could not write a snapshot: {e}"
-                );
+                self.shared.fail(self.raft.config().id, &e);
                 false
             }
         }
@@ -769,15 +783,16 @@ impl NodeLoop {
     }
 
     /// Executes the core's output (src/raft/executor.rs has the order), then
-    /// hands the round's events to the ring and publishes the status.
-    fn execute_ready(&mut self) -> io::Result<()> {
+    /// hands the round's events to the ring and publishes the status; a
+    /// failed save stops the node for good.
+    fn execute_ready(&mut self) -> Result<(), StorageFailure> {
         let executed = executor::execute(self);
         self.recorder.flush();
         executed?;
         let status = self.raft.status();
         self.shared.metrics.observe(&status);
         let mut shared = lock(&self.shared.status);
-        if *shared != status {
+        if *shared != status && lock(&self.shared.failure).is_none() {
             *shared = status;
             self.shared.status_changed.notify_all();
         }
@@ -786,18 +801,18 @@ impl NodeLoop {
 }
 
 /// The runtime's effects: a [`Storage`], the per-peer senders, the held reply
-/// channels, the apply sink. A storage failure halts the execution (and the
-/// node thread). Each effect records its event (when events are on): the
-/// write, each reply and request, the apply; `inspect` reads the core's
-/// changes off it before each `Ready` is executed.
+/// channels, the apply sink. Only a failed save halts the execution (and the
+/// node thread, for good: fail-stop). Each effect records its event (when
+/// events are on): the write, each reply and request, the apply; `inspect`
+/// reads the core's changes off it before each `Ready` is executed.
 impl Effects for NodeLoop {
-    type Halt = io::Error;
+    type Halt = StorageFailure;
 
     fn core(&mut self) -> &mut Raft {
         &mut self.raft
     }
 
-    fn inspect(&mut self, _ready: &crate::raft::Ready) -> io::Result<()> {
+    fn inspect(&mut self, _ready: &crate::raft::Ready) -> Result<(), StorageFailure> {
         let tick = self.tick.as_micros() as u64;
         self.watch.observe(&self.raft, tick, &mut self.recorder);
         Ok(())
@@ -807,14 +822,18 @@ impl Effects for NodeLoop {
         !self.pending_replies.is_empty()
     }
 
-    fn configure(&mut self, configuration: &Configuration) -> io::Result<()> {
+    fn configure(&mut self, configuration: &Configuration) -> Result<(), StorageFailure> {
         self.apply_configuration(configuration);
         Ok(())
     }
 
-    fn persist(&mut self, persist: &Persist) -> io::Result<()> {
+    /// Never halts by itself: the storage's answer goes to the executor,
+    /// whose rule on a failure is [`Effects::fail_stop`].
+    fn persist(&mut self, persist: &Persist) -> Result<io::Result<()>, StorageFailure> {
         let started = Instant::now();
-        self.storage.save(persist)?;
+        if let Err(e) = self.storage.save(persist) {
+            return Ok(Err(e));
+        }
         let with_snapshot = persist.snapshot.is_some();
         let took = started.elapsed();
         self.shared.metrics.persisted(with_snapshot, took);
@@ -822,10 +841,16 @@ impl Effects for NodeLoop {
             let micros = took.as_micros() as u64;
             self.record(What::Persist(Persisted::of(persist, micros)));
         }
-        Ok(())
+        Ok(Ok(()))
     }
 
-    fn release_replies(&mut self) -> io::Result<()> {
+    /// Stops the node for good (`node/failure.rs`): one line says what
+    /// failed and what to do, and the owner is told.
+    fn fail_stop(&mut self, error: io::Error) -> StorageFailure {
+        self.shared.fail(self.id(), &error)
+    }
+
+    fn release_replies(&mut self) -> Result<(), StorageFailure> {
         let replies = std::mem::take(&mut self.pending_replies);
         for pending in replies {
             if let Some(rpc) = pending.rpc {
@@ -843,7 +868,7 @@ impl Effects for NodeLoop {
     }
 
     /// Hands requests to the per-peer senders.
-    fn send(&mut self, messages: Vec<Outbound>) -> io::Result<()> {
+    fn send(&mut self, messages: Vec<Outbound>) -> Result<(), StorageFailure> {
         let chunk = self.raft.config().snapshot_chunk_bytes;
         for message in messages {
             if self.recorder.enabled() {
@@ -861,7 +886,7 @@ impl Effects for NodeLoop {
         Ok(())
     }
 
-    fn apply(&mut self, apply: Vec<ApplyMsg>) -> io::Result<()> {
+    fn apply(&mut self, apply: Vec<ApplyMsg>) -> Result<(), StorageFailure> {
         if self.recorder.enabled() {
             if let Some(index) = apply.iter().rev().find_map(applied_index) {
                 self.record(What::Apply { index });

@@ -1,7 +1,8 @@
 //! Deliberate bugs: one rule of the paper switched off, for the simulator to catch.
 //!
 //! Each [`Bug`] disables exactly one rule, at the one place that rule lives in
-//! the core (or, for the order of effects, in the executor of a `Ready`). The simulator (`src/sim/`) runs schedules with a bug switched on
+//! the core (or, for the order of effects and a failed save, in the executor of a
+//! `Ready`). The simulator (`src/sim/`) runs schedules with a bug switched on
 //! and must find a violation of a safety property; a test asserts that it does
 //! within a bounded number of seeds. That is the proof the simulator can see
 //! the bugs the paper warns about. A server never sets one.
@@ -50,11 +51,16 @@ pub enum Bug {
     /// entries following it and reply"): a late snapshot for an older point
     /// discards the entries after it, which the follower had acknowledged.
     SnapshotDiscardsLog,
+    /// Fail-stop off in the executor of a `Ready` (`src/raft/executor.rs`): a
+    /// server whose save fails (a full disk, an I/O error) carries on as if
+    /// the save had succeeded, replying, sending and applying, while nothing
+    /// it writes from then on is durable.
+    IgnoreFailedSave,
 }
 
 impl Bug {
     /// Every bug, in a fixed order.
-    pub const ALL: [Bug; 9] = [
+    pub const ALL: [Bug; 10] = [
         Bug::Figure8,
         Bug::NoElectionRestriction,
         Bug::UnpersistedVote,
@@ -64,6 +70,7 @@ impl Bug {
         Bug::ReplyBeforePersist,
         Bug::UnpersistedTerm,
         Bug::SnapshotDiscardsLog,
+        Bug::IgnoreFailedSave,
     ];
 
     /// The name used on command lines (`-bug figure8`).
@@ -78,6 +85,7 @@ impl Bug {
             Bug::ReplyBeforePersist => "reply-before-persist",
             Bug::UnpersistedTerm => "unpersisted-term",
             Bug::SnapshotDiscardsLog => "snapshot-discards-log",
+            Bug::IgnoreFailedSave => "ignore-failed-save",
         }
     }
 
@@ -106,6 +114,9 @@ impl Bug {
             }
             Bug::SnapshotDiscardsLog => {
                 "Figure 13, InstallSnapshot step 6: keep the entries after a snapshot's matching last entry"
+            }
+            Bug::IgnoreFailedSave => {
+                "Figure 2 and fail-stop: a server whose save failed stops; it never replies or applies as if the state were durable"
             }
         }
     }

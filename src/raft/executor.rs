@@ -28,9 +28,19 @@
 //! Then again, until the core has nothing left to do: a durable write can let
 //! the leader commit, which makes a new `Ready`.
 //!
-//! An effect may halt the execution (a storage failure in the runtime; a
-//! crash in the simulator, or a property the checker finds broken): nothing
-//! after it happens, as after a crash.
+//! An effect may halt the execution (a crash in the simulator, or a property
+//! the checker finds broken): nothing after it happens, as after a crash.
+//!
+//! A save the storage refuses (a full disk, an I/O error, a failed fsync)
+//! halts it too, by the executor's own rule, fail-stop: the server stops for
+//! good through [`Effects::fail_stop`], and nothing of the `Ready` that the
+//! rule puts after the write happens, so nothing that is not durable is
+//! acknowledged. The save is never retried: after a failed fsync the file's
+//! state is unknown, and a retried fsync can report success for data that is
+//! lost (PostgreSQL's "fsyncgate"); etcd stops the same way. A restart
+//! recovers from what is durable.
+
+use std::io;
 
 use super::bugs::Bug;
 use super::configuration::Configuration;
@@ -64,13 +74,20 @@ pub trait Effects {
         Ok(())
     }
 
-    /// Makes `persist` durable, in [`Persist`]'s order.
+    /// Makes `persist` durable, in [`Persist`]'s order, and returns the
+    /// storage's answer.
     ///
     /// # Correctness
-    /// When this returns `Ok`, the state survives a crash; if it halts, any
-    /// prefix of the steps may have reached the disk (a torn save), and
-    /// nothing of this `Ready` that the rule puts after the write happens.
-    fn persist(&mut self, persist: &Persist) -> Result<(), Self::Halt>;
+    /// When this returns `Ok(Ok(()))`, the state survives a crash. When the
+    /// storage refused a write (`Ok(Err(_))`), or the effects halt during the
+    /// save (`Err`), any prefix of the steps may have reached the disk (a torn
+    /// save), and nothing of this `Ready` that the rule puts after the write
+    /// happens. A storage that refused a write refuses every later one.
+    fn persist(&mut self, persist: &Persist) -> Result<io::Result<()>, Self::Halt>;
+
+    /// The storage refused a save with `error`: stop for good (fail-stop),
+    /// saying what failed and what to do, and return why the execution halts.
+    fn fail_stop(&mut self, error: io::Error) -> Self::Halt;
 
     /// Hands the replies to the RPCs handled since the last execution to
     /// their senders, and holds none after.
@@ -114,7 +131,12 @@ pub fn execute<E: Effects>(effects: &mut E) -> Result<(), E::Halt> {
         }
         // 2. Persist, then report the log write durable (thesis §10.2.1).
         if !ready.persist.is_empty() {
-            effects.persist(&ready.persist)?;
+            if let Err(error) = effects.persist(&ready.persist)? {
+                // Fail-stop: nothing that depends on the write happens.
+                if !effects.core().has_bug(Bug::IgnoreFailedSave) {
+                    return Err(effects.fail_stop(error));
+                }
+            }
             if let Some((index, term)) = ready.persist.log.as_ref().and_then(|w| w.last()) {
                 effects.core().persisted(index, term);
             }

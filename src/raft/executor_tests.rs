@@ -1,6 +1,8 @@
 //! The executor's order of effects, asserted exactly with a recording fake:
 //! every effect a `Ready` asks for, in the order the executor performs it.
 
+use std::io;
+
 use super::bugs::Bug;
 use super::configuration::Configuration;
 use super::core::{Config, InitialState, Raft, Role};
@@ -17,7 +19,7 @@ struct Recorder {
     done: Vec<String>,
     /// The requests sent, for the test to answer.
     sent: Vec<Outbound>,
-    /// The disk fails: `persist` halts the execution.
+    /// The disk fails: `persist` returns a storage error.
     disk_fails: bool,
 }
 
@@ -95,7 +97,7 @@ impl Effects for Recorder {
         Ok(())
     }
 
-    fn persist(&mut self, persist: &Persist) -> Result<(), &'static str> {
+    fn persist(&mut self, persist: &Persist) -> Result<io::Result<()>, &'static str> {
         let mut what = Vec::new();
         if let Some(hs) = persist.hard_state {
             what.push(format!("term={} vote={:?}", hs.current_term, hs.voted_for));
@@ -106,9 +108,15 @@ impl Effects for Recorder {
         }
         self.done.push(format!("persist {}", what.join(" ")));
         if self.disk_fails {
-            return Err("the disk failed");
+            let full = io::Error::new(io::ErrorKind::StorageFull, "write log: disk full");
+            return Ok(Err(full));
         }
-        Ok(())
+        Ok(Ok(()))
+    }
+
+    fn fail_stop(&mut self, error: io::Error) -> &'static str {
+        self.done.push(format!("fail-stop ({error})"));
+        "the disk failed"
     }
 
     fn release_replies(&mut self) -> Result<(), &'static str> {
@@ -274,17 +282,36 @@ fn a_sole_leader_commits_once_its_write_is_reported_durable() {
     assert_eq!(result, Ok(()));
 }
 
-/// A halt during persist (a failed disk, a crash) stops everything after it:
-/// no reply leaves, nothing is applied, the reply stays held.
+/// Fail-stop: a save the storage refuses stops the server at once, and
+/// everything after the write with it: no reply leaves, nothing is applied,
+/// the reply stays held.
 #[test]
-fn a_halt_during_persist_stops_everything_after_it() {
+fn a_failed_save_stops_the_server_and_everything_after_it() {
     let mut follower = follower(None);
     follower.disk_fails = true;
     follower.handle(1, append_committing_entry_1());
     let (done, result) = follower.execute();
-    assert_eq!(done, ["persist term=1 vote=None log=1..=1"]);
+    assert_eq!(
+        done,
+        [
+            "persist term=1 vote=None log=1..=1",
+            "fail-stop (write log: disk full)"
+        ]
+    );
     assert_eq!(result, Err("the disk failed"));
     assert!(follower.holds_replies());
+}
+
+/// With `Bug::IgnoreFailedSave` the server carries on after a failed save:
+/// it acknowledges and applies an entry that is not durable.
+#[test]
+fn the_ignore_failed_save_bug_acknowledges_what_is_not_durable() {
+    let mut buggy = follower(Some(Bug::IgnoreFailedSave));
+    buggy.disk_fails = true;
+    buggy.handle(1, append_committing_entry_1());
+    let (done, result) = buggy.execute();
+    assert_eq!(done, FOLLOWER_APPENDS);
+    assert_eq!(result, Ok(()));
 }
 
 /// With `Bug::ReplyBeforePersist` the order of the first test breaks: the
@@ -313,7 +340,8 @@ fn the_reply_before_persist_bug_breaks_the_order() {
         done,
         [
             "reply append success=true",
-            "persist term=1 vote=None log=1..=1"
+            "persist term=1 vote=None log=1..=1",
+            "fail-stop (write log: disk full)"
         ]
     );
     assert_eq!(result, Err("the disk failed"));

@@ -20,6 +20,7 @@
 //! configuration is committed, else an `ERR` saying why.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::command::{self, Command, Local, HELP};
@@ -27,6 +28,7 @@ use super::quota::DEFAULT_QUOTA_BYTES;
 use super::replica::{ExecError, Replica};
 use super::reply::{Code, Reply};
 use super::state_machine::Op;
+use super::txn::TxnOp;
 use crate::events::ring::{now_micros, EventRing};
 use crate::events::What;
 use crate::metrics::CounterVec;
@@ -35,6 +37,7 @@ use crate::raft::membership::MAX_CATCH_UP_ROUNDS;
 use crate::raft::{
     AbortReason, ChangeStage, MembershipChange, MembershipError, Role, Status, TransferError,
 };
+use crate::storage::space::DiskSpace;
 use crate::transport::tcp::is_loopback;
 
 /// How long `ADD` and `REMOVE` wait for their outcome: catching a learner up
@@ -51,6 +54,9 @@ pub struct Frontend {
     requests: CounterVec,
     /// The space quota this server asks for (`-quota-bytes`).
     quota: u64,
+    /// The data directory's free space, for the free-space guard (none in
+    /// tests without a disk).
+    disk: Option<Arc<DiskSpace>>,
     /// Client requests recorded as events so far (numbers them).
     recorded: AtomicU64,
 }
@@ -65,7 +71,31 @@ impl Frontend {
             loopback_only: false,
             requests: CounterVec::default(),
             quota: DEFAULT_QUOTA_BYTES,
+            disk: None,
             recorded: AtomicU64::new(0),
+        }
+    }
+
+    /// Guards writes with `disk`'s free space: while it is low, writes that
+    /// grow the state get `ERR NOSPACE_DISK` (see `storage::space`).
+    pub fn set_disk_space(&mut self, disk: Arc<DiskSpace>) {
+        self.disk = Some(disk);
+    }
+
+    /// The data directory's free space, if this server has a disk.
+    pub fn disk_space(&self) -> Option<&DiskSpace> {
+        self.disk.as_deref()
+    }
+
+    /// `failed` once storage has failed (the node has stopped for good),
+    /// `low` while the free-space guard refuses writes, else `ok`.
+    pub fn storage_state(&self) -> &'static str {
+        if self.replica.node().failure().is_some() {
+            "failed"
+        } else if self.disk.as_ref().is_some_and(|d| d.is_low()) {
+            "low"
+        } else {
+            "ok"
         }
     }
 
@@ -212,13 +242,15 @@ impl Frontend {
                     "remove",
                 )
             }
-            Ok(command::Request::Command(command)) if command.is_serializable() => {
-                let word = command::word(&command);
-                (self.replica.read_local(&command), false, word)
-            }
             Ok(command::Request::Command(command)) => {
-                self.maybe_replicate_quota();
                 let word = command::word(&command);
+                if let Some(refusal) = self.storage_refusal(&command) {
+                    return (refusal, false, word);
+                }
+                if command.is_serializable() {
+                    return (self.replica.read_local(&command), false, word);
+                }
+                self.maybe_replicate_quota();
                 let op = Op {
                     client_id,
                     seq,
@@ -232,6 +264,36 @@ impl Frontend {
                 (reply, false, word)
             }
         }
+    }
+
+    /// Why this server cannot take `command` on account of its disk: storage
+    /// failed (the node has stopped), or free space is low and the command
+    /// would grow the state. Reads and `DEL` pass while space is low, as
+    /// under etcd's NOSPACE alarm: they are how an operator makes room.
+    fn storage_refusal(&self, command: &Command) -> Option<Reply> {
+        let node = self.replica.node();
+        if let Some(failure) = node.failure() {
+            return Some(Reply::error(
+                Code::Storage,
+                format!("node {} has stopped: {}", node.id(), failure.message),
+            ));
+        }
+        let disk = self.disk.as_ref().filter(|d| d.is_low())?;
+        if !grows_state(command) {
+            return None;
+        }
+        Some(Reply::error(
+            Code::NoSpaceDisk,
+            format!(
+                "node {}'s disk has {} bytes free in {}, below the {} it keeps for \
+                 compaction (-min-free-bytes plus room for a snapshot); reads, DEL and \
+                 compaction still work, and writes resume once space is freed",
+                node.id(),
+                disk.free_bytes().unwrap_or(0),
+                disk.dir().display(),
+                disk.threshold()
+            ),
+        ))
     }
 
     /// As leader, proposes this server's quota if the one in force differs.
@@ -391,13 +453,19 @@ impl Frontend {
         )
     }
 
-    /// The `STATUS` reply.
+    /// The `STATUS` reply (`role=stopped` once storage has failed).
     pub fn status_line(&self) -> String {
         let s = self.replica.node().status();
+        let storage = self.storage_state();
+        let role = if storage == "failed" {
+            "stopped".to_string()
+        } else {
+            s.role.to_string()
+        };
         format!(
-            "STATUS id={} role={} term={} leader={} commit={} applied={} snapshot={} last_log={} peers={}",
+            "STATUS id={} role={} term={} leader={} commit={} applied={} snapshot={} last_log={} peers={} storage={storage}",
             s.id,
-            s.role,
+            role,
             s.term,
             s.leader_id.unwrap_or(0),
             s.commit_index,
@@ -423,6 +491,27 @@ fn refusal(e: MembershipError) -> Reply {
         MembershipError::IdInUse(_) => Reply::error(Code::IdInUse, e.to_string()),
         MembershipError::NotMember(_) => Reply::error(Code::NotMember, e.to_string()),
         MembershipError::LastVoter => Reply::error(Code::BadRequest, e.to_string()),
+    }
+}
+
+/// Whether `command` may grow the state: every write but `DEL` (and a `TXN`
+/// that only deletes and reads) and `REGISTER` (a session's bounded
+/// bookkeeping), which stay open while the disk is low.
+fn grows_state(command: &Command) -> bool {
+    match command {
+        Command::Put(..) | Command::Append(..) | Command::Open(..) | Command::Transfer(_) => true,
+        Command::Txn(txn) => txn
+            .then
+            .iter()
+            .chain(&txn.otherwise)
+            .any(|op| matches!(op, TxnOp::Put(..))),
+        Command::Del(_)
+        | Command::Get(_)
+        | Command::Range(_)
+        | Command::Balance(_)
+        | Command::Audit
+        | Command::Register
+        | Command::SetQuota(_) => false,
     }
 }
 

@@ -24,8 +24,8 @@
 //! applied the read index (ReadIndex, thesis §6.4).
 
 use std::io::{self, Write};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -108,6 +108,8 @@ pub struct Replica {
     apply_loop: Mutex<Option<JoinHandle<()>>>,
     /// The next ReadIndex read id.
     next_read: AtomicU64,
+    /// The disk is low on space: snapshot after every entry applied.
+    space_low: Arc<AtomicBool>,
 }
 
 impl Replica {
@@ -141,11 +143,13 @@ impl Replica {
         let loop_admissions = Arc::clone(&admissions);
         let quota_in_force = Arc::new(AtomicU64::new(StateMachine::default().quota()));
         let loop_quota = Arc::clone(&quota_in_force);
+        let space_low = Arc::new(AtomicBool::new(false));
         let snapshots = Snapshots {
             policy,
             last_size: Arc::new(AtomicU64::new(0)),
             encode,
             writing: None,
+            space_low: Arc::clone(&space_low),
         };
         let apply_loop = thread::Builder::new()
             .name(format!("service-{}", node.id()))
@@ -161,7 +165,15 @@ impl Replica {
             quota_in_force,
             apply_loop: Mutex::new(apply_loop),
             next_read: AtomicU64::new(1),
+            space_low,
         }
+    }
+
+    /// Says whether the disk is low on space: while it is, a snapshot
+    /// follows every entry applied (one at a time), so that `DEL`s free
+    /// space at once instead of after the usual threshold of log.
+    pub fn set_space_low(&self, low: bool) {
+        self.space_low.store(low, Ordering::Relaxed);
     }
 
     /// The Raft node underneath.
@@ -327,6 +339,10 @@ fn lock_admissions(admissions: &Admissions) -> MutexGuard<'_, Vec<Admitted>> {
     admissions.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// While the disk is low on space, how long the apply loop waits for a batch
+/// before it compacts what it has applied anyway.
+const COMPACT_CHECK: Duration = Duration::from_secs(1);
+
 /// When the apply loop takes a snapshot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SnapshotPolicy {
@@ -350,11 +366,21 @@ struct Snapshots {
     encode: SnapshotEncoder,
     /// The thread writing a snapshot, if one was started. Invariant: at most one.
     writing: Option<JoinHandle<()>>,
+    /// The disk is low on space: any log applied calls for a snapshot.
+    space_low: Arc<AtomicBool>,
 }
 
 impl Snapshots {
+    /// Whether the disk is low on space (compact eagerly).
+    fn space_low(&self) -> bool {
+        self.space_low.load(Ordering::Relaxed)
+    }
+
     /// Whether `since` bytes of log call for a snapshot.
     fn due(&self, since: usize) -> bool {
+        if self.space_low() {
+            return since > 0;
+        }
         let mut threshold = self.policy.log_bytes;
         if self.policy.scale_with_state {
             let last = self.last_size.load(Ordering::Relaxed);
@@ -409,6 +435,8 @@ impl Snapshots {
                     started.elapsed(),
                     if taken { "" } else { "; Raft has a later one" }
                 ),
+                // A storage failure: the node has stopped, and said why.
+                Err(_) if node.failure().is_some() => {}
                 Err(e) => info!(id, 0, "could not write a snapshot through {index}: {e}"),
             }
         };
@@ -467,12 +495,40 @@ fn run_apply_loop(
     mut snapshots: Snapshots,
 ) {
     let mut since_snapshot = 0;
-    for batch in apply {
+    // The last entry applied (a snapshot can end there), if one was since
+    // the last snapshot.
+    let mut last_applied = None;
+    loop {
+        let batch = match apply.recv_timeout(COMPACT_CHECK) {
+            Ok(batch) => batch,
+            Err(RecvTimeoutError::Timeout) => {
+                // While the disk is low, compact whatever was applied, even
+                // if nothing more arrives (the guard refuses most writes).
+                let idle_point = last_applied.filter(|_| since_snapshot > 0);
+                if let Some(point) = idle_point.filter(|_| snapshots.space_low()) {
+                    if !snapshots.busy() {
+                        let started = Instant::now();
+                        let copy = lock(applied).state_machine().clone();
+                        since_snapshot = 0;
+                        snapshots.start(node, point, copy, started.elapsed());
+                    }
+                }
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => return,
+        };
         if node.is_killed() {
             return;
         }
         register_admitted(applied, admissions);
         for msg in batch {
+            last_applied = match &msg {
+                ApplyMsg::Command { index, term, .. } | ApplyMsg::Internal { index, term } => {
+                    Some((*index, *term))
+                }
+                ApplyMsg::Snapshot(_) => None,
+                ApplyMsg::Read { .. } | ApplyMsg::ReadFailed { .. } => last_applied,
+            };
             since_snapshot = apply_one((node, applied), msg, since_snapshot, &mut snapshots);
             if node.is_killed() {
                 return;
@@ -549,8 +605,9 @@ fn apply_one(
                     }
                 }
                 Err(e) => {
-                    info!(id, 0, "stopping: snapshot at {covered} is corrupt: {e}");
-                    node.stop();
+                    // Storage could not give back what it stored: fail-stop.
+                    let what = format!("reading the snapshot through {covered}: {e}");
+                    node.fail(&io::Error::new(e.kind(), what));
                     return since_snapshot;
                 }
             }

@@ -129,11 +129,19 @@ pub enum Code {
     /// A retried transaction was applied, but its reply was too large for
     /// the session to keep (see `service::session`).
     ReplyNotKept = 22,
+    /// This server's storage failed (a full disk, an I/O error): its node
+    /// has stopped for good (fail-stop) and answers nothing until restarted.
+    Storage = 23,
+    /// This server's disk has less free space than it keeps (the free-space
+    /// guard, `-min-free-bytes`): a write that would grow the state is
+    /// refused before it is proposed. Unlike the quota's `NOSPACE`, an
+    /// answer about this server's disk now, not the state machine's.
+    NoSpaceDisk = 24,
 }
 
 impl Code {
     /// Every code, for reading names and tags back.
-    pub const ALL: [Code; 22] = [
+    pub const ALL: [Code; 24] = [
         Code::BadRequest,
         Code::UnknownCommand,
         Code::TooLong,
@@ -156,6 +164,8 @@ impl Code {
         Code::CatchUp,
         Code::TooLarge,
         Code::ReplyNotKept,
+        Code::Storage,
+        Code::NoSpaceDisk,
     ];
 
     /// The code's name on the wire.
@@ -183,6 +193,8 @@ impl Code {
             Code::CatchUp => "CATCH_UP",
             Code::TooLarge => "TOO_LARGE",
             Code::ReplyNotKept => "REPLY_NOT_KEPT",
+            Code::Storage => "STORAGE",
+            Code::NoSpaceDisk => "NOSPACE_DISK",
         }
     }
 
@@ -222,7 +234,9 @@ impl Code {
             | Code::IdInUse
             | Code::NotMember
             | Code::Unreachable
-            | Code::CatchUp => false,
+            | Code::CatchUp
+            | Code::Storage
+            | Code::NoSpaceDisk => false,
         }
     }
 

@@ -10,6 +10,11 @@
 //! after a restart, and a complete snapshot file is adopted at start-up, as
 //! `FileStorage` does. Durable bytes are never damaged: Raft does not promise
 //! to survive that.
+//!
+//! A disk that fails in the middle of a save (`CrashPoint::DiskFails`) leaves
+//! the same prefix as a crash, and then fails every later save, as
+//! `FileStorage`'s `DataDir` does after a failed write or fsync, until the
+//! server restarts (the operator made room, or replaced the disk).
 
 use crate::raft::messages::InstallSnapshotArgs;
 use crate::raft::ready::{LogWrite, Persist, Snapshot};
@@ -22,6 +27,8 @@ use crate::storage::{read_snapshot_bytes, Storage};
 #[derive(Default)]
 pub(crate) struct SimDisk {
     stored: MemoryStorage,
+    /// A save failed: nothing more is written until the server restarts.
+    failed: std::cell::Cell<bool>,
 }
 
 impl SimDisk {
@@ -39,8 +46,31 @@ impl SimDisk {
         Ok(what)
     }
 
+    /// Saves the part of `persist` that reached the disk before it failed
+    /// (as a torn save), then fails every later write until [`SimDisk::repair`].
+    pub(crate) fn save_failing(&self, persist: &Persist, rng: &mut Rng) -> Result<String, String> {
+        let what = self.save_torn(persist, rng)?;
+        self.failed.set(true);
+        Ok(what)
+    }
+
+    /// Whether a save failed since the server last started: only a runtime
+    /// that ignores the failure (`Bug::IgnoreFailedSave`) writes on.
+    pub(crate) fn has_failed(&self) -> bool {
+        self.failed.get()
+    }
+
+    /// The server restarts: its disk works again (room was made, or the
+    /// disk replaced).
+    pub(crate) fn repair(&self) {
+        self.failed.set(false);
+    }
+
     /// Writes a snapshot's bytes (durable when this returns).
     pub(crate) fn write_snapshot(&self, point: Snapshot, data: &[u8]) -> Result<Snapshot, String> {
+        if self.failed.get() {
+            return Err("the disk failed earlier".into());
+        }
         self.stored
             .write_snapshot(point, &mut |w| w.write_all(data))
             .map_err(|e| e.to_string())
@@ -157,6 +187,19 @@ mod tests {
             seen_partial_log |= (1..4).contains(&kept);
         }
         assert!(seen_partial_log);
+    }
+
+    #[test]
+    fn a_failed_disk_writes_nothing_more_until_it_is_repaired() {
+        let disk = SimDisk::default();
+        let mut rng = Rng::new(1);
+        disk.save_failing(&persist(), &mut rng).unwrap();
+        assert!(disk.has_failed());
+        let point = Snapshot::default();
+        assert!(disk.write_snapshot(point.clone(), b"x").is_err());
+        disk.repair();
+        assert!(!disk.has_failed());
+        assert!(disk.write_snapshot(point, b"x").is_ok());
     }
 
     #[test]

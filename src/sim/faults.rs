@@ -25,6 +25,10 @@ pub(crate) enum CrashPoint {
     Now,
     /// In the middle of saving (a torn save: a prefix reaches the disk).
     DuringPersist,
+    /// The disk fails in the middle of the next save (`ENOSPC` if `full`,
+    /// else `EIO`): a prefix reaches the disk and the save returns the error,
+    /// so the server stops (fail-stop) and later restarts from its disk.
+    DiskFails { full: bool },
     /// After saving, before sending any message or reply.
     BeforeSend,
     /// After sending, before applying committed entries.
@@ -40,6 +44,10 @@ impl CrashPoint {
         match self {
             CrashPoint::Now => "between events",
             CrashPoint::DuringPersist => "during its next save",
+            CrashPoint::DiskFails { full: true } => "when its disk fills during its next save",
+            CrashPoint::DiskFails { full: false } => {
+                "when its disk fails (EIO) during its next save"
+            }
             CrashPoint::BeforeSend => "after its next save, before sending",
             CrashPoint::BeforeApply => "after its next send, before applying",
             CrashPoint::AfterTermChange => "right after its next change of term, once it answered",
@@ -169,12 +177,25 @@ impl FaultPlan {
         Some(match kind {
             FaultKind::Crash => Fault::Crash {
                 node,
-                point: [
+                point: match [
                     CrashPoint::Now,
                     CrashPoint::DuringPersist,
                     CrashPoint::BeforeSend,
                     CrashPoint::BeforeApply,
-                ][(draws[1] % 4) as usize],
+                ][(draws[1] % 4) as usize]
+                {
+                    // Half the torn saves are a disk that fails rather than
+                    // power that goes: the same prefix reaches the disk, and
+                    // under fail-stop the server stops the same way. Decided
+                    // by bits of a draw made anyway, so that every schedule
+                    // stays what it was.
+                    CrashPoint::DuringPersist if !(draws[3] / 9).is_multiple_of(2) => {
+                        CrashPoint::DiskFails {
+                            full: (draws[3] / 18).is_multiple_of(2),
+                        }
+                    }
+                    point => point,
+                },
                 down_for,
             },
             FaultKind::TermCrash => Fault::Crash {

@@ -9,9 +9,14 @@
 //! saving and sending, between sending and applying, right after a step that
 //! changed the server's term (once it answered), or at the latest when the
 //! step ends; each halts the execution.
+//! A disk that fails in the middle of a save (ENOSPC, EIO) leaves a torn save
+//! and refuses it; the executor's rule then stops the server (fail-stop), and
+//! it restarts later from its disk.
 //! Clients are answered as `src/service/frontend.rs` does: a follower says
 //! `ERR NO_LEADER`, a leader proposes and waits for the entry's outcome
 //! through the shared [`Applier`].
+
+use std::io;
 
 use super::disk::SimDisk;
 use super::faults::CrashPoint;
@@ -115,6 +120,7 @@ pub(super) enum Crashed {
 impl World {
     /// Starts (or restarts) server `node` from its disk.
     pub(super) fn start(&mut self, node: usize) -> Result<(), Violation> {
+        self.nodes[node].disk.repair();
         let initial = self.nodes[node].disk.load();
         self.checker.on_start(node, &initial)?;
         let id = node as NodeId + 1;
@@ -657,16 +663,45 @@ impl Effects for ServerEffects<'_> {
         !self.outgoing.is_empty()
     }
 
-    fn persist(&mut self, persist: &Persist) -> Result<(), Halt> {
+    /// Saves to the server's disk. A crash due in the middle of the save
+    /// leaves a torn save and halts; a disk that fails there leaves a torn
+    /// save and refuses it (ENOSPC or EIO), as does a disk that failed
+    /// earlier: the executor decides what follows (fail-stop).
+    fn persist(&mut self, persist: &Persist) -> Result<io::Result<()>, Halt> {
         let (node, id) = (self.node, self.id());
         let world = &mut *self.world;
-        if self.crash_point == Some(CrashPoint::DuringPersist) {
-            let what = world.nodes[node]
-                .disk
-                .save_torn(persist, &mut world.disk_rng)
-                .map_err(|e| storage_violation(id, e))?;
-            let what = format!("in the middle of a save ({what} reached the disk)");
-            return self.maybe_crash(CrashPoint::DuringPersist, &what);
+        match self.crash_point {
+            Some(CrashPoint::DuringPersist) => {
+                let what = world.nodes[node]
+                    .disk
+                    .save_torn(persist, &mut world.disk_rng)
+                    .map_err(|e| storage_violation(id, e))?;
+                let what = format!("in the middle of a save ({what} reached the disk)");
+                return self.maybe_crash(CrashPoint::DuringPersist, &what).map(Ok);
+            }
+            Some(CrashPoint::DiskFails { full }) => {
+                let what = world.nodes[node]
+                    .disk
+                    .save_failing(persist, &mut world.disk_rng)
+                    .map_err(|e| storage_violation(id, e))?;
+                // The fault has struck; the server's fate is the executor's rule.
+                world.nodes[node].crash_point = None;
+                self.crash_point = None;
+                let error = disk_error(full);
+                world.trace.sim(
+                    "sim",
+                    format_args!(
+                        "FAULT node {id}'s disk failed in the middle of a save ({error}; {what} \
+                         reached the disk)"
+                    ),
+                );
+                return Ok(Err(error));
+            }
+            _ => {}
+        }
+        if world.nodes[node].disk.has_failed() {
+            // Only a server that ignores a failed save gets here.
+            return Ok(Err(io::Error::other("the disk failed earlier")));
         }
         world.nodes[node]
             .disk
@@ -682,7 +717,20 @@ impl Effects for ServerEffects<'_> {
                 .trace
                 .node(id, self.term, format_args!("persisted {what}"));
         }
-        Ok(())
+        Ok(Ok(()))
+    }
+
+    /// Fail-stop, as the runtime's `node/failure.rs`: the server stops,
+    /// acknowledging nothing, and restarts later from its disk (the operator
+    /// made room, or replaced the disk).
+    fn fail_stop(&mut self, error: io::Error) -> Halt {
+        let id = self.id();
+        self.world.trace.sim(
+            "sim",
+            format_args!("FAULT node {id} stops: storage failed ({error})"),
+        );
+        self.world.crash(self.node);
+        Halt::Crashed
     }
 
     /// Replies to peers and clients; the checker sees every reply to a peer.
@@ -724,7 +772,8 @@ impl Effects for ServerEffects<'_> {
     }
 
     /// The service snapshots once enough entries were applied
-    /// (src/service/replica.rs), writing the bytes to the disk first.
+    /// (src/service/replica.rs), writing the bytes to the disk first; a
+    /// failed write stops the server (fail-stop, as `node/failure.rs`).
     fn end_ready(&mut self) -> Result<(), Halt> {
         self.maybe_crash_after_term_change()?;
         let node = self.node;
@@ -741,10 +790,14 @@ impl Effects for ServerEffects<'_> {
         let index = running.applier.last_applied();
         let data = running.applier.state_machine().snapshot();
         if let Some(point) = running.raft.snapshot_point(index) {
-            if let Ok(snapshot) = world.nodes[node].disk.write_snapshot(point, &data) {
-                if let Some(running) = world.nodes[node].running.as_mut() {
-                    running.raft.snapshot(snapshot);
+            match world.nodes[node].disk.write_snapshot(point, &data) {
+                Ok(snapshot) => {
+                    if let Some(running) = world.nodes[node].running.as_mut() {
+                        running.raft.snapshot(snapshot);
+                    }
                 }
+                // A failed snapshot write stops the runtime's node too.
+                Err(e) => return Err(self.fail_stop(io::Error::other(e))),
             }
         }
         Ok(())
@@ -803,6 +856,19 @@ fn describe_outcome(outcome: Outcome, index: Index) -> (Reply, Option<Index>) {
     match outcome.into_result() {
         Ok(reply) => (reply, Some(index)),
         Err(e) => (e.reply(), None),
+    }
+}
+
+/// The error a disk that fails in the middle of a save returns: ENOSPC if
+/// it is `full`, else EIO.
+fn disk_error(full: bool) -> io::Error {
+    if full {
+        io::Error::new(
+            io::ErrorKind::StorageFull,
+            "ENOSPC: no space left on device",
+        )
+    } else {
+        io::Error::other("EIO: input/output error")
     }
 }
 

@@ -3,18 +3,11 @@
 //! ```text
 //! DIR/hardstate           term + vote     replaced atomically (write temp, fsync, rename, fsync dir)
 //! DIR/snapshot-<i>-<t>    a snapshot      streamed in, then renamed, the same way (snapshot_files.rs)
-//! DIR/log                 append-only records, fsynced per save; rewritten after some snapshots
+//! DIR/log                 append-only records, fdatasynced per save (log_file.rs); rewritten after some snapshots
 //! ```
 //!
-//! Every file starts with an 8-byte magic naming its kind and format version.
-//! `hardstate` holds one checksummed record; `log` holds a sequence:
-//!
-//! ```text
-//! record  = len:u32le crc32(payload):u32le payload
-//! payload = 1 base_index base_term          (first record: the log follows this point)
-//!         | 2 index term command            (an entry; replaces any entry at index or later)
-//!         | 3 first_index                   (drop entries at first_index or later)
-//! ```
+//! Every file starts with an 8-byte magic naming its kind and format version;
+//! `hardstate` holds one checksummed record, `log` a sequence of them.
 //!
 //! Appending costs O(batch): new entries are appended as records and replayed at
 //! start-up, where a later record at an index overrides earlier ones. A new
@@ -28,144 +21,90 @@
 //! Rewriting costs fsyncs and a rename on the node thread (6-35 ms measured
 //! under load, most of it freeing the old file's blocks), so it is rare, and
 //! the old file is closed (its blocks freed) on another thread, as older
-//! snapshot files are deleted.
+//! snapshot files are deleted. While the disk is low on space
+//! ([`FileStorage::set_space_low`]) the 64 MiB floor goes: every snapshot
+//! rewrites a file that is more than half dead, so that compacting frees
+//! space even on a disk smaller than the floor.
 //!
-//! A torn final record (a crash mid-append: never acknowledged) is cut off at
-//! start-up. Any other checksum or format failure refuses to start, naming the
-//! file: starting empty could make this server vote twice or forget entries it
-//! acknowledged.
+//! A torn final record (a crash or a failed write mid-append: never
+//! acknowledged) is cut off at start-up. Any other checksum or format failure
+//! refuses to start, naming the file: starting empty could make this server
+//! vote twice or forget entries it acknowledged.
+//!
+//! Every write goes through a [`DataDir`]: the first write, fsync or rename
+//! that fails makes every later one fail with the same error (after a failed
+//! fsync nothing written can be trusted; see `data_dir.rs`), and the error
+//! names the call and the file.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::fs;
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
+use super::data_dir::{DataDir, DiskFile, FileOps, StdFileOps};
+use super::log_file::{self, LogState, LOG};
 use super::snapshot_files::SnapshotFiles;
 use super::{SnapshotFill, Storage};
-use crate::codec::{crc32, Decode, Decoder, Encode, Encoder};
+use crate::codec::{Decode, Encode};
 use crate::raft::core::InitialState;
-use crate::raft::messages::{Entry, Index, Term};
-use crate::raft::ready::{HardState, LogWrite, Persist, Snapshot};
+use crate::raft::ready::{HardState, Persist, Snapshot};
 
+const HARDSTATE: &str = "hardstate";
 const HARDSTATE_MAGIC: &[u8; 8] = b"RKVHS01\n";
-const LOG_MAGIC: &[u8; 8] = b"RKVLG02\n";
-/// Largest record accepted when reading (bounds allocation on corrupt input).
-const MAX_RECORD: usize = 256 << 20;
 /// A snapshot that agrees with the log leaves the log file alone (start-up
 /// drops what the snapshot covers) until the file is this long, and twice
 /// what it still needs: then it is rewritten. Rewriting costs the node thread
 /// several milliseconds (fsyncs, a rename), too much for every snapshot.
 const LOG_REWRITE_BYTES: u64 = 64 << 20;
 
-const TAG_BASE: u8 = 1;
-const TAG_ENTRY: u8 = 2;
-const TAG_TRUNCATE: u8 = 3;
-
 /// Raft state in files under one directory.
 pub struct FileStorage {
-    dir: PathBuf,
+    dir: Arc<DataDir>,
     state: Mutex<LogState>,
     snapshots: SnapshotFiles,
     /// [`LOG_REWRITE_BYTES`], smaller in tests.
     rewrite_bytes: u64,
-}
-
-/// The log as stored: its base point and the entries after it (a mirror of
-/// what replaying the file gives once the current snapshot is applied, used to
-/// rewrite the file).
-struct LogState {
-    file: Option<File>,
-    /// The file's length: live records, and records a snapshot has made dead.
-    file_bytes: u64,
-    base_index: Index,
-    base_term: Term,
-    entries: Vec<Entry>,
-}
-
-impl LogState {
-    fn last_index(&self) -> Index {
-        self.base_index + self.entries.len() as Index
-    }
-
-    fn term(&self, index: Index) -> Option<Term> {
-        if index == self.base_index {
-            return Some(self.base_term);
-        }
-        let offset = index.checked_sub(self.base_index + 1)?;
-        self.entries
-            .get(usize::try_from(offset).ok()?)
-            .map(|e| e.term)
-    }
-
-    /// Drops entries at `index` or later.
-    fn truncate_from(&mut self, index: Index) {
-        let keep = index.saturating_sub(self.base_index + 1);
-        self.entries
-            .truncate(usize::try_from(keep).unwrap_or(usize::MAX));
-    }
-
-    /// Applies a write; `Err` if it would leave a gap.
-    fn apply(&mut self, write: &LogWrite) -> Result<(), String> {
-        if write.first_index <= self.base_index || write.first_index > self.last_index() + 1 {
-            return Err(format!(
-                "write at {} outside log {}..={}",
-                write.first_index,
-                self.base_index + 1,
-                self.last_index() + 1
-            ));
-        }
-        self.truncate_from(write.first_index);
-        self.entries.extend(write.entries.iter().cloned());
-        Ok(())
-    }
-
-    /// Moves the base to a snapshot point: keeps the entries after it if the log
-    /// agrees with the snapshot there (§7), otherwise drops them all. Returns
-    /// whether it kept them.
-    fn rebase(&mut self, index: Index, term: Term) -> bool {
-        let agrees = self.term(index) == Some(term);
-        if agrees {
-            let drop = usize::try_from(index - self.base_index).unwrap_or(usize::MAX);
-            self.entries.drain(..drop.min(self.entries.len()));
-        } else {
-            self.entries.clear();
-        }
-        self.base_index = index;
-        self.base_term = term;
-        agrees
-    }
-
-    /// About how many bytes a rewritten file would hold.
-    fn live_bytes(&self) -> u64 {
-        let records = self.entries.iter().map(|e| e.command.len() as u64 + 32);
-        LOG_MAGIC.len() as u64 + 32 + records.sum::<u64>()
-    }
+    /// The disk is low on space: rewrite the log at every snapshot that
+    /// leaves it more than half dead.
+    space_low: AtomicBool,
 }
 
 impl FileStorage {
     /// Opens (creating if needed) storage in `dir`. Nothing is read until `load`.
     pub fn open(dir: impl AsRef<Path>) -> io::Result<Self> {
-        let dir = dir.as_ref().to_path_buf();
-        fs::create_dir_all(&dir)?;
+        Self::open_with(dir, Box::new(StdFileOps))
+    }
+
+    /// [`FileStorage::open`], writing through `ops` (tests make its calls fail).
+    pub fn open_with(dir: impl AsRef<Path>, ops: Box<dyn FileOps>) -> io::Result<Self> {
+        let dir = DataDir::open(dir.as_ref(), ops)?;
         Ok(FileStorage {
-            snapshots: SnapshotFiles::new(&dir),
+            snapshots: SnapshotFiles::new(Arc::clone(&dir)),
             dir,
             rewrite_bytes: LOG_REWRITE_BYTES,
-            state: Mutex::new(LogState {
-                file: None,
-                file_bytes: 0,
-                base_index: 0,
-                base_term: 0,
-                entries: Vec::new(),
-            }),
+            state: Mutex::new(LogState::new()),
+            space_low: AtomicBool::new(false),
         })
     }
 
     /// Rewrites the log after a snapshot once it is `bytes` long (tests).
     #[cfg(test)]
-    fn with_rewrite_bytes(mut self, bytes: u64) -> Self {
+    pub(super) fn with_rewrite_bytes(mut self, bytes: u64) -> Self {
         self.rewrite_bytes = bytes;
         self
+    }
+
+    /// The directory, for its byte count and its first failure.
+    pub fn data_dir(&self) -> &Arc<DataDir> {
+        &self.dir
+    }
+
+    /// Says whether the disk is low on space: while it is, every snapshot
+    /// rewrites a log file that is more than half dead, however short, so
+    /// that compacting frees space (the free-space guard sets this).
+    pub fn set_space_low(&self, low: bool) {
+        self.space_low.store(low, Ordering::Relaxed);
     }
 
     fn lock(&self) -> MutexGuard<'_, LogState> {
@@ -184,149 +123,77 @@ impl FileStorage {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e),
         };
-        let body = bytes
-            .strip_prefix(magic.as_slice())
-            .ok_or_else(|| corrupt(&path, "wrong magic (not a raftkv file, or another version)"))?;
-        match read_record(body, 0) {
-            RecordRead::Ok(payload, end) if end == body.len() => Ok(Some(payload.to_vec())),
-            _ => Err(corrupt(&path, "checksum or length mismatch")),
+        let body = bytes.strip_prefix(magic.as_slice()).ok_or_else(|| {
+            log_file::corrupt(&path, "wrong magic (not a raftkv file, or another version)")
+        })?;
+        match log_file::read_record(body, 0) {
+            log_file::RecordRead::Ok(payload, end) if end == body.len() => {
+                Ok(Some(payload.to_vec()))
+            }
+            _ => Err(log_file::corrupt(&path, "checksum or length mismatch")),
         }
     }
 
     /// Write temp → fsync → rename → fsync dir: after this returns, `name` holds
-    /// `payload` even across a crash; a crash before leaves the old file intact.
+    /// `payload` even across a crash; a crash (or a failure) before leaves the
+    /// old file intact.
     fn write_atomically(&self, name: &str, magic: &[u8; 8], payload: &[u8]) -> io::Result<()> {
         let mut bytes = magic.to_vec();
-        push_record(&mut bytes, payload);
+        log_file::push_record(&mut bytes, payload);
         self.replace_file(name, &bytes).map(drop)
     }
 
-    fn replace_file(&self, name: &str, bytes: &[u8]) -> io::Result<File> {
-        let tmp = self.path(&format!("{name}.tmp"));
+    fn replace_file(&self, name: &str, bytes: &[u8]) -> io::Result<DiskFile> {
+        let tmp = format!("{name}.tmp");
         // 1. Write the new content beside the old file.
-        let mut file = File::create(&tmp)?;
+        let mut file = self.dir.create(&tmp)?;
         file.write_all(bytes)?;
         // 2. Make the content durable before it can become visible under `name`.
         file.sync_all()?;
         // 3. Atomically replace the old file: readers see old or new, never a mix.
-        fs::rename(&tmp, self.path(name))?;
+        self.dir.rename(&tmp, name)?;
         // 4. Make the rename itself durable (it lives in the directory).
-        File::open(&self.dir)?.sync_all()?;
+        self.dir.sync()?;
         Ok(file)
     }
 
     /// Rewrites the log file from the mirror (after a snapshot moved its base).
     fn rewrite_log(&self, log: &mut LogState) -> io::Result<()> {
-        let mut bytes = LOG_MAGIC.to_vec();
-        push_record(&mut bytes, &base_payload(log.base_index, log.base_term));
-        for (i, entry) in log.entries.iter().enumerate() {
-            let index = log.base_index + 1 + i as Index;
-            push_record(&mut bytes, &entry_payload(index, entry));
-        }
+        let bytes = log.encode_file();
         // Kept open across the rename, so that freeing the old file's blocks
         // (milliseconds for a long log) happens when it closes, off this thread.
         let old = log.file.take();
-        drop(self.replace_file("log", &bytes)?);
-        log.file = Some(OpenOptions::new().append(true).open(self.path("log"))?);
+        drop(self.replace_file(LOG, &bytes)?);
+        log.file = Some(self.dir.open_append(LOG)?);
         log.file_bytes = bytes.len() as u64;
         in_background("log-gc", move || drop(old));
         Ok(())
     }
 
-    /// Replays the log file into `log`, cutting off a torn final record.
-    fn replay_log(&self, log: &mut LogState) -> io::Result<bool> {
-        let path = self.path("log");
-        let mut bytes = Vec::new();
-        match File::open(&path) {
-            Ok(mut f) => f.read_to_end(&mut bytes)?,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
-            Err(e) => return Err(e),
-        };
-        if bytes.len() < LOG_MAGIC.len() && LOG_MAGIC.starts_with(&bytes) {
-            return Ok(false); // torn while being created: nothing was ever in it
-        }
-        let body = bytes
-            .strip_prefix(LOG_MAGIC.as_slice())
-            .ok_or_else(|| corrupt(&path, "wrong magic (not a raftkv log, or another version)"))?;
-        let mut pos = 0;
-        let mut first = true;
-        while pos < body.len() {
-            let (payload, end) = match read_record(body, pos) {
-                RecordRead::Ok(payload, end) => (payload, end),
-                RecordRead::Torn => {
-                    let keep = (LOG_MAGIC.len() + pos) as u64;
-                    crate::info!(
-                        0,
-                        0,
-                        "{}: cutting torn final record at byte {keep}",
-                        path.display()
-                    );
-                    OpenOptions::new().write(true).open(&path)?.set_len(keep)?;
-                    break;
-                }
-                RecordRead::Corrupt(why) => {
-                    return Err(corrupt(
-                        &path,
-                        &format!("record at byte {}: {why}", LOG_MAGIC.len() + pos),
-                    ))
-                }
-            };
-            self.replay_record(log, payload, first).map_err(|why| {
-                corrupt(
-                    &path,
-                    &format!("record at byte {}: {why}", LOG_MAGIC.len() + pos),
-                )
-            })?;
-            first = false;
-            pos = end;
-        }
-        log.file_bytes = (LOG_MAGIC.len() + pos) as u64;
-        Ok(true)
-    }
-
-    fn replay_record(&self, log: &mut LogState, payload: &[u8], first: bool) -> Result<(), String> {
-        let mut d = Decoder::new(payload);
-        let tag = d.get_u8().map_err(|e| e.to_string())?;
-        match (tag, first) {
-            (TAG_BASE, true) => {
-                log.base_index = d.get_uvarint().map_err(|e| e.to_string())?;
-                log.base_term = d.get_uvarint().map_err(|e| e.to_string())?;
-                log.entries.clear();
-            }
-            (TAG_ENTRY, false) => {
-                let index = d.get_uvarint().map_err(|e| e.to_string())?;
-                let entry = Entry::decode_from(&mut d).map_err(|e| e.to_string())?;
-                log.apply(&LogWrite {
-                    first_index: index,
-                    entries: vec![entry],
-                })?;
-            }
-            (TAG_TRUNCATE, false) => {
-                let first_index = d.get_uvarint().map_err(|e| e.to_string())?;
-                log.apply(&LogWrite {
-                    first_index,
-                    entries: vec![],
-                })?;
-            }
-            _ => return Err(format!("unexpected record kind {tag}")),
-        }
-        d.finish().map_err(|e| e.to_string())
+    /// Fails at once if an earlier write failed: nothing is changed after one.
+    fn check_writable(&self) -> io::Result<()> {
+        self.dir.failure().map_or(Ok(()), Err)
     }
 }
 
 impl Storage for FileStorage {
     fn load(&self) -> io::Result<InitialState> {
-        let hard_state = match self.read_single("hardstate", HARDSTATE_MAGIC)? {
+        self.check_writable()?;
+        let hard_state = match self.read_single(HARDSTATE, HARDSTATE_MAGIC)? {
             Some(p) => HardState::decode(&p)
-                .map_err(|e| corrupt(&self.path("hardstate"), &e.to_string()))?,
+                .map_err(|e| log_file::corrupt(&self.path(HARDSTATE), &e.to_string()))?,
             None => HardState::default(),
         };
+        // Half-written replacements left by a crash or a failed write: never
+        // read, and on a full disk their space is wanted.
+        self.dir.remove(&format!("{HARDSTATE}.tmp"))?;
+        self.dir.remove(&format!("{LOG}.tmp"))?;
         let snapshot = self.snapshots.latest()?.unwrap_or_default();
         let mut log = self.lock();
-        let existed = self.replay_log(&mut log)?;
+        let existed = log_file::replay(&self.dir, &mut log)?;
         if snapshot.last_included_index < log.base_index {
-            return Err(corrupt(
-                &self.path("log"),
+            return Err(log_file::corrupt(
+                &self.path(LOG),
                 &format!(
                     "log starts after index {}, but the snapshot ends at {}",
                     log.base_index, snapshot.last_included_index
@@ -341,7 +208,7 @@ impl Storage for FileStorage {
         if needs_rewrite {
             self.rewrite_log(&mut log)?;
         } else {
-            log.file = Some(OpenOptions::new().append(true).open(self.path("log"))?);
+            log.file = Some(self.dir.open_append(LOG)?);
         }
         Ok(InitialState {
             hard_state,
@@ -355,9 +222,13 @@ impl Storage for FileStorage {
     /// snapshot pieces (a complete snapshot is durable under its name before
     /// anything depends on it), then the log (its entries are dropped only once
     /// the snapshot covering them is durable), then older snapshots go.
+    ///
+    /// A failure at any step returns it and leaves a prefix of the steps done,
+    /// as a crash would; the directory then refuses every later write.
     fn save(&self, persist: &Persist) -> io::Result<()> {
+        self.check_writable()?;
         if let Some(hs) = &persist.hard_state {
-            self.write_atomically("hardstate", HARDSTATE_MAGIC, &hs.encode())?;
+            self.write_atomically(HARDSTATE, HARDSTATE_MAGIC, &hs.encode())?;
         }
         for chunk in &persist.snapshot_chunks {
             self.snapshots.receive(chunk)?;
@@ -369,36 +240,30 @@ impl Storage for FileStorage {
             // A log that agrees with the snapshot stays as it is: start-up
             // replays it and drops what the snapshot covers, exactly as here.
             // One that disagrees was dropped whole (§7), which the file must
-            // say before anything is appended after the snapshot.
-            rewrite = !agrees || log.file_bytes >= self.rewrite_bytes.max(2 * log.live_bytes());
+            // say before anything is appended after the snapshot. On a disk
+            // low on space, a file more than half dead is rewritten to free it.
+            let floor = if self.space_low.load(Ordering::Relaxed) {
+                0
+            } else {
+                self.rewrite_bytes
+            };
+            rewrite = !agrees || log.file_bytes >= floor.max(2 * log.live_bytes());
         }
         if let Some(write) = &persist.log {
-            let truncates = write.first_index <= log.last_index();
+            let last_index = log.last_index();
             log.apply(write)
                 .map_err(|why| io::Error::new(io::ErrorKind::InvalidInput, why))?;
-            if !rewrite {
-                let mut bytes = Vec::new();
-                if write.entries.is_empty() && truncates {
-                    let mut e = Encoder::new();
-                    e.put_u8(TAG_TRUNCATE);
-                    e.put_uvarint(write.first_index);
-                    push_record(&mut bytes, &e.finish());
-                }
-                for (i, entry) in write.entries.iter().enumerate() {
-                    let payload = entry_payload(write.first_index + i as Index, entry);
-                    push_record(&mut bytes, &payload);
-                }
-                if !bytes.is_empty() {
-                    let file = log
-                        .file
-                        .as_mut()
-                        .ok_or_else(|| io::Error::other("storage used before load"))?;
-                    file.write_all(&bytes)?;
-                    // fdatasync: the appended records must be on disk before any
-                    // peer hears of them.
-                    file.sync_data()?;
-                    log.file_bytes += bytes.len() as u64;
-                }
+            let bytes = log_file::append_records(write, last_index);
+            if !rewrite && !bytes.is_empty() {
+                let file = log
+                    .file
+                    .as_mut()
+                    .ok_or_else(|| io::Error::other("storage used before load"))?;
+                file.write_all(&bytes)?;
+                // fdatasync: the appended records must be on disk before any
+                // peer hears of them.
+                file.sync_data()?;
+                log.file_bytes += bytes.len() as u64;
             }
         }
         if rewrite {
@@ -407,15 +272,12 @@ impl Storage for FileStorage {
         if let Some(snapshot) = persist.snapshot.clone() {
             // Older snapshots are no longer needed (start-up takes the newest),
             // and deleting a large file takes milliseconds: off this thread.
-            let dir = self.dir.clone();
+            // A deletion that fails leaves the file (the next snapshot deletes
+            // it) and, like any failed write, fails the directory's next one.
+            let files = SnapshotFiles::new(Arc::clone(&self.dir));
             in_background("snapshot-gc", move || {
-                if let Err(e) = SnapshotFiles::new(&dir).keep_from(&snapshot) {
-                    crate::info!(
-                        0,
-                        0,
-                        "{}: could not delete old snapshots: {e}",
-                        dir.display()
-                    );
+                if let Err(e) = files.keep_from(&snapshot) {
+                    crate::info!(0, 0, "could not delete old snapshots: {e}");
                 }
             });
         }
@@ -423,6 +285,7 @@ impl Storage for FileStorage {
     }
 
     fn write_snapshot(&self, snapshot: Snapshot, fill: SnapshotFill<'_>) -> io::Result<Snapshot> {
+        self.check_writable()?;
         self.snapshots.write(snapshot, fill)
     }
 
@@ -449,73 +312,16 @@ fn in_background(name: &str, work: impl FnOnce() + Send + 'static) {
         .spawn(work);
 }
 
-fn base_payload(index: Index, term: Term) -> Vec<u8> {
-    let mut e = Encoder::new();
-    e.put_u8(TAG_BASE);
-    e.put_uvarint(index);
-    e.put_uvarint(term);
-    e.finish()
-}
-
-fn entry_payload(index: Index, entry: &Entry) -> Vec<u8> {
-    let mut e = Encoder::new();
-    e.put_u8(TAG_ENTRY);
-    e.put_uvarint(index);
-    entry.encode_to(&mut e);
-    e.finish()
-}
-
-/// Appends `len crc payload` to `out`.
-fn push_record(out: &mut Vec<u8>, payload: &[u8]) {
-    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    out.extend_from_slice(&crc32(payload).to_le_bytes());
-    out.extend_from_slice(payload);
-}
-
-enum RecordRead<'a> {
-    /// A good record and the offset just past it.
-    Ok(&'a [u8], usize),
-    /// The last record is incomplete or fails its checksum and ends the file.
-    Torn,
-    /// A bad record with more data after it.
-    Corrupt(String),
-}
-
-/// Reads the record at `pos` of `body`.
-fn read_record(body: &[u8], pos: usize) -> RecordRead<'_> {
-    let Some(header) = body.get(pos..pos + 8) else {
-        return RecordRead::Torn;
-    };
-    let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
-    let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
-    if len > MAX_RECORD {
-        return RecordRead::Corrupt(format!("record length {len} exceeds {MAX_RECORD}"));
-    }
-    let end = pos + 8 + len;
-    let Some(payload) = body.get(pos + 8..end) else {
-        return RecordRead::Torn;
-    };
-    if crc32(payload) != crc {
-        return if end == body.len() {
-            RecordRead::Torn
-        } else {
-            RecordRead::Corrupt("checksum mismatch".into())
-        };
-    }
-    RecordRead::Ok(payload, end)
-}
-
-fn corrupt(path: &Path, why: &str) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::InvalidData,
-        format!("{} is corrupt: {why}; refusing to start", path.display()),
-    )
-}
-
 #[cfg(test)]
 mod tests {
+    use std::fs::OpenOptions;
+    use std::io::Read;
+
     use super::*;
     use crate::raft::configuration::Configuration;
+    use crate::raft::messages::{Entry, Index, Term};
+    use crate::raft::ready::LogWrite;
+    use crate::storage::log_file::LOG_MAGIC;
 
     fn entry(term: Term, command: &str) -> Entry {
         Entry::command(term, command.as_bytes().to_vec())

@@ -7,9 +7,14 @@
 //! storage assembles the pieces it receives (`Persist::snapshot_chunks`).
 //! [`memory::MemoryStorage`] serves the tests (a crash is simulated by copying it).
 
+pub mod data_dir;
+#[cfg(test)]
+mod faults;
 pub mod file;
+mod log_file;
 pub mod memory;
 pub mod snapshot_files;
+pub mod space;
 
 use std::io::{self, Read, Write};
 

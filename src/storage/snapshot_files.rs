@@ -21,8 +21,9 @@
 use std::fs::{self, File};
 use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
+use super::data_dir::{DataDir, DiskFile};
 use super::SnapshotFill;
 use crate::codec::{Crc32, Decode, Encode};
 use crate::raft::configuration::Configuration;
@@ -46,14 +47,14 @@ const SYNC_STEP: u64 = 1 << 20;
 
 /// The snapshot files of one storage directory.
 pub struct SnapshotFiles {
-    dir: PathBuf,
+    dir: Arc<DataDir>,
     /// The snapshot being received from a leader, piece by piece.
     incoming: Mutex<Option<Incoming>>,
 }
 
 struct Incoming {
     snapshot: Snapshot,
-    file: BufWriter<File>,
+    file: BufWriter<DiskFile>,
     crc: Crc32,
     written: u64,
 }
@@ -98,7 +99,7 @@ fn invalid(path: &Path, why: &str) -> io::Error {
 /// Counts and checksums the bytes written through it, and makes them durable
 /// every [`SYNC_STEP`] bytes.
 struct Counting<'a> {
-    inner: &'a mut BufWriter<File>,
+    inner: &'a mut BufWriter<DiskFile>,
     crc: Crc32,
     written: u64,
     /// Bytes made durable so far.
@@ -159,16 +160,16 @@ impl Read for Verifying {
 }
 
 impl SnapshotFiles {
-    /// The snapshot files in `dir` (which must exist).
-    pub fn new(dir: &Path) -> Self {
+    /// The snapshot files in `dir`.
+    pub fn new(dir: Arc<DataDir>) -> Self {
         Self {
-            dir: dir.to_path_buf(),
+            dir,
             incoming: Mutex::new(None),
         }
     }
 
     fn path(&self, snapshot: &Snapshot) -> PathBuf {
-        self.dir.join(name(
+        self.dir.join(&name(
             snapshot.last_included_index,
             snapshot.last_included_term,
         ))
@@ -178,12 +179,13 @@ impl SnapshotFiles {
         self.incoming.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Makes the file at `tmp` durable under `snapshot`'s name.
-    fn publish(&self, tmp: &Path, snapshot: &Snapshot) -> io::Result<()> {
+    /// Makes the file `tmp` durable under `snapshot`'s name.
+    fn publish(&self, tmp: &str, snapshot: &Snapshot) -> io::Result<()> {
+        let (index, term) = (snapshot.last_included_index, snapshot.last_included_term);
         // Rename over the final name: readers see no file or a whole one.
-        fs::rename(tmp, self.path(snapshot))?;
+        self.dir.rename(tmp, &name(index, term))?;
         // Make the rename itself durable (it lives in the directory).
-        File::open(&self.dir)?.sync_all()
+        self.dir.sync()
     }
 
     /// Writes the snapshot `snapshot` describes whole (its `size` is what
@@ -191,11 +193,11 @@ impl SnapshotFiles {
     pub fn write(&self, mut snapshot: Snapshot, fill: SnapshotFill<'_>) -> io::Result<Snapshot> {
         let (index, term) = (snapshot.last_included_index, snapshot.last_included_term);
         snapshot.size = 0;
-        let tmp = self.dir.join(format!("{}.tmp", name(index, term)));
+        let tmp = format!("{}.tmp", name(index, term));
         let written = (|| {
             // 1. Write the bytes beside any older snapshot, the header last
             //    (its size is known only at the end).
-            let mut file = BufWriter::with_capacity(BUFFER, File::create(&tmp)?);
+            let mut file = BufWriter::with_capacity(BUFFER, self.dir.create(&tmp)?);
             file.write_all(&header(&snapshot))?;
             let mut counting = Counting {
                 inner: &mut file,
@@ -214,7 +216,10 @@ impl SnapshotFiles {
             file.sync_all()
         })();
         if let Err(e) = written {
-            let _ = fs::remove_file(&tmp);
+            // Its space is wanted. Deleted directly: after a failed write the
+            // directory refuses its own calls, and deleting a temporary file
+            // cannot make anything look durable that is not.
+            let _ = fs::remove_file(self.dir.join(&tmp));
             return Err(e);
         }
         // 3. Rename into place and make the rename durable.
@@ -228,14 +233,15 @@ impl SnapshotFiles {
     /// being received is refused.
     pub fn receive(&self, chunk: &SnapshotChunk) -> io::Result<()> {
         let snapshot = &chunk.snapshot;
-        let tmp = self.dir.join(format!(
+        let tmp = format!(
             "{}.incoming",
             name(snapshot.last_included_index, snapshot.last_included_term)
-        ));
+        );
+        let tmp_path = self.dir.join(&tmp);
         let mut incoming = self.lock_incoming();
         if chunk.offset == 0 {
             // A new transfer: start the file over.
-            let mut file = BufWriter::with_capacity(BUFFER, File::create(&tmp)?);
+            let mut file = BufWriter::with_capacity(BUFFER, self.dir.create(&tmp)?);
             file.write_all(&header(snapshot))?;
             *incoming = Some(Incoming {
                 snapshot: snapshot.clone(),
@@ -246,12 +252,12 @@ impl SnapshotFiles {
         }
         let Some(current) = incoming.as_mut() else {
             return Err(invalid(
-                &tmp,
+                &tmp_path,
                 "a piece past offset 0 of a transfer never started",
             ));
         };
         if current.snapshot != *snapshot || current.written != chunk.offset {
-            return Err(invalid(&tmp, "a piece out of order"));
+            return Err(invalid(&tmp_path, "a piece out of order"));
         }
         current.file.write_all(&chunk.data)?;
         current.crc.update(&chunk.data);
@@ -266,7 +272,7 @@ impl SnapshotFiles {
         };
         if done.written != snapshot.size {
             return Err(invalid(
-                &tmp,
+                &tmp_path,
                 "the last piece ends before the snapshot does",
             ));
         }
@@ -356,7 +362,7 @@ impl SnapshotFiles {
     /// The complete snapshot files, oldest first, as (index, term, path).
     fn complete(&self) -> io::Result<Vec<(Index, Term, PathBuf)>> {
         let mut found = Vec::new();
-        for entry in fs::read_dir(&self.dir)? {
+        for entry in fs::read_dir(self.dir.path())? {
             let entry = entry?;
             let name = entry.file_name();
             if let Some((index, term)) = name.to_str().and_then(parse_name) {
@@ -371,17 +377,12 @@ impl SnapshotFiles {
     /// left by a crash. A damaged file under a final name is an error naming
     /// it: a snapshot was durable there.
     pub fn latest(&self) -> io::Result<Option<Snapshot>> {
-        for entry in fs::read_dir(&self.dir)? {
-            let path = entry?.path();
-            let temporary = path
-                .extension()
-                .is_some_and(|e| e == "tmp" || e == "incoming");
-            let named = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("snapshot-"));
-            if temporary && named {
-                fs::remove_file(&path)?;
+        for entry in fs::read_dir(self.dir.path())? {
+            let name = entry?.file_name();
+            let Some(name) = name.to_str() else { continue };
+            let temporary = name.ends_with(".tmp") || name.ends_with(".incoming");
+            if temporary && name.starts_with("snapshot-") {
+                self.dir.remove(name)?;
             }
         }
         match self.complete()?.pop() {
@@ -394,12 +395,9 @@ impl SnapshotFiles {
     /// it (one already gone is fine: two of these may run at once).
     pub fn keep_from(&self, snapshot: &Snapshot) -> io::Result<()> {
         let current = (snapshot.last_included_index, snapshot.last_included_term);
-        for (index, term, path) in self.complete()? {
+        for (index, term, _) in self.complete()? {
             if (index, term) < current {
-                match fs::remove_file(path) {
-                    Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-                    _ => {}
-                }
+                self.dir.remove(&name(index, term))?;
             }
         }
         Ok(())
@@ -409,6 +407,11 @@ impl SnapshotFiles {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::storage::data_dir::StdFileOps;
+
+    fn files_in(dir: &Path) -> SnapshotFiles {
+        SnapshotFiles::new(DataDir::open(dir, Box::new(StdFileOps)).expect("open"))
+    }
 
     /// A configuration as of index 2, to see it survive the file.
     fn configuration() -> Configuration {
@@ -438,7 +441,7 @@ mod tests {
     #[test]
     fn a_snapshot_written_whole_reads_back_in_chunks_and_streams() {
         let dir = tempfile::tempdir().unwrap();
-        let files = SnapshotFiles::new(dir.path());
+        let files = files_in(dir.path());
         let s = write(&files, 7, b"hello snapshot");
         assert_eq!(s.size, 14);
         assert_eq!(
@@ -454,7 +457,7 @@ mod tests {
     #[test]
     fn a_snapshot_made_durable_in_steps_reads_back_whole() {
         let dir = tempfile::tempdir().unwrap();
-        let files = SnapshotFiles::new(dir.path());
+        let files = files_in(dir.path());
         let bytes: Vec<u8> = (0..(5 * SYNC_STEP / 2)).map(|i| (i % 251) as u8).collect();
         let s = write(&files, 7, &bytes);
         assert_eq!(s.size, bytes.len() as u64);
@@ -464,7 +467,7 @@ mod tests {
     #[test]
     fn pieces_received_in_order_make_a_snapshot_and_gaps_are_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let files = SnapshotFiles::new(dir.path());
+        let files = files_in(dir.path());
         let s = Snapshot {
             last_included_index: 9,
             last_included_term: 2,
@@ -489,7 +492,7 @@ mod tests {
     #[test]
     fn a_flipped_data_byte_fails_the_checksum_and_temporaries_are_ignored() {
         let dir = tempfile::tempdir().unwrap();
-        let files = SnapshotFiles::new(dir.path());
+        let files = files_in(dir.path());
         let s = write(&files, 3, b"0123456789");
         fs::write(dir.path().join(format!("{}.tmp", name(5, 1))), b"half").unwrap();
         assert_eq!(
@@ -508,7 +511,7 @@ mod tests {
     #[test]
     fn making_a_snapshot_current_deletes_only_older_ones() {
         let dir = tempfile::tempdir().unwrap();
-        let files = SnapshotFiles::new(dir.path());
+        let files = files_in(dir.path());
         let old = write(&files, 3, b"old");
         let current = write(&files, 5, b"current");
         let newer = write(&files, 8, b"newer");

@@ -8,6 +8,7 @@ pub mod links;
 pub mod nemesis;
 pub mod network;
 pub mod procs;
+pub mod tmpfs;
 
 /// The path of `name` on `PATH`. Missing: a failure in CI (which installs
 /// it), a skip with a message elsewhere.

@@ -59,18 +59,28 @@ impl ProcCluster {
     /// A port picked as free can be taken by someone else before the node binds
     /// it; then the whole start is retried on new ports.
     pub fn start(n: usize, extra: &[&str]) -> ProcCluster {
-        Self::start_inner(n, extra, None, None)
+        Self::start_inner(n, extra, None, None, None)
+    }
+
+    /// Like [`ProcCluster::start`], with flags for each node (after the
+    /// shared ones, so they win: `-data` on a file system of its own, say).
+    pub fn start_with_node_flags(
+        n: usize,
+        extra: &[&str],
+        node_flags: &[Vec<String>],
+    ) -> ProcCluster {
+        Self::start_inner(n, extra, None, None, Some(node_flags))
     }
 
     /// Like [`ProcCluster::start`], with `-client-token-file` holding `token`.
     pub fn start_with_token(n: usize, extra: &[&str], token: &str) -> ProcCluster {
-        Self::start_inner(n, extra, Some(token), None)
+        Self::start_inner(n, extra, Some(token), None, None)
     }
 
     /// Starts nodes that listen on `listen[i]` while everyone (peers and the
     /// test) reaches them at `reach[i]`: a proxy in between, say.
     pub fn start_behind(reach: &[u16], listen: &[u16], extra: &[&str]) -> ProcCluster {
-        Self::start_inner(listen.len(), extra, None, Some((reach, listen)))
+        Self::start_inner(listen.len(), extra, None, Some((reach, listen)), None)
     }
 
     fn start_inner(
@@ -78,6 +88,7 @@ impl ProcCluster {
         extra: &[&str],
         token: Option<&str>,
         layout: Option<(&[u16], &[u16])>,
+        per_node: Option<&[Vec<String>]>,
     ) -> ProcCluster {
         let attempts = if layout.is_some() { 1 } else { 3 };
         for _attempt in 0..attempts {
@@ -101,6 +112,7 @@ impl ProcCluster {
                 ),
                 None => ((0..n).map(|_| free_port()).collect(), vec![Vec::new(); n]),
             };
+            let node_flags = per_node.map_or(node_flags, <[Vec<String>]>::to_vec);
             let mut cluster = ProcCluster {
                 dir,
                 ports,
@@ -232,6 +244,13 @@ impl ProcCluster {
     /// Node `i`'s process id, if it is running.
     pub fn pid(&self, i: usize) -> Option<u32> {
         self.children[i].as_ref().map(Child::id)
+    }
+
+    /// Node `i`'s exit code, once its process has exited by itself (`None`
+    /// while it runs, or if a signal ended it).
+    pub fn exit_code(&mut self, i: usize) -> Option<i32> {
+        let child = self.children[i].as_mut()?;
+        child.try_wait().ok().flatten()?.code()
     }
 
     /// Whether node `i`'s process is still running.
