@@ -31,10 +31,17 @@
 //! An effect may halt the execution (a storage failure in the runtime; a
 //! crash in the simulator, or a property the checker finds broken): nothing
 //! after it happens, as after a crash.
+//!
+//! [`execute`] is the whole rule. It is made of two halves, [`start_ready`]
+//! (steps 1 and 2, up to the write) and [`AfterWrite::finish`] (the rest),
+//! for a runtime whose write completes later: the rule scripts
+//! (`src/raft/script/`) leave a leader's write in progress to show §10.2.1,
+//! with the same executor the runtime and the simulator run.
 
 use super::bugs::Bug;
 use super::configuration::Configuration;
 use super::core::Raft;
+use super::messages::{Index, Term};
 use super::ready::{ApplyMsg, Outbound, Persist, Ready};
 
 /// What a runtime does for the executor: the effects, never their order.
@@ -67,9 +74,12 @@ pub trait Effects {
     /// Makes `persist` durable, in [`Persist`]'s order.
     ///
     /// # Correctness
-    /// When this returns `Ok`, the state survives a crash; if it halts, any
-    /// prefix of the steps may have reached the disk (a torn save), and
-    /// nothing of this `Ready` that the rule puts after the write happens.
+    /// When this returns `Ok`, the state survives a crash (under
+    /// [`execute`]; a runtime that calls [`start_ready`] itself may return
+    /// with the write in progress, and calls [`AfterWrite::finish`] only once
+    /// it is durable). If it halts, any prefix of the steps may have reached
+    /// the disk (a torn save), and nothing of this `Ready` that the rule puts
+    /// after the write happens.
     fn persist(&mut self, persist: &Persist) -> Result<(), Self::Halt>;
 
     /// Hands the replies to the RPCs handled since the last execution to
@@ -92,45 +102,87 @@ pub trait Effects {
 /// Executes the core's output in the order of the module documentation, until
 /// the core has nothing left to do and no reply is held.
 pub fn execute<E: Effects>(effects: &mut E) -> Result<(), E::Halt> {
-    loop {
-        let mut ready = effects.core().ready();
-        effects.inspect(&ready)?;
-        if ready.is_empty() && !effects.holds_replies() {
-            return Ok(());
+    while let Some(after_write) = start_ready(effects)? {
+        after_write.finish(effects)?;
+    }
+    Ok(())
+}
+
+/// Takes the core's next `Ready` and executes it up to its write: configure,
+/// the messages `send_first` lets go first (thesis §10.2.1), persist. Returns
+/// what the rule puts after the write, or `None` if the core had nothing to
+/// do and no reply is held.
+///
+/// [`execute`] finishes each `Ready` at once, since its runtimes' writes are
+/// durable when `persist` returns. A runtime whose write may still be in
+/// progress when `persist` returns (the rule scripts' `ready N sync=later`)
+/// calls [`AfterWrite::finish`] once it is durable, and takes the next
+/// `Ready` only then.
+pub fn start_ready<E: Effects>(effects: &mut E) -> Result<Option<AfterWrite>, E::Halt> {
+    let mut ready = effects.core().ready();
+    effects.inspect(&ready)?;
+    if ready.is_empty() && !effects.holds_replies() {
+        return Ok(None);
+    }
+    // 1. Configure, before any message leaves: some may go to a new member.
+    if let Some(configuration) = ready.configuration.take() {
+        effects.configure(&configuration)?;
+    }
+    let mut messages = Some(ready.messages).filter(|m| !m.is_empty());
+    if ready.send_first {
+        // Thesis §10.2.1: followers start writing while the leader does.
+        if let Some(messages) = messages.take() {
+            effects.send(messages)?;
         }
-        // 1. Configure, before any message leaves: some may go to a new member.
-        if let Some(configuration) = ready.configuration.take() {
-            effects.configure(&configuration)?;
-        }
-        let mut messages = Some(ready.messages).filter(|m| !m.is_empty());
-        if ready.send_first {
-            // Thesis §10.2.1: followers start writing while the leader does.
-            if let Some(messages) = messages.take() {
-                effects.send(messages)?;
-            }
-        }
-        if effects.core().has_bug(Bug::ReplyBeforePersist) && effects.holds_replies() {
-            effects.release_replies()?;
-        }
-        // 2. Persist, then report the log write durable (thesis §10.2.1).
-        if !ready.persist.is_empty() {
-            effects.persist(&ready.persist)?;
-            if let Some((index, term)) = ready.persist.log.as_ref().and_then(|w| w.last()) {
-                effects.core().persisted(index, term);
-            }
+    }
+    if effects.core().has_bug(Bug::ReplyBeforePersist) && effects.holds_replies() {
+        effects.release_replies()?;
+    }
+    // 2. Persist.
+    if !ready.persist.is_empty() {
+        effects.persist(&ready.persist)?;
+    }
+    Ok(Some(AfterWrite {
+        written: ready.persist.log.as_ref().and_then(|w| w.last()),
+        messages,
+        apply: ready.apply,
+    }))
+}
+
+/// What a `Ready` does once its write is durable: steps 2 (the report) to 5
+/// of the module documentation. Dropping it unfinished loses the rest of the
+/// `Ready`, as a crash during the write would.
+#[must_use = "the replies, messages and entries to apply wait for finish"]
+#[derive(Debug)]
+pub struct AfterWrite {
+    /// The last entry the write appended, to report durable.
+    written: Option<(Index, Term)>,
+    /// Messages that wait for the write (none if `send_first` sent them).
+    messages: Option<Vec<Outbound>>,
+    apply: Vec<ApplyMsg>,
+}
+
+impl AfterWrite {
+    /// The write [`start_ready`] began is durable: reports it, releases the
+    /// replies, sends, applies, and ends the `Ready`.
+    pub fn finish<E: Effects>(self, effects: &mut E) -> Result<(), E::Halt> {
+        // 2. The log write is durable (thesis §10.2.1: a leader counts
+        // itself toward a majority only now).
+        if let Some((index, term)) = self.written {
+            effects.core().persisted(index, term);
         }
         // 3. Figure 2: respond to RPCs only after updating stable storage.
         if effects.holds_replies() {
             effects.release_replies()?;
         }
         // 4. Send.
-        if let Some(messages) = messages {
+        if let Some(messages) = self.messages {
             effects.send(messages)?;
         }
         // 5. Apply.
-        if !ready.apply.is_empty() {
-            effects.apply(ready.apply)?;
+        if !self.apply.is_empty() {
+            effects.apply(self.apply)?;
         }
-        effects.end_ready()?;
+        effects.end_ready()
     }
 }

@@ -177,6 +177,12 @@ fn every_bug_switch_changes_the_script_of_its_rule() {
              entries=[] leader_commit=0 read_seq=1",
         ),
         (Bug::Membership2015, "membership_own_term", "+ change=1"),
+        (
+            Bug::ReplyBeforePersist,
+            "vote_once_per_term",
+            "  1->3 RequestVoteReply term=1 vote_granted=false\n\
+             + persist hard_state current_term=1 voted_for=2",
+        ),
     ];
     assert_eq!(cases.len(), Bug::ALL.len(), "a case per bug switch");
     for (bug, script, shows) in cases {
