@@ -69,6 +69,7 @@ use crate::{debug, info};
 use sender::ChunkSource;
 use sender::PeerSender;
 
+pub mod peer_queue;
 mod sender;
 
 /// Most events handled before the node thread executes a [`crate::raft::Ready`]: bounds
