@@ -70,7 +70,7 @@ use sender::ChunkSource;
 use sender::PeerSender;
 
 pub mod peer_queue;
-mod sender;
+pub mod sender;
 
 /// Most events handled before the node thread executes a [`crate::raft::Ready`]: bounds
 /// the latency one busy batch adds to everything in it.

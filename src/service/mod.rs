@@ -8,6 +8,7 @@
 //! only the edges turn it into a line or an HTTP response ([`kv_json`] gives
 //! ranges and transactions their JSON).
 
+pub mod admissions;
 pub mod applier;
 pub mod command;
 pub mod frontend;
@@ -20,6 +21,7 @@ pub mod range;
 pub mod replica;
 pub mod reply;
 pub mod session;
+pub mod snapshot_policy;
 pub mod snapshot_stream;
 pub mod state_machine;
 pub mod txn;

@@ -40,6 +40,7 @@ mod network;
 mod packets;
 pub mod runner;
 pub mod scenario;
+mod senders;
 mod server;
 pub mod trace;
 mod world;

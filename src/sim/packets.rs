@@ -31,16 +31,19 @@ pub(super) struct Packet {
 
 #[derive(Debug, Clone)]
 pub(super) enum Body {
-    /// A Raft RPC; the requester's incarnation routes the reply.
+    /// A Raft RPC; the requester's incarnation routes the reply, and its
+    /// call number tells the requester's sender which call ended.
     Request {
         request: Request,
         requester_incarnation: u32,
+        call: u64,
     },
     /// Its reply, carrying the request back (as the runtime's senders do).
     Response {
         request: Request,
         response: Response,
         requester_incarnation: u32,
+        call: u64,
     },
     /// A client's operation.
     ClientRequest { attempt: u64, op: Op },
@@ -135,15 +138,18 @@ impl World {
             Body::Request {
                 request,
                 requester_incarnation,
+                call,
             } => StepInput::Request {
                 from,
                 request,
                 requester_incarnation,
+                call,
             },
             Body::Response {
                 request,
                 response,
                 requester_incarnation,
+                call,
             } => {
                 if requester_incarnation != n.incarnation {
                     return Ok(()); // a reply to a request of an earlier incarnation
@@ -152,6 +158,7 @@ impl World {
                     from,
                     request,
                     response,
+                    call,
                 }
             }
             Body::ClientRequest { attempt, op } => StepInput::Client {

@@ -7,9 +7,15 @@
 //! service, and the checker's hooks. A pending crash strikes in the middle of
 //! the save (a torn save), between saving and sending, between sending and
 //! applying, or at the latest when the step ends; each halts the execution.
-//! Clients are answered as `src/service/frontend.rs` does: a follower says
-//! `ERR NO_LEADER`, a leader proposes and waits for the entry's outcome
-//! through the shared [`Applier`].
+//!
+//! The rest of a server is the runtime's code too, where it is plain code:
+//! requests to peers go through the runtime's queue per peer (`senders.rs`);
+//! a proposal numbered or a read admitted is registered with the
+//! [`Applier`] before the batch that settles it
+//! ([`crate::service::admissions`]); the service snapshots when the
+//! service's [`crate::service::snapshot_policy::SnapshotPolicy`] says so; and a client's outcome becomes its
+//! reply through [`settle`], as in the replica. A follower answers a client
+//! `ERR NO_LEADER` (the frontend would forward it).
 
 use super::disk::SimDisk;
 use super::faults::CrashPoint;
@@ -17,18 +23,23 @@ use super::invariants::{AppliedEntry, Violation};
 use super::knobs::{stream_seed, Stream};
 use super::network::Endpoint;
 use super::packets::{Body, Packet};
-use super::trace::{show, show_persist, show_request};
+use super::senders::SimSender;
+use super::trace::{show, show_persist};
 use super::world::{Event, World};
 use super::{format_time, Time, MS};
 use crate::codec::{Decode, Encode};
 use crate::raft::executor::{self, Effects};
 use crate::raft::messages::{Index, NodeId, Request, Response};
 use crate::raft::ready::{Outbound, Persist, Ready};
-use crate::raft::{ApplyMsg, Config, MembershipChange, Raft, Status};
+use crate::raft::{ApplyMsg, Config, MembershipChange, ProposeError, Raft, Status};
+use crate::service::admissions::{Admissions, Admitted};
 use crate::service::applier::{Applier, Outcome};
 use crate::service::command::Command;
-use crate::service::reply::{Code, Reply};
+use crate::service::replica::settle;
+use crate::service::reply::Reply;
+use crate::service::snapshot_policy::LogSinceSnapshot;
 use crate::service::state_machine::Op;
+use std::collections::BTreeMap;
 
 /// The runtime's tick (NOTES.md: 10 ms).
 pub(super) const TICK: Time = 10 * MS;
@@ -46,9 +57,17 @@ pub(super) struct Waiter {
 pub(super) struct Running {
     pub(super) raft: Raft,
     pub(super) applier: Applier<Waiter>,
-    pub(super) since_snapshot: u64,
+    /// Requests Raft has taken, registered before the next batch is applied.
+    pub(super) admissions: Admissions<Waiter>,
+    /// The log applied since the last snapshot, and the last one's size.
+    pub(super) since_snapshot: LogSinceSnapshot,
+    pub(super) last_snapshot_bytes: u64,
     /// The last ReadIndex read id this server handed out.
     pub(super) next_read: u64,
+    /// One sender per peer this server has sent to.
+    pub(super) senders: BTreeMap<NodeId, SimSender>,
+    /// The last call number a sender used.
+    pub(super) next_call: u64,
 }
 
 /// A server slot: its disk survives crashes; the rest does not.
@@ -85,11 +104,13 @@ pub(super) enum StepInput {
         from: usize,
         request: Request,
         requester_incarnation: u32,
+        call: u64,
     },
     Response {
         from: usize,
         request: Request,
         response: Response,
+        call: u64,
     },
     Client {
         client: usize,
@@ -143,8 +164,12 @@ impl World {
         n.running = Some(Running {
             raft: Raft::new(config, initial),
             applier: Applier::default(),
-            since_snapshot: 0,
+            admissions: Admissions::default(),
+            since_snapshot: LogSinceSnapshot::default(),
+            last_snapshot_bytes: 0,
             next_read: 0,
+            senders: BTreeMap::new(),
+            next_call: 0,
         });
         let incarnation = n.incarnation;
         self.schedule(TICK, Event::Tick { node, incarnation });
@@ -226,6 +251,7 @@ impl World {
                 from,
                 request,
                 requester_incarnation,
+                call,
             }) => {
                 let response = running
                     .raft
@@ -236,6 +262,7 @@ impl World {
                         request,
                         response,
                         requester_incarnation,
+                        call,
                     },
                 ));
             }
@@ -243,52 +270,54 @@ impl World {
                 from,
                 request,
                 response,
-            }) => running
-                .raft
-                .handle_response(from as NodeId + 1, &request, response),
+                call,
+            }) => {
+                // The sender's call ends first (its worker takes the next
+                // request), then the core handles the answer.
+                let from = from as NodeId + 1;
+                self.call_answered(node, from, call, &response)?;
+                let Some(running) = self.nodes[node].running.as_mut() else {
+                    return Ok(());
+                };
+                running.raft.handle_response(from, &request, response);
+            }
             Some(StepInput::Client {
                 client,
                 attempt,
                 op,
             }) => {
                 let waiter = Waiter { client, attempt };
-                if op.command.is_read() && self.knobs.noop_on_election {
+                let admitted = if op.command.is_read() && self.knobs.noop_on_election {
                     // Thesis §6.4: a read is not proposed; Raft confirms it.
                     running.next_read += 1;
                     let read = running.next_read;
-                    running.applier.wait_read(read, op.command.clone(), waiter);
-                    if let Err(refused) = running.raft.read_index(read) {
-                        running.applier.cancel_read(read);
-                        let reply = Reply::error(Code::NoLeader, format!("{refused}; retry"));
-                        outgoing.push(client_reply(waiter, reply, None));
-                        return self.finish_step(node, before, outgoing);
+                    running.raft.read_index(read).map(|()| Admitted::Read {
+                        id: read,
+                        command: op.command,
+                        waiter,
+                    })
+                } else {
+                    let proposed = running.raft.propose(op.encode());
+                    if let (Ok((index, term)), true) = (proposed, self.trace.on()) {
+                        let what = show(&op);
+                        let why = format_args!("proposed {what} at {index} for client {client}");
+                        self.trace.node(id, term, why);
                     }
-                    self.schedule_request_timeout(node, waiter);
-                    return self.finish_step(node, before, outgoing);
-                }
-                let (index, term) = match running.raft.propose(op.encode()) {
-                    Ok(proposed) => proposed,
-                    Err(refused) => {
-                        let reply = Reply::error(Code::NoLeader, format!("{refused}; retry"));
-                        outgoing.push(client_reply(waiter, reply, None));
-                        return self.finish_step(node, before, outgoing);
-                    }
-                };
-                let early = running.applier.wait_for(index, term, waiter);
-                if self.trace.on() {
-                    let what = show(&op);
-                    self.trace.node(
-                        id,
+                    proposed.map(|(index, term)| Admitted::Proposal {
+                        index,
                         term,
-                        format_args!("proposed {what} at {index} for client {client}"),
-                    );
-                }
-                match early {
-                    Some(outcome) => {
-                        let (reply, index) = describe_outcome(outcome, index);
-                        outgoing.push(client_reply(waiter, reply, index));
+                        waiter,
+                    })
+                };
+                match admitted {
+                    Ok(admitted) => {
+                        running.admissions.admit(admitted);
+                        self.schedule_request_timeout(node, waiter);
                     }
-                    None => self.schedule_request_timeout(node, waiter),
+                    Err(refused) => {
+                        let reply = frontend_reply(Some(Err(refused)));
+                        outgoing.push(client_reply(waiter, reply, None));
+                    }
                 }
             }
         }
@@ -296,7 +325,7 @@ impl World {
     }
 
     /// A server holds a request at most the request timeout, then answers
-    /// `ERR TIMEOUT` (as `src/service/frontend.rs` does).
+    /// that its outcome is unknown (as the replica does).
     fn schedule_request_timeout(&mut self, node: usize, waiter: Waiter) {
         let incarnation = self.nodes[node].incarnation;
         let timeout = self.knobs.request_timeout;
@@ -358,36 +387,6 @@ impl World {
         }
     }
 
-    /// Sends the core's requests from server `node` (in `term`, for the trace).
-    /// A snapshot piece gets its bytes from the server's disk first, as the
-    /// runtime's senders do (src/node/sender.rs).
-    fn send_requests(&mut self, node: usize, term: u64, requests: Vec<Outbound>) {
-        let id = node as NodeId + 1;
-        let incarnation = self.nodes[node].incarnation;
-        for mut message in requests {
-            if let Request::InstallSnapshot(args) = &mut message.request {
-                let chunk = self.knobs.snapshot_chunk_bytes;
-                match self.nodes[node].disk.read_chunk(args, chunk) {
-                    Some(data) => args.data = data,
-                    None => continue, // the snapshot is gone: a lost message
-                }
-            }
-            if self.trace.on() {
-                self.trace.node(
-                    id,
-                    term,
-                    format_args!("-> {} {}", message.to, show_request(&message.request)),
-                );
-            }
-            let to = Endpoint::Node((message.to - 1) as usize);
-            let body = Body::Request {
-                request: message.request,
-                requester_incarnation: incarnation,
-            };
-            self.send(Endpoint::Node(node), to, body);
-        }
-    }
-
     /// Hands one committed entry (or snapshot) to server `node`'s service and
     /// answers the client waiting on it.
     pub(super) fn apply(&mut self, node: usize, msg: ApplyMsg) -> Result<(), Violation> {
@@ -395,13 +394,13 @@ impl World {
         let Some(running) = self.nodes[node].running.as_mut() else {
             return Ok(());
         };
+        running.since_snapshot.applied(&msg);
         match msg {
             ApplyMsg::Command {
                 index,
                 term,
                 command,
             } => {
-                running.since_snapshot += 1;
                 let op = Op::decode(&command).ok();
                 let duplicate = op
                     .as_ref()
@@ -440,7 +439,6 @@ impl World {
                 }
             }
             ApplyMsg::Internal { index, term } => {
-                running.since_snapshot += 1;
                 let woken = running.applier.skip(index, term);
                 self.checker.on_skip(node, index, term)?;
                 if let Some((waiter, outcome)) = woken {
@@ -501,7 +499,6 @@ impl World {
                             "node {id} could not restore its snapshot at {index}: {e}"
                         ),
                     })?;
-                running.since_snapshot = 0;
                 self.checker
                     .on_restore(node, index, running.applier.state_machine())?;
                 self.trace.node(
@@ -510,11 +507,31 @@ impl World {
                     format_args!("restored the state machine from the snapshot at {index}"),
                 );
                 for waiter in covered {
-                    self.reply_to_client(node, waiter, Reply::outcome_unknown(), None);
+                    let reply = frontend_reply(Some(Ok(Outcome::Unknown)));
+                    self.reply_to_client(node, waiter, reply, None);
                 }
             }
         }
         Ok(())
+    }
+
+    /// Registers the requests server `node`'s Raft has taken since the last
+    /// batch, before the next is applied (as the replica's apply loop does);
+    /// a proposal whose entry was applied already is answered now.
+    fn register_admitted(&mut self, node: usize) {
+        let Some(running) = self.nodes[node].running.as_mut() else {
+            return;
+        };
+        let mut early = Vec::new();
+        let applier = &mut running.applier;
+        running
+            .admissions
+            .register(applier, |waiter, outcome| early.push((waiter, outcome)));
+        let applied = running.applier.last_applied();
+        for (waiter, outcome) in early {
+            let (reply, index) = describe_outcome(outcome, applied);
+            self.reply_to_client(node, waiter, reply, index);
+        }
     }
 
     pub(super) fn reply_to_client(
@@ -653,25 +670,28 @@ impl Effects for ServerEffects<'_> {
         Ok(())
     }
 
+    /// Hands the requests to the server's queues per peer (`senders.rs`).
     fn send(&mut self, messages: Vec<Outbound>) -> Result<(), Halt> {
         if !std::mem::take(&mut self.send_first) {
             self.maybe_crash(CrashPoint::BeforeSend, "after saving, before sending")?;
         }
-        self.world.send_requests(self.node, self.term, messages);
+        self.world.queue_requests(self.node, messages)?;
         Ok(())
     }
 
-    /// The service applies within the step, answering the clients it wakes.
+    /// The service applies within the step, answering the clients it wakes;
+    /// the requests Raft took before this batch are registered first.
     fn apply(&mut self, apply: Vec<ApplyMsg>) -> Result<(), Halt> {
         self.maybe_crash(CrashPoint::BeforeApply, "after sending, before applying")?;
+        self.world.register_admitted(self.node);
         for msg in apply {
             self.world.apply(self.node, msg)?;
         }
         Ok(())
     }
 
-    /// The service snapshots once enough entries were applied
-    /// (src/service/replica.rs), writing the bytes to the disk first.
+    /// The service snapshots when the service's policy says so
+    /// (`service::snapshot_policy`), writing the bytes to the disk first.
     fn end_ready(&mut self) -> Result<(), Halt> {
         let node = self.node;
         let world = &mut *self.world;
@@ -679,13 +699,17 @@ impl Effects for ServerEffects<'_> {
             return Err(Halt::Crashed);
         };
         self.before = running.raft.status();
-        let threshold = world.knobs.snapshot_entries;
-        if threshold == 0 || running.since_snapshot < threshold {
+        let Some(policy) = world.knobs.snapshot_policy else {
+            return Ok(());
+        };
+        let since = running.since_snapshot.bytes();
+        if !policy.due(since, running.last_snapshot_bytes) {
             return Ok(());
         }
-        running.since_snapshot = 0;
+        running.since_snapshot.snapshot_started();
         let index = running.applier.last_applied();
         let data = running.applier.state_machine().snapshot();
+        running.last_snapshot_bytes = data.len() as u64;
         if let Some(point) = running.raft.snapshot_point(index) {
             if let Ok(snapshot) = world.nodes[node].disk.write_snapshot(point, &data) {
                 if let Some(running) = world.nodes[node].running.as_mut() {
@@ -743,13 +767,19 @@ fn client_reply(waiter: Waiter, reply: Reply, index: Option<Index>) -> (Endpoint
 }
 
 /// The reply a server's frontend sends for `outcome`, and the index it was
-/// applied at if it was: the same typed reply the threaded server makes
-/// (`Outcome::into_result`, `ExecError::reply`).
+/// applied at if it was: the replica's mapping ([`settle`]).
 fn describe_outcome(outcome: Outcome, index: Index) -> (Reply, Option<Index>) {
-    match outcome.into_result() {
+    match settle(Some(Ok(outcome))) {
         Ok(reply) => (reply, Some(index)),
         Err(e) => (e.reply(), None),
     }
+}
+
+/// The reply a server's frontend sends for what became of a request (Raft's
+/// refusal, an outcome, or `None`: none within the request timeout): the
+/// replica's mapping ([`settle`]); the simulated frontend never forwards.
+pub(super) fn frontend_reply(answer: Option<Result<Outcome, ProposeError>>) -> Reply {
+    settle(answer).unwrap_or_else(|e| e.reply())
 }
 
 fn storage_violation(id: NodeId, why: String) -> Violation {
