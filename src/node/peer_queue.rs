@@ -5,7 +5,7 @@
 //! - A request joins the back; past [`MAX_QUEUED`] the oldest is dropped
 //!   (Raft treats it as a lost message; the next heartbeat repairs the gap).
 //! - The request taken from the front carries the AppendEntries queued right
-//!   behind it when they can travel as one ([`merge`]): entries that continue
+//!   behind it when they can travel as one (`merge`): entries that continue
 //!   each other, and a heartbeat next to entries while the peer accepts
 //!   AppendEntries (alone after a rejection, [`PeerQueue::answered`]).
 //! - A snapshot piece is named by the core (offset, length) and its bytes are

@@ -5,8 +5,9 @@
 //! supplies only the effects themselves, through [`Effects`]. The threaded
 //! runtime (`src/node/`) implements them with a [`crate::storage::Storage`],
 //! per-peer sender threads and channels; the simulator (`src/sim/`) with its
-//! simulated disk, network and service, and its checker's hooks. So the order
-//! the simulator checks is the order the runtime runs.
+//! simulated disk, network and service, and its checker's hooks; the rule
+//! scripts (`src/raft/script/`) with effects that print. So the order the
+//! simulator checks, and the scripts show, is the order the runtime runs.
 //!
 //! The rule, for each `Ready` the core hands over (`super::ready` says why):
 //!
