@@ -19,14 +19,14 @@
 //! 6. [`codec`]: the binary encoding of everything on the wire and on disk;
 //!    [`json`]: JSON values, encoding and a strict parser (HTTP bodies, the
 //!    text protocol's ranges and transactions, traces).
-//! 7. [`sim`]: the deterministic simulator that runs the core, the executor
-//!    and the service under thousands of fault schedules and checks the
-//!    paper's properties.
+//! 7. [`sim`]: the deterministic simulator that runs the core, the executor,
+//!    the runtime's queues per peer and the service under thousands of fault
+//!    schedules and checks the paper's properties.
 //! 8. [`service`] and [`server`]: the KV store and ledger on top, with client
 //!    sessions, typed replies ([`service::reply`]) and the bounds that keep its
 //!    state finite, and the one TCP port
-//!    for peers, text clients ([`client`]) and [`http`] (JSON API, `/metrics`
-//!    from [`metrics`], the live cluster page).
+//!    for peers, text clients ([`client`]) and [`http`] (JSON API written with
+//!    [`json`], `/metrics` from [`metrics`], the live cluster page).
 //! 9. [`auth`]: who may talk to a server: peers prove they hold the cluster
 //!    key (an HMAC-SHA256 tag on every message), clients present a token.
 //! 10. [`events`]: what happened on a server, as data (an RPC and the rule

@@ -11,6 +11,7 @@ use raftkv::raft::messages::NodeId;
 use raftkv::raft::{
     AbortReason, Bug, ChangeStage, Configuration, MembershipChange, MembershipError, Role,
 };
+use raftkv::service::snapshot_policy::ENTRY_COST;
 use raftkv::sim::scenario::{Scenario, ELECTION_TIMEOUT};
 use raftkv::sim::{Time, MS, SECOND};
 
@@ -320,6 +321,12 @@ fn a_truncated_configuration_entry_rolls_back_to_the_previous_one() {
     let all = [1, 2, 3, 4, 5];
     let rest = others(&[old], &all);
     let (f, others_of_f) = (rest[0], rest[1..].to_vec());
+    // Every server holds the leader's entries so far, f among them.
+    let caught_up = cluster.run_until(SECOND, |c| {
+        all.iter()
+            .all(|&id| c.value(id, "boot").as_deref() == Some("1"))
+    });
+    assert!(caught_up.is_some(), "every server applied the first entry");
     let (before, before_index) = cluster.configuration(f).expect("f runs");
     // Only f hears from the leader from now on.
     cluster.cut(&[old], &others_of_f);
@@ -385,7 +392,7 @@ fn one_change_at_a_time() {
 #[test]
 fn the_configuration_survives_two_compactions_and_a_restart_from_snapshot() {
     let (mut cluster, leader) = elected(3, 7);
-    cluster.snapshot_every(8);
+    cluster.snapshot_past(8 * ENTRY_COST);
     cluster.add(leader, 4).expect("accepted");
     assert_eq!(
         finished(&mut cluster, leader, 5 * SECOND),

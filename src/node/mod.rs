@@ -36,6 +36,11 @@
 //! and committed entries go to the service as one batch per `Ready`, with no
 //! thread in between.
 //!
+//! The requests to each peer wait in a [`peer_queue::PeerQueue`], whose rules
+//! (merging, heartbeats riding on entries, dropping the oldest, snapshot
+//! pieces read from storage) are plain code that the simulator runs too; the
+//! sender threads (`sender.rs`) are the worker pool around it.
+//!
 //! The peers are the members of the configuration in force (thesis §4): each
 //! `Ready` that says the configuration changed starts senders for new
 //! members, stops those of members gone, and gives the transport the
@@ -75,7 +80,8 @@ use sender::ChunkSource;
 use sender::PeerSender;
 
 mod failure;
-mod sender;
+pub mod peer_queue;
+pub mod sender;
 
 pub use failure::{StorageFailure, EXIT_STORAGE_FAILED};
 

@@ -6,7 +6,7 @@ use std::io;
 use super::bugs::Bug;
 use super::configuration::Configuration;
 use super::core::{Config, InitialState, Raft, Role};
-use super::executor::{execute, Effects};
+use super::executor::{execute, start_ready, Effects};
 use super::messages::*;
 use super::ready::{ApplyMsg, Outbound, Persist};
 
@@ -280,6 +280,55 @@ fn a_sole_leader_commits_once_its_write_is_reported_durable() {
         ]
     );
     assert_eq!(result, Ok(()));
+}
+
+/// Reference: thesis §10.2.1 — with its write left in progress after
+/// `start_ready`, a leader has sent its entry, hears a follower store it, and
+/// still does not commit; `finish` reports the write durable, which commits,
+/// and the executor's next `Ready` applies.
+#[test]
+fn a_write_in_progress_holds_back_everything_after_it_until_finish() {
+    let mut leader = leader(3);
+    let (index, _) = leader.raft.propose(b"x".to_vec()).unwrap();
+    let after_write = start_ready(&mut leader)
+        .unwrap()
+        .expect("a Ready with the new entry");
+    assert_eq!(
+        std::mem::take(&mut leader.done),
+        [
+            "send append of 1 entries to 2".to_string(),
+            "send append of 1 entries to 3".to_string(),
+            format!("persist log={index}..={index}"),
+        ]
+    );
+    leader.sent.retain(|m| m.to == 2);
+    leader.ack_appends();
+    assert_eq!(
+        leader.raft.status().commit_index,
+        index - 1,
+        "not durable here"
+    );
+    assert_eq!(after_write.finish(&mut leader), Ok(()));
+    assert_eq!(leader.raft.status().commit_index, index);
+    let (done, result) = leader.execute();
+    assert_eq!(done, [format!("apply {index}")]);
+    assert_eq!(result, Ok(()));
+}
+
+/// A follower's reply waits for `finish`, and so does its apply.
+#[test]
+fn a_reply_waits_for_the_write_in_progress() {
+    let mut follower = follower(None);
+    follower.handle(1, append_committing_entry_1());
+    let after_write = start_ready(&mut follower).unwrap().expect("a Ready");
+    assert_eq!(std::mem::take(&mut follower.done), FOLLOWER_APPENDS[..1]);
+    assert!(follower.holds_replies());
+    assert_eq!(after_write.finish(&mut follower), Ok(()));
+    assert_eq!(follower.done, FOLLOWER_APPENDS[1..]);
+    assert!(
+        start_ready(&mut follower).unwrap().is_none(),
+        "nothing left"
+    );
 }
 
 /// Fail-stop: a save the storage refuses stops the server at once, and

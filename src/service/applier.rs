@@ -105,18 +105,19 @@ impl<W> Applier<W> {
     }
 
     /// Registers `waiter` for the proposal at `(index, term)`. If that index was
-    /// applied already, returns the outcome now instead (and drops `waiter`).
-    pub fn wait_for(&mut self, index: Index, term: Term, waiter: W) -> Option<Outcome> {
+    /// applied already, returns `waiter` with the outcome now instead.
+    pub fn wait_for(&mut self, index: Index, term: Term, waiter: W) -> Option<(W, Outcome)> {
         if index > self.last_applied {
             self.waiters.insert(index, (term, waiter));
             return None;
         }
         let seen = self.recent.iter().rev().find(|(i, ..)| *i == index);
-        Some(match seen {
+        let outcome = match seen {
             Some((_, t, Some(reply))) if *t == term => Outcome::Reply(reply.clone()),
             Some(_) => Outcome::Replaced,
             None => Outcome::Unknown,
-        })
+        };
+        Some((waiter, outcome))
     }
 
     /// Applies the committed entry at `index` and returns its reply, plus the
@@ -167,9 +168,7 @@ impl<W> Applier<W> {
     }
 
     /// Registers `waiter` for read `id` of `command`, before Raft's
-    /// confirmation or failure of it is applied (the server registers reads
-    /// Raft admitted before each batch; the simulator before handing them
-    /// to Raft).
+    /// confirmation or failure of it is applied (see `admissions.rs`).
     pub fn wait_read(&mut self, id: u64, command: Command, waiter: W) {
         self.reads.insert(id, (command, waiter));
     }
@@ -248,8 +247,8 @@ mod tests {
     fn a_late_waiter_finds_the_outcome_in_the_recent_ring() {
         let mut a: Applier<()> = Applier::default();
         a.apply(1, 1, &put("k", "v"));
-        assert_eq!(a.wait_for(1, 1, ()), Some(Outcome::Reply(Reply::Ok)));
-        assert_eq!(a.wait_for(1, 2, ()), Some(Outcome::Replaced));
+        assert_eq!(a.wait_for(1, 1, ()), Some(((), Outcome::Reply(Reply::Ok))));
+        assert_eq!(a.wait_for(1, 2, ()), Some(((), Outcome::Replaced)));
     }
 
     #[test]
@@ -260,6 +259,6 @@ mod tests {
         let covered = a.restore(5, &StateMachine::default().snapshot());
         assert_eq!(covered, Ok(vec![3]));
         assert_eq!(a.pending(), 1);
-        assert_eq!(a.wait_for(4, 1, 4), Some(Outcome::Unknown));
+        assert_eq!(a.wait_for(4, 1, 4), Some((4, Outcome::Unknown)));
     }
 }

@@ -6,8 +6,12 @@
 //! exactly-once retries, [`quota`] for the size limit) and streams its
 //! snapshots ([`snapshot_stream`]). Every answer is a typed [`reply::Reply`];
 //! only the edges turn it into a line or an HTTP response ([`kv_json`] gives
-//! ranges and transactions their JSON).
+//! ranges and transactions their JSON). [`replica`] keeps the state machine
+//! in step with Raft through plain code the simulator runs too: [`applier`]
+//! (outcomes), [`admissions`] (requests on their way to it) and
+//! [`snapshot_policy`] (when to snapshot); [`frontend`] answers clients.
 
+pub mod admissions;
 pub mod applier;
 pub mod command;
 pub mod frontend;
@@ -20,6 +24,7 @@ pub mod range;
 pub mod replica;
 pub mod reply;
 pub mod session;
+pub mod snapshot_policy;
 pub mod snapshot_stream;
 pub mod state_machine;
 pub mod txn;

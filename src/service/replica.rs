@@ -30,9 +30,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use super::admissions::{self, Admissions, Admitted};
 use super::applier::{Applier, Outcome};
 use super::command::Command;
 use super::reply::{Code, Reply};
+use super::snapshot_policy::{LogSinceSnapshot, SnapshotPolicy};
 use super::state_machine::{Op, StateMachine, Stats};
 use crate::codec::Encode;
 use crate::node::{Callback, Node};
@@ -69,28 +71,43 @@ impl ExecError {
     }
 }
 
+impl From<ProposeError> for ExecError {
+    /// Why Raft refused to take a proposal or a read.
+    fn from(refused: ProposeError) -> Self {
+        match refused {
+            ProposeError::NotLeader => ExecError::NotLeader,
+            ProposeError::Transferring(to) => ExecError::Transferring(to),
+        }
+    }
+}
+
+/// What a request handed to Raft comes to: Raft's refusal, or the outcome
+/// the applier reported, or (`None`) nothing within the deadline. The one
+/// mapping from outcomes to replies, which the replica and the simulator's
+/// servers both run (the frontend then forwards [`ExecError::NotLeader`] or
+/// answers [`ExecError::reply`]).
+pub fn settle(answer: Option<Result<Outcome, ProposeError>>) -> Result<Reply, ExecError> {
+    match answer {
+        Some(Ok(outcome)) => outcome.into_result(),
+        Some(Err(refused)) => Err(refused.into()),
+        None => Err(ExecError::Timeout),
+    }
+}
+
 /// How the apply loop reaches a waiting request: its outcome, or why Raft
 /// refused it.
 type Waiter = Sender<Result<Outcome, ProposeError>>;
 
 type Applied = Applier<Waiter>;
 
-/// A request Raft has taken, waiting for the apply loop to register it in
-/// the [`Applier`].
-enum Admitted {
-    /// A proposal, by the index and term Raft gave its entry.
-    Proposal(Index, Term, Waiter),
-    /// A read, by its id, and what it reads.
-    Read(u64, Command, Waiter),
-}
-
-/// Requests Raft has taken, for the apply loop to register. The node thread
-/// adds to it, in the callback of the request's event; neither it nor the
-/// request's thread touches the state machine's lock (which the apply loop
-/// holds while applying, and a snapshot's copy for a while). The apply loop
-/// takes them all before each batch: a proposal is always numbered, and a
-/// read admitted, before the batch that commits or confirms it is sent.
-type Admissions = Mutex<Vec<Admitted>>;
+/// Requests Raft has taken, for the apply loop to register
+/// (`admissions.rs`). The node thread adds to it, in the callback of the
+/// request's event; neither it nor the request's thread touches the state
+/// machine's lock (which the apply loop holds while applying, and a
+/// snapshot's copy for a while). The apply loop takes them all before each
+/// batch: a proposal is always numbered, and a read admitted, before the
+/// batch that commits or confirms it is sent.
+type SharedAdmissions = Mutex<Admissions<Waiter>>;
 
 /// How a copy of the state is streamed into a snapshot (run off the apply
 /// thread): [`StateMachine::write_snapshot`], or in tests one that waits to be
@@ -101,7 +118,7 @@ type SnapshotEncoder = Arc<dyn Fn(&StateMachine, &mut dyn Write) -> io::Result<(
 pub struct Replica {
     node: Arc<Node>,
     applied: Arc<Mutex<Applied>>,
-    admissions: Arc<Admissions>,
+    admissions: Arc<SharedAdmissions>,
     /// The space quota in force, as of the last batch applied: read on every
     /// request, so it must not take the state machine's lock.
     quota_in_force: Arc<AtomicU64>,
@@ -138,7 +155,7 @@ impl Replica {
         encode: SnapshotEncoder,
     ) -> Replica {
         let applied = Arc::new(Mutex::new(Applied::default()));
-        let admissions = Arc::new(Admissions::default());
+        let admissions = Arc::new(SharedAdmissions::default());
         let (loop_node, loop_applied) = (Arc::clone(&node), Arc::clone(&applied));
         let loop_admissions = Arc::clone(&admissions);
         let quota_in_force = Arc::new(AtomicU64::new(StateMachine::default().quota()));
@@ -146,6 +163,7 @@ impl Replica {
         let space_low = Arc::new(AtomicBool::new(false));
         let snapshots = Snapshots {
             policy,
+            since: LogSinceSnapshot::default(),
             last_size: Arc::new(AtomicU64::new(0)),
             encode,
             writing: None,
@@ -193,28 +211,24 @@ impl Replica {
         // The node thread numbers the entry and queues this request for the
         // apply loop; this thread sleeps once, until the outcome is known.
         let on_numbered = move |proposed: Result<(Index, Term), ProposeError>| match proposed {
-            Ok((index, term)) => {
-                lock_admissions(&admissions).push(Admitted::Proposal(index, term, tx))
-            }
+            Ok((index, term)) => lock_admissions(&admissions).admit(Admitted::Proposal {
+                index,
+                term,
+                waiter: tx,
+            }),
             Err(e) => drop(tx.send(Err(e))),
         };
         metrics.proposals_pending.inc();
         self.node.propose(op.encode(), Callback::new(on_numbered));
-        let outcome = rx.recv_timeout(timeout).ok();
+        let answer = rx.recv_timeout(timeout).ok();
         metrics.proposals_pending.dec();
-        match outcome {
-            Some(Ok(Outcome::Reply(reply))) => Ok(reply),
-            // Not the leader: no proposal was made (the frontend forwards instead).
-            Some(Err(e)) => Err(refused(e)),
-            Some(Ok(Outcome::Replaced)) => {
-                metrics.proposals_failed_leadership_lost.inc();
-                Err(ExecError::NotLeader)
-            }
-            Some(Ok(Outcome::Unknown)) | None => {
-                metrics.proposals_failed_timeout.inc();
-                Err(ExecError::Timeout)
-            }
+        match &answer {
+            Some(Ok(Outcome::Replaced)) => metrics.proposals_failed_leadership_lost.inc(),
+            Some(Ok(Outcome::Unknown)) | None => metrics.proposals_failed_timeout.inc(),
+            // Refused (no proposal was made: the frontend forwards), or applied.
+            Some(Err(_)) | Some(Ok(Outcome::Reply(_))) => {}
         }
+        settle(answer)
     }
 
     /// Thesis §6.4: a read without a log entry. Asks Raft to confirm this
@@ -229,26 +243,24 @@ impl Replica {
         // As for a proposal: the node thread queues the read for the apply
         // loop, or sends Raft's refusal on the channel the answer would use.
         let on_admitted = move |admitted: Result<(), ProposeError>| match admitted {
-            Ok(()) => lock_admissions(&admissions).push(Admitted::Read(id, command, tx)),
+            Ok(()) => lock_admissions(&admissions).admit(Admitted::Read {
+                id,
+                command,
+                waiter: tx,
+            }),
             Err(e) => drop(tx.send(Err(e))),
         };
         self.node.admit_read(id, Callback::new(on_admitted));
-        let outcome = rx.recv_timeout(timeout).ok();
-        match outcome {
-            Some(Ok(Outcome::Reply(reply))) => Ok(reply),
-            Some(Ok(Outcome::Replaced)) => Err(ExecError::NotLeader),
-            Some(Err(e)) => Err(refused(e)),
-            Some(Ok(Outcome::Unknown)) | None => {
-                // Not registered yet (a leader cut off makes no batches):
-                // drop it from the list, so retries cannot pile up there.
-                // Taken by the apply loop meanwhile: it registers it, and
-                // Raft's confirmation or failure removes it then.
-                lock_admissions(&self.admissions)
-                    .retain(|a| !matches!(a, Admitted::Read(read, ..) if *read == id));
-                lock(&self.applied).cancel_read(id);
-                Err(ExecError::Timeout)
-            }
+        let answer = rx.recv_timeout(timeout).ok();
+        if let Some(Ok(Outcome::Unknown)) | None = answer {
+            // Not registered yet (a leader cut off makes no batches): drop
+            // it from the list, so retries cannot pile up there. Taken by
+            // the apply loop meanwhile: it registers it, and Raft's
+            // confirmation or failure removes it then.
+            lock_admissions(&self.admissions).forget_read(id);
+            lock(&self.applied).cancel_read(id);
         }
+        settle(answer)
     }
 
     /// Answers a read from this server's state machine as it is, without
@@ -301,14 +313,6 @@ impl Replica {
     }
 }
 
-/// Why Raft refused to take a proposal or a read.
-fn refused(e: ProposeError) -> ExecError {
-    match e {
-        ProposeError::NotLeader => ExecError::NotLeader,
-        ProposeError::Transferring(to) => ExecError::Transferring(to),
-    }
-}
-
 /// Counts the bytes written through it.
 struct CountingWriter<'a> {
     inner: &'a mut dyn Write,
@@ -327,15 +331,11 @@ impl Write for CountingWriter<'_> {
     }
 }
 
-/// What one log entry costs beyond its command's bytes, in memory and on disk
-/// (its term, index, record header, allocation), for the snapshot threshold.
-pub const ENTRY_COST: usize = 64;
-
 fn lock(applied: &Mutex<Applied>) -> MutexGuard<'_, Applied> {
     applied.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn lock_admissions(admissions: &Admissions) -> MutexGuard<'_, Vec<Admitted>> {
+fn lock_admissions(admissions: &SharedAdmissions) -> MutexGuard<'_, Admissions<Waiter>> {
     admissions.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -343,24 +343,11 @@ fn lock_admissions(admissions: &Admissions) -> MutexGuard<'_, Vec<Admitted>> {
 /// before it compacts what it has applied anyway.
 const COMPACT_CHECK: Duration = Duration::from_secs(1);
 
-/// When the apply loop takes a snapshot.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SnapshotPolicy {
-    /// Bytes of applied log between snapshots, at least: the commands' bytes
-    /// plus [`ENTRY_COST`] per entry, so that a flood of tiny commands
-    /// (`REGISTER` is 3 bytes) cannot grow the in-memory log to millions of
-    /// entries before a snapshot.
-    pub log_bytes: usize,
-    /// Also wait for as much log as the last snapshot weighed, so that
-    /// snapshots of a large state cost at most as much disk bandwidth as the
-    /// log itself (the server). Off, `log_bytes` bounds the log whatever the
-    /// state's size (the course tests' `maxraftstate`).
-    pub scale_with_state: bool,
-}
-
 /// When and how the apply loop snapshots, and the snapshot being written.
 struct Snapshots {
     policy: SnapshotPolicy,
+    /// The log applied since the last snapshot began.
+    since: LogSinceSnapshot,
     /// The size of the last snapshot written.
     last_size: Arc<AtomicU64>,
     encode: SnapshotEncoder,
@@ -376,17 +363,14 @@ impl Snapshots {
         self.space_low.load(Ordering::Relaxed)
     }
 
-    /// Whether `since` bytes of log call for a snapshot.
-    fn due(&self, since: usize) -> bool {
+    /// Whether the log applied since the last snapshot calls for one: any
+    /// at all while the disk is low on space, else as the policy says.
+    fn due(&self) -> bool {
         if self.space_low() {
-            return since > 0;
+            return self.since.bytes() > 0;
         }
-        let mut threshold = self.policy.log_bytes;
-        if self.policy.scale_with_state {
-            let last = self.last_size.load(Ordering::Relaxed);
-            threshold = threshold.max(usize::try_from(last).unwrap_or(usize::MAX));
-        }
-        since >= threshold
+        let last = self.last_size.load(Ordering::Relaxed);
+        self.policy.due(self.since.bytes(), last)
     }
 
     /// Whether a snapshot is still being written (reaps a finished one).
@@ -466,35 +450,26 @@ impl Drop for Snapshots {
 }
 
 /// Registers the requests Raft has taken since the last batch (see
-/// [`Admissions`]); a proposal whose entry was applied already learns its
+/// `admissions.rs`); a proposal whose entry was applied already learns its
 /// outcome now.
-fn register_admitted(applied: &Mutex<Applied>, admissions: &Admissions) {
-    let fresh = std::mem::take(&mut *lock_admissions(admissions));
+fn register_admitted(applied: &Mutex<Applied>, admissions: &SharedAdmissions) {
+    let fresh = lock_admissions(admissions).take();
     if fresh.is_empty() {
         return;
     }
-    let mut state = lock(applied);
-    for admitted in fresh {
-        match admitted {
-            Admitted::Proposal(index, term, waiter) => {
-                if let Some(outcome) = state.wait_for(index, term, waiter.clone()) {
-                    let _ = waiter.send(Ok(outcome));
-                }
-            }
-            Admitted::Read(id, command, waiter) => state.wait_read(id, command, waiter),
-        }
-    }
+    admissions::register(fresh, &mut lock(applied), |waiter, outcome| {
+        let _ = waiter.send(Ok(outcome));
+    });
 }
 
 /// The apply loop: takes each batch of committed entries (and confirmed
 /// reads, and snapshots) from the node, in order, until the node stops.
 fn run_apply_loop(
-    (node, applied, admissions): (&Arc<Node>, &Mutex<Applied>, &Admissions),
+    (node, applied, admissions): (&Arc<Node>, &Mutex<Applied>, &SharedAdmissions),
     quota_in_force: &AtomicU64,
     apply: Receiver<Vec<ApplyMsg>>,
     mut snapshots: Snapshots,
 ) {
-    let mut since_snapshot = 0;
     // The last entry applied (a snapshot can end there), if one was since
     // the last snapshot.
     let mut last_applied = None;
@@ -504,12 +479,12 @@ fn run_apply_loop(
             Err(RecvTimeoutError::Timeout) => {
                 // While the disk is low, compact whatever was applied, even
                 // if nothing more arrives (the guard refuses most writes).
-                let idle_point = last_applied.filter(|_| since_snapshot > 0);
+                let idle_point = last_applied.filter(|_| snapshots.since.bytes() > 0);
                 if let Some(point) = idle_point.filter(|_| snapshots.space_low()) {
                     if !snapshots.busy() {
                         let started = Instant::now();
                         let copy = lock(applied).state_machine().clone();
-                        since_snapshot = 0;
+                        snapshots.since.snapshot_started();
                         snapshots.start(node, point, copy, started.elapsed());
                     }
                 }
@@ -529,7 +504,7 @@ fn run_apply_loop(
                 ApplyMsg::Snapshot(_) => None,
                 ApplyMsg::Read { .. } | ApplyMsg::ReadFailed { .. } => last_applied,
             };
-            since_snapshot = apply_one((node, applied), msg, since_snapshot, &mut snapshots);
+            apply_one((node, applied), msg, &mut snapshots);
             if node.is_killed() {
                 return;
             }
@@ -539,22 +514,21 @@ fn run_apply_loop(
     }
 }
 
-/// Applies one message from the node; returns the log bytes applied since
-/// the last snapshot began.
+/// Applies one message from the node, and starts a snapshot if the policy
+/// says one is due.
 fn apply_one(
     (node, applied): (&Arc<Node>, &Mutex<Applied>),
     msg: ApplyMsg,
-    mut since_snapshot: usize,
     snapshots: &mut Snapshots,
-) -> usize {
+) {
     let id = node.id();
+    snapshots.since.applied(&msg);
     match msg {
         ApplyMsg::Command {
             index,
             term,
             command,
         } => {
-            since_snapshot += command.len() + ENTRY_COST;
             node.metrics().proposals_applied.inc();
             let mut state = lock(applied);
             if let (_, Some((waiter, outcome))) = state.apply(index, term, &command) {
@@ -562,16 +536,15 @@ fn apply_one(
             }
             // Past the threshold while a snapshot is still being written:
             // keep applying, and start the next one once it is done.
-            if snapshots.due(since_snapshot) && !snapshots.busy() {
+            if snapshots.due() && !snapshots.busy() {
                 let started = Instant::now();
                 let copy = state.state_machine().clone();
                 drop(state);
-                since_snapshot = 0;
+                snapshots.since.snapshot_started();
                 snapshots.start(node, (index, term), copy, started.elapsed());
             }
         }
         ApplyMsg::Internal { index, term } => {
-            since_snapshot += ENTRY_COST;
             if let Some((waiter, outcome)) = lock(applied).skip(index, term) {
                 let _ = waiter.send(Ok(outcome));
             }
@@ -608,14 +581,12 @@ fn apply_one(
                     // Storage could not give back what it stored: fail-stop.
                     let what = format!("reading the snapshot through {covered}: {e}");
                     node.fail(&io::Error::new(e.kind(), what));
-                    return since_snapshot;
+                    return;
                 }
             }
-            since_snapshot = 0;
             debug!(id, 0, "restored state machine from snapshot at {covered}");
         }
     }
-    since_snapshot
 }
 
 #[cfg(test)]

@@ -16,7 +16,6 @@
 //! `FileStorage`'s `DataDir` does after a failed write or fsync, until the
 //! server restarts (the operator made room, or replaced the disk).
 
-use crate::raft::messages::InstallSnapshotArgs;
 use crate::raft::ready::{LogWrite, Persist, Snapshot};
 use crate::raft::rng::Rng;
 use crate::raft::InitialState;
@@ -81,16 +80,10 @@ impl SimDisk {
         read_snapshot_bytes(&self.stored, snapshot)
     }
 
-    /// The bytes of the piece `args` names, `chunk` bytes long unless it is
-    /// the last; `None` if the snapshot is no longer stored.
-    pub(crate) fn read_chunk(&self, args: &InstallSnapshotArgs, chunk: u64) -> Option<Vec<u8>> {
-        let snapshot = args.snapshot();
-        let len = args.piece_len(chunk);
-        let data = self
-            .stored
-            .read_snapshot_chunk(&snapshot, args.offset, usize::try_from(len).ok()?)
-            .ok()?;
-        (data.len() as u64 == len).then_some(data)
+    /// The storage underneath, for the runtime's code that reads it (the
+    /// senders' snapshot pieces).
+    pub(crate) fn storage(&self) -> &dyn Storage {
+        &self.stored
     }
 
     /// What a restarting server reads back.

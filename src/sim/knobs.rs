@@ -11,6 +11,7 @@ use std::fmt;
 use super::{Time, MS, SECOND};
 use crate::raft::rng::Rng;
 use crate::raft::Bug;
+use crate::service::snapshot_policy::{SnapshotPolicy, ENTRY_COST};
 
 /// A kind of fault the schedule may inject.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -165,8 +166,9 @@ pub struct Knobs {
     pub fault_weights: [u64; 10],
     /// Mean virtual time between two faults (in each of the two schedules).
     pub fault_gap: Time,
-    /// A server snapshots after applying this many entries (0: never).
-    pub snapshot_entries: u64,
+    /// When a server snapshots: the service's own policy, with a threshold
+    /// of a few to a thousand entries' worth of log (`None`: never).
+    pub snapshot_policy: Option<SnapshotPolicy>,
     /// Bytes per InstallSnapshot piece (small, so transfers take many).
     pub snapshot_chunk_bytes: u64,
     /// How long a client waits between two operations, at most.
@@ -238,7 +240,8 @@ impl Knobs {
         // Mean gaps from 50 ms to 3.2 s, spread evenly on a log scale.
         let fault_gap = (50 * MS) << rng.range(0, 6);
         let fault_gap = fault_gap + rng.range(0, fault_gap + 1);
-        let snapshot_entries = [0, 8, 32, 128, 1024][rng.range(0, 5) as usize];
+        // About this many entries of log between snapshots (0: none).
+        let snapshot_entries: usize = [0, 8, 32, 128, 1024][rng.range(0, 5) as usize];
         let think_time = rng.range(0, 51) * MS;
         let mut op_weights = [0; 6];
         for w in op_weights.iter_mut() {
@@ -288,6 +291,14 @@ impl Knobs {
             0..=2 => 0,
             _ => rng.range(1, 11),
         };
+        // The snapshot policy's weighing of a simulated entry: its command
+        // (a few dozen bytes) and the cost per entry. Whether snapshots
+        // scale with the state (as the server's do) is drawn last.
+        let scale_with_state = rng.range(0, 2) == 0;
+        let snapshot_policy = (snapshot_entries > 0).then(|| SnapshotPolicy {
+            log_bytes: snapshot_entries * (ENTRY_COST + 32),
+            scale_with_state,
+        });
         Knobs {
             nodes,
             spare_nodes,
@@ -301,7 +312,7 @@ impl Knobs {
             faults,
             fault_weights,
             fault_gap,
-            snapshot_entries,
+            snapshot_policy,
             think_time,
             op_weights,
             cas_weight,
@@ -329,7 +340,7 @@ impl fmt::Display for Knobs {
         write!(
             f,
             "nodes={}+{} pre-vote={} check-quorum={} noop={} window={} clients={} keys={} accounts={} delay={}+{}ms drop={}‰ dup={}‰ \
-             faults=[{}] fault-gap={}ms snapshot-every={} think={}ms ops(put,append,get,transfer,audit,balance)={:?} cas={}",
+             faults=[{}] fault-gap={}ms snapshot={} think={}ms ops(put,append,get,transfer,audit,balance)={:?} cas={}",
             self.nodes,
             self.spare_nodes,
             self.pre_vote,
@@ -345,7 +356,11 @@ impl fmt::Display for Knobs {
             self.dup_permille,
             faults.join(","),
             self.fault_gap / MS,
-            self.snapshot_entries,
+            match self.snapshot_policy {
+                None => "never".to_string(),
+                Some(p) if p.scale_with_state => format!("{}B+state", p.log_bytes),
+                Some(p) => format!("{}B", p.log_bytes),
+            },
             self.think_time / MS,
             self.op_weights,
             self.cas_weight

@@ -18,20 +18,28 @@
 //!     └──── packets, ticks, faults ◀───┘         checks after every step (invariants)
 //! ```
 //!
-//! Reading order: [`knobs`] (what a seed decides), `world.rs` (the event loop
-//! and how a node executes its `Ready`), `network.rs`, `disk.rs`, `faults.rs`,
-//! `clients.rs`, [`invariants`] (the paper's safety properties, and each
-//! server's own promises, checked after every step), [`linearizability`]
-//! (the end-of-run history check), and [`runner`] (many seeds, summaries,
-//! replay and shrinking). [`recording`] records a schedule's events for the
-//! cluster page; [`scenario`] drives a cluster by hand, and [`tours`] tells
-//! stories with it.
+//! Reading order: [`knobs`] (what a seed decides), `world.rs` (the event loop),
+//! `server.rs` (how a server steps: the runtime's executor, admissions,
+//! snapshot policy and replies), `senders.rs` (the runtime's queue per peer),
+//! `network.rs`, `disk.rs`, `faults.rs`, `clients.rs`, [`invariants`] (the
+//! paper's safety properties, and each server's own promises, checked after
+//! every step), [`linearizability`] (the end-of-run history check), and
+//! [`runner`] (many seeds, summaries, replay and shrinking). [`recording`]
+//! records a schedule's events for the cluster page; [`scenario`] drives a
+//! cluster by hand, and [`tours`] tells stories with it.
 //!
-//! Where the simulator differs from the threaded runtime (`src/node/`): one
-//! event is one `Ready` (the runtime batches many), a follower answers a client
-//! with `ERR NO_LEADER` instead of forwarding it (clients rotate servers, as
-//! `src/client.rs` does on that reply), and messages are not encoded to bytes
-//! (the codec has its own tests). NOTES.md lists what it does not cover.
+//! Wherever the runtime's logic is plain code, the simulator runs that code:
+//! the executor of a `Ready`, the queue to each peer
+//! ([`crate::node::peer_queue`]), the admission of proposals and reads
+//! ([`crate::service::admissions`]), the snapshot policy
+//! ([`crate::service::snapshot_policy`]) and the mapping of outcomes to
+//! replies ([`crate::service::replica::settle`]). Where it differs from the
+//! threaded runtime (`src/node/`): one event is one `Ready` (the runtime
+//! batches many), the worker threads are one call per peer holding up its
+//! queue, a follower answers a client with `ERR NO_LEADER` instead of
+//! forwarding it (clients rotate servers, as `src/client.rs` does on that
+//! reply), and messages are not encoded to bytes (the codec has its own
+//! tests). NOTES.md lists what it does not cover.
 
 mod clients;
 mod disk;
@@ -45,6 +53,7 @@ mod packets;
 pub mod recording;
 pub mod runner;
 pub mod scenario;
+mod senders;
 mod server;
 pub mod tours;
 pub mod trace;

@@ -34,11 +34,13 @@ pub(super) struct Packet {
 
 #[derive(Debug, Clone)]
 pub(super) enum Body {
-    /// A Raft RPC; the requester's incarnation routes the reply. `msg` is
+    /// A Raft RPC; the requester's incarnation routes the reply, and its
+    /// call number tells the requester's sender which call ended. `msg` is
     /// its id in the run's events.
     Request {
         request: Request,
         requester_incarnation: u32,
+        call: u64,
         msg: u64,
     },
     /// Its reply, carrying the request back (as the runtime's senders do),
@@ -47,6 +49,7 @@ pub(super) enum Body {
         request: Request,
         response: Response,
         requester_incarnation: u32,
+        call: u64,
         msg: u64,
         verdict: Verdict,
     },
@@ -206,19 +209,25 @@ impl World {
             Body::Request {
                 request,
                 requester_incarnation,
+                call,
                 msg,
             } => StepInput::Request {
                 from,
                 request,
                 requester_incarnation,
+                call,
                 msg,
             },
             Body::Response {
-                request, response, ..
+                request,
+                response,
+                call,
+                ..
             } => StepInput::Response {
                 from,
                 request,
                 response,
+                call,
             },
             Body::ClientRequest { attempt, op } => StepInput::Client {
                 client: from,

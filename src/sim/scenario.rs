@@ -37,6 +37,7 @@ use crate::raft::{
     TransferError,
 };
 use crate::service::command::Command;
+use crate::service::snapshot_policy::SnapshotPolicy;
 use crate::service::state_machine::Op;
 
 /// The servers' minimum election timeout in virtual time (30 ticks of 10 ms).
@@ -98,7 +99,7 @@ impl Scenario {
             ..Options::default()
         };
         let mut world = World::new(seed, &options, Trace::new(TraceMode::Off, false));
-        world.knobs.snapshot_entries = 0;
+        world.knobs.snapshot_policy = None;
         // As the server (unless asked otherwise): a new leader appends an
         // entry of its term at once.
         world.knobs.noop_on_election = noop;
@@ -193,10 +194,15 @@ impl Scenario {
         });
     }
 
-    /// Servers snapshot after applying this many entries (0, the default:
-    /// never), as the service does past its threshold.
-    pub fn snapshot_every(&mut self, entries: u64) {
-        self.world.knobs.snapshot_entries = entries;
+    /// Servers snapshot once they have applied `log_bytes` of log since the
+    /// last snapshot, weighed as the service weighs it
+    /// ([`crate::service::snapshot_policy`]: a command's bytes plus
+    /// `ENTRY_COST` per entry); by default they never do.
+    pub fn snapshot_past(&mut self, log_bytes: usize) {
+        self.world.knobs.snapshot_policy = Some(SnapshotPolicy {
+            log_bytes,
+            scale_with_state: false,
+        });
     }
 
     /// Lets time pass, a millisecond at a time, until `done` holds or `limit`

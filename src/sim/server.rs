@@ -12,9 +12,16 @@
 //! A disk that fails in the middle of a save (ENOSPC, EIO) leaves a torn save
 //! and refuses it; the executor's rule then stops the server (fail-stop), and
 //! it restarts later from its disk.
-//! Clients are answered as `src/service/frontend.rs` does: a follower says
-//! `ERR NO_LEADER`, a leader proposes and waits for the entry's outcome
-//! through the shared [`Applier`].
+//!
+//! The rest of a server is the runtime's code too, where it is plain code:
+//! requests to peers go through the runtime's queue per peer (`senders.rs`);
+//! a proposal numbered or a read admitted is registered with the
+//! [`Applier`] before the batch that settles it
+//! ([`crate::service::admissions`]); the service snapshots when the
+//! service's [`crate::service::snapshot_policy::SnapshotPolicy`] says so; and
+//! a client's outcome becomes its reply through [`settle`], as in the
+//! replica. A follower answers a client `ERR NO_LEADER` (the frontend would
+//! forward it).
 
 use std::io;
 
@@ -24,7 +31,8 @@ use super::invariants::{AppliedEntry, Violation};
 use super::knobs::{stream_seed, Stream};
 use super::network::Endpoint;
 use super::packets::{Body, Packet};
-use super::trace::{show, show_persist, show_request};
+use super::senders::SimSender;
+use super::trace::{show, show_persist};
 use super::world::{Event, World};
 use super::{format_time, Time, MS};
 use crate::codec::{Decode, Encode};
@@ -33,11 +41,15 @@ use crate::events::{Action, Actor, Intervention, Persisted, What};
 use crate::raft::executor::{self, Effects};
 use crate::raft::messages::{Index, NodeId, Request, Response};
 use crate::raft::ready::{Outbound, Persist, Ready};
-use crate::raft::{ApplyMsg, Config, MembershipChange, Raft, Status};
+use crate::raft::{ApplyMsg, Config, MembershipChange, ProposeError, Raft, Status};
+use crate::service::admissions::{Admissions, Admitted};
 use crate::service::applier::{Applier, Outcome};
 use crate::service::command::Command;
-use crate::service::reply::{Code, Reply};
+use crate::service::replica::settle;
+use crate::service::reply::Reply;
+use crate::service::snapshot_policy::LogSinceSnapshot;
 use crate::service::state_machine::Op;
+use std::collections::BTreeMap;
 
 /// The runtime's tick (NOTES.md: 10 ms).
 pub(super) const TICK: Time = 10 * MS;
@@ -55,11 +67,19 @@ pub(super) struct Waiter {
 pub(super) struct Running {
     pub(super) raft: Raft,
     pub(super) applier: Applier<Waiter>,
-    pub(super) since_snapshot: u64,
+    /// Requests Raft has taken, registered before the next batch is applied.
+    pub(super) admissions: Admissions<Waiter>,
+    /// The log applied since the last snapshot, and the last one's size.
+    pub(super) since_snapshot: LogSinceSnapshot,
+    pub(super) last_snapshot_bytes: u64,
     /// The last ReadIndex read id this server handed out.
     pub(super) next_read: u64,
     /// What the recorded events last said of the core.
     pub(super) watch: Watch,
+    /// One sender per peer this server has sent to.
+    pub(super) senders: BTreeMap<NodeId, SimSender>,
+    /// The last call number a sender used.
+    pub(super) next_call: u64,
 }
 
 /// A server slot: its disk survives crashes; the rest does not.
@@ -96,12 +116,14 @@ pub(super) enum StepInput {
         from: usize,
         request: Request,
         requester_incarnation: u32,
+        call: u64,
         msg: u64,
     },
     Response {
         from: usize,
         request: Request,
         response: Response,
+        call: u64,
     },
     Client {
         client: usize,
@@ -156,9 +178,13 @@ impl World {
         n.running = Some(Running {
             raft: Raft::new(config, initial),
             applier: Applier::default(),
-            since_snapshot: 0,
+            admissions: Admissions::default(),
+            since_snapshot: LogSinceSnapshot::default(),
+            last_snapshot_bytes: 0,
             next_read: 0,
             watch: Watch::default(),
+            senders: BTreeMap::new(),
+            next_call: 0,
         });
         let incarnation = n.incarnation;
         self.schedule(TICK, Event::Tick { node, incarnation });
@@ -242,6 +268,7 @@ impl World {
                 from,
                 request,
                 requester_incarnation,
+                call,
                 msg,
             }) => {
                 let response = running
@@ -253,6 +280,7 @@ impl World {
                         request,
                         response,
                         requester_incarnation,
+                        call,
                         msg,
                         verdict: running.raft.last_verdict(),
                     },
@@ -262,52 +290,54 @@ impl World {
                 from,
                 request,
                 response,
-            }) => running
-                .raft
-                .handle_response(from as NodeId + 1, &request, response),
+                call,
+            }) => {
+                // The sender's call ends first (its worker takes the next
+                // request), then the core handles the answer.
+                let from = from as NodeId + 1;
+                self.call_answered(node, from, call, &response)?;
+                let Some(running) = self.nodes[node].running.as_mut() else {
+                    return Ok(());
+                };
+                running.raft.handle_response(from, &request, response);
+            }
             Some(StepInput::Client {
                 client,
                 attempt,
                 op,
             }) => {
                 let waiter = Waiter { client, attempt };
-                if op.command.is_read() && self.knobs.noop_on_election {
+                let admitted = if op.command.is_read() && self.knobs.noop_on_election {
                     // Thesis §6.4: a read is not proposed; Raft confirms it.
                     running.next_read += 1;
                     let read = running.next_read;
-                    running.applier.wait_read(read, op.command.clone(), waiter);
-                    if let Err(refused) = running.raft.read_index(read) {
-                        running.applier.cancel_read(read);
-                        let reply = Reply::error(Code::NoLeader, format!("{refused}; retry"));
-                        outgoing.push(client_reply(waiter, reply, None));
-                        return self.finish_step(node, before, outgoing);
+                    running.raft.read_index(read).map(|()| Admitted::Read {
+                        id: read,
+                        command: op.command,
+                        waiter,
+                    })
+                } else {
+                    let proposed = running.raft.propose(op.encode());
+                    if let (Ok((index, term)), true) = (proposed, self.trace.on()) {
+                        let what = show(&op);
+                        let why = format_args!("proposed {what} at {index} for client {client}");
+                        self.trace.node(id, term, why);
                     }
-                    self.schedule_request_timeout(node, waiter);
-                    return self.finish_step(node, before, outgoing);
-                }
-                let (index, term) = match running.raft.propose(op.encode()) {
-                    Ok(proposed) => proposed,
-                    Err(refused) => {
-                        let reply = Reply::error(Code::NoLeader, format!("{refused}; retry"));
-                        outgoing.push(client_reply(waiter, reply, None));
-                        return self.finish_step(node, before, outgoing);
-                    }
-                };
-                let early = running.applier.wait_for(index, term, waiter);
-                if self.trace.on() {
-                    let what = show(&op);
-                    self.trace.node(
-                        id,
+                    proposed.map(|(index, term)| Admitted::Proposal {
+                        index,
                         term,
-                        format_args!("proposed {what} at {index} for client {client}"),
-                    );
-                }
-                match early {
-                    Some(outcome) => {
-                        let (reply, index) = describe_outcome(outcome, index);
-                        outgoing.push(client_reply(waiter, reply, index));
+                        waiter,
+                    })
+                };
+                match admitted {
+                    Ok(admitted) => {
+                        running.admissions.admit(admitted);
+                        self.schedule_request_timeout(node, waiter);
                     }
-                    None => self.schedule_request_timeout(node, waiter),
+                    Err(refused) => {
+                        let reply = frontend_reply(Some(Err(refused)));
+                        outgoing.push(client_reply(waiter, reply, None));
+                    }
                 }
             }
         }
@@ -315,7 +345,7 @@ impl World {
     }
 
     /// A server holds a request at most the request timeout, then answers
-    /// `ERR TIMEOUT` (as `src/service/frontend.rs` does).
+    /// that its outcome is unknown (as the replica does).
     fn schedule_request_timeout(&mut self, node: usize, waiter: Waiter) {
         let incarnation = self.nodes[node].incarnation;
         let timeout = self.knobs.request_timeout;
@@ -378,44 +408,6 @@ impl World {
         }
     }
 
-    /// Sends the core's requests from server `node` (in `term`, for the trace).
-    /// A snapshot piece gets its bytes from the server's disk first, as the
-    /// runtime's senders do (src/node/sender.rs).
-    fn send_requests(
-        &mut self,
-        node: usize,
-        term: u64,
-        requests: Vec<Outbound>,
-    ) -> Result<(), Violation> {
-        let id = node as NodeId + 1;
-        let incarnation = self.nodes[node].incarnation;
-        for mut message in requests {
-            if let Request::InstallSnapshot(args) = &mut message.request {
-                let chunk = self.knobs.snapshot_chunk_bytes;
-                match self.nodes[node].disk.read_chunk(args, chunk) {
-                    Some(data) => args.data = data,
-                    None => continue, // the snapshot is gone: a lost message
-                }
-            }
-            if self.trace.on() {
-                self.trace.node(
-                    id,
-                    term,
-                    format_args!("-> {} {}", message.to, show_request(&message.request)),
-                );
-            }
-            self.checker.on_request_sent(node, &message.request)?;
-            let to = Endpoint::Node((message.to - 1) as usize);
-            let body = Body::Request {
-                request: message.request,
-                requester_incarnation: incarnation,
-                msg: self.next_msg(),
-            };
-            self.send(Endpoint::Node(node), to, body);
-        }
-        Ok(())
-    }
-
     /// Hands one committed entry (or snapshot) to server `node`'s service and
     /// answers the client waiting on it.
     pub(super) fn apply(&mut self, node: usize, msg: ApplyMsg) -> Result<(), Violation> {
@@ -423,13 +415,13 @@ impl World {
         let Some(running) = self.nodes[node].running.as_mut() else {
             return Ok(());
         };
+        running.since_snapshot.applied(&msg);
         match msg {
             ApplyMsg::Command {
                 index,
                 term,
                 command,
             } => {
-                running.since_snapshot += 1;
                 let op = Op::decode(&command).ok();
                 let duplicate = op
                     .as_ref()
@@ -468,7 +460,6 @@ impl World {
                 }
             }
             ApplyMsg::Internal { index, term } => {
-                running.since_snapshot += 1;
                 let woken = running.applier.skip(index, term);
                 self.checker.on_skip(node, index, term)?;
                 if let Some((waiter, outcome)) = woken {
@@ -529,7 +520,6 @@ impl World {
                             "node {id} could not restore its snapshot at {index}: {e}"
                         ),
                     })?;
-                running.since_snapshot = 0;
                 self.checker
                     .on_restore(node, index, running.applier.state_machine())?;
                 self.trace.node(
@@ -538,11 +528,31 @@ impl World {
                     format_args!("restored the state machine from the snapshot at {index}"),
                 );
                 for waiter in covered {
-                    self.reply_to_client(node, waiter, Reply::outcome_unknown(), None);
+                    let reply = frontend_reply(Some(Ok(Outcome::Unknown)));
+                    self.reply_to_client(node, waiter, reply, None);
                 }
             }
         }
         Ok(())
+    }
+
+    /// Registers the requests server `node`'s Raft has taken since the last
+    /// batch, before the next is applied (as the replica's apply loop does);
+    /// a proposal whose entry was applied already is answered now.
+    fn register_admitted(&mut self, node: usize) {
+        let Some(running) = self.nodes[node].running.as_mut() else {
+            return;
+        };
+        let mut early = Vec::new();
+        let applier = &mut running.applier;
+        running
+            .admissions
+            .register(applier, |waiter, outcome| early.push((waiter, outcome)));
+        let applied = running.applier.last_applied();
+        for (waiter, outcome) in early {
+            let (reply, index) = describe_outcome(outcome, applied);
+            self.reply_to_client(node, waiter, reply, index);
+        }
     }
 
     pub(super) fn reply_to_client(
@@ -749,18 +759,21 @@ impl Effects for ServerEffects<'_> {
         Ok(())
     }
 
+    /// Hands the requests to the server's queues per peer (`senders.rs`).
     fn send(&mut self, messages: Vec<Outbound>) -> Result<(), Halt> {
         if !std::mem::take(&mut self.send_first) {
             self.maybe_crash(CrashPoint::BeforeSend, "after saving, before sending")?;
         }
-        self.world.send_requests(self.node, self.term, messages)?;
+        self.world.queue_requests(self.node, messages)?;
         Ok(())
     }
 
-    /// The service applies within the step, answering the clients it wakes.
+    /// The service applies within the step, answering the clients it wakes;
+    /// the requests Raft took before this batch are registered first.
     fn apply(&mut self, apply: Vec<ApplyMsg>) -> Result<(), Halt> {
         self.maybe_crash_after_term_change()?;
         self.maybe_crash(CrashPoint::BeforeApply, "after sending, before applying")?;
+        self.world.register_admitted(self.node);
         for msg in apply {
             self.world.apply(self.node, msg)?;
         }
@@ -771,8 +784,8 @@ impl Effects for ServerEffects<'_> {
         Ok(())
     }
 
-    /// The service snapshots once enough entries were applied
-    /// (src/service/replica.rs), writing the bytes to the disk first; a
+    /// The service snapshots when the service's policy says so
+    /// (`service::snapshot_policy`), writing the bytes to the disk first; a
     /// failed write stops the server (fail-stop, as `node/failure.rs`).
     fn end_ready(&mut self) -> Result<(), Halt> {
         self.maybe_crash_after_term_change()?;
@@ -782,13 +795,17 @@ impl Effects for ServerEffects<'_> {
             return Err(Halt::Crashed);
         };
         self.before = running.raft.status();
-        let threshold = world.knobs.snapshot_entries;
-        if threshold == 0 || running.since_snapshot < threshold {
+        let Some(policy) = world.knobs.snapshot_policy else {
+            return Ok(());
+        };
+        let since = running.since_snapshot.bytes();
+        if !policy.due(since, running.last_snapshot_bytes) {
             return Ok(());
         }
-        running.since_snapshot = 0;
+        running.since_snapshot.snapshot_started();
         let index = running.applier.last_applied();
         let data = running.applier.state_machine().snapshot();
+        running.last_snapshot_bytes = data.len() as u64;
         if let Some(point) = running.raft.snapshot_point(index) {
             match world.nodes[node].disk.write_snapshot(point, &data) {
                 Ok(snapshot) => {
@@ -850,10 +867,9 @@ fn client_reply(waiter: Waiter, reply: Reply, index: Option<Index>) -> (Endpoint
 }
 
 /// The reply a server's frontend sends for `outcome`, and the index it was
-/// applied at if it was: the same typed reply the threaded server makes
-/// (`Outcome::into_result`, `ExecError::reply`).
+/// applied at if it was: the replica's mapping ([`settle`]).
 fn describe_outcome(outcome: Outcome, index: Index) -> (Reply, Option<Index>) {
-    match outcome.into_result() {
+    match settle(Some(Ok(outcome))) {
         Ok(reply) => (reply, Some(index)),
         Err(e) => (e.reply(), None),
     }
@@ -870,6 +886,13 @@ fn disk_error(full: bool) -> io::Error {
     } else {
         io::Error::other("EIO: input/output error")
     }
+}
+
+/// The reply a server's frontend sends for what became of a request (Raft's
+/// refusal, an outcome, or `None`: none within the request timeout): the
+/// replica's mapping ([`settle`]); the simulated frontend never forwards.
+pub(super) fn frontend_reply(answer: Option<Result<Outcome, ProposeError>>) -> Reply {
+    settle(answer).unwrap_or_else(|e| e.reply())
 }
 
 fn storage_violation(id: NodeId, why: String) -> Violation {

@@ -22,6 +22,7 @@ use crate::events::caption::caption;
 use crate::events::json::{write_event, Object};
 use crate::events::Event;
 use crate::raft::{Bug, MembershipChange, NodeId};
+use crate::service::snapshot_policy::ENTRY_COST;
 
 /// One tour.
 #[derive(Debug, Clone, Copy)]
@@ -502,8 +503,8 @@ fn figure8(g: &mut Guide) -> Result<(), Stop> {
 }
 
 fn snapshot(g: &mut Guide) -> Result<(), Stop> {
-    g.say("Three servers; each snapshots its state every 5 applied entries and discards the log up to it (§7).");
-    g.cluster().snapshot_every(5);
+    g.say("Three servers; each snapshots its state once it has applied five entries' worth of log, and discards the log up to it (§7).");
+    g.cluster().snapshot_past(5 * ENTRY_COST);
     let leader = g.leader(ELECTION)?;
     for i in 0..12 {
         g.cluster()

@@ -19,7 +19,6 @@
 //! under a fresh id). A server whose removal is known committed is retired:
 //! stopped for good, as an operator would once `REMOVE` answered.
 
-use crate::service::reply::Reply;
 use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
 
@@ -32,7 +31,7 @@ use super::network::{LateCopies, Network};
 use super::packets::Packet;
 use super::recording::Collector;
 use super::runner::RunStats;
-use super::server::{SimNode, StepInput, Waiter, TICK};
+use super::server::{frontend_reply, SimNode, StepInput, Waiter, TICK};
 use super::trace::Trace;
 use super::{format_time, Time};
 use crate::events::{Action, Actor, Intervention};
@@ -318,7 +317,8 @@ impl World {
                 waiter,
             } => {
                 if self.is_current(node, incarnation) {
-                    self.reply_to_client(node, waiter, Reply::outcome_unknown(), None);
+                    let reply = frontend_reply(None);
+                    self.reply_to_client(node, waiter, reply, None);
                 }
                 Ok(())
             }

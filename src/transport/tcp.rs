@@ -25,7 +25,7 @@ use crate::raft::messages::{NodeId, Request, Response};
 
 /// Largest peer message line. The biggest messages are one snapshot piece
 /// (`Config::snapshot_chunk_bytes`, 1 MiB) and a merged AppendEntries (at most
-/// 4 MiB of encoded entries, `sender::MAX_MERGED_BYTES`), base64-encoded (4/3
+/// 4 MiB of encoded entries, `peer_queue::MAX_MERGED_BYTES`), base64-encoded (4/3
 /// larger): 8 MiB leaves room.
 pub const MAX_PEER_LINE: usize = 8 << 20;
 /// A server closes a peer connection idle this long; the transport stops

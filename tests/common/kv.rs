@@ -17,8 +17,9 @@ use raftkv::client::{Client, Connector};
 use raftkv::node::{ApplySink, Node};
 use raftkv::raft::{Config, NodeId, Role};
 use raftkv::service::frontend::Frontend;
-use raftkv::service::replica::{Replica, SnapshotPolicy};
+use raftkv::service::replica::Replica;
 use raftkv::service::reply::{Code, Reply};
+use raftkv::service::snapshot_policy::SnapshotPolicy;
 use raftkv::storage::memory::MemoryStorage;
 
 use super::cluster::{fresh_seed, init_logging, TICK};

@@ -82,6 +82,7 @@ pub fn run(env: &mut Env, line: &str) -> Result<String, String> {
         "crash" => env.crash(args.id(0)?, &mut out)?,
         "restart" => env.restart(args.id(0)?, &mut out)?,
         "wipe" => env.wipe(args.id(0)?)?,
+        "fail-disk" => env.fail_disk(args.id(0)?)?,
         "status" => {
             let raft = env.raft(args.id(0)?)?;
             show::status(raft).into_iter().for_each(|l| out.line(l));

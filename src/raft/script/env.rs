@@ -6,20 +6,18 @@
 //! (`ready`, or `stabilize`), a message arrives when it is delivered. Each
 //! step prints what it caused, so a script shows the whole exchange.
 //!
-//! A `Ready` is executed in the threaded runtime's order: the configuration
-//! is learned, a leader's messages leave first when `send_first` allows
-//! (thesis §10.2.1), then the write is made durable and reported
-//! (`Raft::persisted`), then replies to the RPCs handled since the last
-//! `Ready` are released, then the other messages leave, then entries are
-//! applied.
+//! A `Ready` is executed by the executor the threaded runtime and the
+//! simulator run (`raft::executor`), with the effects of `ready.rs`: what a
+//! script shows is the order that runs.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use super::super::core::{Config, InitialState, Raft, Role};
 use super::super::membership::{ChangeStage, MembershipChange};
 use super::super::messages::{Index, NodeId, Request, Response, Term};
-use super::super::ready::{ApplyMsg, Persist, Snapshot};
+use super::super::ready::{Persist, Snapshot};
 use super::super::Bug;
+use super::ready::WriteInProgress;
 use super::show;
 
 /// What one command printed, with sections (`> 1 ready`) that appear only
@@ -103,11 +101,15 @@ pub struct Disk {
     pub state: InitialState,
     /// A snapshot being received in pieces, and the bytes stored so far.
     incoming: Option<(Snapshot, u64)>,
+    /// The disk refuses every write (`fail-disk`), as a full disk or a
+    /// failed fsync does, until the server restarts (its operator made room
+    /// or replaced the disk).
+    pub(super) failed: bool,
 }
 
 impl Disk {
     /// Applies a `Persist` in its documented order, as `MemoryStorage` does.
-    fn save(&mut self, persist: &Persist) {
+    pub(super) fn save(&mut self, persist: &Persist) {
         for chunk in &persist.snapshot_chunks {
             if chunk.offset == 0 {
                 self.incoming = Some((chunk.snapshot.clone(), 0));
@@ -140,15 +142,6 @@ impl Disk {
     }
 }
 
-/// A `Ready` whose write a script holds back (`ready N sync=later`) until
-/// `sync N`: what waits for it.
-struct Pending {
-    persist: Persist,
-    /// Messages and replies that may leave only once the write is durable.
-    held: Vec<Message>,
-    apply: Vec<ApplyMsg>,
-}
-
 /// One server: the core while it runs, its disk always.
 pub struct Server {
     /// The core; `None` while crashed.
@@ -159,9 +152,10 @@ pub struct Server {
     pub disk: Disk,
     /// Replies to RPCs handled since the last `Ready`: they leave only after
     /// its write (Figure 2: "respond to RPCs only after updating stable storage").
-    replies: Vec<Message>,
-    /// Writes in progress, oldest first.
-    pending: VecDeque<Pending>,
+    pub(super) replies: Vec<Message>,
+    /// A write a script left in progress (`ready N sync=later`), and what
+    /// waits for it.
+    pub(super) in_progress: Option<WriteInProgress>,
 }
 
 /// Which queued messages a command acts on: those from `from` (any sender
@@ -208,7 +202,7 @@ impl Pick {
 
 /// What a script sees change on a server between two moments.
 #[derive(Clone, PartialEq)]
-struct Watch {
+pub(super) struct Watch {
     role: Role,
     term: Term,
     leader: Option<NodeId>,
@@ -218,7 +212,7 @@ struct Watch {
 }
 
 impl Watch {
-    fn of(raft: &Raft) -> Watch {
+    pub(super) fn of(raft: &Raft) -> Watch {
         let s = raft.status();
         Watch {
             role: s.role,
@@ -231,7 +225,7 @@ impl Watch {
     }
 
     /// `1: role=candidate term=5 leader=none`: the fields that changed.
-    fn diff(&self, after: &Watch, id: NodeId) -> Option<String> {
+    pub(super) fn diff(&self, after: &Watch, id: NodeId) -> Option<String> {
         let none = || "none".to_string();
         let mut changed = Vec::new();
         if self.role != after.role {
@@ -295,9 +289,10 @@ impl Env {
             disk: Disk {
                 state: disk,
                 incoming: None,
+                failed: false,
             },
             replies: Vec::new(),
-            pending: VecDeque::new(),
+            in_progress: None,
         };
         self.servers.insert(id, server);
     }
@@ -336,7 +331,7 @@ impl Env {
     // ---- the network ----
 
     /// Puts `message` on the network, unless the recipient cannot get it.
-    fn send(&mut self, mut message: Message, out: &mut Out) {
+    pub(super) fn send(&mut self, mut message: Message, out: &mut Out) {
         if let (Request::InstallSnapshot(args), None) = (&mut message.request, &message.response) {
             // The runtime reads the piece's bytes from the snapshot file.
             let chunk = self
@@ -472,7 +467,7 @@ impl Env {
         let server = self.servers.get_mut(&id).ok_or("no such server")?;
         server.raft = None;
         server.replies.clear();
-        server.pending.clear();
+        server.in_progress = None;
         server.disk.incoming = None;
         for message in self.take(id, Pick::all()) {
             out.line(format!("{} (dropped: {id} is down)", message.show()));
@@ -491,12 +486,21 @@ impl Env {
         Ok(())
     }
 
-    /// Starts server `id` again from its disk.
+    /// Server `id`'s disk refuses every write from now on (a full disk, an
+    /// I/O error, a failed fsync), until it restarts.
+    pub fn fail_disk(&mut self, id: NodeId) -> Result<(), String> {
+        let server = self.servers.get_mut(&id).ok_or("no such server")?;
+        server.disk.failed = true;
+        Ok(())
+    }
+
+    /// Starts server `id` again from its disk (working again, if it failed).
     pub fn restart(&mut self, id: NodeId, out: &mut Out) -> Result<(), String> {
         let server = self.servers.get_mut(&id).ok_or("no such server")?;
         if server.raft.is_some() {
             return Err(format!("server {id} is running"));
         }
+        server.disk.failed = false;
         let raft = Raft::new(server.config.clone(), server.disk.state.clone());
         out.line(format!(
             "{id}: restarted with {} log={}..={}",
@@ -505,96 +509,6 @@ impl Env {
             raft.log.last_index()
         ));
         server.raft = Some(raft);
-        Ok(())
-    }
-
-    // ---- executing a Ready ----
-
-    /// Takes server `id`'s `Ready` and executes it in the runtime's order.
-    /// With `sync_later`, the write stays in progress (and what must wait for
-    /// it waits) until [`Env::sync`]. Returns whether there was anything to do.
-    pub fn ready(&mut self, id: NodeId, sync_later: bool, out: &mut Out) -> Result<bool, String> {
-        let raft = self.raft(id)?;
-        let ready = raft.ready();
-        let server = self.servers.get_mut(&id).ok_or("no server")?;
-        let replies = std::mem::take(&mut server.replies);
-        if ready.is_empty() && replies.is_empty() {
-            return Ok(false);
-        }
-        // Writes complete in order: behind one in progress, this one waits too.
-        let sync_later = sync_later || !server.pending.is_empty();
-        if let Some(configuration) = &ready.configuration {
-            out.line(format!(
-                "configuration {}",
-                show::configuration(configuration)
-            ));
-        }
-        let mut messages: Vec<Message> = ready
-            .messages
-            .into_iter()
-            .map(|m| Message {
-                from: id,
-                to: m.to,
-                request: m.request,
-                response: None,
-            })
-            .collect();
-        if ready.send_first {
-            for message in std::mem::take(&mut messages) {
-                self.send(message, out);
-            }
-        }
-        print_persist(&ready.persist, out);
-        let mut held = replies;
-        held.append(&mut messages);
-        if sync_later {
-            if !ready.persist.is_empty() {
-                out.line("write in progress");
-            }
-            let server = self.servers.get_mut(&id).ok_or("no server")?;
-            server.pending.push_back(Pending {
-                persist: ready.persist,
-                held,
-                apply: ready.apply,
-            });
-            return Ok(true);
-        }
-        self.complete(
-            id,
-            Pending {
-                persist: ready.persist,
-                held,
-                apply: ready.apply,
-            },
-            out,
-        )?;
-        Ok(true)
-    }
-
-    /// The oldest write in progress on server `id` completes.
-    pub fn sync(&mut self, id: NodeId, out: &mut Out) -> Result<(), String> {
-        let server = self.servers.get_mut(&id).ok_or("no server")?;
-        let pending = server
-            .pending
-            .pop_front()
-            .ok_or_else(|| format!("server {id} has no write in progress"))?;
-        out.line("write durable");
-        self.complete(id, pending, out)
-    }
-
-    /// The write is durable: report it, release what waited, apply.
-    fn complete(&mut self, id: NodeId, pending: Pending, out: &mut Out) -> Result<(), String> {
-        let server = self.servers.get_mut(&id).ok_or("no server")?;
-        server.disk.save(&pending.persist);
-        if let Some((index, term)) = pending.persist.log.as_ref().and_then(|w| w.last()) {
-            self.on(id, out, |raft| raft.persisted(index, term))?;
-        }
-        for message in pending.held {
-            self.send(message, out);
-        }
-        for apply in &pending.apply {
-            out.line(format!("apply {}", show::apply(apply)));
-        }
         Ok(())
     }
 
@@ -610,6 +524,9 @@ impl Env {
                 .map(|(&id, _)| id)
                 .collect();
             for &id in &running {
+                if self.servers[&id].in_progress.is_some() {
+                    continue; // its runtime waits for the write
+                }
                 out.section(format!("> {id} ready"));
                 busy |= self.ready(id, false, out)?;
                 out.end_section();
@@ -624,24 +541,5 @@ impl Env {
             }
         }
         Err("stabilize: still busy after 1000 rounds".into())
-    }
-}
-
-/// Prints the parts of a write, in the order storage applies them.
-fn print_persist(persist: &Persist, out: &mut Out) {
-    if let Some(hard_state) = &persist.hard_state {
-        out.line(format!(
-            "persist hard_state {}",
-            show::hard_state(hard_state)
-        ));
-    }
-    for chunk in &persist.snapshot_chunks {
-        out.line(format!("persist snapshot_chunk {}", show::chunk(chunk)));
-    }
-    if let Some(snapshot) = &persist.snapshot {
-        out.line(format!("persist snapshot {}", show::snapshot(snapshot)));
-    }
-    if let Some(write) = &persist.log {
-        out.line(format!("persist log {}", show::log_write(write)));
     }
 }

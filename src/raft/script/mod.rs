@@ -22,6 +22,7 @@
 
 mod commands;
 mod env;
+mod ready;
 mod show;
 
 pub use self::commands::run as run_command;
