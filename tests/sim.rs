@@ -129,7 +129,7 @@ fn serving_reads_before_committing_in_the_current_term_is_caught() {
 /// in the executor of a `Ready` that the runtime and the simulator share.
 #[test]
 fn releasing_replies_before_persisting_is_caught() {
-    assert_caught(Bug::ReplyBeforePersist, 1000);
+    assert_caught(Bug::ReplyBeforePersist, 200);
 }
 
 /// Reference: Figure 2, "If RPC request or response contains term T >
