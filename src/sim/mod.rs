@@ -20,7 +20,9 @@
 //!
 //! Reading order: [`knobs`] (what a seed decides), `world.rs` (the event loop),
 //! `server.rs` (how a server steps: the runtime's executor, admissions,
-//! snapshot policy and replies), `senders.rs` (the runtime's queue per peer),
+//! snapshot policy), `service.rs` (its service: applying what committed and
+//! answering clients through the replica's mapping), `senders.rs` (the
+//! runtime's queue per peer),
 //! `network.rs`, `disk.rs`, `faults.rs`, `clients.rs`, [`invariants`] (the
 //! paper's safety properties, and each server's own promises, checked after
 //! every step), [`linearizability`] (the end-of-run history check), and
@@ -55,6 +57,7 @@ pub mod runner;
 pub mod scenario;
 mod senders;
 mod server;
+mod service;
 pub mod tours;
 pub mod trace;
 mod world;
