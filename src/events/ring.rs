@@ -76,6 +76,9 @@ struct Inner {
     bytes: usize,
     next_seq: u64,
     dropped: u64,
+    /// Readers blocked in [`EventRing::wait_since`]: a writer wakes them only
+    /// when there is one, so recording costs no system call otherwise.
+    waiting: usize,
 }
 
 /// One server's recent events.
@@ -99,6 +102,7 @@ impl EventRing {
                 bytes: 0,
                 next_seq: 1,
                 dropped: 0,
+                waiting: 0,
             }),
             arrived: Condvar::new(),
             readers_behind: AtomicU64::new(0),
@@ -158,8 +162,11 @@ impl EventRing {
             inner.bytes -= cost(&old);
             inner.dropped += 1;
         }
+        let wake = inner.waiting > 0;
         drop(inner);
-        self.arrived.notify_all();
+        if wake {
+            self.arrived.notify_all();
+        }
     }
 
     /// The events after `seq`, at most `max` of them.
@@ -178,11 +185,13 @@ impl EventRing {
             if left.is_zero() {
                 break;
             }
+            inner.waiting += 1;
             inner = self
                 .arrived
                 .wait_timeout(inner, left)
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
+            inner.waiting -= 1;
         }
         self.collect(&inner, seq, max)
     }
@@ -305,6 +314,25 @@ impl Sink for Recorder {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_waiting_reader_wakes_when_an_event_arrives() {
+        let ring = Arc::new(EventRing::new(1, Limits::default()));
+        let reader = {
+            let ring = Arc::clone(&ring);
+            std::thread::spawn(move || {
+                let started = Instant::now();
+                let got = ring.wait_since(0, 10, Duration::from_secs(60));
+                (got.events.len(), started.elapsed())
+            })
+        };
+        // Whether the reader is asleep by now or not yet, it must return at
+        // once: a lost wake-up would keep it asleep for the whole minute.
+        ring.push(1, What::Apply { index: 1 });
+        let (events, waited) = reader.join().expect("reader thread");
+        assert_eq!(events, 1);
+        assert!(waited < Duration::from_secs(30), "reader slept {waited:?}");
+    }
     use super::*;
     use crate::events::Rpc;
 
