@@ -7,7 +7,7 @@
 //!
 //! The files: [`tcp`] is the TCP `Transporter` (a pool of links per peer,
 //! timeouts, backoff), [`link`] one authenticated connection to a peer, and
-//! [`line`] the line framing and base64 that peers and clients share.
+//! [`line`](mod@line) the line framing and base64 that peers and clients share.
 
 pub mod line;
 pub mod link;
