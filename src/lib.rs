@@ -8,10 +8,18 @@
 //! # Reading order
 //! 1. [`raft::messages`]: the RPCs of Figure 2, field for field.
 //! 2. [`raft::log`]: the log, with the offset left by a snapshot.
-//! 3. [`raft::core`]: Figure 2's state and the term rule; then the rules, one
-//!    file per section: `raft/election.rs` (§5.2, §5.4.1), `raft/replication.rs`
-//!    (§5.3, §5.4.2), `raft/snapshot.rs` (§7), and the thesis' extensions
-//!    [`raft`] lists (leadership, ReadIndex, membership).
+//! 3. [`raft::core`]: Figure 2's state, the term rule and the core's ten
+//!    entry points; then the rules, one file per section:
+//!    `raft/election.rs` (§5.2, §5.4.1, pre-vote thesis §9.6),
+//!    `raft/replication.rs` (§5.3, §5.4.2) with [`raft::progress`] (what a
+//!    leader knows of each follower, flow control), `raft/snapshot.rs` (§7,
+//!    Figure 13), `raft/leadership.rs` (check-quorum thesis §6.2, stickiness
+//!    §4.2.3, transfer §3.10), `raft/read_index.rs` (reads without log
+//!    entries, thesis §6.4) and [`raft::membership`] (thesis §4) with
+//!    [`raft::configuration`].
+//!    Beside them, [`raft::rng`] draws election timeouts from a seed,
+//!    [`raft::verdict`] records which rule decided each answer, and
+//!    [`raft::bugs`] switches one rule off for the simulator to catch.
 //! 4. [`raft::ready`]: what the core asks of the world: persist → send → apply;
 //!    [`raft::executor`]: that order, written once, with the effects a runtime
 //!    supplies ([`raft::Effects`]).
@@ -37,21 +45,19 @@
 //!
 //! # Threads of one server
 //! ```text
-//!            service (start, snapshot)        peers (RPCs in)
-//!                         \                   /
-//!                          ▼                 ▼
-//!                        events channel ──▶ node thread ── owns the Raft core
-//!                                            │   │   │
-//!                      Storage::save ◀───────┘   │   └──▶ applier thread ──▶ apply channel
-//!                      (1. persist)              ▼              (3. apply)
-//!                                        per-peer sender threads ──▶ Transporter
-//!                                        (2. send; replies come back as events)
+//!   clients, peers ──▶ connection threads ──▶ events channel ──▶ node thread: owns the Raft core
+//!   (one TCP port)     (one per connection)                      │     │     │
+//!                                 1. persist: Storage::save ◀────┘     │     └──▶ 3. apply: one batch
+//!                                 2. send: per-peer sender threads ◀───┘          per Ready ──▶ service
+//!                                    ──▶ Transporter (replies come back as events)
 //! ```
 //!
 //! The core ([`raft::Raft`]) is deterministic: no threads, clocks, sockets or
-//! files, randomness from a seeded generator. Unit tests next to it assert its
-//! exact outputs; the scenario tests in `tests/` run whole clusters over a
-//! simulated network that drops, delays, reorders and partitions.
+//! files, randomness from a seeded generator. Each of its rules is a script
+//! in `src/raft/testdata/` that prints every message and state change; the
+//! scenario tests in `tests/` run whole clusters over a simulated network
+//! that drops, delays, reorders and partitions. NOTES.md is the guided tour
+//! of all of it.
 
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]

@@ -10,6 +10,10 @@
 //! anything else                           a client: `AUTH` if a token is configured, then commands (server/client.rs)
 //! ```
 //!
+//! Beside the connections, `server/disk.rs` runs the thread that watches the
+//! data directory's free space and tells storage and the service when it is
+//! low.
+//!
 //! A connection whose first line is an HTTP request line (`GET /status
 //! HTTP/1.1`) is HTTP from then on, served by [`crate::http`], which asks for
 //! the same client token (`Authorization: Bearer <token>`).

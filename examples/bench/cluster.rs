@@ -19,8 +19,8 @@ pub struct Binary {
     pub label: &'static str,
     /// Where it is.
     pub path: PathBuf,
-    /// Whether it takes `-cluster-key-file` (peer authentication); the
-    /// baseline, commit 31182bf, predates it.
+    /// Whether it takes `-cluster-key-file` (peer authentication); older
+    /// servers, built before peer authentication, do not.
     pub peer_auth: bool,
     /// How its clients get session ids, once a cluster of it has answered.
     pub sessions: Cell<Option<SessionKind>>,

@@ -3,8 +3,8 @@
 //!
 //! A PUT at 1 client needs at least two loopback round trips (client → leader
 //! → follower and back) and one fdatasync (the leader's log append; the
-//! follower's runs alongside it), so issue 10 aims for a p50 within 1.3× of
-//! `2 × round trip + fdatasync`.
+//! follower's runs alongside it), so the bench judges a PUT's p50 at 1 client
+//! against `2 × round trip + fdatasync`, aiming for at most 1.3× of it.
 
 use std::fs::{self, OpenOptions};
 use std::io::{self, BufRead, BufReader, Write};
@@ -40,7 +40,7 @@ impl Floors {
         })
     }
 
-    /// Issue 10's floor for a PUT at 1 client: two round trips and one
+    /// The floor for a PUT at 1 client: two round trips and one
     /// fdatasync, from the medians, ns.
     pub fn put_floor(&self) -> u64 {
         2 * self.rtt.0 + self.sync.0
@@ -52,7 +52,7 @@ impl Floors {
         format!(
             "floors on this machine: {}\n\
              PUT floor = 2 round trips + 1 fdatasync = {} ms; \
-             issue 10's target for PUT p50 at 1 client: at most 1.3 × floor = {} ms",
+             target for PUT p50 at 1 client: at most 1.3 × floor = {} ms",
             self.summary(),
             ms(floor),
             ms(floor * 13 / 10),

@@ -5,57 +5,17 @@
 //! ```text
 //! cargo build --release && cargo run --release --example bench
 //! cargo run --release --example bench -- -mode get,mixed -clients 1,64 -ops 20000
-//! cargo run --release --example bench -- -mode mixed -read-pct 50
 //! cargo run --release --example bench -- -target :8001,:8002,:8003 -mode get   # a running cluster
 //! ```
 //!
-//! **Catch-up.** `-catchup 250` loads 250 MB of state, wipes a follower's
-//! disk, and times its rebuild while writers keep the leader busy
-//! (`catchup.rs`).
+//! `README.md` beside this file is the reference: every mode and flag, the
+//! floors, how to read the table, comparing two builds, and the catch-up run.
 //!
-//! **A/B.** `-a OLD -b NEW` runs every row (mode × client count) on a fresh
-//! cluster of A, then on a fresh cluster of B (`-repeat N`: A,B,A,B,...,
-//! pooled), and prints both with B/A ratios of throughput, p50, p99 and server
-//! CPU. Issue 10's baseline is commit 31182bf:
-//!
-//! ```text
-//! git worktree add /tmp/raftkv-base 31182bf
-//! cargo build --release --manifest-path /tmp/raftkv-base/Cargo.toml
-//! cargo build --release
-//! cargo run --release --example bench -- -a /tmp/raftkv-base/target/release/raftkv \
-//!     -b target/release/raftkv -mode put,get,mixed -clients 1,16,64,256 -ops 40000 -repeat 2
-//! ```
-//!
-//! The bench adapts to each binary: it starts a cluster with
-//! `-cluster-key-file` only if `BIN -h` lists it, and opens sessions with
-//! `REGISTER`, or with a self-chosen id if the server answers
-//! `ERR UNKNOWN_COMMAND` (31182bf predates both).
-//!
-//! **What runs.** Each row starts a fresh cluster (so snapshots and log
-//! length do not carry over), waits for a leader, preloads what the mode
-//! reads, then C clients (threads, one connection and one session each) share
-//! the row's commands, one at a time each, sent to the leader: `put`: `PUT` of
-//! a new 16-byte key with a 64-byte value; `get`: `GET` of one of `-keys`
-//! preloaded keys at random; `mixed`: `-read-pct` GETs, the rest PUTs to the
-//! same keys; `transfer`: `TRANSFER` of 0.01 between two of 64 accounts;
-//! `cas`: a `TXN` that increments the client's own counter if its mod
-//! revision is the one the client last saw (each client knows it from its
-//! previous reply, so every swap succeeds unless a retry raced it); `range`:
-//! `RANGE` of one of `-keys`/100 preloaded 100-key prefixes at random. With
-//! `-reads serializable`, GETs and ranges are serializable reads (`GET k
-//! serializable`), and client i talks to server i mod 3 rather than to the
-//! leader: any server answers such a read from its own state.
-//!
-//! **What it prints.** First the floors measured on this machine (loopback
-//! round trip, 4 KiB append + fdatasync in `-dir`, and issue 10's PUT floor:
-//! 2 round trips + 1 fdatasync). Then one table line per row and binary:
-//! successful ops, ops/s, latency p50/p95/p99/p99.9/max, server CPU seconds
-//! per 1,000 ops (utime + stime of the three servers from `/proc/<pid>/stat`,
-//! before and after the row), the same for the bench itself (its load costs
-//! the servers' cores too), errors, and retries (a command sent again after
-//! `ERR NO_LEADER`/`ERR TIMEOUT` or a lost connection; its latency includes
-//! them). Against `-target` (set `RAFTKV_TOKEN` if the cluster wants a client
-//! token) there is no server CPU column.
+//! The files: `options.rs` (flags), `floors.rs` (what loopback and the disk
+//! cost at the least), `cluster.rs` (starting and watching a local cluster),
+//! `protocol.rs` (talking to a server, whichever way it hands out sessions),
+//! `load.rs` (the clients and their workloads), `report.rs` (summaries and
+//! the table), `catchup.rs` (`-catchup`: a wiped follower's rebuild).
 
 mod catchup;
 mod cluster;

@@ -27,8 +27,8 @@ const DEADLINE: Duration = Duration::from_secs(10);
 pub enum SessionKind {
     /// `REGISTER` → `SESSION <id>` (today's servers).
     Register,
-    /// No `REGISTER` (`ERR UNKNOWN_COMMAND`): the client picks a random id,
-    /// as clients of commit 31182bf did.
+    /// No `REGISTER` (`ERR UNKNOWN_COMMAND`, an older server): the client
+    /// picks a random id, as clients of such servers did.
     SelfChosen,
 }
 

@@ -9,8 +9,8 @@
 //!
 //! `t` is microseconds (virtual in the simulator; live, since the process
 //! started). Every event has `seq`, `t`, `node`, `term`, `kind`; the other
-//! members depend on the kind and are listed in NOTES.md ("The event
-//! model"). A request's fields are Figure 2's names; `msg` pairs a send with
+//! members depend on the kind and are listed in NOTES.md ("Events and
+//! replays"). A request's fields are Figure 2's names; `msg` pairs a send with
 //! its receive, reply and loss (0 when unknown). The simulator adds `step`,
 //! the number of the schedule step the event happened in. Text is escaped as
 //! RFC 8259 requires, so a line never breaks inside an event.

@@ -17,6 +17,10 @@
 //! only when a reader asks (format at read time). Rare events (a new
 //! configuration, a fault) may carry a short list.
 //!
+//! The files: this one defines [`Event`]; [`watch`] reads the core's changes
+//! between rounds of work, [`ring`] keeps a server's newest events, [`json`]
+//! encodes them, [`caption`] explains them.
+//!
 //! Sits above the core (it summarises `raft::messages` and `raft::Verdict`)
 //! and below the runtimes and the edges that use it.
 

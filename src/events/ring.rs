@@ -13,8 +13,8 @@
 //!
 //! Trade-off: a `Mutex` around a `VecDeque`, not a lock-free ring. The node
 //! thread takes it once per batch, a request thread once per client request
-//! and reply; that is a few uncontended locks per request, which the A/B row
-//! in README.md measures against `-events=false`.
+//! and reply; that is a few uncontended locks per request, which the
+//! benchmark can measure against the same build run with `-events=false`.
 
 use std::collections::VecDeque;
 use std::mem::size_of;

@@ -29,7 +29,7 @@
 //!
 //! Retries: HTTP requests carry no client session. `PUT` and `DELETE` are
 //! idempotent and a transfer applies once per txid (within the txid window,
-//! README "Exactly once"), so retrying those after a 504 is safe; retrying `POST /accounts` after a 504 may answer 409 EXISTS if
+//! NOTES.md "Exactly once, and for how long"), so retrying those after a 504 is safe; retrying `POST /accounts` after a 504 may answer 409 EXISTS if
 //! the first attempt was applied.
 
 use super::cluster;

@@ -28,10 +28,9 @@
 //! applier thread's, which alone waits for a bounded apply channel). So the service may call [`Node::snapshot`] from the thread
 //! that consumes the apply channel.
 //!
-//! Every hand-off between threads is a wake-up, and on a loaded two-core
-//! machine wake-ups are what a request costs most (the benchmark's profile
-//! puts a third of all CPU time in waking threads and switching to them).
-//! So the server's path has as few as it can: a proposal or a read is a
+//! Every hand-off between threads is a wake-up, and on a loaded machine
+//! wake-ups are much of what a request costs (NOTES.md, "Few wake-ups per
+//! request"). So the server's path has as few as it can: a proposal or a read is a
 //! message with a [`Callback`] (the caller sleeps once, until its outcome),
 //! and committed entries go to the service as one batch per `Ready`, with no
 //! thread in between.
@@ -39,7 +38,9 @@
 //! The requests to each peer wait in a [`peer_queue::PeerQueue`], whose rules
 //! (merging, heartbeats riding on entries, dropping the oldest, snapshot
 //! pieces read from storage) are plain code that the simulator runs too; the
-//! sender threads (`sender.rs`) are the worker pool around it.
+//! sender threads (`sender.rs`) are the worker pool around it. When storage
+//! fails, the node stops for good, and `failure.rs` says why and what to do
+//! ([`StorageFailure`]).
 //!
 //! The peers are the members of the configuration in force (thesis §4): each
 //! `Ready` that says the configuration changed starts senders for new

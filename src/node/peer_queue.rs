@@ -11,6 +11,8 @@
 //! - A snapshot piece is named by the core (offset, length) and its bytes are
 //!   read from storage just before it is sent ([`fill_snapshot_piece`]), so a
 //!   snapshot of any size is never held in a queue.
+//!
+//! `peer_queue/tests.rs` checks each rule by its exact outputs.
 
 use std::collections::VecDeque;
 

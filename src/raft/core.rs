@@ -1,16 +1,30 @@
 //! The consensus core: Figure 2's state, and the plumbing that turns input into a [`Ready`].
 //!
-//! [`Raft`] is a deterministic state machine. Input arrives through five doors:
-//! [`Raft::tick`] (time), [`Raft::handle_request`] and [`Raft::handle_response`]
-//! (peers), [`Raft::propose`] and [`Raft::snapshot`] (the service). Output
-//! accumulates until the runtime calls [`Raft::ready`]. There are no threads,
-//! clocks, sockets or files in here, so tests can drive it step by step and
-//! assert its exact output.
+//! [`Raft`] is a deterministic state machine with ten entry points, each a
+//! method that changes it:
+//!
+//! - time: [`Raft::tick`];
+//! - peers: [`Raft::handle_request`] (an RPC arrives; the answer is returned,
+//!   to be released after the `Ready`'s write) and [`Raft::handle_response`]
+//!   (an answer to one of ours);
+//! - the service: [`Raft::propose`] (a command, §5.3), [`Raft::read_index`]
+//!   (a read, thesis §6.4), [`Raft::snapshot`] (the state machine has been
+//!   written up to an index, §7);
+//! - the operator: [`Raft::transfer_leadership`] (thesis §3.10) and
+//!   [`Raft::change_membership`] (thesis §4);
+//! - the runtime's executor: [`Raft::ready`] takes the output accumulated
+//!   since the last call, and [`Raft::persisted`] reports that a log write
+//!   is durable (which may let a leader commit, thesis §10.2.1).
+//!
+//! There are no threads, clocks, sockets or files in here, so tests can drive
+//! it step by step and assert its exact output.
 //!
 //! The rules themselves live in the files named after the paper's sections:
-//! `election.rs` (§5.2, §5.4.1), `replication.rs` (§5.3, §5.4.2), `snapshot.rs` (§7),
-//! `membership.rs` (thesis §4). This file holds the state, the term rule every RPC
-//! obeys (§5.1), and role changes shared by all of them.
+//! `election.rs` (§5.2, §5.4.1, pre-vote thesis §9.6), `replication.rs`
+//! (§5.3, §5.4.2), `snapshot.rs` (§7), `leadership.rs` (thesis §6.2, §4.2.3,
+//! §3.10), `read_index.rs` (thesis §6.4) and `membership.rs` (thesis §4).
+//! This file holds the state, the term rule every RPC obeys (§5.1), and role
+//! changes shared by all of them.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;

@@ -324,7 +324,7 @@ impl Kv {
     /// Writes the store's encoding: revision, count, then each key, value,
     /// create revision, mod revision and version, shard by shard (the order
     /// every replica has: the shard hash is fixed; merging the shards into
-    /// key order made snapshots 3–4× slower to write).
+    /// key order would make snapshots 3–4× slower to write).
     pub fn write_to<W: Write>(&self, w: &mut SnapshotWriter<W>) -> io::Result<()> {
         w.put_uvarint(self.revision)?;
         let count: usize = self.shards.iter().map(|shard| shard.len()).sum();

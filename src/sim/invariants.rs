@@ -8,7 +8,8 @@
 //! `h(i)` hold the same log up to `i`, so each check costs O(what changed).
 //! `invariants/promises.rs` checks what each server promises on its own (its
 //! durable term, the entries it acknowledged, a leader's matchIndex), at the
-//! moment a server breaks it.
+//! moment a server breaks it; `invariants/tests.rs` feeds those checks
+//! fabricated histories, broken and legal.
 
 use std::collections::BTreeMap;
 use std::fmt;

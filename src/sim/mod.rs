@@ -23,11 +23,13 @@
 //! snapshot policy), `service.rs` (its service: applying what committed and
 //! answering clients through the replica's mapping), `senders.rs` (the
 //! runtime's queue per peer),
-//! `network.rs`, `disk.rs`, `faults.rs`, `clients.rs`, [`invariants`] (the
-//! paper's safety properties, and each server's own promises, checked after
-//! every step), [`linearizability`] (the end-of-run history check), and
-//! [`runner`] (many seeds, summaries, replay and shrinking). [`recording`]
-//! records a schedule's events for the cluster page; [`scenario`] drives a
+//! `network.rs` and `packets.rs` (how messages travel and where they land),
+//! `disk.rs`, `faults.rs`, `clients.rs`, [`invariants`] (the paper's safety
+//! properties, and each server's own promises, checked after every step),
+//! `history.rs` and [`linearizability`] (the end-of-run checks on what the
+//! clients saw), and [`runner`] (many seeds, summaries, replay and
+//! shrinking). `trace.rs` prints a schedule's events as log lines;
+//! [`recording`] records them for the cluster page; [`scenario`] drives a
 //! cluster by hand, and [`tours`] tells stories with it.
 //!
 //! Wherever the runtime's logic is plain code, the simulator runs that code:

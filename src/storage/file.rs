@@ -18,8 +18,8 @@
 //! needs) does a snapshot rewrite it, atomically like the other files; a
 //! snapshot that disagrees (a leader's, replacing a conflicting log) rewrites
 //! it at once, since entries appended after it must not follow the old ones.
-//! Rewriting costs fsyncs and a rename on the node thread (6-35 ms measured
-//! under load, most of it freeing the old file's blocks), so it is rare, and
+//! Rewriting costs fsyncs and a rename on the node thread (and freeing the
+//! old file's blocks, slow for a large file), so it is rare, and
 //! the old file is closed (its blocks freed) on another thread, as older
 //! snapshot files are deleted. While the disk is low on space
 //! ([`FileStorage::set_space_low`]) the 64 MiB floor goes: every snapshot

@@ -5,7 +5,13 @@
 //! storage ([`Storage::write_snapshot`]), the runtime reads pieces of them to
 //! send to a follower ([`Storage::read_snapshot_chunk`]), and a follower's
 //! storage assembles the pieces it receives (`Persist::snapshot_chunks`).
-//! [`memory::MemoryStorage`] serves the tests (a crash is simulated by copying it).
+//! The files: [`file::FileStorage`] keeps it in a directory, with the log's
+//! records in `log_file.rs` and snapshot files in `snapshot_files.rs`, every
+//! change to the disk made through `data_dir.rs` (where the first failure
+//! stops every later write); `space.rs` measures the free space and guards
+//! against filling the disk; `faults.rs` fails every write-side call in turn
+//! (tests). [`memory::MemoryStorage`] serves the tests (a crash is simulated
+//! by copying it).
 
 pub mod data_dir;
 #[cfg(test)]

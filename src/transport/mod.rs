@@ -4,6 +4,10 @@
 //! Raft's runtime sends every peer request through a `Transporter` and feeds the
 //! reply back to the core. Tests substitute an in-process network that drops,
 //! delays, reorders and partitions (see `tests/common/network.rs`).
+//!
+//! The files: [`tcp`] is the TCP `Transporter` (a pool of links per peer,
+//! timeouts, backoff), [`link`] one authenticated connection to a peer, and
+//! [`line`](mod@line) the line framing and base64 that peers and clients share.
 
 pub mod line;
 pub mod link;

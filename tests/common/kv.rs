@@ -1,5 +1,5 @@
 //! The KV service on the simulated network, with clerks built on `src/client.rs`,
-//! and the course's generic KV test (shared/COURSE-TESTS.md §3).
+//! and the course's generic KV test (MIT 6.5840's KV labs).
 //!
 //! Each server is the real service stack (Raft node, replica, frontend) on one
 //! network endpoint; clerks send `CLIENT id seq ...` lines over the same

@@ -1,6 +1,6 @@
 //! A simulated network that drops, delays, reorders and partitions RPCs.
 //!
-//! It reproduces the course's `labrpc` (see shared/COURSE-TESTS.md §1): every
+//! It reproduces the course's `labrpc` (MIT 6.5840's labs): every
 //! call is real bytes (encode → deliver → decode); an unreliable network delays
 //! requests 0–26 ms and drops 10 % of requests and 10 % of replies; long
 //! reordering holds back 2/3 of replies for 200–2200 ms; a call over a disabled

@@ -1,5 +1,5 @@
 //! The script vocabulary: each command parses its arguments, drives the
-//! [`Env`], and returns what it printed. NOTES.md ("Test harness") lists the
+//! [`Env`], and returns what it printed. NOTES.md ("Rule scripts") lists the
 //! commands; `run` below is the table of them.
 
 use std::collections::BTreeMap;

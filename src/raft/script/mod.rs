@@ -18,7 +18,9 @@
 //! apply ([`show`]). A command's output that differs from the text below it
 //! fails the test with a line diff. `RAFTKV_REWRITE=1 cargo test --lib
 //! script` writes the actual output into the files instead, for review with
-//! `git diff`. The vocabulary is in [`commands`] and NOTES.md, "Test harness".
+//! `git diff`. The vocabulary is in [`commands`] and NOTES.md, "Rule scripts".
+//! `ready.rs` executes a server's `Ready` through the runtime's executor with
+//! effects that print; `tests.rs` runs one test per script.
 
 mod commands;
 mod env;
