@@ -169,13 +169,14 @@ impl Progress {
     ///
     /// A snapshot piece in flight is the exception: only its own answer
     /// ([`Progress::piece_answered`]) or a heartbeat interval without one
-    /// ([`Progress::piece_lost`]) lets a piece go again. A piece is larger
-    /// than a probe and is stored and made durable before it is answered, so
-    /// the answer to a heartbeat sent after it usually overtakes it; sending
-    /// it again on every such answer would queue a copy of the piece behind
-    /// every heartbeat to that follower, and each copy costs a round trip
-    /// before the next piece can go (as etcd's `Progress.IsPaused`, which
-    /// sends nothing while a snapshot is on its way).
+    /// ([`Progress::piece_lost`]) lets a piece go again. The answer to
+    /// anything else says nothing about the piece, which may still wait in
+    /// the runtime's queue to that follower or be being made durable there.
+    /// Sending it again on every such answer queues a copy of the piece
+    /// behind every heartbeat, and with one call at a time per peer each
+    /// copy costs a round trip before the next piece can go. etcd's
+    /// `Progress.IsPaused` likewise sends nothing while a snapshot is on its
+    /// way.
     pub fn answered(&mut self) {
         if self.snapshot_transfer.is_none() {
             self.paused = false;
