@@ -8,7 +8,8 @@
 //! go out regardless, carrying no data (`Raft::send_heartbeat`). A lost
 //! message is sent again within a heartbeat round or two: any answer reopens
 //! a paused probe, and a window whose oldest message went unanswered for a
-//! whole heartbeat interval is given up (`Progress::stalled`).
+//! whole heartbeat interval is given up (`Progress::stalled`), as is a
+//! snapshot piece (`Progress::piece_lost`).
 
 use std::collections::VecDeque;
 
@@ -22,6 +23,20 @@ pub struct SnapshotTransfer {
     pub snapshot: Snapshot,
     /// Where the next piece starts: the bytes the follower acknowledged.
     pub offset: u64,
+    /// The piece in flight at the previous heartbeat round (its offset), to
+    /// tell a piece that went a whole interval unanswered.
+    pub in_flight_at_last_round: Option<u64>,
+}
+
+impl SnapshotTransfer {
+    /// A transfer of `snapshot` from its first byte.
+    pub fn new(snapshot: Snapshot) -> Self {
+        Self {
+            snapshot,
+            offset: 0,
+            in_flight_at_last_round: None,
+        }
+    }
 }
 
 /// How the leader is currently sending to a follower (etcd's progress states).
@@ -151,8 +166,46 @@ impl Progress {
 
     /// The follower answered something: a paused probe may go again (the
     /// probe, or its answer, may have been lost).
+    ///
+    /// A snapshot piece in flight is the exception: only its own answer
+    /// ([`Progress::piece_answered`]) or a heartbeat interval without one
+    /// ([`Progress::piece_lost`]) lets a piece go again. The answer to
+    /// anything else says nothing about the piece, which may still wait in
+    /// the runtime's queue to that follower or be being made durable there.
+    /// Sending it again on every such answer queues a copy of the piece
+    /// behind every heartbeat, and with one call at a time per peer each
+    /// copy costs a round trip before the next piece can go. etcd's
+    /// `Progress.IsPaused` likewise sends nothing while a snapshot is on its
+    /// way.
     pub fn answered(&mut self) {
+        if self.snapshot_transfer.is_none() {
+            self.paused = false;
+        }
+    }
+
+    /// The follower answered the snapshot piece in flight: the next may go.
+    pub fn piece_answered(&mut self) {
         self.paused = false;
+        if let Some(transfer) = self.snapshot_transfer.as_mut() {
+            transfer.in_flight_at_last_round = None;
+        }
+    }
+
+    /// Called once per heartbeat round: whether the snapshot piece in flight
+    /// was already in flight, unanswered, a round ago, so a whole heartbeat
+    /// interval passed without its answer. It, or its answer, was lost: it
+    /// may go again (the round's heartbeat carries it).
+    pub fn piece_lost(&mut self) -> bool {
+        let Some(transfer) = self.snapshot_transfer.as_mut() else {
+            return false;
+        };
+        let in_flight = self.paused.then_some(transfer.offset);
+        let lost = in_flight.is_some() && in_flight == transfer.in_flight_at_last_round;
+        transfer.in_flight_at_last_round = in_flight;
+        if lost {
+            self.paused = false;
+        }
+        lost
     }
 
     /// Called once per heartbeat round: whether the oldest message in flight
@@ -192,7 +245,9 @@ impl Progress {
             .as_ref()
             .is_some_and(|t| t.snapshot.last_included_index <= self.match_index)
         {
+            // The piece in flight, if any, no longer matters.
             self.snapshot_transfer = None;
+            self.paused = false;
         }
         if self.next_index == self.match_index + 1 && self.snapshot_transfer.is_none() {
             self.state = ReplicationState::Replicate;
@@ -226,5 +281,24 @@ mod tests {
         p.back_off_to(3);
         assert_eq!(p.next_index, 9);
         assert_eq!(p.state, ReplicationState::Probe);
+    }
+
+    /// Reference: §7, Figure 13 — a snapshot piece in flight goes again only
+    /// after its own answer or a whole heartbeat interval without one, never
+    /// on the answer to something else.
+    #[test]
+    fn a_snapshot_piece_waits_for_its_own_answer_or_a_whole_interval() {
+        let mut p = Progress::new(10);
+        p.snapshot_transfer = Some(SnapshotTransfer::new(Snapshot::default()));
+        p.sent_data(0, 0);
+        p.answered();
+        assert!(p.paused, "a heartbeat's answer let a copy of the piece go");
+        assert!(!p.piece_lost(), "in flight for less than an interval");
+        assert!(p.piece_lost(), "unanswered for a whole interval");
+        assert!(!p.paused);
+        p.sent_data(0, 0);
+        p.piece_answered();
+        assert!(!p.paused);
+        assert!(!p.piece_lost(), "nothing in flight");
     }
 }

@@ -56,12 +56,12 @@ impl Raft {
     }
 
     /// Leaders send a heartbeat every `heartbeat_ticks` to keep followers from
-    /// starting elections (§5.2), first giving up windows that stalled.
+    /// starting elections (§5.2), first giving up what went unanswered.
     pub(super) fn tick_heartbeat(&mut self) {
         self.heartbeat_elapsed += 1;
         if self.heartbeat_elapsed >= self.config.heartbeat_ticks {
             self.heartbeat_elapsed = 0;
-            self.give_up_stalled_windows();
+            self.give_up_unanswered();
             self.broadcast_heartbeat();
         }
     }
@@ -69,10 +69,19 @@ impl Raft {
     /// Once per heartbeat interval (not per read round: those come far more
     /// often): a streaming follower whose oldest message in flight went a
     /// whole interval unanswered is probed again from `match_index` (see
-    /// `Progress::stalled`).
-    fn give_up_stalled_windows(&mut self) {
+    /// `Progress::stalled`), and a snapshot piece that went a whole interval
+    /// unanswered goes again with this round (`Progress::piece_lost`).
+    fn give_up_unanswered(&mut self) {
         let (id, term) = (self.id, self.current_term);
         for (&peer, p) in self.progress.iter_mut() {
+            if p.piece_lost() {
+                debug!(
+                    id,
+                    term,
+                    "no answer from {peer} for the snapshot piece at byte {} in a heartbeat interval: sending it again",
+                    p.snapshot_transfer.as_ref().map_or(0, |t| t.offset)
+                );
+            }
             if p.stalled() {
                 debug!(
                     id,

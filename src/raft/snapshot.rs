@@ -94,10 +94,7 @@ impl Raft {
                     current.last_included_index,
                     current.size
                 );
-                SnapshotTransfer {
-                    snapshot: current.clone(),
-                    offset: 0,
-                }
+                SnapshotTransfer::new(current.clone())
             }
         };
         if starting {
@@ -251,9 +248,9 @@ impl Raft {
         let Some(progress) = self.progress.get_mut(&from) else {
             return;
         };
-        progress.answered();
         if reply.stored >= args.size {
             progress.snapshot_transfer = None;
+            progress.answered();
             if progress.maybe_advance(args.last_included_index) {
                 self.maybe_commit();
             }
@@ -270,16 +267,24 @@ impl Raft {
         // it, send the next piece; short of it (the follower restarted, or a
         // late duplicate of an earlier first piece made it start over), resume
         // from what it holds. Replies to other pieces (duplicated or late) are
-        // ignored: acting on them would multiply the pieces in flight. A lost
-        // piece is sent again at the next heartbeat.
-        let Some(transfer) = progress.snapshot_transfer.as_mut() else {
+        // ignored, and leave the piece in flight in flight: acting on them
+        // would multiply the pieces in flight. A piece that goes a whole
+        // heartbeat interval unanswered is sent again (`Progress::piece_lost`).
+        let Some(transfer) = progress.snapshot_transfer.as_ref() else {
             return;
         };
         let same_snapshot = transfer.snapshot.last_included_index == args.last_included_index
             && transfer.snapshot.last_included_term == args.last_included_term
             && transfer.snapshot.size == args.size;
-        if same_snapshot && args.offset == transfer.offset && reply.stored != transfer.offset {
-            transfer.offset = reply.stored;
+        if !same_snapshot || args.offset != transfer.offset {
+            return;
+        }
+        let moved = reply.stored != transfer.offset;
+        progress.piece_answered();
+        if moved {
+            if let Some(transfer) = progress.snapshot_transfer.as_mut() {
+                transfer.offset = reply.stored;
+            }
             self.send_snapshot(from);
         }
     }
