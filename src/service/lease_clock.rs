@@ -1,0 +1,168 @@
+//! The leader's lease clock: when each lease runs out, on this server's
+//! monotonic clock, never replicated.
+//!
+//! Only the leader keeps deadlines, and only it proposes expiries
+//! (`LeaseExpire{id, renewals}`, see [`super::lease`]); a replica never
+//! expires a lease on its own. A deadline starts when this leader first
+//! sees the lease in its applied state, or sees a keepalive it had not
+//! seen: `now + ttl` — later than the grant or keepalive itself, so never
+//! early by this clock.
+//!
+//! A lease a leader first sees gets one grace period more: at least one
+//! full (longest) election timeout. A new leader does not know when the
+//! last leader last renewed a lease, and its client could not renew while
+//! there was no leader; etcd's lessor extends every lease by an election
+//! timeout on promotion for the same reason (thesis §6.4.1 on relying on
+//! clocks across servers). Keeping the grace for every lease a leader first
+//! sees, not only at promotion, covers the log a new leader applies late.
+//!
+//! The clock has no threads: [`LeaseClock::tick`] takes the time and the
+//! leases, and returns the expiries to propose (the replica's lease thread
+//! calls it every [`TICK`]); the simulator can drive it the same way.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// How often the leader looks for leases that ran out.
+pub const TICK: Duration = Duration::from_millis(100);
+/// How long an expiry proposal may stay without effect before it is proposed again.
+const REPROPOSE: Duration = Duration::from_secs(1);
+
+/// One lease as the clock sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Deadline {
+    /// The keepalives counted when the deadline was set.
+    renewals: u64,
+    /// When it runs out.
+    at: Instant,
+    /// When its expiry was last proposed.
+    proposed: Option<Instant>,
+}
+
+/// Deadlines of the leases, kept by the leader.
+#[derive(Debug)]
+pub struct LeaseClock {
+    /// Extra time for a lease this leader first sees.
+    grace: Duration,
+    /// The term this server leads in, if it leads.
+    term: Option<u64>,
+    deadlines: BTreeMap<u64, Deadline>,
+}
+
+impl LeaseClock {
+    /// A clock that gives first-seen leases `grace` more (at least the
+    /// longest election timeout).
+    pub fn new(grace: Duration) -> LeaseClock {
+        LeaseClock {
+            grace,
+            term: None,
+            deadlines: BTreeMap::new(),
+        }
+    }
+
+    /// Looks at the leases (`(id, ttl_s, renewals)`) at `now`, as leader in
+    /// `leading` (its term) or not leading (`None`: the clock forgets
+    /// everything). Returns the `(id, renewals)` of the leases to expire.
+    pub fn tick(
+        &mut self,
+        now: Instant,
+        leading: Option<u64>,
+        leases: impl IntoIterator<Item = (u64, u64, u64)>,
+    ) -> Vec<(u64, u64)> {
+        if leading != self.term {
+            // Another term, or no longer leading: every deadline starts over.
+            self.term = leading;
+            self.deadlines.clear();
+        }
+        if leading.is_none() {
+            return Vec::new();
+        }
+        let mut seen = BTreeMap::new();
+        for (id, ttl, renewals) in leases {
+            let ttl = Duration::from_secs(ttl);
+            let deadline = match self.deadlines.get(&id) {
+                Some(d) if d.renewals == renewals => *d,
+                Some(_) => Deadline {
+                    renewals,
+                    at: now + ttl,
+                    proposed: None,
+                },
+                None => Deadline {
+                    renewals,
+                    at: now + ttl + self.grace,
+                    proposed: None,
+                },
+            };
+            seen.insert(id, deadline);
+        }
+        self.deadlines = seen;
+        let mut expired = Vec::new();
+        for (id, d) in &mut self.deadlines {
+            let due = d.proposed.is_none_or(|p| now >= p + REPROPOSE);
+            if now >= d.at && due {
+                d.proposed = Some(now);
+                expired.push((*id, d.renewals));
+            }
+        }
+        expired
+    }
+
+    /// How long lease `id` has left by this clock (`None` if this server
+    /// does not lead or has not seen it yet).
+    pub fn remaining(&self, id: u64, now: Instant) -> Option<Duration> {
+        self.term?;
+        self.deadlines
+            .get(&id)
+            .map(|d| d.at.saturating_duration_since(now))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GRACE: Duration = Duration::from_millis(500);
+
+    /// Reference: thesis §6.4.1; etcd's lessor promotes with an extension.
+    #[test]
+    fn a_lease_runs_out_ttl_after_its_last_keepalive_plus_grace_when_first_seen() {
+        let t0 = Instant::now();
+        let mut c = LeaseClock::new(GRACE);
+        assert!(c.tick(t0, Some(2), [(1, 10, 0)]).is_empty());
+        let just_before = t0 + Duration::from_secs(10) + GRACE - Duration::from_millis(1);
+        assert!(c.tick(just_before, Some(2), [(1, 10, 0)]).is_empty());
+        let at = t0 + Duration::from_secs(10) + GRACE;
+        assert_eq!(c.tick(at, Some(2), [(1, 10, 0)]), vec![(1, 0)]);
+        assert!(
+            c.tick(at, Some(2), [(1, 10, 0)]).is_empty(),
+            "proposed once"
+        );
+        // A keepalive restarts the clock, without grace.
+        let renewed = at + Duration::from_millis(10);
+        assert!(c.tick(renewed, Some(2), [(1, 10, 1)]).is_empty());
+        assert_eq!(
+            c.remaining(1, renewed),
+            Some(Duration::from_secs(10)),
+            "ttl from the keepalive"
+        );
+        let later = renewed + Duration::from_secs(10);
+        assert_eq!(c.tick(later, Some(2), [(1, 10, 1)]), vec![(1, 1)]);
+    }
+
+    #[test]
+    fn a_new_term_or_a_follower_starts_every_deadline_over() {
+        let t0 = Instant::now();
+        let mut c = LeaseClock::new(GRACE);
+        c.tick(t0, Some(2), [(1, 1, 0)]);
+        let t1 = t0 + Duration::from_secs(1);
+        assert!(
+            c.tick(t1, None, [(1, 1, 0)]).is_empty(),
+            "followers expire nothing"
+        );
+        assert_eq!(c.remaining(1, t1), None);
+        assert!(c.tick(t1, Some(3), [(1, 1, 0)]).is_empty());
+        let t2 = t1 + Duration::from_secs(1);
+        assert!(c.tick(t2, Some(3), [(1, 1, 0)]).is_empty(), "grace");
+        assert_eq!(c.tick(t2 + GRACE, Some(3), [(1, 1, 0)]), vec![(1, 0)]);
+    }
+}
