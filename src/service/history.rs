@@ -85,7 +85,7 @@ impl History {
     /// none), then drops whole revisions from the front past the bound.
     pub fn record(&mut self, changes: &[Change]) {
         for change in changes {
-            debug_assert!(change.revision > self.head || change.revision == self.head);
+            debug_assert!(change.revision >= self.head, "revisions only grow");
             self.head = change.revision;
             let cost = change_bytes(change);
             self.kept.push_back(Kept {
