@@ -272,14 +272,16 @@ impl Frontend {
     }
 
     /// `LEASE TTL`'s reply with the time left by this leader's lease clock
-    /// (the state machine knows only the TTL), in whole seconds rounded up.
+    /// (the state machine knows only the TTL), in whole seconds rounded up,
+    /// and never more than the TTL (a new leader's grace is not promised).
     fn with_remaining(&self, reply: Reply, ttl_of: Option<u64>) -> Reply {
         match (
             reply,
             ttl_of.and_then(|id| self.replica.lease_remaining(id)),
         ) {
             (Reply::Lease(mut info), Some(left)) => {
-                info.remaining = left.as_millis().div_ceil(1000) as i64;
+                let seconds = left.as_millis().div_ceil(1000) as u64;
+                info.remaining = seconds.min(info.ttl) as i64;
                 Reply::Lease(info)
             }
             (reply, _) => reply,
