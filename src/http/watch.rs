@@ -192,7 +192,7 @@ pub fn long_poll(options: &[(String, Vec<u8>)]) -> Result<Option<(u64, Duration)
         .parse()
         .map_err(|_| bad(format!("index={index} is not a revision")))?;
     let wait = match get("wait") {
-        None => MAX_WAIT.min(Duration::from_secs(300)),
+        None => MAX_WAIT,
         Some(w) => parse_wait(&w).ok_or_else(|| bad(format!("wait={w}: use 30s, 500ms or 5m")))?,
     };
     Ok(Some((index, wait.min(MAX_WAIT))))

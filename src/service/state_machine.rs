@@ -803,6 +803,73 @@ mod tests {
         assert!(StateMachine::restore(&v3_without_checksum).is_err());
     }
 
+    fn lease_op(command: LeaseCommand) -> Op {
+        Op {
+            client_id: 0,
+            seq: 0,
+            command: Command::Lease(command),
+        }
+    }
+
+    /// Leases are replicated state: a leased put attaches its key, an expiry
+    /// that a keepalive overtook is ignored, an expiry deletes every key of
+    /// the lease at one revision, and a snapshot keeps the lot.
+    #[test]
+    fn a_lease_expiry_deletes_its_keys_at_one_revision_unless_a_keepalive_overtook_it() {
+        let mut sm = StateMachine::default();
+        let Reply::Lease(info) = sm.apply(&lease_op(LeaseCommand::Grant(5))) else {
+            panic!()
+        };
+        assert_eq!(
+            sm.apply(&op(0, 0, &format!("PUT a 1 LEASE {}", info.id))),
+            "OK"
+        );
+        assert_eq!(
+            sm.apply(&op(0, 0, &format!("PUT b 2 LEASE {}", info.id))),
+            "OK"
+        );
+        assert_eq!(sm.apply(&op(0, 0, "PUT c 3")), "OK");
+        let missing = sm.apply(&op(0, 0, "PUT d 4 LEASE 99"));
+        assert_eq!(missing.code(), Some(Code::LeaseNotFound));
+        sm.apply(&lease_op(LeaseCommand::KeepAlive(info.id)));
+        let restored = StateMachine::restore(&sm.snapshot()).unwrap();
+        assert_eq!(restored, sm, "leases survive a snapshot");
+        let stale = LeaseCommand::Expire {
+            id: info.id,
+            renewals: 0,
+        };
+        assert_eq!(sm.apply(&lease_op(stale)), Reply::Ok);
+        assert_eq!(sm.apply(&op(0, 0, "GET a")), "VALUE 1", "renewed since");
+        let before = sm.kv().revision();
+        let mut changes = Vec::new();
+        let expire = LeaseCommand::Expire {
+            id: info.id,
+            renewals: 1,
+        };
+        sm.apply_recording(lease_op(expire), &mut changes);
+        let revisions: Vec<u64> = changes.iter().map(|c| c.revision).collect();
+        assert_eq!(revisions, vec![before + 1, before + 1]);
+        assert!(changes.iter().all(|c| c.value.is_none()));
+        assert_eq!(sm.apply(&op(0, 0, "GET a")), "NOT_FOUND");
+        assert_eq!(sm.apply(&op(0, 0, "GET c")), "VALUE 3", "not leased");
+        assert!(sm.leases().is_empty());
+    }
+
+    /// A version 4 snapshot (before leases) reads with none.
+    #[test]
+    fn version_4_snapshots_are_read_without_leases() {
+        let sm = full_state(false);
+        let mut bytes = Vec::new();
+        let mut w = SnapshotWriter::new(&mut bytes);
+        w.put_u8(4).unwrap();
+        w.put_uvarint(sm.quota).unwrap();
+        sm.kv.write_to(&mut w).unwrap();
+        sm.ledger.write_to(&mut w).unwrap();
+        sm.sessions.write_to(&mut w).unwrap();
+        w.finish().unwrap();
+        assert_eq!(StateMachine::restore(&bytes), Ok(sm));
+    }
+
     /// Taking a snapshot clones the state: neither side may see the other's
     /// later writes.
     #[test]
