@@ -10,6 +10,9 @@
 //! anything else                           a client: `AUTH` if a token is configured, then commands (server/client.rs)
 //! ```
 //!
+//! A client's `WATCH` line turns its connection into a stream of changes
+//! until `CANCEL` (`server/watch.rs`), on the connection's own thread.
+//!
 //! Beside the connections, `server/disk.rs` runs the thread that watches the
 //! data directory's free space and tells storage and the service when it is
 //! low.
