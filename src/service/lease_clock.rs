@@ -165,4 +165,58 @@ mod tests {
         assert!(c.tick(t2, Some(3), [(1, 1, 0)]).is_empty(), "grace");
         assert_eq!(c.tick(t2 + GRACE, Some(3), [(1, 1, 0)]), vec![(1, 0)]);
     }
+
+    /// Random schedules of leadership, keepalives and ticks: an expiry is
+    /// only ever proposed at least a TTL after the last keepalive, and a
+    /// lease last renewed before its leader began to lead lives at least
+    /// TTL plus the grace from then. Reference: thesis §6.4.1.
+    #[test]
+    fn no_expiry_is_proposed_before_the_ttl_since_the_last_keepalive_seen() {
+        use crate::raft::rng::Rng;
+        for seed in 1..200 {
+            let mut rng = Rng::new(seed);
+            let t0 = Instant::now();
+            let mut c = LeaseClock::new(GRACE);
+            let mut now = t0;
+            let mut term = 1;
+            let mut leading = Some(term);
+            let mut leader_since = now;
+            // id → (ttl, renewals, when this leader saw the last renewal)
+            let mut leases: BTreeMap<u64, (u64, u64, Instant)> = BTreeMap::new();
+            for step in 0..300 {
+                now += Duration::from_millis(rng.range(1, 400));
+                match rng.range(0, 20) {
+                    0 => {
+                        term += 1;
+                        leading = (rng.range(0, 3) > 0).then_some(term);
+                        leader_since = now;
+                    }
+                    1 | 2 => {
+                        leases.insert(step, (rng.range(1, 4), 0, now));
+                    }
+                    3..=6 => {
+                        if let Some((_, (_, renewals, seen))) =
+                            leases.iter_mut().nth(rng.range(0, 8) as usize)
+                        {
+                            *renewals += 1;
+                            *seen = now;
+                        }
+                    }
+                    _ => {}
+                }
+                let view: Vec<_> = leases.iter().map(|(&id, &(t, r, _))| (id, t, r)).collect();
+                for (id, renewals) in c.tick(now, leading, view) {
+                    let (ttl, current, seen) = leases[&id];
+                    assert_eq!(renewals, current, "seed {seed}");
+                    let ttl = Duration::from_secs(ttl);
+                    assert!(now >= seen + ttl, "seed {seed}: lease {id} expired early");
+                    // Renewed before this leader led: it gets the grace.
+                    if seen < leader_since {
+                        assert!(now >= leader_since + ttl + GRACE, "seed {seed}: no grace");
+                    }
+                    leases.remove(&id);
+                }
+            }
+        }
+    }
 }
