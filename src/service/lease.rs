@@ -26,7 +26,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Read, Write};
 use std::sync::Arc;
 
-use super::kv::Change;
+use super::kv::{Change, Kv};
 use super::reply::{Code, Reply};
 use super::snapshot_stream::{corrupt, SnapshotReader, SnapshotWriter};
 use crate::codec::{DecodeError, Decoder, Encoder};
@@ -269,6 +269,40 @@ impl Leases {
     }
 }
 
+/// Applies a lease request to the leases and the store: a grant, a
+/// keepalive, a read, or an end (a revoke, an expiry) that deletes the
+/// lease's keys at one revision.
+pub(super) fn execute(
+    leases: &mut Leases,
+    kv: &mut Kv,
+    command: LeaseCommand,
+    changes: &mut Vec<Change>,
+) -> Reply {
+    let (id, renewals) = match command {
+        LeaseCommand::Grant(ttl) => return leases.grant(ttl),
+        LeaseCommand::KeepAlive(id) => return leases.keep_alive(id),
+        LeaseCommand::Ttl(id) => return leases.info(id),
+        LeaseCommand::Revoke(id) => (id, None),
+        LeaseCommand::Expire { id, renewals } => (id, Some(renewals)),
+    };
+    let Some(keys) = leases.end(id, renewals) else {
+        return match renewals {
+            // Renewed (or gone) since the leader decided: nothing to do.
+            Some(_) => Reply::Ok,
+            None => not_found(id),
+        };
+    };
+    let revision = kv.revision() + 1;
+    let mut deleted = false;
+    for key in keys {
+        deleted |= kv.delete_at(&key, revision, changes);
+    }
+    if deleted {
+        kv.finish_revision(revision);
+    }
+    Reply::Ok
+}
+
 const TAG_GRANT: u8 = 1;
 const TAG_KEEPALIVE: u8 = 2;
 const TAG_REVOKE: u8 = 3;
@@ -362,6 +396,65 @@ impl std::fmt::Display for LeaseInfo {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::service::command::{parse, Command, Request};
+    use crate::service::state_machine::{Op, StateMachine};
+
+    fn op(line: &str) -> Op {
+        let Ok(Request::Command(command)) = parse(line) else {
+            panic!("bad line {line}");
+        };
+        Op {
+            client_id: 0,
+            seq: 0,
+            command,
+        }
+    }
+
+    fn lease_op(command: LeaseCommand) -> Op {
+        Op {
+            client_id: 0,
+            seq: 0,
+            command: Command::Lease(command),
+        }
+    }
+
+    /// Leases are replicated state: a leased put attaches its key, an expiry
+    /// that a keepalive overtook is ignored, an expiry deletes every key of
+    /// the lease at one revision, and a snapshot keeps the lot.
+    #[test]
+    fn a_lease_expiry_deletes_its_keys_at_one_revision_unless_a_keepalive_overtook_it() {
+        let mut sm = StateMachine::default();
+        let Reply::Lease(info) = sm.apply(&lease_op(LeaseCommand::Grant(5))) else {
+            panic!()
+        };
+        assert_eq!(sm.apply(&op(&format!("PUT a 1 LEASE {}", info.id))), "OK");
+        assert_eq!(sm.apply(&op(&format!("PUT b 2 LEASE {}", info.id))), "OK");
+        assert_eq!(sm.apply(&op("PUT c 3")), "OK");
+        let missing = sm.apply(&op("PUT d 4 LEASE 99"));
+        assert_eq!(missing.code(), Some(Code::LeaseNotFound));
+        sm.apply(&lease_op(LeaseCommand::KeepAlive(info.id)));
+        let restored = StateMachine::restore(&sm.snapshot()).unwrap();
+        assert_eq!(restored, sm, "leases survive a snapshot");
+        let stale = LeaseCommand::Expire {
+            id: info.id,
+            renewals: 0,
+        };
+        assert_eq!(sm.apply(&lease_op(stale)), Reply::Ok);
+        assert_eq!(sm.apply(&op("GET a")), "VALUE 1", "renewed since");
+        let before = sm.kv().revision();
+        let mut changes = Vec::new();
+        let expire = LeaseCommand::Expire {
+            id: info.id,
+            renewals: 1,
+        };
+        sm.apply_recording(lease_op(expire), &mut changes);
+        let revisions: Vec<u64> = changes.iter().map(|c| c.revision).collect();
+        assert_eq!(revisions, vec![before + 1, before + 1]);
+        assert!(changes.iter().all(|c| c.value.is_none()));
+        assert_eq!(sm.apply(&op("GET a")), "NOT_FOUND");
+        assert_eq!(sm.apply(&op("GET c")), "VALUE 3", "not leased");
+        assert!(sm.leases().is_empty());
+    }
 
     fn change(key: &str, put: bool) -> Change {
         Change {

@@ -17,11 +17,21 @@
 //! sees, not only at promotion, covers the log a new leader applies late.
 //!
 //! The clock has no threads: [`LeaseClock::tick`] takes the time and the
-//! leases, and returns the expiries to propose (the replica's lease thread
-//! calls it every [`TICK`]); the simulator can drive it the same way.
+//! leases, and returns the expiries to propose; [`spawn`] is the replica's
+//! lease thread, which calls it every [`TICK`] and proposes them.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
+
+use super::command::Command;
+use super::lease::LeaseCommand;
+use super::state_machine::Op;
+use crate::codec::Encode;
+use crate::info;
+use crate::node::{Callback, Node};
+use crate::raft::Role;
 
 /// How often the leader looks for leases that ran out.
 pub const TICK: Duration = Duration::from_millis(100);
@@ -115,6 +125,52 @@ impl LeaseClock {
             .get(&id)
             .map(|d| d.at.saturating_duration_since(now))
     }
+}
+
+/// Starts the lease thread of `node`: every [`TICK`], while the node
+/// leads, it asks `clock` which of `leases()` (`(id, ttl_s, renewals)` from
+/// the applied state) ran out, and proposes their expiry. Ends when the
+/// node is killed.
+pub fn spawn(
+    node: Arc<Node>,
+    clock: Arc<Mutex<LeaseClock>>,
+    leases: impl Fn() -> Vec<(u64, u64, u64)> + Send + 'static,
+) -> Option<JoinHandle<()>> {
+    let id = node.id();
+    let run = move || {
+        while !node.is_killed() {
+            thread::sleep(TICK);
+            let status = node.status();
+            let leading = (status.role == Role::Leader).then_some(status.term);
+            let seen = if leading.is_some() {
+                leases()
+            } else {
+                Vec::new()
+            };
+            let expired =
+                clock
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .tick(Instant::now(), leading, seen);
+            for (id, renewals) in expired {
+                info!(
+                    node.id(),
+                    status.term, "lease {id} ran out on the leader's clock; proposing its expiry"
+                );
+                let op = Op {
+                    client_id: 0,
+                    seq: 0,
+                    command: Command::Lease(LeaseCommand::Expire { id, renewals }),
+                };
+                // Not awaited: the next tick proposes it again if it is lost.
+                node.propose(op.encode(), Callback::new(drop));
+            }
+        }
+    };
+    thread::Builder::new()
+        .name(format!("lease-{id}"))
+        .spawn(run)
+        .ok()
 }
 
 #[cfg(test)]

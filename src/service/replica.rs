@@ -33,8 +33,7 @@ use std::time::{Duration, Instant};
 use super::admissions::{self, Admissions, Admitted};
 use super::applier::{Applier, Outcome};
 use super::command::Command;
-use super::lease::LeaseCommand;
-use super::lease_clock::{LeaseClock, TICK};
+use super::lease_clock::{self, LeaseClock};
 use super::reply::{Code, Reply};
 use super::snapshot_policy::{LogSinceSnapshot, SnapshotPolicy};
 use super::state_machine::{Op, StateMachine, Stats};
@@ -43,7 +42,7 @@ use crate::codec::Encode;
 use crate::node::{Callback, Node};
 use crate::raft::messages::NodeId;
 use crate::raft::messages::{Index, Term};
-use crate::raft::{ApplyMsg, ProposeError, Role};
+use crate::raft::{ApplyMsg, ProposeError};
 use crate::{debug, info};
 
 /// Why an operation has no reply.
@@ -209,49 +208,24 @@ impl Replica {
         &self.watch
     }
 
-    /// Starts the lease thread: every [`TICK`], while this server leads, it
+    /// Starts the lease thread: every [`lease_clock::TICK`], while this server leads, it
     /// proposes the expiry of every lease whose deadline passed on this
     /// server's clock (`lease_clock.rs`); a lease it first sees gets `grace`
     /// more (at least the longest election timeout).
     pub fn start_leases(&self, grace: Duration) {
         *lock_clock(&self.lease_clock) = LeaseClock::new(grace);
-        let (node, applied) = (Arc::clone(&self.node), Arc::clone(&self.applied));
-        let clock = Arc::clone(&self.lease_clock);
-        let run = move || {
-            while !node.is_killed() {
-                thread::sleep(TICK);
-                let status = node.status();
-                let leading = (status.role == Role::Leader).then_some(status.term);
-                let leases: Vec<(u64, u64, u64)> = match leading {
-                    Some(_) => lock(&applied)
-                        .state_machine()
-                        .leases()
-                        .iter()
-                        .map(|(id, l)| (id, l.ttl, l.renewals))
-                        .collect(),
-                    None => Vec::new(),
-                };
-                let expired = lock_clock(&clock).tick(Instant::now(), leading, leases);
-                for (id, renewals) in expired {
-                    info!(
-                        node.id(),
-                        status.term,
-                        "lease {id} ran out on the leader's clock; proposing its expiry"
-                    );
-                    let op = Op {
-                        client_id: 0,
-                        seq: 0,
-                        command: Command::Lease(LeaseCommand::Expire { id, renewals }),
-                    };
-                    // Not awaited: the next tick proposes it again if it is lost.
-                    node.propose(op.encode(), Callback::new(drop));
-                }
-            }
+        let applied = Arc::clone(&self.applied);
+        let leases = move || {
+            lock(&applied)
+                .state_machine()
+                .leases()
+                .iter()
+                .map(|(id, l)| (id, l.ttl, l.renewals))
+                .collect()
         };
-        let name = format!("lease-{}", self.node.id());
-        if let Ok(handle) = thread::Builder::new().name(name).spawn(run) {
-            *self.lease_thread.lock().unwrap_or_else(|e| e.into_inner()) = Some(handle);
-        }
+        let clock = Arc::clone(&self.lease_clock);
+        let thread = lease_clock::spawn(Arc::clone(&self.node), clock, leases);
+        *self.lease_thread.lock().unwrap_or_else(|e| e.into_inner()) = thread;
     }
 
     /// How long lease `id` has left by this server's lease clock, if this

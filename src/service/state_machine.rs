@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use super::command::Command;
 use super::kv::{Change, Kv};
-use super::lease::{LeaseCommand, Leases};
+use super::lease::{self, LeaseCommand, Leases};
 use super::ledger::Ledger;
 use super::quota::{account_cost, nospace};
 use super::range::{range, Budget};
@@ -164,7 +164,9 @@ impl StateMachine {
     fn execute(&mut self, command: Command, changes: &mut Vec<Change>) -> Reply {
         let before = changes.len();
         let (reply, lease) = match command {
-            Command::Lease(lease) => return self.execute_lease(lease, changes),
+            Command::Lease(lease) => {
+                return lease::execute(&mut self.leases, &mut self.kv, lease, changes)
+            }
             Command::Leased(lease, inner) => {
                 if self.leases.get(lease).is_none() {
                     return Reply::error(Code::LeaseNotFound, format!("no lease {lease}"));
@@ -175,34 +177,6 @@ impl StateMachine {
         };
         self.leases.follow(&changes[before..], lease);
         reply
-    }
-
-    /// A lease request: a grant, keepalive, revoke or expiry (a revoke and
-    /// an expiry delete the lease's keys, at one revision).
-    fn execute_lease(&mut self, command: LeaseCommand, changes: &mut Vec<Change>) -> Reply {
-        let (id, renewals) = match command {
-            LeaseCommand::Grant(ttl) => return self.leases.grant(ttl),
-            LeaseCommand::KeepAlive(id) => return self.leases.keep_alive(id),
-            LeaseCommand::Ttl(id) => return self.leases.info(id),
-            LeaseCommand::Revoke(id) => (id, None),
-            LeaseCommand::Expire { id, renewals } => (id, Some(renewals)),
-        };
-        let Some(keys) = self.leases.end(id, renewals) else {
-            return match renewals {
-                // Renewed (or gone) since the leader decided: nothing to do.
-                Some(_) => Reply::Ok,
-                None => Reply::error(Code::LeaseNotFound, format!("no lease {id}")),
-            };
-        };
-        let revision = self.kv.revision() + 1;
-        let mut deleted = false;
-        for key in keys {
-            deleted |= self.kv.delete_at(&key, revision, changes);
-        }
-        if deleted {
-            self.kv.finish_revision(revision);
-        }
-        Reply::Ok
     }
 
     fn execute_unleased(&mut self, command: Command, changes: &mut Vec<Change>) -> Reply {
@@ -801,58 +775,6 @@ mod tests {
         let mut v3_without_checksum = old_snapshot(2);
         v3_without_checksum[0] = 3;
         assert!(StateMachine::restore(&v3_without_checksum).is_err());
-    }
-
-    fn lease_op(command: LeaseCommand) -> Op {
-        Op {
-            client_id: 0,
-            seq: 0,
-            command: Command::Lease(command),
-        }
-    }
-
-    /// Leases are replicated state: a leased put attaches its key, an expiry
-    /// that a keepalive overtook is ignored, an expiry deletes every key of
-    /// the lease at one revision, and a snapshot keeps the lot.
-    #[test]
-    fn a_lease_expiry_deletes_its_keys_at_one_revision_unless_a_keepalive_overtook_it() {
-        let mut sm = StateMachine::default();
-        let Reply::Lease(info) = sm.apply(&lease_op(LeaseCommand::Grant(5))) else {
-            panic!()
-        };
-        assert_eq!(
-            sm.apply(&op(0, 0, &format!("PUT a 1 LEASE {}", info.id))),
-            "OK"
-        );
-        assert_eq!(
-            sm.apply(&op(0, 0, &format!("PUT b 2 LEASE {}", info.id))),
-            "OK"
-        );
-        assert_eq!(sm.apply(&op(0, 0, "PUT c 3")), "OK");
-        let missing = sm.apply(&op(0, 0, "PUT d 4 LEASE 99"));
-        assert_eq!(missing.code(), Some(Code::LeaseNotFound));
-        sm.apply(&lease_op(LeaseCommand::KeepAlive(info.id)));
-        let restored = StateMachine::restore(&sm.snapshot()).unwrap();
-        assert_eq!(restored, sm, "leases survive a snapshot");
-        let stale = LeaseCommand::Expire {
-            id: info.id,
-            renewals: 0,
-        };
-        assert_eq!(sm.apply(&lease_op(stale)), Reply::Ok);
-        assert_eq!(sm.apply(&op(0, 0, "GET a")), "VALUE 1", "renewed since");
-        let before = sm.kv().revision();
-        let mut changes = Vec::new();
-        let expire = LeaseCommand::Expire {
-            id: info.id,
-            renewals: 1,
-        };
-        sm.apply_recording(lease_op(expire), &mut changes);
-        let revisions: Vec<u64> = changes.iter().map(|c| c.revision).collect();
-        assert_eq!(revisions, vec![before + 1, before + 1]);
-        assert!(changes.iter().all(|c| c.value.is_none()));
-        assert_eq!(sm.apply(&op(0, 0, "GET a")), "NOT_FOUND");
-        assert_eq!(sm.apply(&op(0, 0, "GET c")), "VALUE 3", "not leased");
-        assert!(sm.leases().is_empty());
     }
 
     /// A version 4 snapshot (before leases) reads with none.
