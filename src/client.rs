@@ -22,6 +22,12 @@
 //! ([`Client::get_meta`]), pages ([`Client::range`]), transactions
 //! ([`Client::txn`]) and compare-and-swap ([`Client::cas`]); each reply line
 //! is read back into a [`Reply`] in one place.
+//!
+//! Leases: [`Client::lease_grant`], [`Client::lease_keepalive`],
+//! [`Client::lease_revoke`], [`Client::lease_ttl`], and puts and
+//! transactions that attach their keys to one ([`Client::put_leased`],
+//! [`Client::txn_leased`]). Watches hold a connection of their own:
+//! [`crate::watch_client::WatchStream`].
 
 use std::io::{self, BufReader, Write};
 use std::net::TcpStream;
@@ -30,6 +36,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::server::MAX_REPLY_LINE;
 use crate::service::command::{to_line, Command};
+use crate::service::lease::{LeaseCommand, LeaseInfo};
 use crate::service::range::{KeyValue, RangeRequest, RangeResult};
 use crate::service::reply::{Code, Reply};
 use crate::service::txn::{Compare, CompareOp, OpResult, Target, Txn, TxnOp, TxnResult};
@@ -373,6 +380,50 @@ impl<C: Connector> Client<C> {
         match result.results.into_iter().next() {
             Some(OpResult::Get(page)) => Ok(Err(page.kvs.into_iter().next())),
             other => Err(io::Error::other(format!("unexpected result: {other:?}"))),
+        }
+    }
+
+    /// Grants a lease of `ttl` seconds; its id.
+    pub fn lease_grant(&mut self, ttl: u64) -> io::Result<u64> {
+        self.lease(LeaseCommand::Grant(ttl)).map(|info| info.id)
+    }
+
+    /// Keeps lease `id` alive (its clock starts over on the leader). A lease
+    /// that ended is an error whose text has `LEASE_NOT_FOUND`.
+    pub fn lease_keepalive(&mut self, id: u64) -> io::Result<LeaseInfo> {
+        self.lease(LeaseCommand::KeepAlive(id))
+    }
+
+    /// Ends lease `id` now, deleting its keys.
+    pub fn lease_revoke(&mut self, id: u64) -> io::Result<()> {
+        self.expect_ok(&Command::Lease(LeaseCommand::Revoke(id)))
+    }
+
+    /// Lease `id`'s TTL, seconds left by the leader's clock, and keys.
+    pub fn lease_ttl(&mut self, id: u64) -> io::Result<LeaseInfo> {
+        self.lease(LeaseCommand::Ttl(id))
+    }
+
+    fn lease(&mut self, command: LeaseCommand) -> io::Result<LeaseInfo> {
+        match self.execute(&Command::Lease(command))? {
+            Reply::Lease(info) => Ok(info),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Sets `key` to `value`, attached to lease `lease`: the key is deleted
+    /// when the lease ends.
+    pub fn put_leased(&mut self, key: &[u8], value: &[u8], lease: u64) -> io::Result<()> {
+        let put = Command::Put(key.to_vec(), value.to_vec());
+        self.expect_ok(&Command::Leased(lease, Box::new(put)))
+    }
+
+    /// Runs a transaction whose puts attach their keys to lease `lease`.
+    pub fn txn_leased(&mut self, txn: &Txn, lease: u64) -> io::Result<TxnResult> {
+        let command = Command::Leased(lease, Box::new(Command::Txn(txn.clone())));
+        match self.execute(&command)? {
+            Reply::Txn(result) => Ok(result),
+            other => Err(unexpected(&other)),
         }
     }
 

@@ -33,7 +33,7 @@
 //! 8. [`service`] and [`server`]: the KV store and ledger on top, with client
 //!    sessions, typed replies ([`service::reply`]) and the bounds that keep its
 //!    state finite, and the one TCP port
-//!    for peers, text clients ([`client`]) and [`http`] (JSON API written with
+//!    for peers, text clients ([`client`], [`watch_client`]) and [`http`] (JSON API written with
 //!    [`json`], `/metrics` from [`metrics`], the live cluster page).
 //! 9. [`auth`]: who may talk to a server: peers prove they hold the cluster
 //!    key (an HMAC-SHA256 tag on every message), clients present a token.
@@ -77,3 +77,4 @@ pub mod service;
 pub mod sim;
 pub mod storage;
 pub mod transport;
+pub mod watch_client;

@@ -20,6 +20,7 @@ use raftkv::info;
 use raftkv::node::EXIT_STORAGE_FAILED;
 use raftkv::server::{Server, ServerConfig, DEFAULT_IDLE_TIMEOUT};
 use raftkv::service::quota::DEFAULT_QUOTA_BYTES;
+use raftkv::service::watch::WatchLimits;
 use raftkv::storage::space::DEFAULT_MIN_FREE_BYTES;
 
 const USAGE: &str = "\
@@ -56,6 +57,11 @@ usage: raftkv [flags]
                            hear a leader ignore vote requests (thesis §6.2, §4.2.3; default true)
   -events=BOOL             keep a ring of recent events (RPCs, votes, commits, client requests)
                            for GET /events and the cluster page (default true)
+  -watch-history-bytes N   bytes of recent changes kept for watches to resume from
+                           (default 16777216); older FROM revisions get ERR COMPACTED
+  -watch-lag-bytes N       a watcher further behind than N bytes of history, and falling
+                           further, is cancelled with CANCELED resume=<rev> (default 4194304)
+  -max-watchers N          most open watches (default 256); more get ERR BUSY
   -v                       log detail (elections, rejections, forwarding)
   -h                       print this help
 
@@ -83,6 +89,7 @@ struct Flags {
     pre_vote: bool,
     check_quorum: bool,
     events: bool,
+    watch: WatchLimits,
     verbose: bool,
     help: bool,
 }
@@ -116,6 +123,7 @@ fn parse_flags(args: &[String]) -> Result<Flags, String> {
         pre_vote: true,
         check_quorum: true,
         events: true,
+        watch: WatchLimits::default(),
         verbose: false,
         help: false,
     };
@@ -195,6 +203,9 @@ fn parse_flags(args: &[String]) -> Result<Flags, String> {
             }
             "quota-bytes" => flags.quota_bytes = number(&value)?,
             "min-free-bytes" => flags.min_free_bytes = number(&value)?,
+            "watch-history-bytes" => flags.watch.history_bytes = number(&value)?,
+            "watch-lag-bytes" => flags.watch.lag_bytes = number(&value)?,
+            "max-watchers" => flags.watch.max_watchers = number(&value)? as usize,
             _ => return Err(format!("unknown flag -{name}")),
         }
     }
@@ -296,6 +307,7 @@ fn apply_flags(mut config: ServerConfig, flags: Flags) -> ServerConfig {
     config.pre_vote = flags.pre_vote;
     config.check_quorum = flags.check_quorum;
     config.events = flags.events;
+    config.watch = flags.watch;
     config
 }
 

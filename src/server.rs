@@ -10,6 +10,9 @@
 //! anything else                           a client: `AUTH` if a token is configured, then commands (server/client.rs)
 //! ```
 //!
+//! A client's `WATCH` line turns its connection into a stream of changes
+//! until `CANCEL` (`server/watch.rs`), on the connection's own thread.
+//!
 //! Beside the connections, `server/disk.rs` runs the thread that watches the
 //! data directory's free space and tells storage and the service when it is
 //! low.
@@ -31,6 +34,7 @@
 mod client;
 mod disk;
 mod peer;
+mod watch;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{self, BufReader, Write};
@@ -57,6 +61,7 @@ use crate::service::replica::Replica;
 use crate::service::reply::{Code, Reply};
 use crate::service::snapshot_policy::SnapshotPolicy;
 use crate::service::state_machine::DEFAULT_QUOTA_BYTES;
+use crate::service::watch::WatchLimits;
 use crate::storage::file::FileStorage;
 use crate::storage::space::{DiskSpace, DEFAULT_MIN_FREE_BYTES};
 use crate::transport::line::{read_line_before, LineError};
@@ -133,6 +138,9 @@ pub struct ServerConfig {
     pub min_free_bytes: u64,
     /// Keep a ring of recent events for `GET /events` (see [`crate::events`]).
     pub events: bool,
+    /// The bounds of watches: history kept, lag allowed, watchers open
+    /// (`-watch-history-bytes`, `-watch-lag-bytes`, `-max-watchers`).
+    pub watch: WatchLimits,
 }
 
 impl ServerConfig {
@@ -163,6 +171,7 @@ impl ServerConfig {
             check_quorum: true,
             min_free_bytes: DEFAULT_MIN_FREE_BYTES,
             events: true,
+            watch: WatchLimits::default(),
         }
     }
 }
@@ -260,6 +269,7 @@ impl Server {
             Arc::clone(&auth),
         ));
         let mut raft_config = RaftConfig::new(id, addrs.keys().copied().collect());
+        let raft_config_election_ticks = raft_config.election_ticks;
         raft_config.addresses = addrs;
         raft_config.seed = clock_seed() ^ id;
         raft_config.pre_vote = config.pre_vote;
@@ -283,7 +293,9 @@ impl Server {
             log_bytes: config.snapshot_bytes,
             scale_with_state: true,
         };
-        let replica = Replica::start(node, apply_rx, policy);
+        let replica = Replica::start(node, apply_rx, policy, config.watch);
+        // A lease a leader first sees gets the longest election timeout more.
+        replica.start_leases(config.tick * 2 * raft_config_election_ticks);
         let term = replica.node().status().term;
         let mut frontend = Frontend::new(replica, config.request_timeout);
         frontend.set_quota(config.quota_bytes);
@@ -483,6 +495,18 @@ fn handle_connection(stream: TcpStream, shared: &Shared) {
                 return serve_http(line, reader, writer, remote, shared);
             }
             first = line.iter().all(u8::is_ascii_whitespace);
+        }
+        if let Some(watch) = conn.watch_request(&line, shared) {
+            let open = match watch {
+                Ok(request) => watch::serve(request, &mut reader, &mut writer, shared),
+                Err(refusal) => writeln!(writer, "{refusal}")
+                    .and_then(|_| writer.flush())
+                    .is_ok(),
+            };
+            if !open {
+                return;
+            }
+            continue;
         }
         let (reply, close) = conn.answer(&line, shared);
         let Some(reply) = reply else { continue };

@@ -94,6 +94,18 @@ pub fn handle(head: &Head, body: &[u8], ctx: &Context) -> (&'static str, Respons
             "/batch",
             only(m, &[Method::Post], || kv::txn(body, true, ctx)),
         ),
+        "/lease" => (
+            "/lease",
+            only(m, &[Method::Post], || super::lease::grant(body, ctx)),
+        ),
+        _ if path.starts_with("/lease/") => {
+            let id = path.strip_prefix("/lease/").unwrap_or_default();
+            let allowed = [Method::Get, Method::Put, Method::Delete];
+            (
+                "/lease/{id}",
+                only(m, &allowed, || super::lease::one(head, id, ctx)),
+            )
+        }
         _ => match (path.strip_prefix("/kv/"), path.strip_prefix("/accounts/")) {
             (Some(key), _) => {
                 let allowed = [Method::Get, Method::Put, Method::Delete];

@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! GET    /kv/<key>[?meta][&raw][&serializable]  200 {"key","value"} (+ revisions with meta) | 404
-//! PUT    /kv/<key>  body: the value's bytes      200 {"ok":true} | 412 | 413
+//!        [&index=<rev>&wait=30s]                 a long poll (see `http::watch`)
+//! PUT    /kv/<key>[?lease=<id>]  body: the value 200 {"ok":true} | 412 | 413 | 404 no lease
 //! DELETE /kv/<key>                               200 {"ok":true} | 412
 //! GET    /kv?prefix=p | start=a&end=b, limit=n, keys, count, serializable
 //!                                                200 a range page
@@ -48,9 +49,14 @@ pub fn key(head: &Head, raw_key: &str, body: &[u8], ctx: &Context) -> Response {
     match head.method {
         Method::Put | Method::Delete => write(head, key, body, ctx),
         _ => {
-            let options = match query(&head.query, &["meta", "raw", "serializable"]) {
+            let names = ["meta", "raw", "serializable", "index", "wait"];
+            let options = match query(&head.query, &names) {
                 Ok(options) => options,
                 Err(response) => return response,
+            };
+            let poll = match super::watch::long_poll(&options) {
+                Ok(poll) => poll,
+                Err(e) => return super::reply::error(&e),
             };
             let has = |name: &str| options.iter().any(|(n, _)| n == name);
             let raw = has("raw")
@@ -61,11 +67,28 @@ pub fn key(head: &Head, raw_key: &str, body: &[u8], ctx: &Context) -> Response {
                 serializable: has("serializable"),
                 ..RangeRequest::key(&key)
             };
-            match execute(ctx, Command::Range(request)) {
-                Reply::Range(page) => match page.kvs.first() {
-                    Some(kv) => found(kv, &page, raw, has("meta")),
-                    None => Response::error(404, "NOT_FOUND", &format!("no key {shown}")),
-                },
+            let read = || execute(ctx, Command::Range(request.clone()));
+            let mut reply = read();
+            // A long poll (Consul's blocking query): wait for a change past `index`.
+            if let (Some((index, wait)), Reply::Range(page)) = (poll, &reply) {
+                let at = page.kvs.first().map(|kv| kv.mod_revision);
+                if at.is_none_or(|at| at <= index) {
+                    let deadline = std::time::Instant::now() + wait;
+                    let hub = ctx.frontend.replica().watch();
+                    if super::watch::wait_for_change(hub, &key, index, deadline) {
+                        reply = read();
+                    }
+                }
+            }
+            match reply {
+                Reply::Range(page) => {
+                    let response = match page.kvs.first() {
+                        Some(kv) => found(kv, &page, raw, has("meta")),
+                        None => Response::error(404, "NOT_FOUND", &format!("no key {shown}")),
+                    };
+                    let index = page.kvs.first().map_or(page.revision, |kv| kv.mod_revision);
+                    super::watch::index_header(response, index)
+                }
                 other => failure(&other, ""),
             }
         }
@@ -130,16 +153,33 @@ fn write(head: &Head, key: Vec<u8>, body: &[u8], ctx: &Context) -> Response {
         Ok(condition) => condition,
         Err(response) => return response,
     };
+    // `?lease=<id>` attaches the key to a lease (a PUT only).
+    let lease = match query(&head.query, &["lease"]) {
+        Ok(options) => match options.first() {
+            Some((_, id)) if head.method == Method::Put => {
+                match String::from_utf8_lossy(id).parse::<u64>() {
+                    Ok(id) => Some(id),
+                    Err(_) => return Response::error(400, "BAD_REQUEST", "lease= takes an id"),
+                }
+            }
+            Some(_) => return Response::error(400, "BAD_REQUEST", "only a PUT takes a lease"),
+            None => None,
+        },
+        Err(response) => return response,
+    };
     let op = match head.method {
         Method::Put => TxnOp::Put(key.clone(), body.to_vec()),
         _ => TxnOp::Delete(key.clone()),
     };
     let target = match condition {
         Condition::Always => {
-            let command = match op {
+            let mut command = match op {
                 TxnOp::Put(k, v) => Command::Put(k, v),
                 _ => Command::Del(key),
             };
+            if let Some(lease) = lease {
+                command = Command::Leased(lease, Box::new(command));
+            }
             return match execute(ctx, command) {
                 Reply::Ok => ok(),
                 other => failure(&other, ""),
@@ -158,7 +198,11 @@ fn write(head: &Head, key: Vec<u8>, body: &[u8], ctx: &Context) -> Response {
         then: vec![op],
         otherwise: vec![TxnOp::Get(key)],
     };
-    match execute(ctx, Command::Txn(txn)) {
+    let command = match lease {
+        Some(lease) => Command::Leased(lease, Box::new(Command::Txn(txn))),
+        None => Command::Txn(txn),
+    };
+    match execute(ctx, command) {
         Reply::Txn(result) if result.succeeded => match head.method {
             Method::Put => ok().with("ETag", format!("\"{}\"", result.revision)),
             _ => ok(),
@@ -271,7 +315,7 @@ fn json_text(body: &dyn std::fmt::Display) -> Response {
 
 /// A query string's parameters, percent-decoded, each one of `names` (a
 /// parameter without `=` has an empty value).
-fn query(q: &str, names: &[&str]) -> Result<Vec<(String, Vec<u8>)>, Response> {
+pub(super) fn query(q: &str, names: &[&str]) -> Result<Vec<(String, Vec<u8>)>, Response> {
     let mut out = Vec::new();
     for part in q.split('&').filter(|p| !p.is_empty()) {
         let (name, value) = part.split_once('=').unwrap_or((part, ""));

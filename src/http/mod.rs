@@ -12,7 +12,9 @@
 //! [`Frontend`] as `nc` would, forwarding to the leader included: there is one
 //! execution path. The files: [`request`] parses, [`response`] writes,
 //! [`json`] (the crate's JSON) encodes and parses bodies, [`api`] routes,
-//! [`kv`] serves keys, ranges and transactions, [`cluster`] answers
+//! [`kv`] serves keys, ranges and transactions, [`watch`] streams changes
+//! (Server-Sent Events) and long-polls a key, [`lease`] grants and keeps
+//! leases, [`cluster`] answers
 //! `/status`, `/cluster` and `/health`, [`events`] serves `/events` (and holds
 //! it open as a stream), [`metrics`] writes `/metrics`, [`page`] is the
 //! cluster page, [`reply`] turns typed replies into statuses and error
@@ -27,11 +29,13 @@ pub mod api;
 pub mod cluster;
 pub mod events;
 pub mod kv;
+pub mod lease;
 pub mod metrics;
 pub mod page;
 pub mod reply;
 pub mod request;
 pub mod response;
+pub mod watch;
 
 use std::io::{self, BufReader, BufWriter, Cursor, Read, Write};
 use std::net::{IpAddr, Shutdown, TcpStream};
@@ -177,6 +181,20 @@ pub fn serve(
                 let _ = events::stream(ring, &head.query, &mut writer, events::HEARTBEAT);
                 return;
             }
+        }
+        if head.method == request::Method::Get && watch::wants_stream(&head) {
+            let denied = api::authorize(&head, ctx);
+            if let Some(denied) = denied {
+                ctx.requests
+                    .inc(&["GET", "/watch", &denied.status.to_string()]);
+                let denied = denied.with("Access-Control-Allow-Origin", "*");
+                let _ = denied.write_to(&mut writer, false, true);
+                return;
+            }
+            let hub = ctx.frontend.replica().watch();
+            let status = watch::stream(hub, &head, &mut writer).unwrap_or(200);
+            ctx.requests.inc(&["GET", "/watch", &status.to_string()]);
+            return;
         }
         let (route, response) = api::handle(&head, &body, ctx);
         let status = response.status.to_string();

@@ -16,7 +16,9 @@ pub fn status(code: Code) -> u16 {
         Code::BadRequest | Code::UnknownCommand => 400,
         Code::NoAuth => 401,
         Code::Auth => 403,
-        Code::NoAccount => 404,
+        Code::NoAccount | Code::LeaseNotFound => 404,
+        Code::Compacted => 410,
+        Code::TooManyLeases => 429,
         Code::Exists | Code::TxidReused => 409,
         Code::TooLong | Code::TooLarge => 413,
         Code::InsufficientFunds => 422,
@@ -67,6 +69,9 @@ mod tests {
             (Code::NoSpace, 507),
             (Code::NoSpaceDisk, 507),
             (Code::Storage, 507),
+            (Code::Compacted, 410),
+            (Code::TooManyLeases, 429),
+            (Code::LeaseNotFound, 404),
         ] {
             assert_eq!(super::status(code), status, "{code}");
         }

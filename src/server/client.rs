@@ -9,6 +9,7 @@ use crate::auth::limit::held_back_note;
 use crate::auth::token::{ClientAuth, TokenError};
 use crate::info;
 use crate::service::reply::{Code, Reply};
+use crate::service::watch::{parse_watch, WatchRequest};
 
 /// Longest line accepted before `AUTH` succeeds (a token is at most 256
 /// bytes): unauthenticated clients cannot make the server buffer much.
@@ -80,6 +81,26 @@ impl ClientConn {
         }
         let (reply, close) = shared.frontend.answer(text, &|l| peer::forward(l, shared));
         (Some(reply), close)
+    }
+
+    /// A `WATCH` line's request (`None` for any other line), or the reply
+    /// refusing it.
+    pub(super) fn watch_request(
+        &mut self,
+        line: &[u8],
+        shared: &Shared,
+    ) -> Option<Result<WatchRequest, Reply>> {
+        let text = std::str::from_utf8(line).ok()?.trim_start();
+        let (word, rest) = text.split_once(char::is_whitespace).unwrap_or((text, ""));
+        let parsed = parse_watch(&word.to_ascii_uppercase(), rest)?;
+        if !self.authorized(shared) {
+            let reply = Reply::error(
+                Code::NoAuth,
+                "authentication required: send AUTH <token> first",
+            );
+            return Some(Err(reply));
+        }
+        Some(parsed.map_err(Reply::from))
     }
 
     fn check_token(&mut self, token: &str, shared: &Shared) -> Reply {

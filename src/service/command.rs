@@ -14,6 +14,7 @@
 pub use super::reply::Error;
 
 use super::kv_command::{kv_line, parse_kv};
+use super::lease::{get_lease_command, parse_lease, put_lease_command, LeaseCommand};
 use super::range::{self, RangeRequest};
 use super::reply::Code;
 use super::txn::{self, check_key, check_range, check_value, Txn};
@@ -54,6 +55,12 @@ pub enum Command {
     /// Sets the space quota in force (proposed by a leader, never parsed from
     /// a client line; see `service::quota`).
     SetQuota(u64),
+    /// `LEASE ...`: grant, keep alive, revoke or read a lease (and the
+    /// leader's expiry, never parsed from a client line); see [`super::lease`].
+    Lease(LeaseCommand),
+    /// `PUT ... LEASE <id>`, `TXN ... LEASE <id>`: a put or transaction
+    /// whose puts attach their keys to a lease.
+    Leased(u64, Box<Command>),
 }
 
 /// The fields of a transfer; the same txid must always come with the same fields.
@@ -110,7 +117,8 @@ PUT64 k v | GET64 k | DEL64 k | RANGE [start=k] [end=k] [prefix=k] [limit=n] [ke
 [serializable] | TXN {json} | OPEN acct amount | \
 TRANSFER txid from to amount | BALANCE acct | AUDIT | REGISTER | CLIENT id seq command | \
 AUTH token | STATUS | LEADER id | MEMBERS | ADD id host:port | REMOVE id | PING | HELP | QUIT | \
-CMD base64";
+CMD base64 | WATCH k [FROM rev] | WATCH PREFIX p [FROM rev] | WATCH64 ... | LEASE GRANT ttl_s | \
+LEASE KEEPALIVE|REVOKE|TTL id | PUT k v LEASE id | TXN {json} LEASE id";
 
 /// Parses one request line (without its line ending). Blank lines are the
 /// caller's to skip. A refusal is `BAD_REQUEST` or `UNKNOWN_COMMAND`.
@@ -191,6 +199,7 @@ pub fn parse(line: &str) -> Result<Request, Error> {
             exact(0, "REGISTER")?;
             Command::Register
         }
+        "LEASE" => Command::Lease(parse_lease(&args)?),
         kv => match parse_kv(kv, rest) {
             Some(command) => command?,
             None => {
@@ -268,6 +277,17 @@ fn check(command: &Command) -> Result<(), Error> {
             }
         }
         Command::Audit | Command::Register => {}
+        Command::Lease(LeaseCommand::Expire { .. }) => {
+            return Err(bad("a lease expiry is not a client command"))
+        }
+        Command::Lease(LeaseCommand::Grant(ttl)) => {
+            parse_lease(&["GRANT", &ttl.to_string()])?;
+        }
+        Command::Lease(_) => {}
+        Command::Leased(_, inner) => match &**inner {
+            Command::Put(..) | Command::Txn(_) => check(inner)?,
+            _ => return Err(bad("only PUT and TXN take a lease")),
+        },
         // Only a leader proposes it (see `service::quota`); never a client.
         Command::SetQuota(_) => return Err(bad("SetQuota is not a client command")),
     }
@@ -324,7 +344,11 @@ impl Command {
     pub fn is_read(&self) -> bool {
         matches!(
             self,
-            Command::Get(_) | Command::Range(_) | Command::Balance(_) | Command::Audit
+            Command::Get(_)
+                | Command::Range(_)
+                | Command::Balance(_)
+                | Command::Audit
+                | Command::Lease(LeaseCommand::Ttl(_))
         )
     }
 
@@ -350,6 +374,12 @@ pub fn word(command: &Command) -> &'static str {
         Command::Audit => "audit",
         Command::Register => "register",
         Command::SetQuota(_) => "set_quota",
+        Command::Lease(LeaseCommand::Grant(_)) => "lease_grant",
+        Command::Lease(LeaseCommand::KeepAlive(_)) => "lease_keepalive",
+        Command::Lease(LeaseCommand::Revoke(_)) => "lease_revoke",
+        Command::Lease(LeaseCommand::Ttl(_)) => "lease_ttl",
+        Command::Lease(LeaseCommand::Expire { .. }) => "lease_expire",
+        Command::Leased(_, inner) => word(inner),
     }
 }
 
@@ -398,6 +428,8 @@ const TAG_REGISTER: u8 = 9;
 const TAG_SET_QUOTA: u8 = 10;
 const TAG_RANGE: u8 = 11;
 const TAG_TXN: u8 = 12;
+const TAG_LEASE: u8 = 13;
+const TAG_LEASED: u8 = 14;
 
 fn get_string(d: &mut Decoder<'_>) -> Result<String, DecodeError> {
     String::from_utf8(d.get_vec()?).map_err(|_| DecodeError::Corrupt("invalid UTF-8".into()))
@@ -461,6 +493,15 @@ impl Encode for Command {
                 e.put_u8(TAG_SET_QUOTA);
                 e.put_uvarint(*bytes);
             }
+            Command::Lease(c) => {
+                e.put_u8(TAG_LEASE);
+                put_lease_command(e, c);
+            }
+            Command::Leased(lease, inner) => {
+                e.put_u8(TAG_LEASED);
+                e.put_uvarint(*lease);
+                inner.encode_to(e);
+            }
         }
     }
 }
@@ -485,6 +526,21 @@ impl Decode for Command {
             TAG_AUDIT => Command::Audit,
             TAG_REGISTER => Command::Register,
             TAG_SET_QUOTA => Command::SetQuota(d.get_uvarint()?),
+            TAG_LEASE => Command::Lease(get_lease_command(d)?),
+            TAG_LEASED => {
+                let lease = d.get_uvarint()?;
+                // One level only: a leased command holds a put or a transaction.
+                let inner = match d.get_u8()? {
+                    TAG_PUT => Command::Put(d.get_vec()?, d.get_vec()?),
+                    TAG_TXN => Command::Txn(txn::get_txn(d)?),
+                    tag => {
+                        return Err(DecodeError::Corrupt(format!(
+                            "a leased command with tag {tag}"
+                        )))
+                    }
+                };
+                Command::Leased(lease, Box::new(inner))
+            }
             tag => return Err(DecodeError::Corrupt(format!("unknown command tag {tag}"))),
         })
     }

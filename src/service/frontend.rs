@@ -24,6 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::command::{self, Command, Local, HELP};
+use super::lease::LeaseCommand;
 use super::quota::DEFAULT_QUOTA_BYTES;
 use super::replica::{ExecError, Replica};
 use super::reply::{Code, Reply};
@@ -256,13 +257,34 @@ impl Frontend {
                     seq,
                     command,
                 };
+                let ttl_of = match op.command {
+                    Command::Lease(LeaseCommand::Ttl(id)) => Some(id),
+                    _ => None,
+                };
                 let reply = match (self.replica.execute(&op, self.request_timeout), forward) {
-                    (Ok(reply), _) => reply,
+                    (Ok(reply), _) => self.with_remaining(reply, ttl_of),
                     (Err(ExecError::NotLeader), Some(forward)) => forward(line),
                     (Err(e), _) => e.reply(),
                 };
                 (reply, false, word)
             }
+        }
+    }
+
+    /// `LEASE TTL`'s reply with the time left by this leader's lease clock
+    /// (the state machine knows only the TTL), in whole seconds rounded up,
+    /// and never more than the TTL (a new leader's grace is not promised).
+    fn with_remaining(&self, reply: Reply, ttl_of: Option<u64>) -> Reply {
+        match (
+            reply,
+            ttl_of.and_then(|id| self.replica.lease_remaining(id)),
+        ) {
+            (Reply::Lease(mut info), Some(left)) => {
+                let seconds = left.as_millis().div_ceil(1000) as u64;
+                info.remaining = seconds.min(info.ttl) as i64;
+                Reply::Lease(info)
+            }
+            (reply, _) => reply,
         }
     }
 
@@ -499,7 +521,13 @@ fn refusal(e: MembershipError) -> Reply {
 /// bookkeeping), which stay open while the disk is low.
 fn grows_state(command: &Command) -> bool {
     match command {
-        Command::Put(..) | Command::Append(..) | Command::Open(..) | Command::Transfer(_) => true,
+        Command::Put(..)
+        | Command::Append(..)
+        | Command::Open(..)
+        | Command::Transfer(_)
+        | Command::Lease(LeaseCommand::Grant(_)) => true,
+        Command::Leased(_, inner) => grows_state(inner),
+        Command::Lease(_) => false,
         Command::Txn(txn) => txn
             .then
             .iter()

@@ -49,6 +49,12 @@ fn key(arg: &str, base64: bool) -> Result<Vec<u8>, Error> {
 /// Parses the KV command `upper` (the command word in capitals) with the
 /// rest of its line `rest`; `None` if `upper` is not a KV command.
 pub fn parse_kv(upper: &str, rest: &str) -> Option<Result<Command, Error>> {
+    if matches!(upper, "PUT" | "PUT64" | "TXN") {
+        if let Some((rest, lease)) = split_lease(rest) {
+            let inner = parse_kv(upper, rest)?;
+            return Some(inner.map(|c| Command::Leased(lease, Box::new(c))));
+        }
+    }
     let args: Vec<&str> = rest.split_whitespace().collect();
     let usage = |u: &str| Err(bad(format!("usage: {u}")));
     Some(match upper {
@@ -97,6 +103,19 @@ pub fn parse_kv(upper: &str, rest: &str) -> Option<Result<Command, Error>> {
             .map(Command::Txn),
         _ => return None,
     })
+}
+
+/// A line's trailing ` LEASE <id>`: the line before it and the id. A plain
+/// `PUT` whose value really ends that way is sent as `PUT64` ([`kv_line`]).
+fn split_lease(rest: &str) -> Option<(&str, u64)> {
+    let (before, id) = rest.trim_end().rsplit_once([' ', '\t'])?;
+    let id = id.parse().ok()?;
+    let word_at = before.len().checked_sub(5)?;
+    let (before, word) = (before.get(..word_at)?, before.get(word_at..)?);
+    if !word.eq_ignore_ascii_case("LEASE") || !before.ends_with([' ', '\t']) {
+        return None;
+    }
+    Some((&before[..before.len() - 1], id))
 }
 
 /// `GET k` with options: plain, or a range of one key.
@@ -188,7 +207,8 @@ pub fn kv_line(command: &Command) -> Option<String> {
         Command::Put(k, v) => {
             let text_value = std::str::from_utf8(v)
                 .ok()
-                .filter(|v| !v.contains(['\r', '\n']));
+                .filter(|v| !v.contains(['\r', '\n']))
+                .filter(|v| split_lease(&format!("k {v}")).is_none());
             match (text_key(k), text_value) {
                 (Some(k), Some(v)) => format!("PUT {k} {v}"),
                 _ => format!("PUT64 {} {}", base64_encode(k), base64_encode(v)),
@@ -236,6 +256,10 @@ pub fn kv_line(command: &Command) -> Option<String> {
             line
         }
         Command::Txn(t) => format!("TXN {}", txn_json(t)),
+        Command::Leased(lease, inner) => match &**inner {
+            Command::Put(..) | Command::Txn(_) => format!("{} LEASE {lease}", kv_line(inner)?),
+            _ => return None,
+        },
         _ => return None,
     })
 }
@@ -249,6 +273,33 @@ mod tests {
     fn parsed(line: &str) -> Result<Command, Error> {
         let (word, rest) = line.split_once(' ').unwrap_or((line, ""));
         parse_kv(&word.to_ascii_uppercase(), rest).expect("a KV command")
+    }
+
+    #[test]
+    fn a_trailing_lease_attaches_a_put_or_a_transaction() {
+        let put = Command::Put("k".into(), "v w".into());
+        assert_eq!(
+            parsed("PUT k v w LEASE 7"),
+            Ok(Command::Leased(7, Box::new(put.clone())))
+        );
+        assert_eq!(parsed("PUT k v w"), Ok(put));
+        assert_eq!(
+            parsed("PUT k LEASE 3"),
+            Ok(Command::Leased(
+                3,
+                Box::new(Command::Put("k".into(), "".into()))
+            ))
+        );
+        let looks_leased = Command::Put("k".into(), "v LEASE 9".into());
+        let line = kv_line(&looks_leased).unwrap();
+        assert!(line.starts_with("PUT64 "), "{line}");
+        assert_eq!(parsed(&line), Ok(looks_leased));
+        let txn = parsed(r#"TXN {"then":[{"op":"put","key":"a","value":"1"}]} LEASE 4"#);
+        assert!(
+            matches!(&txn, Ok(Command::Leased(4, inner)) if matches!(**inner, Command::Txn(_)))
+        );
+        let leased = txn.unwrap();
+        assert_eq!(parsed(&kv_line(&leased).unwrap()), Ok(leased));
     }
 
     #[test]

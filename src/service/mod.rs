@@ -10,14 +10,22 @@
 //! in step with Raft through plain code the simulator runs too: [`applier`]
 //! (outcomes), [`admissions`] (requests on their way to it) and
 //! [`snapshot_policy`] (when to snapshot); [`frontend`] answers clients.
+//!
+//! Coordination on top of the store: [`history`] keeps the recent changes
+//! and [`watch`] streams them to watchers without slowing the apply loop;
+//! [`lease`] keeps leases in the replicated state, and [`lease_clock`] is
+//! the leader's clock that proposes their expiry through the log.
 
 pub mod admissions;
 pub mod applier;
 pub mod command;
 pub mod frontend;
+pub mod history;
 pub mod kv;
 pub mod kv_command;
 pub mod kv_json;
+pub mod lease;
+pub mod lease_clock;
 pub mod ledger;
 pub mod quota;
 pub mod range;
@@ -28,3 +36,4 @@ pub mod snapshot_policy;
 pub mod snapshot_stream;
 pub mod state_machine;
 pub mod txn;
+pub mod watch;

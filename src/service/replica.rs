@@ -33,9 +33,11 @@ use std::time::{Duration, Instant};
 use super::admissions::{self, Admissions, Admitted};
 use super::applier::{Applier, Outcome};
 use super::command::Command;
+use super::lease_clock::{self, LeaseClock};
 use super::reply::{Code, Reply};
 use super::snapshot_policy::{LogSinceSnapshot, SnapshotPolicy};
 use super::state_machine::{Op, StateMachine, Stats};
+use super::watch::{WatchHub, WatchLimits};
 use crate::codec::Encode;
 use crate::node::{Callback, Node};
 use crate::raft::messages::NodeId;
@@ -127,15 +129,22 @@ pub struct Replica {
     next_read: AtomicU64,
     /// The disk is low on space: snapshot after every entry applied.
     space_low: Arc<AtomicBool>,
+    /// The recent changes, and the watchers waiting on them.
+    watch: Arc<WatchHub>,
+    /// The leader's lease deadlines (see `lease_clock.rs`).
+    lease_clock: Arc<Mutex<LeaseClock>>,
+    lease_thread: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Replica {
     /// Starts applying what `node` delivers on `apply` (the node's
     /// [`crate::node::ApplySink::Batches`]), snapshotting as `policy` says.
+    /// Its watches keep the history `limits` allow.
     pub fn start(
         node: Arc<Node>,
         apply: Receiver<Vec<ApplyMsg>>,
         policy: SnapshotPolicy,
+        limits: WatchLimits,
     ) -> Replica {
         Self::start_with(
             node,
@@ -144,6 +153,7 @@ impl Replica {
             Arc::new(|sm: &StateMachine, mut w: &mut dyn Write| {
                 sm.write_snapshot(&mut w).map(drop)
             }),
+            limits,
         )
     }
 
@@ -153,8 +163,11 @@ impl Replica {
         apply: Receiver<Vec<ApplyMsg>>,
         policy: SnapshotPolicy,
         encode: SnapshotEncoder,
+        limits: WatchLimits,
     ) -> Replica {
         let applied = Arc::new(Mutex::new(Applied::default()));
+        let watch = Arc::new(WatchHub::new(limits));
+        let loop_watch = Arc::clone(&watch);
         let admissions = Arc::new(SharedAdmissions::default());
         let (loop_node, loop_applied) = (Arc::clone(&node), Arc::clone(&applied));
         let loop_admissions = Arc::clone(&admissions);
@@ -173,7 +186,7 @@ impl Replica {
             .name(format!("service-{}", node.id()))
             .spawn(move || {
                 let shared = (&loop_node, &*loop_applied, &*loop_admissions);
-                run_apply_loop(shared, &loop_quota, apply, snapshots);
+                run_apply_loop(shared, &loop_quota, &loop_watch, apply, snapshots);
             })
             .ok();
         Replica {
@@ -184,7 +197,41 @@ impl Replica {
             apply_loop: Mutex::new(apply_loop),
             next_read: AtomicU64::new(1),
             space_low,
+            watch,
+            lease_clock: Arc::new(Mutex::new(LeaseClock::new(Duration::ZERO))),
+            lease_thread: Mutex::new(None),
         }
+    }
+
+    /// The history of changes and its watchers.
+    pub fn watch(&self) -> &WatchHub {
+        &self.watch
+    }
+
+    /// Starts the lease thread: every [`lease_clock::TICK`], while this server leads, it
+    /// proposes the expiry of every lease whose deadline passed on this
+    /// server's clock (`lease_clock.rs`); a lease it first sees gets `grace`
+    /// more (at least the longest election timeout).
+    pub fn start_leases(&self, grace: Duration) {
+        *lock_clock(&self.lease_clock) = LeaseClock::new(grace);
+        let applied = Arc::clone(&self.applied);
+        let leases = move || {
+            lock(&applied)
+                .state_machine()
+                .leases()
+                .iter()
+                .map(|(id, l)| (id, l.ttl, l.renewals))
+                .collect()
+        };
+        let clock = Arc::clone(&self.lease_clock);
+        let thread = lease_clock::spawn(Arc::clone(&self.node), clock, leases);
+        *self.lease_thread.lock().unwrap_or_else(|e| e.into_inner()) = thread;
+    }
+
+    /// How long lease `id` has left by this server's lease clock, if this
+    /// server leads and has seen it.
+    pub fn lease_remaining(&self, id: u64) -> Option<Duration> {
+        lock_clock(&self.lease_clock).remaining(id, Instant::now())
     }
 
     /// Says whether the disk is low on space: while it is, a snapshot
@@ -310,7 +357,20 @@ impl Replica {
         if let Some(handle) = handle {
             let _ = handle.join();
         }
+        let leases = self
+            .lease_thread
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(handle) = leases {
+            let _ = handle.join();
+        }
+        self.watch.notify();
     }
+}
+
+fn lock_clock(clock: &Mutex<LeaseClock>) -> MutexGuard<'_, LeaseClock> {
+    clock.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Counts the bytes written through it.
@@ -467,6 +527,7 @@ fn register_admitted(applied: &Mutex<Applied>, admissions: &SharedAdmissions) {
 fn run_apply_loop(
     (node, applied, admissions): (&Arc<Node>, &Mutex<Applied>, &SharedAdmissions),
     quota_in_force: &AtomicU64,
+    watch: &WatchHub,
     apply: Receiver<Vec<ApplyMsg>>,
     mut snapshots: Snapshots,
 ) {
@@ -504,11 +565,12 @@ fn run_apply_loop(
                 ApplyMsg::Snapshot(_) => None,
                 ApplyMsg::Read { .. } | ApplyMsg::ReadFailed { .. } => last_applied,
             };
-            apply_one((node, applied), msg, &mut snapshots);
+            apply_one((node, applied, watch), msg, &mut snapshots);
             if node.is_killed() {
                 return;
             }
         }
+        watch.notify();
         let quota = lock(applied).state_machine().quota();
         quota_in_force.store(quota, Ordering::Relaxed);
     }
@@ -517,7 +579,7 @@ fn run_apply_loop(
 /// Applies one message from the node, and starts a snapshot if the policy
 /// says one is due.
 fn apply_one(
-    (node, applied): (&Arc<Node>, &Mutex<Applied>),
+    (node, applied, watch): (&Arc<Node>, &Mutex<Applied>, &WatchHub),
     msg: ApplyMsg,
     snapshots: &mut Snapshots,
 ) {
@@ -534,6 +596,8 @@ fn apply_one(
             if let (_, Some((waiter, outcome))) = state.apply(index, term, &command) {
                 let _ = waiter.send(Ok(outcome));
             }
+            // A push under the hub's lock; watchers are woken after the batch.
+            watch.record(state.changes());
             // Past the threshold while a snapshot is still being written:
             // keep applying, and start the next one once it is done.
             if snapshots.due() && !snapshots.busy() {
@@ -566,7 +630,14 @@ fn apply_one(
             let read = node
                 .open_snapshot(&snapshot)
                 .and_then(|mut r| StateMachine::read_snapshot(&mut r));
-            let restored = read.map(|sm| lock(applied).restore_state(covered, sm));
+            let restored = read.map(|sm| {
+                let revision = sm.kv().revision();
+                let mut state = lock(applied);
+                // Changes the snapshot skipped are not in the history: a
+                // watcher behind it learns that it was compacted.
+                watch.reset(revision);
+                state.restore_state(covered, sm)
+            });
             node.metrics()
                 .snapshot_install
                 .observe_duration(started.elapsed());
@@ -646,7 +717,8 @@ mod tests {
             log_bytes: 300,
             scale_with_state: false,
         };
-        let replica = Replica::start_with(Arc::new(node), apply_rx, policy, encode);
+        let limits = WatchLimits::default();
+        let replica = Replica::start_with(Arc::new(node), apply_rx, policy, encode, limits);
         let node = Arc::clone(replica.node());
         assert!(node
             .wait_for_status(PATIENCE, |s| s.role == Role::Leader)

@@ -24,6 +24,7 @@ use std::sync::Arc;
 use super::command::{format_cents, parse_cents};
 use super::kv::Value;
 use super::kv_json::{range_result_from, txn_result_from, RangeJson, TxnResultJson};
+use super::lease::LeaseInfo;
 use super::range::{self, RangeResult};
 use super::snapshot_stream::{corrupt, SnapshotReader, SnapshotWriter};
 use super::txn::{self, TxnResult};
@@ -57,6 +58,9 @@ pub enum Reply {
     },
     /// `SESSION <id>`: a client session was opened.
     Session(u64),
+    /// `LEASE id=<id> ttl=<s> remaining=<s> keys=<n>`: a lease granted,
+    /// kept alive or asked about (see [`super::lease`]).
+    Lease(LeaseInfo),
     /// `PONG`.
     Pong,
     /// `BYE`: the server closes the connection.
@@ -137,11 +141,19 @@ pub enum Code {
     /// refused before it is proposed. Unlike the quota's `NOSPACE`, an
     /// answer about this server's disk now, not the state machine's.
     NoSpaceDisk = 24,
+    /// A watch asked for a revision older than the history this server
+    /// keeps (`ERR COMPACTED oldest=<rev>`): re-read the keys, then watch
+    /// from the revision the read reflects.
+    Compacted = 25,
+    /// `LEASE GRANT` when the most leases the store keeps are granted.
+    TooManyLeases = 26,
+    /// No lease with this id (never granted, revoked or expired).
+    LeaseNotFound = 27,
 }
 
 impl Code {
     /// Every code, for reading names and tags back.
-    pub const ALL: [Code; 24] = [
+    pub const ALL: [Code; 27] = [
         Code::BadRequest,
         Code::UnknownCommand,
         Code::TooLong,
@@ -166,6 +178,9 @@ impl Code {
         Code::ReplyNotKept,
         Code::Storage,
         Code::NoSpaceDisk,
+        Code::Compacted,
+        Code::TooManyLeases,
+        Code::LeaseNotFound,
     ];
 
     /// The code's name on the wire.
@@ -195,6 +210,9 @@ impl Code {
             Code::ReplyNotKept => "REPLY_NOT_KEPT",
             Code::Storage => "STORAGE",
             Code::NoSpaceDisk => "NOSPACE_DISK",
+            Code::Compacted => "COMPACTED",
+            Code::TooManyLeases => "TOO_MANY_LEASES",
+            Code::LeaseNotFound => "LEASE_NOT_FOUND",
         }
     }
 
@@ -223,7 +241,9 @@ impl Code {
             | Code::InsufficientFunds
             | Code::TxidReused
             | Code::TooLarge
-            | Code::ReplyNotKept => true,
+            | Code::ReplyNotKept
+            | Code::TooManyLeases
+            | Code::LeaseNotFound => true,
             Code::TooLong
             | Code::NoAuth
             | Code::Auth
@@ -236,7 +256,8 @@ impl Code {
             | Code::Unreachable
             | Code::CatchUp
             | Code::Storage
-            | Code::NoSpaceDisk => false,
+            | Code::NoSpaceDisk
+            | Code::Compacted => false,
         }
     }
 
@@ -357,6 +378,7 @@ impl Reply {
             "BALANCE" => parse_cents(rest).ok().map(Reply::Balance),
             "AUDIT" => parse_audit(rest),
             "SESSION" => rest.parse().ok().map(Reply::Session),
+            "LEASE" => LeaseInfo::parse(rest).map(Reply::Lease),
             _ => None,
         };
         Some(parsed.unwrap_or_else(|| Reply::Text(line.to_string())))
@@ -400,6 +422,7 @@ impl fmt::Display for Reply {
                 Err(_) => write!(f, "AUDIT accounts={accounts} total={total_cents}"),
             },
             Reply::Session(id) => write!(f, "SESSION {id}"),
+            Reply::Lease(info) => write!(f, "LEASE {info}"),
             Reply::Pong => f.write_str("PONG"),
             Reply::Bye => f.write_str("BYE"),
             Reply::Text(text) => f.write_str(text),
@@ -460,6 +483,7 @@ const TAG_TEXT: u8 = 9;
 const TAG_ERROR: u8 = 10;
 const TAG_RANGE: u8 = 11;
 const TAG_TXN: u8 = 12;
+const TAG_LEASE: u8 = 13;
 
 impl Encode for Reply {
     fn encode_to(&self, e: &mut Encoder) {
@@ -493,6 +517,13 @@ impl Encode for Reply {
             Reply::Session(id) => {
                 e.put_u8(TAG_SESSION);
                 e.put_uvarint(*id);
+            }
+            Reply::Lease(info) => {
+                e.put_u8(TAG_LEASE);
+                e.put_uvarint(info.id);
+                e.put_uvarint(info.ttl);
+                e.put_uvarint(info.remaining as u64);
+                e.put_uvarint(info.keys);
             }
             Reply::Pong => e.put_u8(TAG_PONG),
             Reply::Bye => e.put_u8(TAG_BYE),
@@ -534,6 +565,12 @@ impl Decode for Reply {
                 }
             }
             TAG_SESSION => Reply::Session(d.get_uvarint()?),
+            TAG_LEASE => Reply::Lease(LeaseInfo {
+                id: d.get_uvarint()?,
+                ttl: d.get_uvarint()?,
+                remaining: d.get_uvarint()? as i64,
+                keys: d.get_uvarint()?,
+            }),
             TAG_PONG => Reply::Pong,
             TAG_BYE => Reply::Bye,
             TAG_TEXT => Reply::Text(get_string(d)?),
@@ -573,6 +610,12 @@ mod tests {
                 total_cents: i128::from(i64::MAX) * 3,
             },
             Reply::Session(42),
+            Reply::Lease(LeaseInfo {
+                id: 7,
+                ttl: 10,
+                remaining: -1,
+                keys: 3,
+            }),
             Reply::Pong,
             Reply::Bye,
             Reply::Text("STATUS id=1 role=leader".into()),

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use super::command::Command;
 use super::kv::{Change, Kv};
+use super::lease::{self, LeaseCommand, Leases};
 use super::ledger::Ledger;
 use super::quota::{account_cost, nospace};
 use super::range::{range, Budget};
@@ -23,11 +24,14 @@ use crate::codec::{Decode, DecodeError, Decoder, Encode, Encoder};
 
 pub use super::quota::DEFAULT_QUOTA_BYTES;
 
-/// Version byte of the snapshot encoding. Version 4 added the store's
+/// Version byte of the snapshot encoding. Version 5 added leases (after
+/// the sessions); version 4 snapshots are read with none. Version 4 added the store's
 /// revisions and keeps replies in their binary encoding. Version 3 (replies
 /// as their text lines, no revisions) and version 2 (the same without the
 /// CRC-32 trailer) are still read; version 1 snapshots are refused.
-const SNAPSHOT_VERSION: u8 = 4;
+const SNAPSHOT_VERSION: u8 = 5;
+/// The last version without leases.
+const SNAPSHOT_VERSION_NO_LEASES: u8 = 4;
 /// The last version without revisions.
 const SNAPSHOT_VERSION_TEXT: u8 = 3;
 /// The last version without a checksum.
@@ -89,6 +93,7 @@ pub struct StateMachine {
     kv: Kv,
     ledger: Ledger,
     sessions: Sessions,
+    leases: Leases,
     /// The space quota in force, in bytes.
     quota: u64,
 }
@@ -99,6 +104,7 @@ impl Default for StateMachine {
             kv: Kv::default(),
             ledger: Ledger::default(),
             sessions: Sessions::default(),
+            leases: Leases::default(),
             quota: DEFAULT_QUOTA_BYTES,
         }
     }
@@ -150,11 +156,30 @@ impl StateMachine {
             Command::Range(r) => Some(Reply::Range(range(&self.kv, r, &mut Budget::page()))),
             Command::Balance(a) => Some(self.ledger.balance(a)),
             Command::Audit => Some(self.ledger.audit()),
+            Command::Lease(LeaseCommand::Ttl(id)) => Some(self.leases.info(*id)),
             _ => None,
         }
     }
 
     fn execute(&mut self, command: Command, changes: &mut Vec<Change>) -> Reply {
+        let before = changes.len();
+        let (reply, lease) = match command {
+            Command::Lease(lease) => {
+                return lease::execute(&mut self.leases, &mut self.kv, lease, changes)
+            }
+            Command::Leased(lease, inner) => {
+                if self.leases.get(lease).is_none() {
+                    return Reply::error(Code::LeaseNotFound, format!("no lease {lease}"));
+                }
+                (self.execute_unleased(*inner, changes), lease)
+            }
+            other => (self.execute_unleased(other, changes), 0),
+        };
+        self.leases.follow(&changes[before..], lease);
+        reply
+    }
+
+    fn execute_unleased(&mut self, command: Command, changes: &mut Vec<Change>) -> Reply {
         if let Command::Txn(txn) = command {
             return self.execute_txn(txn, changes);
         }
@@ -246,6 +271,11 @@ impl StateMachine {
         self.quota
     }
 
+    /// The leases.
+    pub fn leases(&self) -> &Leases {
+        &self.leases
+    }
+
     /// Open client sessions.
     pub fn sessions(&self) -> usize {
         self.sessions.len()
@@ -273,6 +303,7 @@ impl StateMachine {
         self.kv.write_to(&mut s)?;
         self.ledger.write_to(&mut s)?;
         self.sessions.write_to(&mut s)?;
+        self.leases.write_to(&mut s)?;
         s.finish()
     }
 
@@ -298,10 +329,18 @@ impl StateMachine {
         } else {
             Kv::read_from(&mut s)?
         };
+        let ledger = Ledger::read_from(&mut s, text)?;
+        let sessions = Sessions::read_from(&mut s, text)?;
+        let leases = if version <= SNAPSHOT_VERSION_NO_LEASES {
+            Leases::default()
+        } else {
+            Leases::read_from(&mut s)?
+        };
         let sm = StateMachine {
             kv,
-            ledger: Ledger::read_from(&mut s, text)?,
-            sessions: Sessions::read_from(&mut s, text)?,
+            ledger,
+            sessions,
+            leases,
             quota,
         };
         if version == SNAPSHOT_VERSION_UNCHECKED {
@@ -728,7 +767,7 @@ mod tests {
                 "t1 is remembered"
             );
             let again = StateMachine::restore(&sm.snapshot()).unwrap();
-            assert_eq!(again, sm, "and written back as version 4");
+            assert_eq!(again, sm, "and written back as the current version");
             let mut trailing = bytes.clone();
             trailing.push(0);
             assert!(StateMachine::restore(&trailing).is_err(), "trailing bytes");
@@ -736,6 +775,21 @@ mod tests {
         let mut v3_without_checksum = old_snapshot(2);
         v3_without_checksum[0] = 3;
         assert!(StateMachine::restore(&v3_without_checksum).is_err());
+    }
+
+    /// A version 4 snapshot (before leases) reads with none.
+    #[test]
+    fn version_4_snapshots_are_read_without_leases() {
+        let sm = full_state(false);
+        let mut bytes = Vec::new();
+        let mut w = SnapshotWriter::new(&mut bytes);
+        w.put_u8(4).unwrap();
+        w.put_uvarint(sm.quota).unwrap();
+        sm.kv.write_to(&mut w).unwrap();
+        sm.ledger.write_to(&mut w).unwrap();
+        sm.sessions.write_to(&mut w).unwrap();
+        w.finish().unwrap();
+        assert_eq!(StateMachine::restore(&bytes), Ok(sm));
     }
 
     /// Taking a snapshot clones the state: neither side may see the other's

@@ -152,7 +152,9 @@ pub(super) fn show(op: &Op) -> String {
         | Command::Del(_)
         | Command::Get(_)
         | Command::Range(_)
-        | Command::Txn(_)) => to_line(kv),
+        | Command::Txn(_)
+        | Command::Leased(..)) => to_line(kv),
+        Command::Lease(l) => format!("LEASE {l:?}"),
         Command::Open(a, c) => format!("OPEN {a} {c}"),
         Command::Transfer(t) => format!("TRANSFER {} {} {} {}", t.txid, t.from, t.to, t.cents),
         Command::Balance(a) => format!("BALANCE {a}"),

@@ -238,7 +238,7 @@ impl KvCluster {
             log_bytes: snapshot_bytes,
             scale_with_state: false,
         };
-        let replica = Replica::start(Arc::new(node), apply_rx, policy);
+        let replica = Replica::start(Arc::new(node), apply_rx, policy, Default::default());
         let frontend = Arc::new(Frontend::new(replica, REQUEST_TIMEOUT));
         self.net.add_server(
             id,
