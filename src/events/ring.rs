@@ -79,6 +79,19 @@ struct Inner {
     /// Readers blocked in [`EventRing::wait_since`]: a writer wakes them only
     /// when there is one, so recording costs no system call otherwise.
     waiting: usize,
+    /// The highest term of any event kept.
+    latest_term: Term,
+}
+
+impl Inner {
+    /// Numbers `event` and keeps it.
+    fn keep(&mut self, mut event: Event) {
+        event.seq = self.next_seq;
+        self.next_seq += 1;
+        self.bytes += cost(&event);
+        self.latest_term = self.latest_term.max(event.term);
+        self.events.push_back(event);
+    }
 }
 
 /// One server's recent events.
@@ -103,6 +116,7 @@ impl EventRing {
                 next_seq: 1,
                 dropped: 0,
                 waiting: 0,
+                latest_term: 0,
             }),
             arrived: Condvar::new(),
             readers_behind: AtomicU64::new(0),
@@ -147,12 +161,26 @@ impl EventRing {
     /// oldest as the limits require.
     pub fn extend(&self, events: impl IntoIterator<Item = Event>) {
         let mut inner = self.lock();
-        for mut event in events {
-            event.seq = inner.next_seq;
-            inner.next_seq += 1;
-            inner.bytes += cost(&event);
-            inner.events.push_back(event);
+        for event in events {
+            inner.keep(event);
         }
+        self.trim_and_wake(inner);
+    }
+
+    /// Keeps what a request thread saw, each `(time, what)`, in the latest
+    /// term the ring has recorded: the node thread records every change of
+    /// term, so a request thread need not take the node's lock to ask.
+    pub fn extend_in_latest_term(&self, events: impl IntoIterator<Item = (u64, What)>) {
+        let mut inner = self.lock();
+        for (time, what) in events {
+            let event = self.event(time, inner.latest_term, what);
+            inner.keep(event);
+        }
+        self.trim_and_wake(inner);
+    }
+
+    /// Drops the oldest events past the limits, then wakes waiting readers.
+    fn trim_and_wake(&self, mut inner: MutexGuard<'_, Inner>) {
         while inner.events.len() > self.limits.events
             || (inner.bytes > self.limits.bytes && inner.events.len() > 1)
         {
@@ -314,6 +342,23 @@ impl Sink for Recorder {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_request_threads_events_take_the_latest_term_recorded() {
+        let ring = EventRing::new(1, Limits::default());
+        ring.extend_in_latest_term([(5, What::Apply { index: 1 })]);
+        ring.push(3, What::Apply { index: 2 });
+        ring.extend_in_latest_term([(7, What::Apply { index: 3 })]);
+        let terms: Vec<(u64, Term, u64)> = ring
+            .since(0, 10)
+            .events
+            .iter()
+            .map(|e| (e.seq, e.term, e.time))
+            .collect();
+        assert_eq!(terms[0], (1, 0, 5));
+        assert_eq!(terms[1].1, 3);
+        assert_eq!(terms[2], (3, 3, 7));
+    }
 
     #[test]
     fn a_waiting_reader_wakes_when_an_event_arrives() {

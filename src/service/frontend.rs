@@ -157,7 +157,6 @@ impl Frontend {
             return;
         }
         let request = self.recorded.fetch_add(1, Ordering::Relaxed) + 1;
-        let term = self.replica.node().term();
         let asked = What::ClientRequest {
             client: 0,
             request,
@@ -171,10 +170,7 @@ impl Frontend {
             index: None,
             text: None,
         };
-        ring.extend([
-            ring.event(arrived, term, asked),
-            ring.event(now_micros(), term, answered),
-        ]);
+        ring.extend_in_latest_term([(arrived, asked), (now_micros(), answered)]);
     }
 
     /// Answers a line a follower forwarded; it is never forwarded again, so a
