@@ -132,19 +132,33 @@ impl fmt::Display for Json {
 /// as `\n`-style or `\u00XX` escapes, everything else as is (UTF-8).
 pub fn write_string(f: &mut impl Write, s: &str) -> fmt::Result {
     f.write_char('"')?;
-    for c in s.chars() {
-        match c {
-            '"' => f.write_str("\\\"")?,
-            '\\' => f.write_str("\\\\")?,
-            '\n' => f.write_str("\\n")?,
-            '\r' => f.write_str("\\r")?,
-            '\t' => f.write_str("\\t")?,
-            '\u{8}' => f.write_str("\\b")?,
-            '\u{c}' => f.write_str("\\f")?,
-            c if c < ' ' => write!(f, "\\u{:04x}", c as u32)?,
-            c => f.write_char(c)?,
+    // Runs of characters that need no escape go out in one `write_str`:
+    // a value is mostly such a run, and a call per character costs more
+    // than the copy. Every character that needs one is ASCII, and in UTF-8
+    // an ASCII byte is always a whole character, so scanning bytes finds
+    // them all and every cut falls between characters.
+    let mut plain = 0;
+    for (at, &byte) in s.as_bytes().iter().enumerate() {
+        let escape = match byte {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0x08 => "\\b",
+            0x0c => "\\f",
+            b if b < b' ' => "",
+            _ => continue,
+        };
+        f.write_str(&s[plain..at])?;
+        if escape.is_empty() {
+            write!(f, "\\u{byte:04x}")?;
+        } else {
+            f.write_str(escape)?;
         }
+        plain = at + 1;
     }
+    f.write_str(&s[plain..])?;
     f.write_char('"')
 }
 
@@ -424,6 +438,16 @@ impl Parser<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn runs_between_escapes_are_written_whole_and_in_place() {
+        let mut out = String::new();
+        write_string(&mut out, "añb\"ç\u{1}d€\n").expect("write to a String");
+        assert_eq!(out, "\"añb\\\"ç\\u0001d€\\n\"");
+        out.clear();
+        write_string(&mut out, "").expect("write to a String");
+        assert_eq!(out, "\"\"");
+    }
 
     #[test]
     fn strings_escape_quotes_backslashes_and_control_characters() {
