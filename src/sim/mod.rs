@@ -62,6 +62,7 @@ mod server;
 mod service;
 pub mod tours;
 pub mod trace;
+mod watchers;
 mod world;
 
 pub use self::knobs::{FaultKind, Knobs, Options};
