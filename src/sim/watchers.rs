@@ -181,6 +181,11 @@ fn watchers_see_committed_changes(
     seen: &[Change],
     committed: &BTreeMap<u64, Vec<Change>>,
 ) -> Result<(), String> {
+    if next < from {
+        return Err(format!(
+            "its server moved the watch back from {from} to {next}"
+        ));
+    }
     if let Some(missing) = (from..next).find(|r| !committed.contains_key(r)) {
         return Err(format!(
             "its server answered revisions {from}..{next} but revision {missing} was never applied"
@@ -279,6 +284,7 @@ mod tests {
                 "{wrong:?}"
             );
         }
+        assert!(watchers_see_committed_changes(b"k", 3, 2, &[], &c).is_err());
         let err = watchers_see_committed_changes(b"k", 1, 6, &right, &c).unwrap_err();
         assert!(err.contains("revision 5 was never applied"), "{err}");
     }
