@@ -188,3 +188,27 @@ fn a_violation_report_shows_the_invariant_the_last_events_and_the_replay_command
         Some(invariant)
     );
 }
+
+/// The simulated watchers follow their prefixes through crashes and
+/// restarts: over a few schedules they check events, resume on another
+/// server, and meet a compacted history (re-reading), and every seed holds
+/// the watch property (`watchers_see_committed_changes`).
+#[test]
+fn watchers_resume_across_crashes_and_see_every_committed_change() {
+    let options = Options::default();
+    let (mut events, mut resumes, mut compactions) = (0, 0, 0);
+    for seed in 1..=60 {
+        let outcome = run_schedule(seed, &options, TraceMode::Off, false);
+        if outcome.violation().is_some() {
+            fail_with_reports(&[(seed, outcome)], &options);
+        }
+        let stats = outcome.stats();
+        events += stats.watch_events;
+        resumes += stats.watch_resumes;
+        compactions += stats.watch_compactions;
+    }
+    println!("watch events {events}, resumes {resumes}, compactions {compactions}");
+    assert!(events > 1000, "{events} watch events");
+    assert!(resumes > 0, "no watcher resumed on another server");
+    assert!(compactions > 0, "no watcher met a compacted history");
+}

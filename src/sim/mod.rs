@@ -26,6 +26,8 @@
 //! `network.rs` and `packets.rs` (how messages travel and where they land),
 //! `disk.rs`, `faults.rs`, `clients.rs`, [`invariants`] (the paper's safety
 //! properties, and each server's own promises, checked after every step),
+//! `watchers.rs` (watchers following prefixes from each server's watch
+//! history across crashes, checked against the committed changes),
 //! `history.rs` and [`linearizability`] (the end-of-run checks on what the
 //! clients saw), and [`runner`] (many seeds, summaries, replay and
 //! shrinking). `trace.rs` prints a schedule's events as log lines;
@@ -62,6 +64,7 @@ mod server;
 mod service;
 pub mod tours;
 pub mod trace;
+mod watchers;
 mod world;
 
 pub use self::knobs::{FaultKind, Knobs, Options};

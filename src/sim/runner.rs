@@ -35,6 +35,12 @@ pub struct RunStats {
     pub ops_ok: u64,
     /// Client operations still pending when the schedule ended.
     pub ops_unknown: u64,
+    /// Events the simulated watchers read and checked.
+    pub watch_events: u64,
+    /// Times a watcher resumed on another server (its own crashed or restarted).
+    pub watch_resumes: u64,
+    /// Times a watcher's resume revision was compacted and it re-read.
+    pub watch_compactions: u64,
 }
 
 /// How one schedule ended.

@@ -36,6 +36,7 @@ use super::packets::{Body, Packet};
 use super::senders::SimSender;
 use super::service::{client_reply, frontend_reply};
 use super::trace::{show, show_persist};
+use super::watchers::SIM_HISTORY_BYTES;
 use super::world::{Event, World};
 use super::{format_time, Time, MS};
 use crate::codec::Encode;
@@ -47,6 +48,7 @@ use crate::raft::ready::{Outbound, Persist, Ready};
 use crate::raft::{ApplyMsg, Config, MembershipChange, Raft, Status};
 use crate::service::admissions::{Admissions, Admitted};
 use crate::service::applier::Applier;
+use crate::service::history::History;
 use crate::service::snapshot_policy::LogSinceSnapshot;
 use crate::service::state_machine::Op;
 
@@ -75,6 +77,8 @@ pub(super) struct Running {
     pub(super) next_read: u64,
     /// What the recorded events last said of the core.
     pub(super) watch: Watch,
+    /// The watch history of what it applied (`watchers.rs`).
+    pub(super) history: History,
     /// One sender per peer this server has sent to.
     pub(super) senders: BTreeMap<NodeId, SimSender>,
     /// The last call number a sender used.
@@ -182,6 +186,7 @@ impl World {
             last_snapshot_bytes: 0,
             next_read: 0,
             watch: Watch::default(),
+            history: History::new(0, SIM_HISTORY_BYTES),
             senders: BTreeMap::new(),
             next_call: 0,
         });

@@ -49,6 +49,8 @@ impl World {
                 let moved =
                     from_before.is_some() && from_before != transfer_source(&op, &running.applier);
                 revisions_count_writes(id, index, revision_before, &running.applier)?;
+                running.history.record(running.applier.changes());
+                self.watchers.on_applied(running.applier.changes());
                 if let Some(op) = &op {
                     self.checker.on_apply(
                         node,
@@ -137,6 +139,9 @@ impl World {
                             "node {id} could not restore its snapshot at {index}: {e}"
                         ),
                     })?;
+                // Changes the snapshot skipped are not in the history.
+                let revision = running.applier.state_machine().kv().revision();
+                running.history.reset(revision);
                 self.checker
                     .on_restore(node, index, running.applier.state_machine())?;
                 self.trace.node(

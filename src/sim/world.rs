@@ -34,6 +34,7 @@ use super::runner::RunStats;
 use super::server::{SimNode, StepInput, Waiter, TICK};
 use super::service::frontend_reply;
 use super::trace::Trace;
+use super::watchers::Watchers;
 use super::{format_time, Time};
 use crate::events::{Action, Actor, Intervention};
 use crate::raft::messages::{Index, NodeId};
@@ -153,6 +154,8 @@ pub(crate) struct World {
     /// Messages sent so far: the last message id handed out.
     pub(super) messages_sent: u64,
     pub(crate) stats: RunStats,
+    /// The simulated watchers (`watchers.rs`).
+    pub(super) watchers: Watchers,
 }
 
 impl World {
@@ -216,6 +219,7 @@ impl World {
             events: Collector::default(),
             messages_sent: 0,
             stats: RunStats::default(),
+            watchers: Watchers::default(),
         }
     }
 
@@ -248,6 +252,7 @@ impl World {
             self.trace.set_now(self.now);
             self.begin_step();
             self.handle(next.event)?;
+            self.follow_watches()?;
         }
         self.now = self.now.max(until);
         self.trace.set_now(self.now);
@@ -286,6 +291,7 @@ impl World {
                 });
             }
             self.handle(next.event)?;
+            self.follow_watches()?;
             if self.phase == Phase::Liveness && self.finished() {
                 return self.final_checks();
             }
