@@ -20,6 +20,7 @@ use raftkv::service::frontend::Frontend;
 use raftkv::service::replica::Replica;
 use raftkv::service::reply::{Code, Reply};
 use raftkv::service::snapshot_policy::SnapshotPolicy;
+use raftkv::service::watch::WatchLimits;
 use raftkv::storage::memory::MemoryStorage;
 
 use super::cluster::{fresh_seed, init_logging, TICK};
@@ -238,7 +239,13 @@ impl KvCluster {
             log_bytes: snapshot_bytes,
             scale_with_state: false,
         };
-        let replica = Replica::start(Arc::new(node), apply_rx, policy, Default::default());
+        // The course tests never watch: a small history keeps the many servers
+        // one test binary runs (and restarts) from holding 16 MiB each.
+        let watch = WatchLimits {
+            history_bytes: 256 << 10,
+            ..WatchLimits::default()
+        };
+        let replica = Replica::start(Arc::new(node), apply_rx, policy, watch);
         let frontend = Arc::new(Frontend::new(replica, REQUEST_TIMEOUT));
         self.net.add_server(
             id,
