@@ -289,16 +289,31 @@ fn the_free_space_guard_refuses_writes_before_the_disk_is_full_and_resumes_after
         "refused with {available} bytes still free"
     );
     assert!((0..3).all(|n| c.is_running(n)), "no node stopped");
-    assert_eq!(
-        c.status(leader).get("storage").map(String::as_str),
-        Some("low")
-    );
-    let health = common::http::get(&c.addr(leader), "/health");
-    assert_eq!(health.status, 503);
-    assert!(
-        health.text().contains("\"NOSPACE_DISK\""),
-        "{}",
-        health.text()
+    // While low the server compacts after every entry, and deleting the older
+    // snapshot can free enough to lift the guard again (it has a tenth of
+    // hysteresis). So keep writing until the guard is low and stays so:
+    // STATUS says `low`, a write is refused, and `/health` says why. Every
+    // write accepted meanwhile brings the disk closer to that.
+    c.wait_for(
+        "the guard to stay low in STATUS, a refusal and /health",
+        Duration::from_secs(60),
+        || {
+            if c.status(leader).get("storage").map(String::as_str) != Some("low") {
+                return false;
+            }
+            let reply = c.request(
+                leader,
+                &[&format!("PUT k{written} {}", value(written, 4096))],
+            );
+            if reply == ["OK"] {
+                written += 1;
+                return false;
+            }
+            let health = common::http::get(&c.addr(leader), "/health");
+            reply.concat().starts_with("ERR NOSPACE_DISK ")
+                && health.status == 503
+                && health.text().contains("\"NOSPACE_DISK\"")
+        },
     );
 
     // Reads and DEL still work, and free room.
