@@ -349,23 +349,17 @@ impl Replica {
     /// Stops the node and waits for the apply loop to finish.
     pub fn shutdown(&self) {
         self.node.kill();
-        let handle = self
-            .apply_loop
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        if let Some(handle) = handle {
-            let _ = handle.join();
-        }
-        let leases = self
-            .lease_thread
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        if let Some(handle) = leases {
-            let _ = handle.join();
-        }
+        join(&self.apply_loop);
+        join(&self.lease_thread);
         self.watch.notify();
+    }
+}
+
+/// Waits for the thread in `slot`, if one was started and not yet joined.
+fn join(slot: &Mutex<Option<JoinHandle<()>>>) {
+    let handle = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+    if let Some(handle) = handle {
+        let _ = handle.join();
     }
 }
 
